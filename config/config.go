@@ -1,0 +1,276 @@
+// Package config loads and validates the bot's YAML configuration.
+//
+// Values may reference the environment as ${VAR} or ${VAR:-default}; secrets
+// belong there and never in the file. Unknown keys and wrong types are errors
+// that name the key and its line.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Log          Log      `yaml:"log"`
+	Ark          Ark      `yaml:"ark"`
+	Models       []Model  `yaml:"models"`
+	DefaultModel string   `yaml:"default_model"`
+	SystemPrompt string   `yaml:"system_prompt"`
+	Limits       Limits   `yaml:"limits"`
+	Redis        Redis    `yaml:"redis"`
+	Server       Server   `yaml:"server"`
+	Console      Console  `yaml:"console"`
+	Slack        Slack    `yaml:"slack"`
+	Discord      Discord  `yaml:"discord"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// Ark configures the connection to Volcengine Ark's OpenAI-compatible API.
+type Ark struct {
+	// BaseURL is the API address: ".../api/v3", ".../api/v3/" or an exact
+	// request URL ending in "#", e.g. ".../api/v3/chat/completions#".
+	BaseURL string `yaml:"base_url"`
+	APIKey  Secret `yaml:"api_key"`
+	// FirstTokenTimeout bounds the wait from request to first streamed chunk.
+	FirstTokenTimeout Duration `yaml:"first_token_timeout"`
+	// IdleTimeout bounds the silence between two chunks of a stream.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxRetries is how many times a retryable error is retried before the first token.
+	MaxRetries int `yaml:"max_retries"`
+	// RetryBase is the first backoff delay; it doubles with jitter per attempt.
+	RetryBase Duration `yaml:"retry_base"`
+	// RetryMax caps one backoff delay (and a server's Retry-After).
+	RetryMax Duration `yaml:"retry_max"`
+}
+
+// Model is one model people can pick with /model.
+type Model struct {
+	Name          string   `yaml:"name"`           // what people type
+	ID            string   `yaml:"id"`             // Ark model ID or endpoint ID (ep-…)
+	Description   string   `yaml:"description"`    // shown in /models
+	Thinking      string   `yaml:"thinking"`       // enabled | disabled | auto; empty: not sent
+	Vision        bool     `yaml:"vision"`         // accepts images
+	ContextWindow int      `yaml:"context_window"` // tokens, prompt + answer
+	MaxTokens     int      `yaml:"max_tokens"`     // answer tokens
+	Temperature   *float32 `yaml:"temperature"`    // omitted: Ark's default
+	// DailyTokens overrides limits.daily_tokens for this model (0: the global limit).
+	DailyTokens int64 `yaml:"daily_tokens"`
+	// RequestsPerMinute overrides limits.requests_per_minute for this model.
+	RequestsPerMinute int `yaml:"requests_per_minute"`
+	// AdminsOnly restricts the model to admins.
+	AdminsOnly bool `yaml:"admins_only"`
+}
+
+// Limits bounds what one user may spend; admins are exempt.
+type Limits struct {
+	MaxInputChars     int   `yaml:"max_input_chars"`     // longer messages are cut, with a notice
+	RequestsPerMinute int   `yaml:"requests_per_minute"` // per user, across replicas; 0: unlimited
+	DailyTokens       int64 `yaml:"daily_tokens"`        // per user per UTC day; 0: unlimited
+	MaxImageBytes     int64 `yaml:"max_image_bytes"`     // per image
+	MaxFileBytes      int64 `yaml:"max_file_bytes"`      // per text attachment
+}
+
+// Redis configures the store. An empty URL runs an embedded in-memory Redis.
+type Redis struct {
+	// URL is redis://, rediss://, redis-sentinel:// style (see README) or a
+	// comma-separated list of cluster nodes (redis-cluster://host1,host2).
+	URL        string   `yaml:"url"`
+	Prefix     string   `yaml:"prefix"`
+	TTL        Duration `yaml:"ttl"`       // idle threads are forgotten after this
+	MaxTurns   int      `yaml:"max_turns"` // turns kept per thread (user + assistant each count)
+	LockTTL    Duration `yaml:"lock_ttl"`  // a dead replica's lock expires after this
+	LockWait   Duration `yaml:"lock_wait"` // how long a message waits for its thread's previous answer
+	DedupeTTL  Duration `yaml:"dedupe_ttl"`
+	MasterName string   `yaml:"master_name"` // Sentinel master name
+}
+
+// Server configures the HTTP listener for health, metrics and Slack's HTTP mode.
+type Server struct {
+	Addr            string   `yaml:"addr"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Console configures the terminal adapter.
+type Console struct {
+	User         string `yaml:"user"`
+	ShowThinking bool   `yaml:"show_thinking"`
+}
+
+// Default values, applied by Load to keys left out.
+const (
+	DefaultBaseURL = "https://ark.cn-beijing.volces.com/api/v3"
+)
+
+func (c *Config) applyDefaults() {
+	setDefault(&c.Log.Level, "info")
+	setDefault(&c.Log.Format, "text")
+	setDefault(&c.Ark.BaseURL, DefaultBaseURL)
+	setDur(&c.Ark.FirstTokenTimeout, 90*time.Second)
+	setDur(&c.Ark.IdleTimeout, 60*time.Second)
+	if c.Ark.MaxRetries == 0 {
+		c.Ark.MaxRetries = 3
+	}
+	setDur(&c.Ark.RetryBase, 500*time.Millisecond)
+	setDur(&c.Ark.RetryMax, 20*time.Second)
+	for i := range c.Models {
+		m := &c.Models[i]
+		if m.ContextWindow == 0 {
+			m.ContextWindow = 32768
+		}
+		if m.MaxTokens == 0 {
+			m.MaxTokens = 4096
+		}
+	}
+	if c.DefaultModel == "" && len(c.Models) > 0 {
+		c.DefaultModel = c.Models[0].Name
+	}
+	setDefault(&c.SystemPrompt, "You are a helpful assistant in a team chat on {platform}, talking with {user}. Today is {date}. Answer in the language of the question; use Markdown.")
+	if c.Limits.MaxInputChars == 0 {
+		c.Limits.MaxInputChars = 16000
+	}
+	if c.Limits.MaxImageBytes == 0 {
+		c.Limits.MaxImageBytes = 8 << 20
+	}
+	if c.Limits.MaxFileBytes == 0 {
+		c.Limits.MaxFileBytes = 256 << 10
+	}
+	setDefault(&c.Redis.Prefix, "arkbot")
+	setDur(&c.Redis.TTL, 30*24*time.Hour)
+	if c.Redis.MaxTurns == 0 {
+		c.Redis.MaxTurns = 100
+	}
+	setDur(&c.Redis.LockTTL, 30*time.Second)
+	setDur(&c.Redis.LockWait, 3*time.Minute)
+	setDur(&c.Redis.DedupeTTL, 24*time.Hour)
+	setDefault(&c.Server.Addr, ":8080")
+	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
+	setDefault(&c.Console.User, "you")
+	c.Slack.applyDefaults()
+	c.Discord.applyDefaults()
+}
+
+func (c *Config) validate() error {
+	var errs fieldErrors
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs.add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs.add("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	if u, err := url.Parse(strings.TrimSuffix(c.Ark.BaseURL, "#")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs.add("ark.base_url", "must be an http(s) URL such as %s/, not %q", DefaultBaseURL, c.Ark.BaseURL)
+	}
+	if c.Ark.MaxRetries < 0 {
+		errs.add("ark.max_retries", "must not be negative")
+	}
+	if len(c.Models) == 0 {
+		errs.add("models", "register at least one model (an Ark model ID such as doubao-seed-1-6-250615, or an endpoint ID ep-…)")
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Models {
+		key := fmt.Sprintf("models[%d]", i)
+		switch {
+		case m.Name == "":
+			errs.add(key+".name", "is required: the name people type after /model")
+		case strings.ContainsAny(m.Name, " \t\n"):
+			errs.add(key+".name", "must be one word, not %q", m.Name)
+		case seen[strings.ToLower(m.Name)]:
+			errs.add(key+".name", "%q is registered twice", m.Name)
+		}
+		seen[strings.ToLower(m.Name)] = true
+		if m.ID == "" {
+			errs.add(key+".id", "is required: the Ark model ID (e.g. deepseek-v3-250324) or endpoint ID (ep-…)")
+		}
+		switch m.Thinking {
+		case "", "enabled", "disabled", "auto":
+		default:
+			errs.add(key+".thinking", "must be enabled, disabled or auto (or left out), not %q", m.Thinking)
+		}
+		if m.ContextWindow < 0 || m.MaxTokens < 0 {
+			errs.add(key, "context_window and max_tokens must not be negative")
+		} else if m.MaxTokens >= m.ContextWindow {
+			errs.add(key+".max_tokens", "(%d) must be smaller than context_window (%d), or nothing is left for the conversation", m.MaxTokens, m.ContextWindow)
+		}
+		if m.Temperature != nil && (*m.Temperature < 0 || *m.Temperature > 2) {
+			errs.add(key+".temperature", "must be between 0 and 2")
+		}
+	}
+	if len(c.Models) > 0 && c.Model(c.DefaultModel) == nil {
+		errs.add("default_model", "%q is not a registered model name (have: %s)", c.DefaultModel, strings.Join(c.ModelNames(), ", "))
+	}
+	if c.Limits.MaxInputChars < 0 || c.Limits.RequestsPerMinute < 0 || c.Limits.DailyTokens < 0 {
+		errs.add("limits", "values must not be negative")
+	}
+	if c.Redis.URL != "" {
+		if _, err := url.Parse(c.Redis.URL); err != nil || !strings.HasPrefix(c.Redis.URL, "redis") {
+			errs.add("redis.url", "must look like redis://host:6379/0, rediss://…, redis-sentinel://… or redis-cluster://…")
+		}
+	}
+	if c.Redis.MaxTurns < 2 {
+		errs.add("redis.max_turns", "must be at least 2 (one question and its answer)")
+	}
+	if strings.ContainsAny(c.Redis.Prefix, "{} ") {
+		errs.add("redis.prefix", "must not contain braces or spaces")
+	}
+	c.Slack.validate(&errs)
+	c.Discord.validate(&errs)
+	return errs.err()
+}
+
+// Model returns the registered model with that name (case-insensitive), or nil.
+func (c *Config) Model(name string) *Model {
+	for i := range c.Models {
+		if strings.EqualFold(c.Models[i].Name, name) {
+			return &c.Models[i]
+		}
+	}
+	return nil
+}
+
+// ModelNames lists the registered model names in config order.
+func (c *Config) ModelNames() []string {
+	names := make([]string, len(c.Models))
+	for i, m := range c.Models {
+		names[i] = m.Name
+	}
+	return names
+}
+
+// Secrets lists every secret value in the configuration, for log redaction.
+func (c *Config) Secrets() []string {
+	var out []string
+	for _, s := range []Secret{c.Ark.APIKey, c.Slack.BotToken, c.Slack.AppToken, c.Slack.SigningSecret, c.Discord.Token} {
+		if s != "" {
+			out = append(out, string(s))
+		}
+	}
+	return out
+}
+
+func setDefault(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+func setDur(d *Duration, v time.Duration) {
+	if *d == 0 {
+		*d = Duration(v)
+	}
+}
+
+// lookupEnv is the environment lookup used by Parse; tests may replace it.
+var lookupEnv = os.LookupEnv

@@ -1,0 +1,67 @@
+package config
+
+import (
+	"net/url"
+	"time"
+)
+
+// Slack configures the Slack adapter. It is on when BotToken is set.
+type Slack struct {
+	BotToken Secret `yaml:"bot_token"` // xoxb-…
+	// AppToken (xapp-…) selects Socket Mode, the default.
+	AppToken Secret `yaml:"app_token"`
+	// SigningSecret selects the HTTP Events API when AppToken is empty.
+	SigningSecret Secret `yaml:"signing_secret"`
+	// APIURL is the Web API base, for proxies and tests.
+	APIURL string `yaml:"api_url"`
+	// EventsPath and CommandsPath are served on server.addr in HTTP mode.
+	EventsPath   string `yaml:"events_path"`
+	CommandsPath string `yaml:"commands_path"`
+	// ReplyInThreads: mentioned (follow-ups in a thread the bot answered in,
+	// without a new mention) or always (every thread message in an allowed channel).
+	ReplyInThreads string `yaml:"reply_in_threads"`
+	// Streaming: auto (native chat.startStream, falling back to chat.update on
+	// error), native, or update.
+	Streaming       string     `yaml:"streaming"`
+	EditInterval    Duration   `yaml:"edit_interval"` // at most one edit per message per interval
+	AllowedChannels StringList `yaml:"allowed_channels"`
+	AllowedUsers    StringList `yaml:"allowed_users"`
+	Admins          StringList `yaml:"admins"` // user IDs exempt from limits, allowed admin-only models
+}
+
+// Enabled reports whether the Slack adapter should run.
+func (s Slack) Enabled() bool { return s.BotToken != "" }
+
+// SocketMode reports whether events arrive over Socket Mode rather than HTTP.
+func (s Slack) SocketMode() bool { return s.AppToken != "" }
+
+func (s *Slack) applyDefaults() {
+	setDefault(&s.APIURL, "https://slack.com/api/")
+	setDefault(&s.EventsPath, "/slack/events")
+	setDefault(&s.CommandsPath, "/slack/commands")
+	setDefault(&s.ReplyInThreads, "mentioned")
+	setDefault(&s.Streaming, "auto")
+	setDur(&s.EditInterval, time.Second)
+}
+
+func (s *Slack) validate(errs *fieldErrors) {
+	if u, err := url.Parse(s.APIURL); err != nil || u.Host == "" {
+		errs.add("slack.api_url", "must be a URL such as https://slack.com/api/, not %q", s.APIURL)
+	}
+	switch s.ReplyInThreads {
+	case "mentioned", "always":
+	default:
+		errs.add("slack.reply_in_threads", "must be mentioned or always, not %q", s.ReplyInThreads)
+	}
+	switch s.Streaming {
+	case "auto", "native", "update":
+	default:
+		errs.add("slack.streaming", "must be auto, native or update, not %q", s.Streaming)
+	}
+	if !s.Enabled() {
+		return
+	}
+	if s.AppToken == "" && s.SigningSecret == "" {
+		errs.add("slack", "bot_token is set but neither app_token (Socket Mode) nor signing_secret (HTTP Events API) is")
+	}
+}

@@ -1,0 +1,81 @@
+// Package metrics holds the bot's Prometheus collectors, registered on one
+// registry that cmd/bot serves at /metrics.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry holds every collector of this package plus Go and process metrics.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// Answers counts finished answers by platform, model and outcome.
+	Answers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_answers_total",
+		Help: "Answers finished, by platform, model and outcome (done, truncated, filtered, stopped, interrupted, failed).",
+	}, []string{"platform", "model", "outcome"})
+
+	// FirstToken observes the time from a user's message to the first token from Ark.
+	FirstToken = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "arkbot_time_to_first_token_seconds",
+		Help:    "Time from a message reaching the engine to the first streamed token.",
+		Buckets: []float64{.1, .25, .5, 1, 2, 4, 8, 15, 30, 60},
+	}, []string{"platform", "model"})
+
+	// Tokens counts tokens Ark reported, by model and kind (prompt, completion, reasoning, cached).
+	Tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_tokens_total",
+		Help: "Tokens reported by Ark, by model and kind (prompt, completion, reasoning, cached).",
+	}, []string{"model", "kind"})
+
+	// ActiveStreams is the number of answers streaming now.
+	ActiveStreams = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "arkbot_active_streams",
+		Help: "Answers streaming now, by platform.",
+	}, []string{"platform"})
+
+	// ArkErrors counts errors from Ark by code (Ark's code, or Timeout, StreamInterrupted, NetworkError).
+	ArkErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_ark_errors_total",
+		Help: "Errors from Ark by code, including retried ones.",
+	}, []string{"code"})
+
+	// ArkRetries counts retried Ark requests.
+	ArkRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "arkbot_ark_retries_total",
+		Help: "Ark requests retried after a retryable error.",
+	})
+
+	// PlatformCalls counts calls to Slack and Discord APIs by platform, method and result (ok, error, ratelimited).
+	PlatformCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_platform_calls_total",
+		Help: "Calls to platform APIs by platform, method and result (ok, error, ratelimited).",
+	}, []string{"platform", "method", "result"})
+
+	// Messages counts inbound messages by platform and what was done (answered, command, duplicate, refused, ignored).
+	Messages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_messages_total",
+		Help: "Inbound messages by platform and handling (answer, command, duplicate, limited, refused, error).",
+	}, []string{"platform", "handling"})
+
+	// RedisErrors counts failed store operations.
+	RedisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_redis_errors_total",
+		Help: "Failed Redis operations by operation.",
+	}, []string{"op"})
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		Answers, FirstToken, Tokens, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, RedisErrors,
+	)
+}
+
+// PlatformCall records one platform API call: result is "ok", "error" or "ratelimited".
+func PlatformCall(platform, method, result string) {
+	PlatformCalls.WithLabelValues(platform, method, result).Inc()
+}
