@@ -39,6 +39,10 @@ type Message struct {
 	// Ignored names attachments the adapter could not use, to tell the user.
 	Ignored []string
 	DM      bool
+	// Mentioned is true when the message is addressed to the bot: a mention,
+	// a DM, a slash command. Other messages (thread follow-ups) are answered
+	// only when the bot already holds a conversation in that thread.
+	Mentioned bool
 	// InThread is true when the message was written inside an existing thread
 	// or conversation; /model then switches the thread, else the channel.
 	InThread bool
@@ -125,3 +129,24 @@ const (
 	OutcomeInterrupted Outcome = "interrupted" // the stream broke or the bot shut down
 	OutcomeFailed      Outcome = "failed"      // no answer: an error before any text
 )
+
+// Handler takes normalized messages from adapters. *Engine implements it.
+type Handler interface {
+	// Handle answers m through r: a command's result, a streamed answer, or
+	// a clear refusal. It returns when the answer is finished.
+	Handle(ctx context.Context, m Message, r Reply) error
+	// Stop ends the generation answering the message with that DedupeKey,
+	// keeping what was written. It reports whether one was running here.
+	Stop(dedupeKey string) bool
+	// ModelChoices lists the registered models for the conversation of m,
+	// the one in use first.
+	ModelChoices(ctx context.Context, m Message) []ModelChoice
+}
+
+// ModelChoice is one registered model as offered to a user.
+type ModelChoice struct {
+	Name        string
+	ID          string
+	Description string
+	Current     bool
+}
