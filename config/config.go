@@ -15,17 +15,17 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Log          Log      `yaml:"log"`
-	Ark          Ark      `yaml:"ark"`
-	Models       []Model  `yaml:"models"`
-	DefaultModel string   `yaml:"default_model"`
-	SystemPrompt string   `yaml:"system_prompt"`
-	Limits       Limits   `yaml:"limits"`
-	Redis        Redis    `yaml:"redis"`
-	Server       Server   `yaml:"server"`
-	Console      Console  `yaml:"console"`
-	Slack        Slack    `yaml:"slack"`
-	Discord      Discord  `yaml:"discord"`
+	Log          Log     `yaml:"log"`
+	Ark          Ark     `yaml:"ark"`
+	Models       []Model `yaml:"models"`
+	DefaultModel string  `yaml:"default_model"`
+	SystemPrompt string  `yaml:"system_prompt"`
+	Limits       Limits  `yaml:"limits"`
+	Redis        Redis   `yaml:"redis"`
+	Server       Server  `yaml:"server"`
+	Console      Console `yaml:"console"`
+	Slack        Slack   `yaml:"slack"`
+	Discord      Discord `yaml:"discord"`
 }
 
 // Log configures log/slog output.
