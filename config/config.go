@@ -173,6 +173,9 @@ func (c *Config) validate() error {
 	if u, err := url.Parse(strings.TrimSuffix(c.Ark.BaseURL, "#")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs.add("ark.base_url", "must be an http(s) URL such as %s/, not %q", DefaultBaseURL, c.Ark.BaseURL)
 	}
+	if c.Ark.APIKey == "" {
+		errs.add("ark.api_key", "is empty: create a key in the Ark console under API Key管理 (API Key management) and export ARK_API_KEY")
+	}
 	if c.Ark.MaxRetries < 0 {
 		errs.add("ark.max_retries", "must not be negative")
 	}

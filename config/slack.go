@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -22,11 +23,18 @@ type Slack struct {
 	ReplyInThreads string `yaml:"reply_in_threads"`
 	// Streaming: auto (native chat.startStream, falling back to chat.update on
 	// error), native, or update.
-	Streaming       string     `yaml:"streaming"`
-	EditInterval    Duration   `yaml:"edit_interval"` // at most one edit per message per interval
+	Streaming    string   `yaml:"streaming"`
+	EditInterval Duration `yaml:"edit_interval"` // at most one edit per message per interval
+	// AllowedChannels limits the bot to these channel IDs (empty: every
+	// channel it is in). Direct messages are governed by AllowDMs instead.
 	AllowedChannels StringList `yaml:"allowed_channels"`
-	AllowedUsers    StringList `yaml:"allowed_users"`
-	Admins          StringList `yaml:"admins"` // user IDs exempt from limits, allowed admin-only models
+	AllowedUsers    StringList `yaml:"allowed_users"` // user IDs the bot answers (empty: everyone)
+	Admins          StringList `yaml:"admins"`        // user IDs exempt from limits, allowed admin-only models
+	// AllowDMs answers direct messages (default true).
+	AllowDMs *bool `yaml:"allow_dms"`
+	// MaxConcurrent bounds the messages this replica works on at once
+	// (downloads, answers); more wait in a bounded queue.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // Enabled reports whether the Slack adapter should run.
@@ -42,6 +50,13 @@ func (s *Slack) applyDefaults() {
 	setDefault(&s.ReplyInThreads, "mentioned")
 	setDefault(&s.Streaming, "auto")
 	setDur(&s.EditInterval, time.Second)
+	if s.AllowDMs == nil {
+		t := true
+		s.AllowDMs = &t
+	}
+	if s.MaxConcurrent == 0 {
+		s.MaxConcurrent = 64
+	}
 }
 
 func (s *Slack) validate(errs *fieldErrors) {
@@ -57,6 +72,20 @@ func (s *Slack) validate(errs *fieldErrors) {
 	case "auto", "native", "update":
 	default:
 		errs.add("slack.streaming", "must be auto, native or update, not %q", s.Streaming)
+	}
+	if s.EditInterval < 0 {
+		errs.add("slack.edit_interval", "must not be negative")
+	}
+	if s.MaxConcurrent < 0 {
+		errs.add("slack.max_concurrent", "must not be negative")
+	}
+	for _, p := range []struct{ key, val string }{{"slack.events_path", s.EventsPath}, {"slack.commands_path", s.CommandsPath}} {
+		if !strings.HasPrefix(p.val, "/") {
+			errs.add(p.key, "must be a path starting with /, not %q", p.val)
+		}
+	}
+	if s.EventsPath == s.CommandsPath {
+		errs.add("slack.commands_path", "must differ from slack.events_path (%q)", s.EventsPath)
 	}
 	if !s.Enabled() {
 		return

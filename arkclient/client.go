@@ -1,0 +1,344 @@
+// Package arkclient streams chat completions from Volcengine Ark models.
+//
+// It is built on github.com/sashabaranov/go-openai and adds what Ark needs on
+// top: Cherry Studio's address rule (ResolveURL), Ark's "thinking" field,
+// retries with backoff before the first token, first-token and idle timeouts,
+// a stream that never reports a cut connection as a finished answer, and
+// errors classified by Ark's codes with words for chat users.
+package arkclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/arkbot/arkbot/metrics"
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// Defaults for the options.
+const (
+	DefaultFirstTokenTimeout = 90 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxRetries        = 3
+	DefaultRetryBase         = 500 * time.Millisecond
+	DefaultRetryMaxDelay     = 20 * time.Second
+)
+
+// Client calls Ark's chat completions API. It is safe for concurrent use.
+type Client struct {
+	oa       *openai.Client
+	url      string
+	apiKey   string
+	http     *http.Client
+	log      *slog.Logger
+	first    time.Duration
+	idle     time.Duration
+	retries  int
+	base     time.Duration
+	maxDelay time.Duration
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client used for requests. Its Timeout, if
+// any, bounds whole streams, so leave it zero and rely on the client's
+// first-token and idle timeouts.
+func WithHTTPClient(h *http.Client) Option {
+	return func(c *Client) {
+		if h != nil {
+			c.http = h
+		}
+	}
+}
+
+// WithFirstTokenTimeout bounds the time from sending a request to the first
+// chunk carrying content, reasoning or a finish reason (default 90s); each
+// attempt gets the full time. d <= 0 disables it.
+func WithFirstTokenTimeout(d time.Duration) Option { return func(c *Client) { c.first = d } }
+
+// WithIdleTimeout bounds the silence between such chunks once the answer has
+// begun (default 60s). It is not a limit on the whole answer. d <= 0 disables it.
+func WithIdleTimeout(d time.Duration) Option { return func(c *Client) { c.idle = d } }
+
+// WithRetries sets how many times a retryable error is retried before the
+// first chunk (default 3), and the exponential backoff with full jitter: the
+// n-th retry waits a random time up to min(maxDelay, base*2^n). A Retry-After
+// header, capped at maxDelay, is used instead when present.
+func WithRetries(maxRetries int, base, maxDelay time.Duration) Option {
+	return func(c *Client) {
+		c.retries, c.base, c.maxDelay = max(maxRetries, 0), max(base, 0), max(maxDelay, 0)
+	}
+}
+
+// WithLogger sets the logger for retries (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Client) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// New returns a Client for the API address (resolved with ResolveURL) and
+// API key. An empty key sends no Authorization header.
+func New(address, apiKey string, opts ...Option) (*Client, error) {
+	resolved, err := ResolveURL(address)
+	if err != nil {
+		return nil, err
+	}
+	target, err := url.Parse(resolved)
+	if err != nil {
+		return nil, fmt.Errorf("arkclient: API address: %w", err)
+	}
+	c := &Client{
+		url: resolved, apiKey: apiKey, http: &http.Client{}, log: slog.Default(),
+		first: DefaultFirstTokenTimeout, idle: DefaultIdleTimeout,
+		retries: DefaultMaxRetries, base: DefaultRetryBase, maxDelay: DefaultRetryMaxDelay,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	cfg := openai.DefaultConfig(apiKey)
+	// go-openai appends "/chat/completions" to BaseURL; the doer replaces
+	// the whole URL anyway so that the "#" form is hit exactly.
+	cfg.BaseURL = strings.TrimSuffix(resolved, chatSuffix)
+	cfg.HTTPClient = &doer{inner: c.http, target: target}
+	c.oa = openai.NewClientWithConfig(cfg)
+	return c, nil
+}
+
+// URL returns the chat completions URL the client posts to.
+func (c *Client) URL() string { return c.url }
+
+// Message is one message of the conversation.
+type Message struct {
+	Role    string   // "system" | "user" | "assistant"
+	Content string   // the text
+	Images  []string // image URLs (https or data:) for vision models; used on user messages only
+}
+
+// Request is one chat completion request.
+type Request struct {
+	Model       string // Ark model ID or endpoint ID (ep-...)
+	Messages    []Message
+	MaxTokens   int      // sent as max_tokens when > 0
+	Temperature *float32 // omitted when nil
+	Thinking    string   // "enabled" | "disabled" | "auto", sent as "thinking":{"type":...}; "" omits it
+	User        string   // end-user id, sent as "user" when non-empty
+}
+
+// Chunk is one piece of a streamed answer.
+type Chunk struct {
+	Content      string // answer delta
+	Reasoning    string // reasoning_content delta (never part of the answer)
+	FinishReason string // "stop", "length", "content_filter", ... on the chunk that carries it, else ""
+	Usage        *Usage // on the final usage chunk
+}
+
+// Usage is the token usage Ark reports at the end of a stream.
+type Usage struct {
+	PromptTokens, CompletionTokens, TotalTokens, CachedTokens, ReasoningTokens int
+}
+
+// Stream sends req with stream:true and stream_options.include_usage, and
+// waits for the first chunk with content, reasoning or a finish reason, which
+// it buffers for Recv. Retryable errors are retried with backoff (honouring
+// Retry-After) only in that phase, so a caller never sees a retry after text
+// was shown. Errors are *Error; a cancelled ctx gives Code "Canceled", which
+// wraps ctx.Err().
+func (c *Client) Stream(ctx context.Context, req Request) (*Stream, error) {
+	oreq := chatRequest(req)
+	extras := extraFields(req)
+	for attempt := 0; ; attempt++ {
+		s, e := c.open(ctx, oreq, extras)
+		if e == nil {
+			return s, nil
+		}
+		if !e.Retryable || attempt >= c.retries || ctx.Err() != nil {
+			return nil, e
+		}
+		delay := c.backoff(attempt, e.RetryAfter)
+		c.log.Warn("ark: retrying request", "model", req.Model, "code", e.Code, "status", e.Status,
+			"request_id", e.RequestID, "retry", attempt+1, "max_retries", c.retries, "delay", delay)
+		metrics.ArkRetries.Inc()
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, canceledError(ctx.Err(), false)
+		}
+	}
+}
+
+// backoff is the wait before retry number attempt+1.
+func (c *Client) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, c.maxDelay)
+	}
+	ceil := c.maxDelay
+	if attempt < 30 && c.base<<attempt > 0 && c.base<<attempt < ceil {
+		ceil = c.base << attempt
+	}
+	if ceil <= 0 {
+		return 0
+	}
+	return rand.N(ceil + 1)
+}
+
+// open makes one attempt: it sends the request and reads up to the first
+// meaningful chunk.
+func (c *Client) open(ctx context.Context, oreq openai.ChatCompletionRequest, extras map[string]any) (*Stream, *Error) {
+	sctx, cancel := context.WithCancel(ctx)
+	info := &attemptInfo{extras: extras}
+	sctx = context.WithValue(sctx, infoKey{}, info)
+	s := &Stream{c: c, parent: ctx, cancel: cancel, info: info, wd: newWatchdog(c.first, cancel)}
+
+	sr, err := c.oa.CreateChatCompletionStream(sctx, oreq)
+	if err != nil {
+		return nil, s.fail(err).(*Error) // fail gives io.EOF only after a finish reason
+	}
+	s.sr = sr
+	ch, err := s.read()
+	switch {
+	case err == nil:
+		s.pending = append(s.pending, ch)
+	case err != io.EOF:
+		return nil, err.(*Error)
+	}
+	s.started = true
+	return s, nil
+}
+
+// chatRequest converts req to go-openai's request. Temperature and thinking
+// travel as extra fields (go-openai would drop a zero temperature).
+func chatRequest(req Request) openai.ChatCompletionRequest {
+	msgs := make([]openai.ChatCompletionMessage, 0, len(req.Messages))
+	for _, m := range req.Messages {
+		om := openai.ChatCompletionMessage{Role: m.Role}
+		if m.Role != openai.ChatMessageRoleUser || len(m.Images) == 0 {
+			om.Content = m.Content
+			msgs = append(msgs, om)
+			continue
+		}
+		if m.Content != "" {
+			om.MultiContent = append(om.MultiContent, openai.ChatMessagePart{Type: openai.ChatMessagePartTypeText, Text: m.Content})
+		}
+		for _, u := range m.Images {
+			om.MultiContent = append(om.MultiContent, openai.ChatMessagePart{
+				Type: openai.ChatMessagePartTypeImageURL, ImageURL: &openai.ChatMessageImageURL{URL: u}})
+		}
+		msgs = append(msgs, om)
+	}
+	return openai.ChatCompletionRequest{
+		Model:         req.Model,
+		Messages:      msgs,
+		MaxTokens:     max(req.MaxTokens, 0),
+		Stream:        true,
+		StreamOptions: &openai.StreamOptions{IncludeUsage: true},
+		User:          req.User,
+	}
+}
+
+// extraFields are the body fields go-openai cannot send itself.
+func extraFields(req Request) map[string]any {
+	extras := map[string]any{}
+	if req.Thinking != "" {
+		extras["thinking"] = map[string]string{"type": req.Thinking}
+	}
+	if req.Temperature != nil {
+		extras["temperature"] = *req.Temperature
+	}
+	return extras
+}
+
+// infoKey keys the attemptInfo in a request's context.
+type infoKey struct{}
+
+// attemptInfo carries one attempt's extra body fields to the doer, and the
+// response status and headers back (go-openai drops headers on errors).
+type attemptInfo struct {
+	extras map[string]any
+
+	mu     sync.Mutex
+	sent   bool
+	status int
+	header http.Header
+}
+
+func (a *attemptInfo) snapshot() (sent bool, status int, header http.Header) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sent, a.status, a.header
+}
+
+// doer is go-openai's HTTPDoer: it posts to the exact resolved URL, adds the
+// extra body fields and records the response status and headers.
+type doer struct {
+	inner  *http.Client
+	target *url.URL
+}
+
+// Do implements openai.HTTPDoer.
+func (d *doer) Do(r *http.Request) (*http.Response, error) {
+	info, _ := r.Context().Value(infoKey{}).(*attemptInfo)
+	r = r.Clone(r.Context())
+	u := *d.target
+	r.URL, r.Host = &u, ""
+	if info != nil && len(info.extras) > 0 && r.Body != nil {
+		body, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err == nil {
+			body, err = addFields(body, info.extras)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("arkclient: building request body: %w", err)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	if info != nil {
+		info.mu.Lock()
+		info.sent = true
+		info.mu.Unlock()
+	}
+	resp, err := d.inner.Do(r)
+	if resp != nil && resp.StatusCode == http.StatusOK &&
+		strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		resp.Body = newSSEFilter(resp.Body)
+	}
+	if info != nil && resp != nil {
+		info.mu.Lock()
+		info.status, info.header = resp.StatusCode, resp.Header
+		info.mu.Unlock()
+	}
+	return resp, err
+}
+
+// addFields sets top-level fields of a JSON object.
+func addFields(body []byte, fields map[string]any) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return nil, err
+	}
+	for k, v := range fields {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		obj[k] = b
+	}
+	return json.Marshal(obj)
+}

@@ -1,0 +1,244 @@
+package arkclient
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Synthetic error codes, for failures Ark did not name itself.
+const (
+	// CodeTimeout: no first token within the first-token timeout, or silence
+	// longer than the idle timeout between chunks.
+	CodeTimeout = "Timeout"
+	// CodeStreamInterrupted: the stream broke (connection cut, malformed
+	// data) before the answer finished.
+	CodeStreamInterrupted = "StreamInterrupted"
+	// CodeNetworkError: Ark could not be reached, or the connection failed
+	// before a response arrived.
+	CodeNetworkError = "NetworkError"
+	// CodeCanceled: the caller's context ended or the Stream was closed.
+	CodeCanceled = "Canceled"
+	// CodeInvalidRequest: the request could not be built locally.
+	CodeInvalidRequest = "InvalidRequest"
+)
+
+// Error is a failed Ark call. Every error returned by Client.Stream and
+// Stream.Recv (other than io.EOF) is an *Error.
+type Error struct {
+	Status      int           // HTTP status; 0 inside a stream or for network errors
+	Code        string        // Ark's code, e.g. "ModelNotOpen", or a synthetic Code* constant; "HTTP<status>" when a non-JSON error body named none
+	Message     string        // Ark's message (may contain "Request id: ..."), or a description of the failure
+	RequestID   string        // Ark's request id, from the message or the X-Request-Id / X-Tt-Logid headers, when known
+	Retryable   bool          // trying again later may succeed
+	Interrupted bool          // returned by Stream.Recv, i.e. after the answer began streaming to the caller
+	RetryAfter  time.Duration // from the Retry-After header, if any
+
+	cause error
+}
+
+// Error describes the failure for logs: "ark: <Code> (HTTP n): <message>".
+// It never contains the API key.
+func (e *Error) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("ark: %s (HTTP %d): %s", e.Code, e.Status, e.Message)
+	}
+	return fmt.Sprintf("ark: %s: %s", e.Code, e.Message)
+}
+
+// Unwrap returns the underlying cause, if any (e.g. context.Canceled).
+func (e *Error) Unwrap() error { return e.cause }
+
+// kind groups error codes that call for the same handling and words.
+type kind int
+
+const (
+	kindUnknown kind = iota
+	kindInvalid
+	kindTooLong
+	kindModeration
+	kindAuth
+	kindAccess
+	kindModelNotOpen
+	kindBadModel
+	kindRateLimit
+	kindQuota
+	kindServer
+	kindTimeout
+	kindInterrupted
+	kindNetwork
+	kindCanceled
+)
+
+// classify maps an Ark code (and the HTTP status when the code is unknown)
+// to its kind, following ARK.md's error table.
+func classify(status int, code string) kind {
+	switch code {
+	case "MissingParameter":
+		return kindInvalid
+	case "OutofContextError":
+		return kindTooLong
+	case "AuthenticationError":
+		return kindAuth
+	case "AccountOverdueError", "AccessDenied", "OperationDenied.ServiceNotOpen", "OperationDenied.ServiceOverdue":
+		return kindAccess
+	case "ModelNotOpen":
+		return kindModelNotOpen
+	case "UnsupportedModel":
+		return kindBadModel
+	case "ModelAccountRpmRateLimitExceeded", "ModelAccountTpmRateLimitExceeded", "RequestBurstTooFast",
+		"ServerOverloaded", "InflightBatchsizeExceeded":
+		return kindRateLimit
+	case "QuotaExceeded", "SetLimitExceeded":
+		return kindQuota
+	case "InternalServiceError":
+		return kindServer
+	case CodeTimeout:
+		return kindTimeout
+	case CodeStreamInterrupted:
+		return kindInterrupted
+	case CodeNetworkError:
+		return kindNetwork
+	case CodeCanceled:
+		return kindCanceled
+	case CodeInvalidRequest:
+		return kindInvalid
+	}
+	switch {
+	case strings.HasPrefix(code, "InvalidParameter"):
+		return kindInvalid
+	case strings.HasPrefix(code, "SensitiveContentDetected"), strings.HasSuffix(code, "SensitiveContentDetected"),
+		strings.HasSuffix(code, "RiskDetection"):
+		return kindModeration
+	case strings.HasPrefix(code, "InvalidEndpointOrModel"):
+		return kindBadModel
+	case strings.HasPrefix(code, "RateLimitExceeded"):
+		return kindRateLimit
+	case strings.HasPrefix(code, "OperationDenied"):
+		return kindAccess
+	}
+	switch {
+	case status == http.StatusUnauthorized:
+		return kindAuth
+	case status == http.StatusForbidden:
+		return kindAccess
+	case status == http.StatusTooManyRequests:
+		return kindRateLimit
+	case status >= 500:
+		return kindServer
+	}
+	return kindUnknown
+}
+
+// retryable reports whether a fresh attempt may succeed. Quota errors are not
+// retryable despite their 429; a first-token timeout is not retried either,
+// as the wait was already long.
+func (k kind) retryable() bool {
+	switch k {
+	case kindRateLimit, kindServer, kindNetwork, kindInterrupted:
+		return true
+	}
+	return false
+}
+
+// newError builds an Error from an Ark (or synthetic) code and fills in the
+// derived fields.
+func newError(status int, code, message string, header http.Header, cause error) *Error {
+	e := &Error{Status: status, Code: code, Message: message, cause: cause}
+	e.Retryable = classify(status, code).retryable()
+	e.RequestID = requestID(message, header)
+	if header != nil && status != 0 {
+		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), time.Now())
+	}
+	return e
+}
+
+var requestIDPattern = regexp.MustCompile(`(?i)request[ _-]?id\s*[:=]\s*([A-Za-z0-9][A-Za-z0-9._-]*)`)
+
+// requestID finds Ark's request id in the message, else in the headers.
+func requestID(message string, header http.Header) string {
+	if m := requestIDPattern.FindStringSubmatch(message); m != nil {
+		return strings.TrimRight(m[1], ".")
+	}
+	for _, h := range []string{"X-Request-Id", "X-Tt-Logid"} {
+		if v := header.Get(h); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// parseRetryAfter reads Retry-After as seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		if n <= 0 || n > 24*3600 {
+			return 0
+		}
+		return time.Duration(n * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// UserMessage says in plain words, for chat users, what happened and what to
+// do. It names the request id as a short suffix when known, and never
+// includes Ark's raw message or any secret.
+func (e *Error) UserMessage() string {
+	msg := e.userText()
+	if e.RequestID != "" {
+		msg += " (request id: " + e.RequestID + ")"
+	}
+	return msg
+}
+
+func (e *Error) userText() string {
+	switch classify(e.Status, e.Code) {
+	case kindInvalid:
+		return "Ark rejected the request as invalid. Try rephrasing, or /reset to start a new conversation; if it keeps happening, tell the bot's operator."
+	case kindTooLong:
+		return "This conversation is too long for the model. Use /reset to start a new one."
+	case kindModeration:
+		return "Ark's content moderation blocked this message or its answer. Please rephrase."
+	case kindAuth:
+		return "The bot's Ark API key is wrong or expired: an operator must fix ARK_API_KEY."
+	case kindAccess:
+		return "The operator's Ark account has a billing or access problem (overdue, or service not activated): an operator must check the Ark console."
+	case kindModelNotOpen:
+		return "This model is not activated for the bot's Ark account: an operator must enable it in the Ark console under 开通管理 (Activation)."
+	case kindBadModel:
+		return "The model or endpoint ID in config.yaml is wrong, or this account must use an ep- endpoint ID: an operator must fix config.yaml. Try another model with /model."
+	case kindRateLimit:
+		return "Ark is busy right now (rate limit); please try again in a moment."
+	case kindQuota:
+		return "The operator's Ark quota or spending cap has been reached: an operator must top up or raise the limit in the Ark console."
+	case kindServer:
+		return "Ark had a temporary error; please try again in a moment."
+	case kindTimeout:
+		if e.Interrupted {
+			return "Ark stopped sending the answer (timeout), so it is incomplete; please try again."
+		}
+		return "Ark took too long to start answering (timeout); please try again in a moment."
+	case kindInterrupted:
+		if e.Interrupted {
+			return "The answer was interrupted by a connection problem, so it is incomplete; please try again."
+		}
+		return "The connection to Ark broke before the answer started; please try again in a moment."
+	case kindNetwork:
+		return "The bot could not reach Ark (network error); please try again in a moment."
+	case kindCanceled:
+		return "The request was cancelled."
+	}
+	if e.Status >= 400 && e.Status < 500 {
+		return fmt.Sprintf("Ark refused the request (%s); if it keeps happening, tell the bot's operator.", e.Code)
+	}
+	return fmt.Sprintf("Ark returned an error (%s); please try again, and tell the bot's operator if it keeps happening.", e.Code)
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/arkbot/arkbot/config"
+)
+
+// newLogger builds the slog logger the config asks for. Every secret of the
+// configuration is replaced by [redacted] wherever it shows up in a message
+// or an attribute, so a token echoed back in an API error never reaches the log.
+func newLogger(w io.Writer, cfg config.Log, secrets []string, level slog.Level) *slog.Logger {
+	r := redactor(secrets)
+	opts := &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			switch a.Value.Kind() {
+			case slog.KindString:
+				a.Value = slog.StringValue(r.Replace(a.Value.String()))
+			case slog.KindAny:
+				if v := a.Value.Any(); v != nil {
+					if err, ok := v.(error); ok {
+						a.Value = slog.StringValue(r.Replace(err.Error()))
+					} else if s, ok := v.(fmt.Stringer); ok {
+						a.Value = slog.StringValue(r.Replace(s.String()))
+					}
+				}
+			}
+			return a
+		},
+	}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func redactor(secrets []string) *strings.Replacer {
+	var pairs []string
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			pairs = append(pairs, s, "[redacted]")
+		}
+	}
+	return strings.NewReplacer(pairs...)
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	return l
+}

@@ -1,0 +1,202 @@
+// Command bot runs the Ark chat bot on Slack, Discord, or a terminal console.
+//
+//	bot [-config config.yaml] [-console] [-check-config]
+//
+// With no messenger credentials configured it runs the console; with no
+// redis.url it uses an embedded in-memory Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/arkbot/arkbot/adapters/console"
+	"github.com/arkbot/arkbot/arkclient"
+	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/conversation"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: flags, config, wiring, and shutdown.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bot", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "config.yaml", "path of the configuration file")
+	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	forceConsole := fs.Bool("console", false, "chat in this terminal (the default when no messenger is configured)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: OK (%d models, default %s)\n", *cfgPath, len(cfg.Models), cfg.DefaultModel)
+		return 0
+	}
+	useConsole := *forceConsole || (!cfg.Slack.Enabled() && !cfg.Discord.Enabled())
+	level := parseLevel(cfg.Log.Level)
+	if useConsole && level < slog.LevelWarn {
+		level = slog.LevelWarn // keep the chat readable; warnings still show
+	}
+	log := newLogger(stderr, cfg.Log, cfg.Secrets(), level)
+	slog.SetDefault(log)
+
+	b, err := newBot(cfg, log)
+	if err != nil {
+		log.Error("start-up failed", "err", err)
+		return 1
+	}
+	defer b.close()
+
+	if useConsole {
+		interactive := false
+		if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			interactive = true
+		}
+		c := console.New(b.engine, stdin, stdout, console.Interactive(interactive),
+			console.ShowThinking(cfg.Console.ShowThinking), console.User(cfg.Console.User))
+		err := c.Run(ctx)
+		b.shutdown(cfg.Server.ShutdownTimeout.D())
+		if err != nil {
+			log.Error("console", "err", err)
+			return 1
+		}
+		return 0
+	}
+	return b.serve(ctx, cfg)
+}
+
+// bot is the wired process: store, Ark client, engine, HTTP listener.
+type bot struct {
+	log        *slog.Logger
+	store      *conversation.Store
+	engine     *conversation.Engine
+	closeRedis func()
+	ready      []func() bool
+}
+
+func newBot(cfg *config.Config, log *slog.Logger) (*bot, error) {
+	rdb, closeRedis, err := openRedis(cfg.Redis, log)
+	if err != nil {
+		return nil, err
+	}
+	ark, err := arkclient.New(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(),
+		arkclient.WithFirstTokenTimeout(cfg.Ark.FirstTokenTimeout.D()),
+		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
+		arkclient.WithRetries(cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
+		arkclient.WithLogger(log))
+	if err != nil {
+		closeRedis()
+		return nil, fmt.Errorf("ark.base_url: %w", err)
+	}
+	store := conversation.NewStore(rdb, conversation.StoreOptions{
+		Prefix: cfg.Redis.Prefix, TTL: cfg.Redis.TTL.D(), MaxTurns: cfg.Redis.MaxTurns,
+		LockTTL: cfg.Redis.LockTTL.D(), LockWait: cfg.Redis.LockWait.D(), DedupeTTL: cfg.Redis.DedupeTTL.D(),
+	})
+	engine := conversation.NewEngine(cfg, store, ark,
+		conversation.WithLogger(log),
+		conversation.WithRenderInterval(conversation.PlatformConsole, 0),
+		conversation.WithRenderInterval(conversation.PlatformSlack, cfg.Slack.EditInterval.D()),
+		conversation.WithRenderInterval(conversation.PlatformDiscord, cfg.Discord.EditInterval.D()))
+	log.Info("ark", "url", ark.URL(), "models", cfg.ModelNames(), "default", cfg.DefaultModel)
+	return &bot{log: log, store: store, engine: engine, closeRedis: closeRedis}, nil
+}
+
+// shutdown lets answers in flight finish for up to grace, then interrupts them.
+func (b *bot) shutdown(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	b.engine.Shutdown(ctx)
+}
+
+func (b *bot) close() { b.closeRedis() }
+
+// serve runs the messenger adapters and the HTTP listener until ctx ends.
+func (b *bot) serve(ctx context.Context, cfg *config.Config) int {
+	mux := http.NewServeMux()
+	runners, err := b.adapters(cfg, mux)
+	if err != nil {
+		b.log.Error("start-up failed", "err", err)
+		return 1
+	}
+	b.routes(mux)
+	srv := &http.Server{Addr: cfg.Server.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, len(runners)+1)
+	go func() {
+		b.log.Info("listening", "addr", cfg.Server.Addr)
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("server.addr %s: %w", cfg.Server.Addr, err)
+		}
+	}()
+	actx, stopAdapters := context.WithCancel(context.Background())
+	done := make(chan struct{}, len(runners))
+	for _, r := range runners {
+		go func() {
+			if err := r(actx); err != nil && actx.Err() == nil {
+				errc <- err
+			}
+			done <- struct{}{}
+		}()
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+		b.log.Info("shutting down: finishing answers in flight", "grace", cfg.Server.ShutdownTimeout.D())
+	case err := <-errc:
+		b.log.Error("stopping", "err", err)
+		code = 1
+	}
+	b.shutdown(cfg.Server.ShutdownTimeout.D())
+	stopAdapters()
+	for range runners {
+		<-done
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	b.log.Info("stopped")
+	return code
+}
+
+// routes serves /healthz, /readyz and /metrics.
+func (b *bot) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := b.store.Ping(ctx); err != nil {
+			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		for _, ready := range b.ready {
+			if !ready() {
+				http.Error(w, "messenger not connected", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", metricsHandler())
+}

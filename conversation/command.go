@@ -1,0 +1,49 @@
+package conversation
+
+import (
+	"strings"
+	"unicode"
+)
+
+// Command is a chat command such as "/model deepseek-r1".
+type Command struct {
+	Name string // lower-case, without the slash: "model", "reset", …
+	Arg  string // the rest, trimmed
+}
+
+// Commands the engine answers itself.
+const (
+	CmdHelp   = "help"
+	CmdModel  = "model"
+	CmdModels = "models"
+	CmdReset  = "reset"
+	CmdUsage  = "usage"
+)
+
+// ParseCommand reads a command at the start of text: "/name arg…" (also
+// "!name" and the full-width "／name" that CJK keyboards type). A leading
+// word with another slash in it ("/etc/hosts …") is not a command.
+func ParseCommand(text string) (Command, bool) {
+	text = strings.TrimSpace(text)
+	rest, ok := strings.CutPrefix(text, "/")
+	if !ok {
+		if rest, ok = strings.CutPrefix(text, "／"); !ok {
+			if rest, ok = strings.CutPrefix(text, "!"); !ok {
+				return Command{}, false
+			}
+		}
+	}
+	name, arg, _ := strings.Cut(rest, " ")
+	if i := strings.IndexFunc(name, unicode.IsSpace); i >= 0 {
+		name, arg = name[:i], name[i:]+" "+arg
+	}
+	if name == "" || len(name) > 32 {
+		return Command{}, false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return Command{}, false
+		}
+	}
+	return Command{Name: strings.ToLower(name), Arg: strings.TrimSpace(arg)}, true
+}

@@ -1,0 +1,150 @@
+package conversation
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/arkbot/arkbot/config"
+)
+
+// command runs a chat command and returns the text to answer with.
+func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admission) (string, error) {
+	switch c.Name {
+	case CmdHelp:
+		return e.help(), nil
+	case CmdModels:
+		return e.modelList(ctx, m)
+	case CmdModel:
+		if c.Arg == "" {
+			return e.modelList(ctx, m)
+		}
+		return e.switchModel(ctx, m, c.Arg)
+	case CmdReset:
+		if err := e.store.Reset(ctx, m.ThreadKey()); err != nil {
+			return "", err
+		}
+		return "🧹 Done: I've forgotten this conversation. Your next message starts fresh (the model choice stays).", nil
+	case CmdUsage:
+		return e.usage(m, adm), nil
+	}
+	return fmt.Sprintf("I don't know the command /%s. Type /help for the list.", c.Name), nil
+}
+
+func (e *Engine) help() string {
+	return strings.Join([]string{
+		"**What I can do**: ask me anything; I answer with Volcengine Ark models and remember the conversation.",
+		"• `/model`: show the model in use here and the ones you can pick",
+		"• `/model <name>`: switch model (in a thread: for this thread; elsewhere: for the whole channel)",
+		"• `/models`: list the models with their descriptions",
+		"• `/reset`: forget this conversation and start fresh",
+		"• `/usage`: your token usage today and your limits",
+		"• `/help`: this message",
+	}, "\n")
+}
+
+func (e *Engine) modelList(ctx context.Context, m Message) (string, error) {
+	tm, err := e.store.ThreadModel(ctx, m.ThreadKey())
+	if err != nil {
+		return "", err
+	}
+	cm, err := e.store.ChannelModel(ctx, m.ChannelKey())
+	if err != nil {
+		return "", err
+	}
+	cur := e.modelFor(tm, cm)
+	scope := "the default"
+	switch {
+	case e.cfg.Model(tm) != nil:
+		scope = "chosen for this thread"
+	case e.cfg.Model(cm) != nil:
+		scope = "chosen for this channel"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Current model: **%s** (`%s`), %s.\n\nAvailable models:\n", cur.Name, cur.ID, scope)
+	for _, mdl := range e.cfg.Models {
+		mark := "•"
+		if mdl.Name == cur.Name {
+			mark = "▸"
+		}
+		fmt.Fprintf(&b, "%s **%s** (`%s`)%s\n", mark, mdl.Name, mdl.ID, modelTraits(mdl))
+	}
+	b.WriteString("\nSwitch with `/model <name>`.")
+	return b.String(), nil
+}
+
+func modelTraits(m config.Model) string {
+	var t []string
+	if m.Description != "" {
+		t = append(t, m.Description)
+	}
+	if m.Vision {
+		t = append(t, "sees images")
+	}
+	if m.Thinking == "enabled" || m.Thinking == "auto" {
+		t = append(t, "thinks before answering")
+	}
+	if m.AdminsOnly {
+		t = append(t, "admins only")
+	}
+	if len(t) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(t, "; ")
+}
+
+func (e *Engine) switchModel(ctx context.Context, m Message, name string) (string, error) {
+	if !m.User.CanSwitchModel && !m.User.Admin {
+		return "Only the bot's model admins can switch models here.", nil
+	}
+	mdl := e.cfg.Model(name)
+	if mdl == nil {
+		return fmt.Sprintf("There is no model called %q. Registered models: %s.", name, strings.Join(e.cfg.ModelNames(), ", ")), nil
+	}
+	if mdl.AdminsOnly && !m.User.Admin {
+		return fmt.Sprintf("The model %s is reserved for admins.", mdl.Name), nil
+	}
+	if m.InThread {
+		if err := e.store.SetThreadModel(ctx, m.ThreadKey(), mdl.Name); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("✅ This thread now uses **%s** (`%s`).", mdl.Name, mdl.ID), nil
+	}
+	if err := e.store.SetChannelModel(ctx, m.ChannelKey(), mdl.Name); err != nil {
+		return "", err
+	}
+	where := "this channel"
+	if m.DM || m.Platform == PlatformConsole {
+		where = "this conversation"
+	}
+	return fmt.Sprintf("✅ New conversations in %s now use **%s** (`%s`). Threads that picked their own model keep it.", where, mdl.Name, mdl.ID), nil
+}
+
+func (e *Engine) usage(m Message, adm Admission) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Your usage today (UTC %s): **%d tokens**", Day(e.now()), adm.UsedToday)
+	if q := e.cfg.Limits.DailyTokens; q > 0 && !m.User.Admin {
+		fmt.Fprintf(&b, " of %d", q)
+	}
+	b.WriteString(".\n")
+	for _, mdl := range e.cfg.Models {
+		used := adm.UsedByModel[mdl.Name]
+		if used == 0 && mdl.DailyTokens == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "• %s: %d tokens", mdl.Name, used)
+		if mdl.DailyTokens > 0 && !m.User.Admin {
+			fmt.Fprintf(&b, " of %d", mdl.DailyTokens)
+		}
+		b.WriteString("\n")
+	}
+	if m.User.Admin {
+		b.WriteString("You're an admin: no limits apply to you.\n")
+	} else if n := e.cfg.Limits.RequestsPerMinute; n > 0 {
+		fmt.Fprintf(&b, "Rate limit: %d messages a minute.\n", n)
+	}
+	midnight := e.now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	fmt.Fprintf(&b, "Counters reset in %s.", midnight.Sub(e.now()).Round(time.Minute))
+	return b.String()
+}

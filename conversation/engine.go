@@ -1,0 +1,506 @@
+package conversation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/arkbot/arkbot/arkclient"
+	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/metrics"
+)
+
+// Streamer opens a streamed chat completion; *arkclient.Client implements it.
+type Streamer interface {
+	Stream(ctx context.Context, req arkclient.Request) (*arkclient.Stream, error)
+}
+
+// Engine answers messages: commands, limits, context, streaming, saving.
+// It implements Handler.
+type Engine struct {
+	cfg      *config.Config
+	store    *Store
+	ark      Streamer
+	log      *slog.Logger
+	interval map[string]time.Duration
+	now      func() time.Time
+
+	mu       sync.Mutex
+	running  map[string]context.CancelCauseFunc // by DedupeKey
+	closing  bool
+	inflight sync.WaitGroup
+	base     context.Context // cancelled when a shutdown's grace ends
+	stopAll  context.CancelCauseFunc
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithLogger sets the engine's logger.
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// WithRenderInterval sets the least time between two renders of one answer
+// on a platform (default 1s; 0 renders every chunk as it comes).
+func WithRenderInterval(platform string, d time.Duration) Option {
+	return func(e *Engine) { e.interval[platform] = d }
+}
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// Cancellation causes that decide an interrupted answer's outcome.
+var (
+	errStopped  = errors.New("stopped by the user")
+	errShutdown = errors.New("bot shutting down")
+)
+
+// NewEngine returns an engine answering with the models of cfg.
+func NewEngine(cfg *config.Config, store *Store, ark Streamer, opts ...Option) *Engine {
+	base, stop := context.WithCancelCause(context.Background())
+	e := &Engine{
+		cfg: cfg, store: store, ark: ark, log: slog.Default(),
+		interval: map[string]time.Duration{}, now: time.Now,
+		running: map[string]context.CancelCauseFunc{}, base: base, stopAll: stop,
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// Messages shown to users by the engine.
+const (
+	msgMemoryDown = "⚠️ I can't reach my memory (Redis) right now, so I can't answer safely. Please try again in a moment."
+	msgBusy       = "⚠️ I'm still busy with an earlier message in this conversation. Please try again in a moment."
+	msgRestarting = "⚠️ I'm restarting right now. Please send that again in a few seconds."
+	msgEmpty      = "You mentioned me without a question. Ask me anything, or type /help."
+)
+
+// Handle implements Handler.
+func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
+	log := e.log.With("platform", m.Platform, "thread", m.ThreadKey(), "msg", m.ID)
+	if !e.enter() {
+		metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
+		return r.Notice(ctx, msgRestarting)
+	}
+	defer e.inflight.Done()
+
+	cmd, isCmd := ParseCommand(m.Text)
+	if !m.Mentioned && !isCmd {
+		// A follow-up nobody addressed to the bot: answer only where the bot is talking.
+		ok, err := e.store.HasThread(ctx, m.ThreadKey())
+		if err != nil || !ok {
+			return err
+		}
+	}
+	adm, err := e.store.Admit(ctx, m, e.cfg.ModelNames(), e.now())
+	if err != nil {
+		metrics.RedisErrors.WithLabelValues("admit").Inc()
+		metrics.Messages.WithLabelValues(m.Platform, "error").Inc()
+		log.Error("redis unavailable", "err", err)
+		return errors.Join(err, r.Notice(ctx, msgMemoryDown))
+	}
+	if !adm.First {
+		metrics.Messages.WithLabelValues(m.Platform, "duplicate").Inc()
+		log.Debug("duplicate delivery dropped")
+		return nil
+	}
+	if isCmd {
+		metrics.Messages.WithLabelValues(m.Platform, "command").Inc()
+		text, err := e.command(ctx, m, cmd, adm)
+		if err != nil {
+			metrics.RedisErrors.WithLabelValues("command").Inc()
+			log.Error("command failed", "command", cmd.Name, "err", err)
+			text = msgMemoryDown
+		}
+		return r.Notice(ctx, text)
+	}
+	if strings.TrimSpace(m.Text) == "" && len(m.Images) == 0 && len(m.Files) == 0 {
+		metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
+		return r.Notice(ctx, msgEmpty)
+	}
+	return e.answer(ctx, log, m, r, adm)
+}
+
+// enter registers an answer in flight unless the engine is shutting down.
+func (e *Engine) enter() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return false
+	}
+	e.inflight.Add(1)
+	return true
+}
+
+// Stop implements Handler.
+func (e *Engine) Stop(dedupeKey string) bool {
+	e.mu.Lock()
+	cancel, ok := e.running[dedupeKey]
+	e.mu.Unlock()
+	if ok {
+		cancel(errStopped)
+	}
+	return ok
+}
+
+// Shutdown stops taking messages, lets answers in flight finish until ctx
+// ends, then interrupts the rest (they say so in the chat) and waits for
+// them to save and release their locks.
+func (e *Engine) Shutdown(ctx context.Context) {
+	e.mu.Lock()
+	e.closing = true
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.stopAll(errShutdown)
+		<-done
+	}
+}
+
+// modelFor picks the model: the thread's choice, else the channel's, else the default.
+func (e *Engine) modelFor(threadModel, channelModel string) *config.Model {
+	for _, name := range []string{threadModel, channelModel, e.cfg.DefaultModel} {
+		if m := e.cfg.Model(name); m != nil && name != "" {
+			return m
+		}
+	}
+	return &e.cfg.Models[0]
+}
+
+// ModelChoices implements Handler.
+func (e *Engine) ModelChoices(ctx context.Context, m Message) []ModelChoice {
+	current := e.currentModel(ctx, m)
+	out := []ModelChoice{{Name: current.Name, ID: current.ID, Description: current.Description, Current: true}}
+	for _, mdl := range e.cfg.Models {
+		if mdl.Name != current.Name {
+			out = append(out, ModelChoice{Name: mdl.Name, ID: mdl.ID, Description: mdl.Description})
+		}
+	}
+	return out
+}
+
+func (e *Engine) currentModel(ctx context.Context, m Message) *config.Model {
+	tm, _ := e.store.ThreadModel(ctx, m.ThreadKey())
+	cm, _ := e.store.ChannelModel(ctx, m.ChannelKey())
+	return e.modelFor(tm, cm)
+}
+
+// answer runs one model answer: lock, build context, stream, save.
+func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission) error {
+	start := e.now()
+	// Stop and shutdown cancel the answer; the caller's ctx does too.
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopOnShutdown := context.AfterFunc(e.base, func() { cancel(context.Cause(e.base)) })
+	defer stopOnShutdown()
+	e.mu.Lock()
+	e.running[m.DedupeKey()] = cancel
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.running, m.DedupeKey())
+		e.mu.Unlock()
+	}()
+
+	if err := r.Begin(actx); err != nil {
+		log.Warn("begin failed", "err", err)
+	}
+	thread, err := e.store.Lock(actx, m.ThreadKey())
+	if err != nil {
+		metrics.Messages.WithLabelValues(m.Platform, "error").Inc()
+		note := msgMemoryDown
+		switch {
+		case errors.Is(err, ErrBusy):
+			note = msgBusy
+		case actx.Err() != nil:
+			note = interruptNote(context.Cause(actx))
+		default:
+			metrics.RedisErrors.WithLabelValues("lock").Inc()
+			log.Error("lock failed", "err", err)
+		}
+		return errors.Join(err, e.finish(r, Frame{Final: true, Outcome: OutcomeFailed, Note: note}))
+	}
+	released := false
+	defer func() {
+		if !released {
+			if err := thread.Release(context.WithoutCancel(ctx)); err != nil {
+				log.Warn("release failed", "err", err)
+			}
+		}
+	}()
+	stopRenew := e.keepLock(actx, log, thread)
+	defer stopRenew()
+
+	model := e.modelFor(thread.Model, adm.ChannelModel)
+	log = log.With("model", model.Name)
+	if note := e.refuse(actx, m, model, adm); note != "" {
+		metrics.Messages.WithLabelValues(m.Platform, "limited").Inc()
+		return e.finish(r, Frame{Model: model.Name, Final: true, Outcome: OutcomeFailed, Note: note})
+	}
+	metrics.Messages.WithLabelValues(m.Platform, "answer").Inc()
+
+	text, notices := e.userText(m, model)
+	req, promptEst, ok := e.buildRequest(m, model, thread.Turns, text)
+	if !ok {
+		note := fmt.Sprintf("Your message is too long for %s: about %d tokens, but only %d fit in its context window. Shorten it, or pick a model with a larger window with /model.",
+			model.Name, promptEst, model.ContextWindow-model.MaxTokens)
+		return e.finish(r, Frame{Model: model.Name, Final: true, Outcome: OutcomeFailed, Note: note})
+	}
+
+	metrics.ActiveStreams.WithLabelValues(m.Platform).Inc()
+	p := newPacer(r, e.renderInterval(m.Platform), log)
+	res := e.stream(actx, log, m, p, model, req, start)
+	metrics.ActiveStreams.WithLabelValues(m.Platform).Dec()
+	metrics.Answers.WithLabelValues(m.Platform, model.Name, string(res.frame.Outcome)).Inc()
+	if res.usage != nil {
+		countTokens(model.Name, res.usage)
+	}
+
+	// Save what the user saw (not the reasoning); a failure before any text saves nothing.
+	var saveErr error
+	if res.frame.Text != "" {
+		now := e.now()
+		userTokens, answerTokens := estimateTokens(text), estimateTokens(res.frame.Text)
+		var spent int64
+		if res.usage != nil {
+			answerTokens = res.usage.CompletionTokens - res.usage.ReasoningTokens
+			if sent := res.usage.PromptTokens - res.historyTokens; sent > 0 {
+				userTokens = sent
+			}
+			spent = int64(res.usage.TotalTokens)
+		}
+		turns := []Turn{
+			{Role: "user", Text: text, User: m.User.Name, Tokens: userTokens, Time: m.Time.Unix()},
+			{Role: "assistant", Text: res.frame.Text, Model: model.Name, Tokens: max(answerTokens, 1), Time: now.Unix()},
+		}
+		saveErr = thread.Save(context.WithoutCancel(ctx), turns, Usage{User: m.userKey(), Model: model.Name, Tokens: spent}, now)
+		if saveErr == nil {
+			released = true
+		} else {
+			metrics.RedisErrors.WithLabelValues("save").Inc()
+			log.Error("saving the turn failed", "err", saveErr)
+			res.frame.Note = joinNotes(res.frame.Note, "I couldn't save this exchange to memory, so I won't remember it in this conversation.")
+		}
+	}
+	res.frame.Note = joinNotes(res.frame.Note, strings.Join(notices, " "))
+	log.Info("answered", "outcome", res.frame.Outcome, "chars", len(res.frame.Text), "took", e.now().Sub(start).Round(time.Millisecond))
+	return errors.Join(saveErr, p.finish(res.frame))
+}
+
+// keepLock renews the thread lock while the answer runs.
+func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	every := e.store.opt.LockTTL / 3
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if ok, err := t.Renew(ctx); err != nil || !ok {
+					log.Warn("lock renewal failed", "held", ok, "err", err)
+				}
+			}
+		}
+	}()
+	return cancel
+}
+
+// refuse returns a note when limits or access forbid answering, else "".
+func (e *Engine) refuse(ctx context.Context, m Message, model *config.Model, adm Admission) string {
+	if m.User.Admin {
+		return ""
+	}
+	if model.AdminsOnly {
+		return fmt.Sprintf("The model %s is reserved for admins here. Pick another one with /model.", model.Name)
+	}
+	if q := e.cfg.Limits.DailyTokens; q > 0 && adm.UsedToday >= q {
+		return fmt.Sprintf("You've used your daily allowance of %d tokens. It resets at 00:00 UTC; /usage shows where you stand.", q)
+	}
+	if q := model.DailyTokens; q > 0 && adm.UsedByModel[model.Name] >= q {
+		return fmt.Sprintf("You've used today's allowance of %d tokens on %s. Try another model with /model, or wait until 00:00 UTC.", q, model.Name)
+	}
+	for _, lim := range []struct {
+		key string
+		n   int
+	}{{m.userKey(), e.cfg.Limits.RequestsPerMinute}, {m.userKey() + ":" + model.Name, model.RequestsPerMinute}} {
+		if lim.n <= 0 {
+			continue
+		}
+		wait, err := e.store.Allow(ctx, lim.key, lim.n)
+		if err != nil {
+			e.log.Warn("rate limit check failed; allowing", "err", err)
+			continue
+		}
+		if wait > 0 {
+			return fmt.Sprintf("You're sending messages faster than the limit of %d a minute. Try again in %s.", lim.n, wait.Round(time.Second))
+		}
+	}
+	return ""
+}
+
+// userText is the new message as sent to the model, with the adapter's text
+// attachments and a cut at max_input_chars, plus notices for the user.
+func (e *Engine) userText(m Message, model *config.Model) (string, []string) {
+	var notices []string
+	text := m.Text
+	if limit := e.cfg.Limits.MaxInputChars; limit > 0 && len([]rune(text)) > limit {
+		text = string([]rune(text)[:limit])
+		notices = append(notices, fmt.Sprintf("Your message was cut to its first %d characters.", limit))
+	}
+	for _, f := range m.Files {
+		text += fmt.Sprintf("\n\n[Attached file %s]\n```\n%s\n```", f.Name, f.Text)
+	}
+	if len(m.Images) > 0 && !model.Vision {
+		notices = append(notices, fmt.Sprintf("%s can't see images, so I ignored %d attached image(s); pick a vision model with /model.", model.Name, len(m.Images)))
+	}
+	if len(m.Ignored) > 0 {
+		notices = append(notices, "I can't read these attachments, so I ignored them: "+strings.Join(m.Ignored, ", ")+".")
+	}
+	return text, notices
+}
+
+// streamResult is how a stream ended.
+type streamResult struct {
+	frame         Frame
+	usage         *arkclient.Usage
+	historyTokens int // tokens of the system prompt and history sent
+}
+
+// stream calls Ark and feeds the pacer until the answer ends.
+func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pacer, model *config.Model, req builtRequest, start time.Time) streamResult {
+	res := streamResult{historyTokens: req.historyTokens}
+	var text, reasoning strings.Builder
+	frame := func() Frame { return Frame{Text: text.String(), Reasoning: reasoning.String(), Model: model.Name} }
+	fail := func(err error) streamResult {
+		res.frame = frame()
+		res.frame.Final = true
+		var aerr *arkclient.Error
+		switch {
+		case ctx.Err() != nil:
+			cause := context.Cause(ctx)
+			res.frame.Outcome = OutcomeInterrupted
+			if errors.Is(cause, errStopped) {
+				res.frame.Outcome = OutcomeStopped
+			}
+			res.frame.Note = interruptNote(cause)
+		case errors.As(err, &aerr):
+			res.frame.Outcome = OutcomeInterrupted
+			res.frame.Note = aerr.UserMessage()
+			if aerr.Interrupted && res.frame.Text != "" {
+				res.frame.Note = "The answer was interrupted: " + res.frame.Note
+			}
+			log.Warn("ark error", "code", aerr.Code, "status", aerr.Status, "request_id", aerr.RequestID)
+		default:
+			res.frame.Outcome = OutcomeInterrupted
+			res.frame.Note = "Something went wrong while I was answering. Please try again."
+			log.Error("stream failed", "err", err)
+		}
+		if res.frame.Text == "" && res.frame.Outcome == OutcomeInterrupted {
+			res.frame.Outcome = OutcomeFailed
+		}
+		return res
+	}
+
+	s, err := e.ark.Stream(ctx, req.Request)
+	if err != nil {
+		return fail(err)
+	}
+	defer s.Close()
+	first := true
+	finish := ""
+	for {
+		c, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if first && (c.Content != "" || c.Reasoning != "") {
+			first = false
+			metrics.FirstToken.WithLabelValues(m.Platform, model.Name).Observe(e.now().Sub(start).Seconds())
+		}
+		text.WriteString(c.Content)
+		reasoning.WriteString(c.Reasoning)
+		if c.FinishReason != "" {
+			finish = c.FinishReason
+		}
+		if c.Usage != nil {
+			res.usage = c.Usage
+		}
+		if c.Content != "" || c.Reasoning != "" {
+			p.update(frame())
+		}
+	}
+	res.frame = frame()
+	res.frame.Final = true
+	res.frame.Outcome = OutcomeDone
+	switch finish {
+	case "length":
+		res.frame.Outcome = OutcomeTruncated
+		res.frame.Note = fmt.Sprintf("The answer hit %s's limit of %d tokens and was cut. Ask me to continue.", model.Name, model.MaxTokens)
+	case "content_filter":
+		res.frame.Outcome = OutcomeFiltered
+		res.frame.Note = "Ark's content moderation stopped this answer."
+	}
+	if res.frame.Text == "" && res.frame.Outcome == OutcomeDone {
+		res.frame.Outcome = OutcomeFailed
+		res.frame.Note = "The model returned an empty answer. Please try rephrasing."
+	}
+	return res
+}
+
+func (e *Engine) renderInterval(platform string) time.Duration {
+	if d, ok := e.interval[platform]; ok {
+		return d
+	}
+	return time.Second
+}
+
+// finish renders the final frame even when the answer's context is gone.
+func (e *Engine) finish(r Reply, f Frame) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return r.Render(ctx, f)
+}
+
+func interruptNote(cause error) string {
+	switch {
+	case errors.Is(cause, errStopped):
+		return "Stopped."
+	case errors.Is(cause, errShutdown):
+		return "I was restarted before I could finish. Ask again to get the rest."
+	default:
+		return "The answer was interrupted. Please ask again."
+	}
+}
+
+func joinNotes(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + " " + b
+}
+
+func countTokens(model string, u *arkclient.Usage) {
+	for kind, n := range map[string]int{"prompt": u.PromptTokens, "completion": u.CompletionTokens, "reasoning": u.ReasoningTokens, "cached": u.CachedTokens} {
+		if n > 0 {
+			metrics.Tokens.WithLabelValues(model, kind).Add(float64(n))
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package conversation
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// pacer turns a flood of frames into few renders: the first frame renders at
+// once, then at most one render per interval, never two at a time; frames
+// that arrive meanwhile are coalesced into the latest. The final frame is
+// rendered by finish, after any render in flight, so it always lands last.
+type pacer struct {
+	reply    Reply
+	interval time.Duration
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	latest   Frame
+	dirty    bool
+	final    bool
+	finalErr error
+	wake     chan struct{}
+	done     chan struct{}
+}
+
+func newPacer(r Reply, interval time.Duration, log *slog.Logger) *pacer {
+	p := &pacer{reply: r, interval: interval, log: log,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go p.run()
+	return p
+}
+
+// update offers a newer frame; it never blocks.
+func (p *pacer) update(f Frame) {
+	p.mu.Lock()
+	p.latest, p.dirty = f, true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finish renders the final frame, respecting the interval after the last
+// render, and stops the pacer. It returns the render's error.
+func (p *pacer) finish(f Frame) error {
+	p.mu.Lock()
+	p.latest, p.dirty, p.final = f, true, true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	<-p.done
+	return p.finalErr
+}
+
+func (p *pacer) run() {
+	defer close(p.done)
+	var last time.Time
+	for range p.wake {
+		if wait := time.Until(last.Add(p.interval)); !last.IsZero() && wait > 0 {
+			time.Sleep(wait)
+		}
+		p.mu.Lock()
+		f, dirty, final := p.latest, p.dirty, p.final
+		p.dirty = false
+		p.mu.Unlock()
+		if !dirty {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), renderTimeout)
+		err := p.reply.Render(ctx, f)
+		cancel()
+		last = time.Now()
+		if final {
+			p.finalErr = err
+			return
+		}
+		if err != nil {
+			p.log.Warn("render failed", "err", err)
+		}
+	}
+}
+
+// renderTimeout bounds one render, including an adapter's wait for its
+// platform's rate budget.
+const renderTimeout = 60 * time.Second

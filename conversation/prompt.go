@@ -1,0 +1,124 @@
+package conversation
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"github.com/arkbot/arkbot/arkclient"
+	"github.com/arkbot/arkbot/config"
+)
+
+// builtRequest is an Ark request plus what the engine needs to account for it.
+type builtRequest struct {
+	arkclient.Request
+	historyTokens int // system prompt and history turns sent, in tokens
+}
+
+// imageTokens is the budget reserved per image; Ark bills images by size,
+// and this is a safe upper estimate for the detail "auto" default.
+const imageTokens = 1500
+
+// buildRequest assembles the system prompt, as many of the newest turns as
+// fit the model's context window minus its answer budget, and the new
+// message. ok is false when even the new message alone does not fit; need is
+// then its estimated size.
+func (e *Engine) buildRequest(m Message, model *config.Model, turns []Turn, text string) (req builtRequest, need int, ok bool) {
+	system := e.systemPrompt(m, model)
+	budget := model.ContextWindow - model.MaxTokens
+	newMsg := arkclient.Message{Role: "user", Content: text}
+	need = estimateTokens(system) + estimateTokens(text)
+	if model.Vision {
+		newMsg.Images = imageURLs(m.Images)
+		need += imageTokens * len(newMsg.Images)
+	}
+	if need > budget {
+		return req, need, false
+	}
+	// Walk back from the newest turn, whole exchanges at a time, so the
+	// history never starts with an orphaned answer.
+	used, first := need, len(turns)
+	for i := len(turns) - 1; i >= 0; i-- {
+		cost := turnTokens(turns[i])
+		start := i
+		if turns[i].Role == "assistant" && i > 0 && turns[i-1].Role == "user" {
+			cost += turnTokens(turns[i-1])
+			start = i - 1
+		}
+		if used+cost > budget {
+			break
+		}
+		used += cost
+		first = start
+		i = start
+	}
+	msgs := make([]arkclient.Message, 0, len(turns)-first+2)
+	msgs = append(msgs, arkclient.Message{Role: "system", Content: system})
+	for _, t := range turns[first:] {
+		msgs = append(msgs, arkclient.Message{Role: t.Role, Content: t.Text})
+	}
+	msgs = append(msgs, newMsg)
+	req = builtRequest{
+		Request: arkclient.Request{
+			Model: model.ID, Messages: msgs, MaxTokens: model.MaxTokens,
+			Temperature: model.Temperature, Thinking: model.Thinking, User: m.userKey(),
+		},
+		historyTokens: used - estimateTokens(text) - imageTokens*len(newMsg.Images),
+	}
+	return req, need, true
+}
+
+func imageURLs(images []Image) []string {
+	out := make([]string, len(images))
+	for i, img := range images {
+		out[i] = img.URL
+	}
+	return out
+}
+
+func turnTokens(t Turn) int {
+	if t.Tokens > 0 {
+		return t.Tokens
+	}
+	return estimateTokens(t.Text)
+}
+
+// estimateTokens guesses a text's token count before Ark has counted it:
+// about four ASCII characters per token, one per CJK or other character,
+// plus a few for the message's framing. It errs high, so context never
+// overflows.
+func estimateTokens(s string) int {
+	ascii := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < utf8.RuneSelf {
+			ascii++
+		}
+	}
+	other := utf8.RuneCountInString(s) - ascii
+	return ascii/3 + other + 4
+}
+
+// systemPrompt fills the configured template: {date}, {time}, {user},
+// {platform}, {model}.
+func (e *Engine) systemPrompt(m Message, model *config.Model) string {
+	now := e.now()
+	return strings.NewReplacer(
+		"{date}", now.Format("2006-01-02 (Monday)"),
+		"{time}", now.Format("15:04 MST"),
+		"{user}", m.User.Name,
+		"{platform}", platformTitle(m.Platform),
+		"{model}", model.Name,
+	).Replace(e.cfg.SystemPrompt)
+}
+
+func platformTitle(p string) string {
+	switch p {
+	case PlatformSlack:
+		return "Slack"
+	case PlatformDiscord:
+		return "Discord"
+	case PlatformConsole:
+		return "a terminal"
+	}
+	return p
+}
+

@@ -1,0 +1,328 @@
+package conversation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// Turn is one saved message of a conversation.
+type Turn struct {
+	Role   string `json:"role"` // "user" or "assistant"
+	Text   string `json:"text"`
+	User   string `json:"user,omitempty"`  // author's display name (user turns)
+	Model  string `json:"model,omitempty"` // registered model name (assistant turns)
+	Tokens int    `json:"tokens"`          // tokens this turn costs in a prompt, from Ark's usage where known
+	Time   int64  `json:"time"`            // Unix seconds
+}
+
+// StoreOptions configures a Store.
+type StoreOptions struct {
+	Prefix    string        // key prefix, e.g. "arkbot"
+	TTL       time.Duration // idle threads expire after this
+	MaxTurns  int           // turns kept per thread
+	LockTTL   time.Duration // a lock not renewed expires after this
+	LockWait  time.Duration // how long Lock waits for a busy thread
+	DedupeTTL time.Duration // how long a message ID is remembered
+}
+
+// Store keeps conversations in Redis. Every key of one thread shares a hash
+// tag, so a thread lives in one Cluster slot and its scripts stay atomic.
+type Store struct {
+	rdb  redis.UniversalClient
+	opt  StoreOptions
+	rate *redis_rate.Limiter
+}
+
+// ErrBusy is returned by Lock when the thread stayed locked for LockWait.
+var ErrBusy = errors.New("conversation is busy")
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient, opt StoreOptions) *Store {
+	return &Store{rdb: rdb, opt: opt, rate: redis_rate.NewLimiter(rdb)}
+}
+
+func tag(s string) string { return strings.NewReplacer("{", "(", "}", ")").Replace(s) }
+
+func (s *Store) key(kind, id, suffix string) string {
+	k := s.opt.Prefix + ":" + kind + ":{" + tag(id) + "}"
+	if suffix != "" {
+		k += ":" + suffix
+	}
+	return k
+}
+
+func (s *Store) turnsKey(thread string) string    { return s.key("thread", thread, "turns") }
+func (s *Store) metaKey(thread string) string     { return s.key("thread", thread, "meta") }
+func (s *Store) lockKey(thread string) string     { return s.key("lock", thread, "") }
+func (s *Store) channelKey(channel string) string { return s.key("channel", channel, "model") }
+func (s *Store) eventKey(id string) string        { return s.key("event", id, "") }
+func (s *Store) usageKey(user, day, model string) string {
+	if model == "" {
+		return s.key("usage", user, day)
+	}
+	return s.key("usage", user, day+":"+model)
+}
+
+// Day names the UTC day used for daily quotas.
+func Day(t time.Time) string { return t.UTC().Format("2006-01-02") }
+
+// Admission is what Admit learned in one round trip.
+type Admission struct {
+	First        bool             // the message was not seen before
+	ChannelModel string           // the channel's model choice, "" if none
+	UsedToday    int64            // the user's tokens today, all models
+	UsedByModel  map[string]int64 // the user's tokens today per model name
+}
+
+// Admit marks the message as seen (SET NX) and, in the same pipeline, reads
+// the channel's model choice and the user's usage today (one MGET: a user's
+// usage keys share a hash tag).
+func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.Time) (Admission, error) {
+	day := Day(now)
+	usageKeys := []string{s.usageKey(m.userKey(), day, "")}
+	for _, name := range models {
+		usageKeys = append(usageKeys, s.usageKey(m.userKey(), day, name))
+	}
+	var (
+		first   *redis.BoolCmd
+		chModel *redis.StringCmd
+		used    *redis.SliceCmd
+	)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		first = p.SetNX(ctx, s.eventKey(m.DedupeKey()), 1, s.opt.DedupeTTL)
+		chModel = p.Get(ctx, s.channelKey(m.ChannelKey()))
+		used = p.MGet(ctx, usageKeys...)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Admission{}, fmt.Errorf("admit: %w", err)
+	}
+	a := Admission{First: first.Val(), ChannelModel: chModel.Val(), UsedByModel: map[string]int64{}}
+	for i, v := range used.Val() {
+		str, _ := v.(string)
+		n, _ := strconv.ParseInt(str, 10, 64)
+		if i == 0 {
+			a.UsedToday = n
+		} else {
+			a.UsedByModel[models[i-1]] = n
+		}
+	}
+	return a, nil
+}
+
+// Forget removes the dedupe marker of a message, so a redelivery is answered
+// (used when the message could not be handled at all).
+func (s *Store) Forget(ctx context.Context, m Message) error {
+	return s.rdb.Del(ctx, s.eventKey(m.DedupeKey())).Err()
+}
+
+// HasThread reports whether the thread has a saved conversation.
+func (s *Store) HasThread(ctx context.Context, thread string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.turnsKey(thread)).Result()
+	return n > 0, err
+}
+
+// Allow applies a per-minute request limit for key across all replicas and
+// returns how long to wait when it is exceeded.
+func (s *Store) Allow(ctx context.Context, key string, perMinute int) (time.Duration, error) {
+	res, err := s.rate.Allow(ctx, s.opt.Prefix+":rate:"+tag(key), redis_rate.PerMinute(perMinute))
+	if err != nil {
+		return 0, err
+	}
+	if res.Allowed == 0 {
+		return res.RetryAfter, nil
+	}
+	return 0, nil
+}
+
+// lockAndLoad takes the lock and, only if it got it, reads the thread.
+var lockAndLoad = redis.NewScript(`
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+  return {1, redis.call("HGET", KEYS[3], "model") or "", redis.call("LRANGE", KEYS[2], 0, -1)}
+end
+return {0, redis.call("PTTL", KEYS[1])}
+`)
+
+// Thread is a locked conversation, loaded. Save or Release it.
+type Thread struct {
+	Key   string
+	Model string // the thread's own model choice, "" if none
+	Turns []Turn
+	token string
+	store *Store
+}
+
+// Lock takes the thread's lock (waiting up to LockWait for an answer in
+// progress, on any replica) and loads its turns and model in the same round
+// trip. The lock expires after LockTTL unless renewed with Renew.
+func (s *Store) Lock(ctx context.Context, thread string) (*Thread, error) {
+	token := randomToken()
+	keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread)}
+	deadline := time.Now().Add(s.opt.LockWait)
+	backoff := 20 * time.Millisecond
+	for {
+		res, err := lockAndLoad.Run(ctx, s.rdb, keys, token, s.opt.LockTTL.Milliseconds()).Slice()
+		if err != nil {
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		if res[0].(int64) == 1 {
+			t := &Thread{Key: thread, Model: res[1].(string), token: token, store: s}
+			for _, raw := range res[2].([]any) {
+				var turn Turn
+				if json.Unmarshal([]byte(raw.(string)), &turn) == nil {
+					t.Turns = append(t.Turns, turn)
+				}
+			}
+			return t, nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return nil, ErrBusy
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+var renewScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+return 0
+`)
+
+// Renew extends the lock; it reports false when the lock was lost.
+func (t *Thread) Renew(ctx context.Context) (bool, error) {
+	n, err := renewScript.Run(ctx, t.store.rdb, []string{t.store.lockKey(t.Key)}, t.token, t.store.opt.LockTTL.Milliseconds()).Int()
+	return n == 1, err
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0
+`)
+
+// Release unlocks the thread without saving.
+func (t *Thread) Release(ctx context.Context) error {
+	return releaseScript.Run(ctx, t.store.rdb, []string{t.store.lockKey(t.Key)}, t.token).Err()
+}
+
+// saveScript appends turns, trims, refreshes TTLs and releases the lock, all
+// or nothing. It refuses (returns 0) when the lock is no longer ours, so a
+// replica that lost its lock can't interleave turns with the new holder.
+var saveScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 5, #ARGV do redis.call("RPUSH", KEYS[2], ARGV[i]) end
+redis.call("LTRIM", KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call("PEXPIRE", KEYS[2], ARGV[3])
+redis.call("HSET", KEYS[3], "updated", ARGV[4])
+redis.call("HSETNX", KEYS[3], "created", ARGV[4])
+redis.call("PEXPIRE", KEYS[3], ARGV[3])
+redis.call("DEL", KEYS[1])
+return 1
+`)
+
+// ErrLockLost is returned by Save when another replica took the thread over.
+var ErrLockLost = errors.New("thread lock lost")
+
+// Usage is what one answer spent, for quotas.
+type Usage struct {
+	User   string // Message.userKey()
+	Model  string // registered model name
+	Tokens int64
+}
+
+// Save appends turns and releases the lock in one atomic script, and counts
+// the user's tokens in the same pipeline.
+func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time) error {
+	s := t.store
+	args := []any{t.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix()}
+	for _, turn := range turns {
+		b, err := json.Marshal(turn)
+		if err != nil {
+			return err
+		}
+		args = append(args, b)
+	}
+	keys := []string{s.lockKey(t.Key), s.turnsKey(t.Key), s.metaKey(t.Key)}
+	var saved *redis.Cmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		saved = saveScript.Eval(ctx, p, keys, args...) // EVALSHA has no NOSCRIPT fallback in a pipeline
+		if u.Tokens > 0 {
+			for _, k := range []string{s.usageKey(u.User, Day(now), ""), s.usageKey(u.User, Day(now), u.Model)} {
+				p.IncrBy(ctx, k, u.Tokens)
+				p.Expire(ctx, k, 48*time.Hour)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if n, _ := saved.Int(); n != 1 {
+		return ErrLockLost
+	}
+	return nil
+}
+
+// Reset forgets the thread's turns, keeping its model choice.
+func (s *Store) Reset(ctx context.Context, thread string) error {
+	return s.rdb.Del(ctx, s.turnsKey(thread)).Err()
+}
+
+// ThreadModel returns the thread's model choice, "" if none.
+func (s *Store) ThreadModel(ctx context.Context, thread string) (string, error) {
+	v, err := s.rdb.HGet(ctx, s.metaKey(thread), "model").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
+
+// ChannelModel returns the channel's model choice, "" if none.
+func (s *Store) ChannelModel(ctx context.Context, channel string) (string, error) {
+	v, err := s.rdb.Get(ctx, s.channelKey(channel)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
+
+// SetThreadModel remembers the thread's model choice.
+func (s *Store) SetThreadModel(ctx context.Context, thread, model string) error {
+	k := s.metaKey(thread)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, "model", model)
+		p.PExpire(ctx, k, s.opt.TTL)
+		return nil
+	})
+	return err
+}
+
+// SetChannelModel remembers the channel's model choice (no expiry).
+func (s *Store) SetChannelModel(ctx context.Context, channel, model string) error {
+	return s.rdb.Set(ctx, s.channelKey(channel), model, 0).Err()
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// userKey identifies the author across the platform for quotas.
+func (m Message) userKey() string { return m.Platform + ":" + m.User.ID }

@@ -1,0 +1,720 @@
+package fakediscord
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+var apiPrefix = regexp.MustCompile(`^/api/v\d+`)
+
+// routes builds the server's handler: the gateway websocket, attachments,
+// and the REST API under /api/v{N}.
+func (s *Server) routes() http.Handler {
+	api := http.NewServeMux()
+	api.HandleFunc("GET /gateway", s.rest(false, s.getGateway))
+	api.HandleFunc("GET /gateway/bot", s.rest(true, s.getGatewayBot))
+	api.HandleFunc("GET /users/@me", s.rest(true, s.getMe))
+	api.HandleFunc("GET /oauth2/applications/@me", s.rest(true, s.getApplication))
+	api.HandleFunc("GET /applications/@me", s.rest(true, s.getApplication))
+	api.HandleFunc("PUT /applications/{app}/commands", s.rest(true, s.putCommands))
+	api.HandleFunc("PUT /applications/{app}/guilds/{guild}/commands", s.rest(true, s.putCommands))
+	api.HandleFunc("POST /interactions/{id}/{token}/callback", s.rest(false, s.postCallback))
+	api.HandleFunc("GET /webhooks/{app}/{token}/messages/{msg}", s.rest(false, s.webhookMessage))
+	api.HandleFunc("PATCH /webhooks/{app}/{token}/messages/{msg}", s.rest(false, s.webhookMessage))
+	api.HandleFunc("DELETE /webhooks/{app}/{token}/messages/{msg}", s.rest(false, s.webhookMessage))
+	api.HandleFunc("POST /webhooks/{app}/{token}", s.rest(false, s.postFollowup))
+	api.HandleFunc("GET /channels/{channel}", s.rest(true, s.getChannel))
+	api.HandleFunc("POST /channels/{channel}/messages", s.rest(true, s.postMessage))
+	api.HandleFunc("GET /channels/{channel}/messages/{msg}", s.rest(true, s.getMessage))
+	api.HandleFunc("PATCH /channels/{channel}/messages/{msg}", s.rest(true, s.patchMessage))
+	api.HandleFunc("DELETE /channels/{channel}/messages/{msg}", s.rest(true, s.deleteMessage))
+	api.HandleFunc("POST /channels/{channel}/messages/{msg}/threads", s.rest(true, s.postMessageThread))
+	api.HandleFunc("POST /channels/{channel}/threads", s.rest(true, s.postThread))
+	api.HandleFunc("POST /channels/{channel}/typing", s.rest(true, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.count(r.Method + " (unknown) " + r.URL.Path)
+		writeError(w, http.StatusNotFound, 0, "404: Not Found")
+	})
+
+	root := http.NewServeMux()
+	root.HandleFunc("/ws", s.serveGateway)
+	root.HandleFunc("/ws/", s.serveGateway)
+	root.HandleFunc("GET /attachments/", s.getAttachment)
+	root.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		loc := apiPrefix.FindString(r.URL.Path)
+		if loc == "" {
+			writeError(w, http.StatusNotFound, 0, "404: Not Found")
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = strings.TrimPrefix(r.URL.Path, loc)
+		r2.URL.RawPath = ""
+		api.ServeHTTP(w, r2)
+	})
+	return root
+}
+
+// rest wraps a REST handler: counts it by route, checks the bot token when
+// auth is set, and adds default rate-limit headers.
+func (s *Server) rest(auth bool, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.count(r.Method + " " + strings.TrimPrefix(r.Pattern, r.Method+" "))
+		if auth && r.Header.Get("Authorization") != "Bot "+s.token {
+			writeError(w, http.StatusUnauthorized, 0, "401: Unauthorized")
+			return
+		}
+		if w.Header().Get("X-RateLimit-Limit") == "" {
+			setRateHeaders(w, 1000, 999, time.Second, bucketHash(r.Pattern))
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) count(route string) {
+	s.mu.Lock()
+	s.stats.Requests[route]++
+	s.mu.Unlock()
+}
+
+func bucketHash(route string) string {
+	h := fnv.New64a()
+	h.Write([]byte(route))
+	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+func setRateHeaders(w http.ResponseWriter, limit, remaining int, resetAfter time.Duration, bucket string) {
+	h := w.Header()
+	after := resetAfter.Seconds()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	h.Set("X-RateLimit-Reset", strconv.FormatFloat(float64(time.Now().Add(resetAfter).UnixMilli())/1000, 'f', 3, 64))
+	h.Set("X-RateLimit-Reset-After", strconv.FormatFloat(after, 'f', 3, 64))
+	h.Set("X-RateLimit-Bucket", bucket)
+}
+
+// limitChannel applies the per-channel message limit. It writes a 429 and
+// returns false when the channel is over its budget.
+func (s *Server) limitChannel(w http.ResponseWriter, channelID string) bool {
+	s.mu.Lock()
+	limit, win := s.rlLimit, s.rlWindow
+	if limit <= 0 || win <= 0 {
+		s.mu.Unlock()
+		setRateHeaders(w, 1000, 999, time.Second, bucketHash("messages"))
+		return true
+	}
+	now := time.Now()
+	wd := s.windows[channelID]
+	if wd == nil || now.Sub(wd.start) >= win {
+		wd = &window{start: now}
+		s.windows[channelID] = wd
+	}
+	resetAfter := win - now.Sub(wd.start)
+	bucket := bucketHash("messages:" + channelID)
+	if wd.count >= limit {
+		s.stats.RateLimited++
+		s.mu.Unlock()
+		setRateHeaders(w, limit, 0, resetAfter, bucket)
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(resetAfter.Seconds()))))
+		w.Header().Set("X-RateLimit-Scope", "user")
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{
+			"message": "You are being rate limited.", "retry_after": math.Round(resetAfter.Seconds()*1000) / 1000, "global": false,
+		})
+		return false
+	}
+	wd.count++
+	remaining := limit - wd.count
+	s.mu.Unlock()
+	setRateHeaders(w, limit, remaining, resetAfter, bucket)
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, map[string]any{"message": msg, "code": code})
+}
+
+func writeFormError(w http.ResponseWriter, field, code, msg string) {
+	writeJSON(w, http.StatusBadRequest, map[string]any{
+		"code": 50035, "message": "Invalid Form Body",
+		"errors": map[string]any{field: map[string]any{"_errors": []any{map[string]string{"code": code, "message": msg}}}},
+	})
+}
+
+func readBody(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	return json.Unmarshal(b, v)
+}
+
+// checkContent validates message content as Discord does.
+func checkContent(w http.ResponseWriter, content string, hasOther bool) bool {
+	if n := utf8.RuneCountInString(content); n > 2000 {
+		writeFormError(w, "content", "BASE_TYPE_MAX_LENGTH", fmt.Sprintf("Must be 2000 or fewer in length. (got %d)", n))
+		return false
+	}
+	if strings.TrimSpace(content) == "" && !hasOther {
+		writeError(w, http.StatusBadRequest, 50006, "Cannot send an empty message")
+		return false
+	}
+	return true
+}
+
+func hasComponents(raw json.RawMessage) bool {
+	var arr []json.RawMessage
+	return len(raw) > 0 && json.Unmarshal(raw, &arr) == nil && len(arr) > 0
+}
+
+func (s *Server) getGateway(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"url": s.GatewayURL()})
+}
+
+func (s *Server) getGatewayBot(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"url": s.GatewayURL(), "shards": s.shards,
+		"session_start_limit": map[string]int{"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
+	})
+}
+
+func (s *Server) getMe(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, userJSON(s.bot))
+}
+
+func (s *Server) getApplication(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"id": s.appID, "name": s.bot.Username, "description": "", "bot_public": true,
+		"bot_require_code_grant": false, "flags": 0, "bot": userJSON(s.bot),
+	})
+}
+
+var commandName = regexp.MustCompile(`^[-_\p{Ll}\p{N}]{1,32}$`)
+
+func (s *Server) putCommands(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("app") != s.appID {
+		writeError(w, http.StatusForbidden, 50001, "Missing Access")
+		return
+	}
+	var cmds []map[string]any
+	if err := readBody(r, &cmds); err != nil {
+		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		return
+	}
+	guild := r.PathValue("guild")
+	var stored []json.RawMessage
+	for i, c := range cmds {
+		name, _ := c["name"].(string)
+		desc, _ := c["description"].(string)
+		if !commandName.MatchString(name) {
+			writeFormError(w, fmt.Sprintf("%d.name", i), "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+			return
+		}
+		if n := utf8.RuneCountInString(desc); n < 1 || n > 100 {
+			writeFormError(w, fmt.Sprintf("%d.description", i), "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+			return
+		}
+		c["id"] = s.NewID()
+		c["application_id"] = s.appID
+		c["version"] = s.NewID()
+		if guild != "" {
+			c["guild_id"] = guild
+		}
+		b, _ := json.Marshal(c)
+		stored = append(stored, b)
+	}
+	s.mu.Lock()
+	s.commands[guild] = stored
+	s.notifyLocked()
+	s.mu.Unlock()
+	if stored == nil {
+		stored = []json.RawMessage{}
+	}
+	writeJSON(w, http.StatusOK, stored)
+}
+
+type messageBody struct {
+	Content          string          `json:"content"`
+	Components       json.RawMessage `json:"components"`
+	Embeds           json.RawMessage `json:"embeds"`
+	Flags            int             `json:"flags"`
+	MessageReference *struct {
+		MessageID       string `json:"message_id"`
+		FailIfNotExists *bool  `json:"fail_if_not_exists"`
+	} `json:"message_reference"`
+}
+
+func (s *Server) postCallback(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Type int `json:"type"`
+		Data struct {
+			messageBody
+			Choices json.RawMessage `json:"choices"`
+		} `json:"data"`
+	}
+	raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err := json.Unmarshal(raw, &body); err != nil {
+		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		return
+	}
+	var rawData struct {
+		Data json.RawMessage `json:"data"`
+	}
+	_ = json.Unmarshal(raw, &rawData)
+
+	s.mu.Lock()
+	in, ok := s.interactions[r.PathValue("id")]
+	if !ok || in.token != r.PathValue("token") {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, 10062, "Unknown interaction")
+		return
+	}
+	after := time.Since(in.dispatched)
+	if len(in.callbacks) > 0 {
+		s.mu.Unlock()
+		writeError(w, http.StatusBadRequest, 40060, "Interaction has already been acknowledged.")
+		return
+	}
+	if after > s.callbackDeadline {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, 10062, "Unknown interaction")
+		return
+	}
+	valid := false
+	switch body.Type {
+	case CallbackChannelMessage, CallbackDeferredChannelMessage:
+		valid = in.kind == InteractionApplicationCommand || in.kind == InteractionMessageComponent
+	case CallbackDeferredUpdate, CallbackUpdateMessage:
+		valid = in.kind == InteractionMessageComponent
+	case CallbackAutocompleteResult:
+		valid = in.kind == InteractionAutocomplete
+		var choices []json.RawMessage
+		if json.Unmarshal(body.Data.Choices, &choices) == nil && len(choices) > 25 {
+			s.mu.Unlock()
+			writeFormError(w, "data.choices", "BASE_TYPE_BAD_LENGTH", "Must be between 0 and 25 in length.")
+			return
+		}
+	}
+	if !valid {
+		s.mu.Unlock()
+		writeFormError(w, "type", "INTERACTION_RESPONSE_TYPE_INVALID", fmt.Sprintf("Interaction response type %d is invalid here", body.Type))
+		return
+	}
+	if body.Type == CallbackChannelMessage || body.Type == CallbackUpdateMessage {
+		if utf8.RuneCountInString(body.Data.Content) > 2000 {
+			s.mu.Unlock()
+			writeFormError(w, "data.content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+			return
+		}
+	}
+	in.callbacks = append(in.callbacks, Callback{Type: body.Type, Data: rawData.Data, After: after})
+	var echo map[string]any
+	switch body.Type {
+	case CallbackChannelMessage, CallbackDeferredChannelMessage:
+		m := &Message{
+			ID: s.NewID(), ChannelID: in.channelID, GuildID: in.guildID, Author: s.bot,
+			Type: MessageChatInputCommand, Flags: body.Data.Flags & FlagEphemeral, WebhookID: s.appID,
+			InteractionID: in.id, Created: time.Now(),
+		}
+		if body.Type == CallbackDeferredChannelMessage {
+			m.Flags |= FlagLoading
+		} else {
+			m.Content = body.Data.Content
+			m.Components = body.Data.Components
+		}
+		in.originalID = m.ID
+		s.storeLocked(m)
+		if m.Flags&FlagEphemeral == 0 && s.echoOwn {
+			echo = s.messageJSONLocked(m, true, true)
+		}
+	case CallbackUpdateMessage:
+		if m, ok := s.byID[in.messageID]; ok {
+			var fields map[string]json.RawMessage
+			_ = json.Unmarshal(rawData.Data, &fields)
+			applyEdit(m, fields)
+		}
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	if echo != nil {
+		_ = s.Dispatch("MESSAGE_CREATE", echo)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// applyEdit applies the fields present in a PATCH body.
+func applyEdit(m *Message, fields map[string]json.RawMessage) {
+	if c, ok := fields["content"]; ok {
+		var content string
+		_ = json.Unmarshal(c, &content)
+		m.Content = content
+	}
+	if c, ok := fields["components"]; ok {
+		m.Components = append(json.RawMessage(nil), c...)
+	}
+	m.Flags &^= FlagLoading
+	m.Edits++
+}
+
+func (s *Server) webhookInteractionLocked(w http.ResponseWriter, r *http.Request) (*interaction, bool) {
+	in, ok := s.byToken[r.PathValue("token")]
+	if !ok || r.PathValue("app") != s.appID {
+		writeError(w, http.StatusNotFound, 10015, "Unknown Webhook")
+		return nil, false
+	}
+	if time.Since(in.dispatched) > s.tokenTTL {
+		writeError(w, http.StatusUnauthorized, 50027, "Invalid Webhook Token")
+		return nil, false
+	}
+	return in, true
+}
+
+func (s *Server) webhookMessage(w http.ResponseWriter, r *http.Request) {
+	var fields map[string]json.RawMessage
+	if r.Method == http.MethodPatch {
+		if err := readBody(r, &fields); err != nil {
+			writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+			return
+		}
+	}
+	s.mu.Lock()
+	in, ok := s.webhookInteractionLocked(w, r)
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	id := r.PathValue("msg")
+	if id == "@original" {
+		id = in.originalID
+	}
+	m, ok := s.byID[id]
+	if !ok || m.InteractionID != in.id || m.Deleted {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, 10008, "Unknown Message")
+		return
+	}
+	switch r.Method {
+	case http.MethodDelete:
+		m.Deleted = true
+		s.notifyLocked()
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodPatch:
+		if c, ok := fields["content"]; ok {
+			var content string
+			_ = json.Unmarshal(c, &content)
+			if utf8.RuneCountInString(content) > 2000 {
+				s.mu.Unlock()
+				writeFormError(w, "content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+				return
+			}
+		}
+		applyEdit(m, fields)
+		s.notifyLocked()
+	}
+	out := s.messageJSONLocked(m, true, false)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) postFollowup(w http.ResponseWriter, r *http.Request) {
+	var body messageBody
+	if err := readBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		return
+	}
+	if !checkContent(w, body.Content, hasComponents(body.Components) || hasComponents(body.Embeds)) {
+		return
+	}
+	s.mu.Lock()
+	in, ok := s.webhookInteractionLocked(w, r)
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	if len(in.callbacks) == 0 {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, 10015, "Unknown Webhook")
+		return
+	}
+	m := &Message{
+		ID: s.NewID(), ChannelID: in.channelID, GuildID: in.guildID, Author: s.bot, Content: body.Content,
+		Components: body.Components, Type: MessageChatInputCommand, Flags: body.Flags & FlagEphemeral,
+		WebhookID: s.appID, InteractionID: in.id, Created: time.Now(),
+	}
+	s.storeLocked(m)
+	out := s.messageJSONLocked(m, true, false)
+	var echo map[string]any
+	if m.Flags&FlagEphemeral == 0 && s.echoOwn {
+		echo = s.messageJSONLocked(m, true, true)
+	}
+	s.mu.Unlock()
+	if echo != nil {
+		_ = s.Dispatch("MESSAGE_CREATE", echo)
+	}
+	if r.URL.Query().Get("wait") == "true" {
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) getChannel(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	c, ok := s.channels[r.PathValue("channel")]
+	if !ok {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, 10003, "Unknown Channel")
+		return
+	}
+	out := s.channelJSONLocked(c)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// botChannelLocked finds a channel the bot may write to, or writes an error.
+func (s *Server) botChannelLocked(w http.ResponseWriter, id string) (*Channel, bool) {
+	c, ok := s.channels[id]
+	if !ok {
+		writeError(w, http.StatusNotFound, 10003, "Unknown Channel")
+		return nil, false
+	}
+	if c.Forbidden {
+		writeError(w, http.StatusForbidden, 50013, "Missing Permissions")
+		return nil, false
+	}
+	return c, true
+}
+
+func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
+	chID := r.PathValue("channel")
+	var body messageBody
+	if err := readBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		return
+	}
+	if !s.limitChannel(w, chID) {
+		return
+	}
+	if !checkContent(w, body.Content, hasComponents(body.Components) || hasComponents(body.Embeds)) {
+		return
+	}
+	s.mu.Lock()
+	c, ok := s.botChannelLocked(w, chID)
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	m := &Message{
+		ID: s.NewID(), ChannelID: chID, GuildID: c.GuildID, Author: s.bot, Content: body.Content,
+		Components: body.Components, Type: MessageDefault, Created: time.Now(),
+	}
+	if ref := body.MessageReference; ref != nil && ref.MessageID != "" {
+		if rm, ok := s.byID[ref.MessageID]; !ok || rm.Deleted || rm.ChannelID != chID {
+			if ref.FailIfNotExists == nil || *ref.FailIfNotExists {
+				s.mu.Unlock()
+				writeFormError(w, "message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")
+				return
+			}
+		} else {
+			m.ReferenceID = ref.MessageID
+			m.Type = MessageReply
+		}
+	}
+	s.storeLocked(m)
+	out := s.messageJSONLocked(m, true, false)
+	var echo map[string]any
+	if s.echoOwn {
+		echo = s.messageJSONLocked(m, true, true)
+	}
+	s.mu.Unlock()
+	if echo != nil {
+		_ = s.Dispatch("MESSAGE_CREATE", echo)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	m, ok := s.byID[r.PathValue("msg")]
+	if !ok || m.Deleted || m.ChannelID != r.PathValue("channel") || m.Ephemeral() {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, 10008, "Unknown Message")
+		return
+	}
+	out := s.messageJSONLocked(m, true, false)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) patchMessage(w http.ResponseWriter, r *http.Request) {
+	chID := r.PathValue("channel")
+	var fields map[string]json.RawMessage
+	if err := readBody(r, &fields); err != nil {
+		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		return
+	}
+	if !s.limitChannel(w, chID) {
+		return
+	}
+	s.mu.Lock()
+	if _, ok := s.botChannelLocked(w, chID); !ok {
+		s.mu.Unlock()
+		return
+	}
+	m, ok := s.byID[r.PathValue("msg")]
+	if !ok || m.Deleted || m.ChannelID != chID {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, 10008, "Unknown Message")
+		return
+	}
+	if m.Author.ID != s.bot.ID {
+		s.mu.Unlock()
+		writeError(w, http.StatusForbidden, 50005, "Cannot edit a message authored by another user")
+		return
+	}
+	content := m.Content
+	if c, ok := fields["content"]; ok {
+		_ = json.Unmarshal(c, &content)
+	}
+	comps := m.Components
+	if c, ok := fields["components"]; ok {
+		comps = c
+	}
+	if utf8.RuneCountInString(content) > 2000 {
+		s.mu.Unlock()
+		writeFormError(w, "content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+		return
+	}
+	if strings.TrimSpace(content) == "" && !hasComponents(comps) {
+		s.mu.Unlock()
+		writeError(w, http.StatusBadRequest, 50006, "Cannot send an empty message")
+		return
+	}
+	applyEdit(m, fields)
+	s.notifyLocked()
+	out := s.messageJSONLocked(m, true, false)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) deleteMessage(w http.ResponseWriter, r *http.Request) {
+	chID := r.PathValue("channel")
+	if !s.limitChannel(w, chID) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.byID[r.PathValue("msg")]
+	if !ok || m.Deleted || m.ChannelID != chID {
+		writeError(w, http.StatusNotFound, 10008, "Unknown Message")
+		return
+	}
+	m.Deleted = true
+	s.notifyLocked()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type threadBody struct {
+	Name                string `json:"name"`
+	Type                int    `json:"type"`
+	AutoArchiveDuration int    `json:"auto_archive_duration"`
+}
+
+func (s *Server) createThread(w http.ResponseWriter, parentID, id string, typ int, name string) {
+	if n := utf8.RuneCountInString(name); n < 1 || n > 100 {
+		writeFormError(w, "name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+		return
+	}
+	s.mu.Lock()
+	parent, ok := s.botChannelLocked(w, parentID)
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	if parent.GuildID == "" || isThread(parent.Type) {
+		s.mu.Unlock()
+		writeError(w, http.StatusBadRequest, 50024, "Cannot execute action on this channel type")
+		return
+	}
+	if _, exists := s.channels[id]; exists {
+		s.mu.Unlock()
+		writeError(w, http.StatusBadRequest, 160004, "A thread has already been created for this message")
+		return
+	}
+	t := &Channel{ID: id, GuildID: parent.GuildID, ParentID: parentID, Name: name, Type: typ}
+	s.channels[id] = t
+	s.threads = append(s.threads, *t)
+	out := s.channelJSONLocked(t)
+	s.notifyLocked()
+	s.mu.Unlock()
+	ev := map[string]any{"newly_created": true}
+	for k, v := range out {
+		ev[k] = v
+	}
+	_ = s.Dispatch("THREAD_CREATE", ev)
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) postMessageThread(w http.ResponseWriter, r *http.Request) {
+	var body threadBody
+	if err := readBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		return
+	}
+	s.mu.Lock()
+	m, ok := s.byID[r.PathValue("msg")]
+	ok = ok && !m.Deleted && m.ChannelID == r.PathValue("channel") && !m.Ephemeral()
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, 10008, "Unknown Message")
+		return
+	}
+	// A thread started from a message has that message's ID.
+	s.createThread(w, r.PathValue("channel"), r.PathValue("msg"), ChannelPublicThread, body.Name)
+}
+
+func (s *Server) postThread(w http.ResponseWriter, r *http.Request) {
+	var body threadBody
+	if err := readBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		return
+	}
+	typ := body.Type
+	if typ == 0 {
+		typ = ChannelPrivateThread
+	}
+	s.createThread(w, r.PathValue("channel"), s.NewID(), typ, body.Name)
+}
+
+func (s *Server) getAttachment(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	a, ok := s.attachments[r.URL.Path]
+	s.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", a.contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.data)))
+	_, _ = w.Write(a.data)
+}
