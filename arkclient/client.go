@@ -283,8 +283,9 @@ func (a *attemptInfo) snapshot() (sent bool, status int, header http.Header) {
 	return a.sent, a.status, a.header
 }
 
-// doer is go-openai's HTTPDoer: it posts to the exact resolved URL, adds the
-// extra body fields and records the response status and headers.
+// doer is go-openai's HTTPDoer: it posts to the exact resolved URL, rewrites
+// the body (extra fields, empty contents) and records the response status and
+// headers.
 type doer struct {
 	inner  *http.Client
 	target *url.URL
@@ -296,11 +297,11 @@ func (d *doer) Do(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	u := *d.target
 	r.URL, r.Host = &u, ""
-	if info != nil && len(info.extras) > 0 && r.Body != nil {
+	if info != nil && r.Body != nil {
 		body, err := io.ReadAll(r.Body)
 		_ = r.Body.Close()
 		if err == nil {
-			body, err = addFields(body, info.extras)
+			body, err = rewriteBody(body, info.extras)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("arkclient: building request body: %w", err)
@@ -327,8 +328,9 @@ func (d *doer) Do(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// addFields sets top-level fields of a JSON object.
-func addFields(body []byte, fields map[string]any) ([]byte, error) {
+// rewriteBody sets top-level fields of the JSON request body, and gives
+// every message a "content" (go-openai omits an empty one, which Ark rejects).
+func rewriteBody(body []byte, fields map[string]any) ([]byte, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil {
 		return nil, err
@@ -339,6 +341,22 @@ func addFields(body []byte, fields map[string]any) ([]byte, error) {
 			return nil, err
 		}
 		obj[k] = b
+	}
+	var msgs []map[string]json.RawMessage
+	if json.Unmarshal(obj["messages"], &msgs) == nil {
+		patched := false
+		for _, m := range msgs {
+			if _, ok := m["content"]; !ok {
+				m["content"], patched = json.RawMessage(`""`), true
+			}
+		}
+		if patched {
+			b, err := json.Marshal(msgs)
+			if err != nil {
+				return nil, err
+			}
+			obj["messages"] = b
+		}
 	}
 	return json.Marshal(obj)
 }

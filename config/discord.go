@@ -30,6 +30,9 @@ type Discord struct {
 	AllowedUsers    StringList `yaml:"allowed_users"`
 	ShardID         int        `yaml:"shard_id"`
 	ShardCount      int        `yaml:"shard_count"`
+	// MaxConcurrent bounds the messages handled at once by this process
+	// (answers streaming plus commands); more wait their turn.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // Enabled reports whether the Discord adapter should run.
@@ -49,6 +52,9 @@ func (d *Discord) applyDefaults() {
 	if d.ShardCount == 0 {
 		d.ShardCount = 1
 	}
+	if d.MaxConcurrent == 0 {
+		d.MaxConcurrent = 200
+	}
 }
 
 func (d *Discord) validate(errs *fieldErrors) {
@@ -62,5 +68,11 @@ func (d *Discord) validate(errs *fieldErrors) {
 	}
 	if d.ShardCount < 1 || d.ShardID < 0 || d.ShardID >= d.ShardCount {
 		errs.add("discord.shard_id", "must be in [0, shard_count) (shard_id %d, shard_count %d)", d.ShardID, d.ShardCount)
+	}
+	if d.MaxConcurrent < 1 {
+		errs.add("discord.max_concurrent", "must be at least 1, not %d", d.MaxConcurrent)
+	}
+	if d.EditInterval.D() < 0 {
+		errs.add("discord.edit_interval", "must not be negative")
 	}
 }

@@ -238,7 +238,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 		}
 	}()
 	stopRenew := e.keepLock(actx, log, thread)
-	defer stopRenew()
+	defer stopRenew() // idempotent; also stopped before saving
 
 	model := e.modelFor(thread.Model, adm.ChannelModel)
 	log = log.With("model", model.Name)
@@ -266,6 +266,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	}
 
 	// Save what the user saw (not the reasoning); a failure before any text saves nothing.
+	stopRenew()
 	var saveErr error
 	if res.frame.Text != "" {
 		now := e.now()
@@ -296,11 +297,14 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	return errors.Join(saveErr, p.finish(res.frame))
 }
 
-// keepLock renews the thread lock while the answer runs.
+// keepLock renews the thread lock while the answer runs. The returned func
+// stops renewing and waits until no renewal is in flight; it is idempotent.
 func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func() {
 	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	every := e.store.opt.LockTTL / 3
 	go func() {
+		defer close(done)
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
@@ -308,13 +312,13 @@ func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if ok, err := t.Renew(ctx); err != nil || !ok {
+				if ok, err := t.Renew(ctx); (err != nil || !ok) && ctx.Err() == nil {
 					log.Warn("lock renewal failed", "held", ok, "err", err)
 				}
 			}
 		}
 	}()
-	return cancel
+	return func() { cancel(); <-done }
 }
 
 // refuse returns a note when limits or access forbid answering, else "".

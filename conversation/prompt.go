@@ -121,4 +121,3 @@ func platformTitle(p string) string {
 	}
 	return p
 }
-

@@ -193,7 +193,7 @@ func (s *Store) Lock(ctx context.Context, thread string) (*Thread, error) {
 			return nil, ctx.Err()
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 500*time.Millisecond)
+		backoff = min(backoff*2, 250*time.Millisecond)
 	}
 }
 

@@ -194,8 +194,8 @@ func WithApplication(appID, botUserID, botName string) Option {
 
 // WithRateLimit switches on per-channel rate limiting of message create,
 // edit and delete: at most limit requests per window per channel.
-func WithRateLimit(limit int, window time.Duration) Option {
-	return func(s *Server) { s.rlLimit, s.rlWindow = limit, window }
+func WithRateLimit(limit int, per time.Duration) Option {
+	return func(s *Server) { s.rlLimit, s.rlWindow = limit, per }
 }
 
 // WithHeartbeatInterval sets the interval sent in HELLO (default 41.25 s).
@@ -229,6 +229,8 @@ type Server struct {
 	echoOwn          bool
 
 	idSeq atomic.Int64
+	// dmu serializes dispatches so sequence numbers go out in order.
+	dmu sync.Mutex
 
 	mu           sync.Mutex
 	rlLimit      int
@@ -365,10 +367,10 @@ func (s *Server) NewID() string {
 }
 
 // SetRateLimit switches per-channel message rate limiting on (limit > 0) or off.
-func (s *Server) SetRateLimit(limit int, window time.Duration) {
+func (s *Server) SetRateLimit(limit int, per time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rlLimit, s.rlWindow = limit, window
+	s.rlLimit, s.rlWindow = limit, per
 	s.windows = map[string]*window{}
 }
 

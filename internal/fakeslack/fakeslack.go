@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,15 +347,14 @@ func (s *Server) AddFile(name, mimetype string, data []byte) map[string]any {
 		ft = "binary"
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.files[id] = &storedFile{id: id, name: name, mimetype: mimetype, filetype: ft, data: bytes.Clone(data)}
-	s.mu.Unlock()
-	return s.fileObject(id)
+	return s.fileObjectLocked(id)
 }
 
-func (s *Server) fileObject(id string) map[string]any {
-	s.mu.Lock()
+// fileObjectLocked returns a file's event object; s.mu is held.
+func (s *Server) fileObjectLocked(id string) map[string]any {
 	f := s.files[id]
-	s.mu.Unlock()
 	if f == nil {
 		return nil
 	}
@@ -744,12 +742,6 @@ func (s *Server) dispatch(req *apiRequest, now time.Time) map[string]any {
 	return apiError("unknown_method")
 }
 
-func (s *Server) fileObjectLocked(id string) map[string]any {
-	s.mu.Unlock()
-	defer s.mu.Lock()
-	return s.fileObject(id)
-}
-
 func (s *Server) find(channel, ts string) *Message {
 	return s.messages[channel][ts]
 }
@@ -961,14 +953,4 @@ func (s *Server) serveResponseURL(w http.ResponseWriter, r *http.Request) {
 		ThreadTS: msg.ThreadTS, Blocks: blocks, ResponseID: id, Time: time.Now()})
 	s.mu.Unlock()
 	writeJSON(w, map[string]any{"ok": true})
-}
-
-// sortedKeys is a helper for deterministic output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

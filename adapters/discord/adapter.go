@@ -1,0 +1,516 @@
+package discord
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+	"github.com/gorilla/websocket"
+
+	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/metrics"
+)
+
+// InvitePermissions are the permissions the bot asks for in InviteURL: View
+// Channel, Send Messages, Send Messages in Threads, Create Public Threads,
+// Read Message History, Embed Links and Attach Files.
+const InvitePermissions = discordgo.PermissionViewChannel |
+	discordgo.PermissionSendMessages |
+	discordgo.PermissionSendMessagesInThreads |
+	discordgo.PermissionCreatePublicThreads |
+	discordgo.PermissionReadMessageHistory |
+	discordgo.PermissionEmbedLinks |
+	discordgo.PermissionAttachFiles
+
+// Intents are the gateway intents the adapter identifies with. MessageContent
+// is privileged: switch it on in the Developer Portal (Bot → Privileged
+// Gateway Intents) or mention text arrives empty.
+const Intents = discordgo.IntentsGuilds |
+	discordgo.IntentsGuildMessages |
+	discordgo.IntentsDirectMessages |
+	discordgo.IntentsMessageContent
+
+const (
+	// maxChainFetches bounds the REST fetches spent finding a reply chain's root.
+	maxChainFetches = 8
+	// cacheSize bounds the in-memory maps (bot message → conversation, channel info).
+	cacheSize = 50000
+	// finalTimeout bounds the wait for a final render (budget, 429 retries).
+	finalTimeout = 2 * time.Minute
+	// callTimeout bounds one REST call made on the interaction's clock.
+	callTimeout = 10 * time.Second
+)
+
+// Option configures an Adapter.
+type Option func(*options)
+
+type options struct {
+	log           *slog.Logger
+	client        *http.Client
+	channelCalls  int
+	channelWindow time.Duration
+	globalPerSec  float64
+	shutdownWait  time.Duration
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithHTTPClient sets the client for REST calls and attachment downloads
+// (default: 20 s timeout).
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithChannelBudget sets how many message posts and edits the adapter makes
+// per channel in a window (default DefaultChannelCalls per DefaultChannelWindow).
+// Intermediate renders beyond it are skipped; first posts and final renders wait.
+func WithChannelBudget(calls int, window time.Duration) Option {
+	return func(o *options) { o.channelCalls, o.channelWindow = calls, window }
+}
+
+// WithGlobalBudget sets the adapter's request rate across all channels
+// (default DefaultGlobalPerSec per second).
+func WithGlobalBudget(perSecond float64) Option {
+	return func(o *options) { o.globalPerSec = perSecond }
+}
+
+// WithShutdownWait bounds how long Run waits, once its context ends, for
+// running answers to render their last frame (default 15 s).
+func WithShutdownWait(d time.Duration) Option { return func(o *options) { o.shutdownWait = d } }
+
+// Adapter connects Discord to a conversation.Handler. Create it with New and
+// start it with Run.
+type Adapter struct {
+	cfg    config.Discord
+	limits config.Limits
+	h      conversation.Handler
+	log    *slog.Logger
+	client *http.Client
+	opts   options
+	token  string // "Bot …"
+
+	sess    *discordgo.Session
+	budgets *budgets
+	sem     chan struct{}
+
+	ready     atomic.Bool
+	readyOnce sync.Once
+	readyCh   chan struct{}
+	idMu      sync.RWMutex
+	botID     string
+	appID     string
+
+	// chains maps a bot message ID to the reply chain (Message.Thread) it belongs to.
+	chains *lru[string, string]
+	// channels caches channel types and parents, from events and REST.
+	channels *lru[string, chanInfo]
+	// joined remembers threads the bot posted in or created.
+	joined *lru[string, bool]
+
+	activeMu sync.Mutex
+	active   map[string]*activeAnswer
+
+	runMu   sync.Mutex
+	running bool
+	closing bool
+	wg      sync.WaitGroup
+	baseCtx context.Context
+	cancel  context.CancelFunc
+
+	stats struct {
+		calls, errors, rateLimited, skipped atomic.Int64
+	}
+}
+
+type activeAnswer struct {
+	userID string
+	n      int
+}
+
+// Stats are the adapter's counters since New.
+type Stats struct {
+	Calls       int64 // REST calls made by the adapter
+	Errors      int64 // of which failed (429s excluded)
+	RateLimited int64 // 429 responses seen (retried by discordgo or skipped)
+	Skipped     int64 // intermediate renders (or parts) skipped for lack of budget
+}
+
+// New creates an adapter for cfg. It does not connect; Run does.
+func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts ...Option) (*Adapter, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("discord: token is empty")
+	}
+	if h == nil {
+		return nil, errors.New("discord: nil handler")
+	}
+	o := options{
+		log:           slog.Default(),
+		client:        &http.Client{Timeout: 20 * time.Second},
+		channelCalls:  DefaultChannelCalls,
+		channelWindow: DefaultChannelWindow,
+		globalPerSec:  DefaultGlobalPerSec,
+		shutdownWait:  15 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cfg.APIURL == "" {
+		cfg.APIURL = "https://discord.com/api/v10/"
+	}
+	if cfg.ShardCount < 1 {
+		cfg.ShardCount = 1
+	}
+	if cfg.MaxConcurrent < 1 {
+		cfg.MaxConcurrent = 200
+	}
+	if limits.MaxImageBytes <= 0 {
+		limits.MaxImageBytes = 8 << 20
+	}
+	if limits.MaxFileBytes <= 0 {
+		limits.MaxFileBytes = 256 << 10
+	}
+	tok := strings.TrimSpace(cfg.Token.Value())
+	if !strings.HasPrefix(tok, "Bot ") {
+		tok = "Bot " + tok
+	}
+	a := &Adapter{
+		cfg: cfg, limits: limits, h: h, log: o.log.With("platform", "discord"), client: o.client, opts: o,
+		token:    tok,
+		budgets:  newBudgets(o.channelCalls, o.channelWindow, o.globalPerSec),
+		sem:      make(chan struct{}, cfg.MaxConcurrent),
+		readyCh:  make(chan struct{}),
+		chains:   newLRU[string, string](cacheSize),
+		channels: newLRU[string, chanInfo](cacheSize),
+		joined:   newLRU[string, bool](cacheSize),
+		active:   map[string]*activeAnswer{},
+	}
+	a.baseCtx, a.cancel = context.WithCancel(context.Background())
+	return a, nil
+}
+
+// Ready reports whether the gateway connection is up.
+func (a *Adapter) Ready() bool { return a.ready.Load() }
+
+// Stats returns the adapter's counters.
+func (a *Adapter) Stats() Stats {
+	return Stats{
+		Calls: a.stats.calls.Load(), Errors: a.stats.errors.Load(),
+		RateLimited: a.stats.rateLimited.Load(), Skipped: a.stats.skipped.Load(),
+	}
+}
+
+// InviteURL is the OAuth2 link that adds the bot to a server with the
+// permissions it needs. The application ID comes from the gateway's READY,
+// or before that from the token (whose first part encodes the bot's ID,
+// equal to the application ID for bots created since 2020).
+func (a *Adapter) InviteURL() string {
+	id := a.ids()
+	if id.app == "" {
+		id.app = idFromToken(a.token)
+	}
+	return fmt.Sprintf("https://discord.com/oauth2/authorize?client_id=%s&scope=bot+applications.commands&permissions=%d", id.app, InvitePermissions)
+}
+
+func idFromToken(tok string) string {
+	tok = strings.TrimPrefix(tok, "Bot ")
+	first, _, _ := strings.Cut(tok, ".")
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.StdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(first); err == nil && len(b) > 0 && strings.Trim(string(b), "0123456789") == "" {
+			return string(b)
+		}
+	}
+	return ""
+}
+
+type botIDs struct{ bot, app string }
+
+func (a *Adapter) ids() botIDs {
+	a.idMu.RLock()
+	defer a.idMu.RUnlock()
+	return botIDs{a.botID, a.appID}
+}
+
+// Run connects to the gateway, registers the slash commands, and handles
+// events until ctx ends; then it stops taking new events, cancels running
+// answers (which still render their last frame, within WithShutdownWait)
+// and closes the connection. A rejected token is returned at once; an
+// unreachable gateway is retried with backoff until ctx ends.
+func (a *Adapter) Run(ctx context.Context) error {
+	a.runMu.Lock()
+	if a.running || a.closing {
+		a.runMu.Unlock()
+		return errors.New("discord: Run called twice")
+	}
+	a.running = true
+	a.runMu.Unlock()
+	defer a.cancel()
+
+	release, err := useAPIBase(a.cfg.APIURL)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	s, err := discordgo.New(a.token)
+	if err != nil {
+		return fmt.Errorf("discord: %w", err)
+	}
+	client := *a.client
+	if a.cfg.GatewayURL != "" {
+		next := client.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		client.Transport = gatewayOverride{next: next, url: a.cfg.GatewayURL}
+	}
+	s.Client = &client
+	s.Identify.Intents = Intents
+	s.ShardID, s.ShardCount = a.cfg.ShardID, a.cfg.ShardCount
+	s.StateEnabled = false // the adapter keeps its own bounded caches
+	s.ShouldRetryOnRateLimit = true
+	s.ShouldReconnectOnError = true
+	s.Identify.Presence.Status = "online"
+	s.Identify.Properties.Browser = "arkbot"
+	setDiscordgoLogger()
+	a.sess = s
+	a.addHandlers(s)
+
+	me, err := s.User("@me", discordgo.WithContext(ctx))
+	a.observe("users.me", err)
+	if err != nil {
+		var re *discordgo.RESTError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode == http.StatusUnauthorized {
+			return errors.New("discord: the bot token was rejected (401): copy it again from the Developer Portal → Bot → Reset Token")
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Warn("could not read the bot user; continuing", "err", err)
+	} else {
+		a.idMu.Lock()
+		a.botID = me.ID
+		a.idMu.Unlock()
+	}
+	if gb, err := s.GatewayBot(discordgo.WithContext(ctx)); err == nil {
+		a.observe("gateway.bot", nil)
+		if gb.Shards > a.cfg.ShardCount {
+			a.log.Warn("Discord recommends more shards than configured", "recommended", gb.Shards, "shard_count", a.cfg.ShardCount)
+		}
+		if gb.SessionStartLimit.Total > 0 && gb.SessionStartLimit.Remaining < 10 {
+			a.log.Warn("few gateway session starts left today", "remaining", gb.SessionStartLimit.Remaining, "reset_after_ms", gb.SessionStartLimit.ResetAfter)
+		}
+	} else if ctx.Err() == nil {
+		a.observe("gateway.bot", err)
+		a.log.Debug("GET /gateway/bot failed", "err", err)
+	}
+
+	if err := a.open(ctx, s); err != nil {
+		return err
+	}
+	if ctx.Err() == nil {
+		select {
+		case <-a.readyCh:
+		case <-ctx.Done():
+		case <-time.After(30 * time.Second):
+			a.log.Warn("no READY from the gateway within 30 s")
+		}
+	}
+	if ctx.Err() == nil {
+		a.registerCommands(ctx)
+		a.log.Info("Discord adapter running", "invite_url", a.InviteURL(), "shard", a.cfg.ShardID, "shards", a.cfg.ShardCount)
+	}
+
+	<-ctx.Done()
+	a.shutdown()
+	return nil
+}
+
+// open opens the gateway, retrying transient failures with backoff.
+func (a *Adapter) open(ctx context.Context, s *discordgo.Session) error {
+	backoff := time.Second
+	for {
+		err := s.Open()
+		if err == nil {
+			return nil
+		}
+		if websocket.IsCloseError(err, 4004) {
+			return errors.New("discord: the gateway rejected the bot token (4004)")
+		}
+		if websocket.IsCloseError(err, 4014) {
+			return errors.New("discord: disallowed intents (4014): enable the Message Content intent in the Developer Portal → Bot → Privileged Gateway Intents")
+		}
+		if websocket.IsCloseError(err, 4010, 4011) {
+			return fmt.Errorf("discord: invalid shard configuration: %w", err)
+		}
+		a.log.Warn("could not open the Discord gateway; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+func (a *Adapter) shutdown() {
+	a.runMu.Lock()
+	a.closing = true
+	a.runMu.Unlock()
+	a.cancel()
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(a.opts.shutdownWait):
+		a.log.Warn("answers still running at shutdown", "waited", a.opts.shutdownWait)
+	}
+	a.ready.Store(false)
+	if err := a.sess.Close(); err != nil {
+		a.log.Debug("closing the gateway", "err", err)
+	}
+	// Handlers that started before closing finish quickly now that the
+	// base context is cancelled; wait for them briefly so none outlives Run.
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// track runs fn as tracked work unless the adapter is shutting down.
+func (a *Adapter) track(fn func()) {
+	a.runMu.Lock()
+	if a.closing {
+		a.runMu.Unlock()
+		return
+	}
+	a.wg.Add(1)
+	a.runMu.Unlock()
+	defer a.wg.Done()
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error("panic in Discord event handler", "panic", p)
+		}
+	}()
+	fn()
+}
+
+func (a *Adapter) addHandlers(s *discordgo.Session) {
+	s.AddHandler(func(_ *discordgo.Session, r *discordgo.Ready) {
+		a.idMu.Lock()
+		if r.User != nil {
+			a.botID = r.User.ID
+		}
+		if r.Application != nil && r.Application.ID != "" {
+			a.appID = r.Application.ID
+		}
+		a.idMu.Unlock()
+		for _, g := range r.Guilds {
+			a.cacheGuild(g)
+		}
+		a.ready.Store(true)
+		a.readyOnce.Do(func() { close(a.readyCh) })
+		a.log.Info("connected to the Discord gateway", "guilds", len(r.Guilds))
+	})
+	s.AddHandler(func(_ *discordgo.Session, _ *discordgo.Resumed) { a.ready.Store(true) })
+	s.AddHandler(func(_ *discordgo.Session, _ *discordgo.Disconnect) { a.ready.Store(false) })
+	s.AddHandler(func(_ *discordgo.Session, g *discordgo.GuildCreate) { a.cacheGuild(g.Guild) })
+	s.AddHandler(func(_ *discordgo.Session, t *discordgo.ThreadCreate) { a.cacheChannel(t.Channel) })
+	s.AddHandler(func(_ *discordgo.Session, c *discordgo.ChannelCreate) { a.cacheChannel(c.Channel) })
+	s.AddHandler(func(_ *discordgo.Session, t *discordgo.ThreadListSync) {
+		for _, c := range t.Threads {
+			a.cacheChannel(c)
+		}
+	})
+	s.AddHandler(func(_ *discordgo.Session, rl *discordgo.RateLimit) {
+		// discordgo retries the request after rl.RetryAfter, holding the bucket.
+		a.stats.rateLimited.Add(1)
+		metrics.PlatformCall("discord", routeName(rl.URL), "ratelimited")
+		a.log.Debug("rate limited by Discord; discordgo retries", "route", routeName(rl.URL), "retry_after", rl.RetryAfter)
+	})
+	s.AddHandler(func(_ *discordgo.Session, m *discordgo.MessageCreate) {
+		a.track(func() { a.onMessage(m.Message) })
+	})
+	// Interactions are taken from the raw event: discordgo v0.29 drops the
+	// interaction's channel object, which says whether it came from a thread.
+	s.AddHandler(func(_ *discordgo.Session, e *discordgo.Event) {
+		if e.Type != "INTERACTION_CREATE" {
+			return
+		}
+		ic, ok := e.Struct.(*discordgo.InteractionCreate)
+		if !ok || ic.Interaction == nil {
+			return
+		}
+		a.track(func() { a.onInteraction(ic.Interaction, e.RawData) })
+	})
+}
+
+// observe counts one REST call in the metrics and the adapter's stats.
+func (a *Adapter) observe(method string, err error) {
+	a.stats.calls.Add(1)
+	result := "ok"
+	var rl *discordgo.RateLimitError
+	switch {
+	case err == nil:
+	case errors.As(err, &rl):
+		result = "ratelimited"
+		a.stats.rateLimited.Add(1)
+	default:
+		result = "error"
+		a.stats.errors.Add(1)
+	}
+	metrics.PlatformCall("discord", method, result)
+}
+
+// routeName turns a REST URL into a low-cardinality method label.
+func routeName(u string) string {
+	p := strings.TrimPrefix(u, discordgo.EndpointAPI)
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	parts := strings.Split(p, "/")
+	switch {
+	case len(parts) >= 3 && parts[0] == "channels" && parts[2] == "messages":
+		if len(parts) >= 5 && parts[4] == "threads" {
+			return "threads.create"
+		}
+		return "messages"
+	case len(parts) >= 1 && parts[0] == "webhooks":
+		return "webhooks"
+	case len(parts) >= 1 && parts[0] == "interactions":
+		return "interactions.callback"
+	case len(parts) >= 1 && parts[0] == "applications":
+		return "commands.bulk_overwrite"
+	case len(parts) >= 1:
+		return parts[0]
+	}
+	return "other"
+}
+
+var loggerOnce sync.Once
+
+// setDiscordgoLogger routes discordgo's own log lines (errors only, at its
+// default level) through slog once per process.
+func setDiscordgoLogger() {
+	loggerOnce.Do(func() {
+		discordgo.Logger = func(level, caller int, format string, a ...any) {
+			l := slog.LevelError
+			switch level {
+			case discordgo.LogWarning:
+				l = slog.LevelWarn
+			case discordgo.LogInformational:
+				l = slog.LevelInfo
+			case discordgo.LogDebug:
+				l = slog.LevelDebug
+			}
+			slog.Default().Log(context.Background(), l, "discordgo: "+fmt.Sprintf(format, a...), "platform", "discord")
+		}
+	})
+}

@@ -1,0 +1,629 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/metrics"
+)
+
+// Adapter connects one Slack app to a conversation.Handler.
+type Adapter struct {
+	cfg          config.Slack
+	limits       config.Limits
+	h            conversation.Handler
+	log          *slog.Logger
+	api          *slack.Client
+	budget       *budgeter
+	socket       bool
+	allowDMs     bool
+	editInterval time.Duration
+	grace        time.Duration
+	pieceLimit   int
+
+	id       atomic.Pointer[identity]
+	ready    atomic.Bool
+	running  atomic.Bool
+	users    *userCache
+	noNative sync.Map // team ID → time until which native streaming is not tried
+
+	// Work: one goroutine per accepted message, at most cap(sem) working.
+	mu         sync.Mutex // guards accepting and wg.Add against drain
+	accepting  bool
+	wg         sync.WaitGroup
+	sem        chan struct{}
+	queued     atomic.Int64
+	maxQueued  int64
+	workCtx    context.Context
+	workCancel context.CancelFunc
+}
+
+// identity is who the bot is, from auth.test.
+type identity struct {
+	userID, botID, teamID string
+}
+
+func (a *Adapter) identity() identity {
+	if p := a.id.Load(); p != nil {
+		return *p
+	}
+	return identity{}
+}
+
+// Option configures an Adapter.
+type Option func(*options)
+
+type options struct {
+	log     *slog.Logger
+	client  *http.Client
+	budgets Budgets
+	grace   time.Duration
+	limit   int
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithHTTPClient sets the HTTP client for the Web API, file downloads and
+// response_url replies (default: a client with a 30 s timeout).
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithBudgets replaces the per-workspace rate budgets (default DefaultBudgets()).
+func WithBudgets(b Budgets) Option { return func(o *options) { o.budgets = b } }
+
+// WithShutdownGrace sets how long Run waits, once its context ends, for
+// answers in flight before cancelling them (default 10 s).
+func WithShutdownGrace(d time.Duration) Option { return func(o *options) { o.grace = d } }
+
+// WithMessageLimit sets how many characters of an answer go into one Slack
+// message before it continues in the next (default 11,000; Slack's markdown
+// limit is 12,000 and the rest is kept for the closing note). For tests.
+func WithMessageLimit(n int) Option { return func(o *options) { o.limit = n } }
+
+// DefaultMessageLimit is the default WithMessageLimit.
+const DefaultMessageLimit = 11000
+
+// New builds the adapter. It makes no network call: Run resolves the bot's
+// identity with auth.test and connects.
+func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ...Option) (*Adapter, error) {
+	o := options{grace: 10 * time.Second, limit: DefaultMessageLimit}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	if o.client == nil {
+		o.client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.budgets == nil {
+		o.budgets = DefaultBudgets()
+	}
+	if h == nil {
+		return nil, errors.New("slack: a conversation handler is required")
+	}
+	if cfg.BotToken == "" {
+		return nil, errors.New("slack.bot_token is required")
+	}
+	if cfg.AppToken == "" && cfg.SigningSecret == "" {
+		return nil, errors.New("slack: set slack.app_token (Socket Mode) or slack.signing_secret (HTTP Events API)")
+	}
+	if cfg.AppToken != "" && !strings.HasPrefix(cfg.AppToken.Value(), "xapp-") {
+		return nil, errors.New("slack.app_token must be an app-level token (xapp-…) with the connections:write scope")
+	}
+	if cfg.APIURL == "" {
+		cfg.APIURL = slack.APIURL
+	}
+	if !strings.HasSuffix(cfg.APIURL, "/") {
+		cfg.APIURL += "/"
+	}
+	if cfg.EventsPath == "" {
+		cfg.EventsPath = "/slack/events"
+	}
+	if cfg.CommandsPath == "" {
+		cfg.CommandsPath = "/slack/commands"
+	}
+	switch cfg.ReplyInThreads {
+	case "":
+		cfg.ReplyInThreads = "mentioned"
+	case "mentioned", "always":
+	default:
+		return nil, fmt.Errorf("slack.reply_in_threads must be mentioned or always, not %q", cfg.ReplyInThreads)
+	}
+	switch cfg.Streaming {
+	case "":
+		cfg.Streaming = "auto"
+	case "auto", "native", "update":
+	default:
+		return nil, fmt.Errorf("slack.streaming must be auto, native or update, not %q", cfg.Streaming)
+	}
+	if cfg.EditInterval <= 0 {
+		cfg.EditInterval = config.Duration(time.Second)
+	}
+	workers := cfg.MaxConcurrent
+	if workers <= 0 {
+		workers = 64
+	}
+	if o.limit < 200 {
+		o.limit = 200
+	}
+	apiOpts := []slack.Option{slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(o.client)}
+	if cfg.AppToken != "" {
+		apiOpts = append(apiOpts, slack.OptionAppLevelToken(cfg.AppToken.Value()))
+	}
+	workCtx, workCancel := context.WithCancel(context.Background())
+	a := &Adapter{
+		cfg:          cfg,
+		limits:       limits,
+		h:            h,
+		log:          o.log.With("adapter", "slack"),
+		api:          slack.New(cfg.BotToken.Value(), apiOpts...),
+		budget:       newBudgeter(o.budgets),
+		socket:       cfg.AppToken != "",
+		allowDMs:     cfg.AllowDMs == nil || *cfg.AllowDMs,
+		editInterval: cfg.EditInterval.D(),
+		grace:        o.grace,
+		pieceLimit:   o.limit,
+		users:        newUserCache(),
+		sem:          make(chan struct{}, workers),
+		maxQueued:    int64(workers*8 + 64),
+		workCtx:      workCtx,
+		workCancel:   workCancel,
+	}
+	return a, nil
+}
+
+// Ready reports whether the adapter is connected: in Socket Mode, a
+// websocket is open; in HTTP mode, Run has verified the bot token.
+func (a *Adapter) Ready() bool { return a.ready.Load() }
+
+// Run resolves the bot's identity (auth.test), then in Socket Mode keeps a
+// websocket open (reconnecting as needed), or in HTTP mode serves events
+// through HTTPHandler, until ctx ends. It then stops taking events, waits
+// for answers in flight (up to the shutdown grace), cancels the rest, and
+// returns. It returns an error only if the adapter can't run (bad tokens).
+func (a *Adapter) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("slack: Run called twice")
+	}
+	if err := a.authenticate(ctx); err != nil {
+		a.drain()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	a.mu.Lock()
+	a.accepting = true
+	a.mu.Unlock()
+	var err error
+	if a.socket {
+		err = a.runSocket(ctx)
+	} else {
+		a.ready.Store(true)
+		a.log.Info("serving the HTTP Events API", "events_path", a.cfg.EventsPath, "commands_path", a.cfg.CommandsPath)
+		<-ctx.Done()
+	}
+	a.ready.Store(false)
+	a.drain()
+	return err
+}
+
+// authenticate calls auth.test, retrying network errors a few times.
+func (a *Adapter) authenticate(ctx context.Context) error {
+	var lastErr error
+	for attempt := range 5 {
+		if attempt > 0 {
+			if err := sleep(ctx, time.Duration(attempt)*time.Second); err != nil {
+				return err
+			}
+		}
+		var resp *slack.AuthTestResponse
+		err := a.call(ctx, mustDeliver, "", "", "auth.test", func(ctx context.Context) error {
+			var err error
+			resp, err = a.api.AuthTestContext(ctx)
+			return err
+		})
+		if err == nil {
+			a.id.Store(&identity{userID: resp.UserID, botID: resp.BotID, teamID: resp.TeamID})
+			a.log.Info("authenticated", "team", resp.TeamID, "team_name", resp.Team, "bot_user", resp.UserID, "mode", a.mode())
+			return nil
+		}
+		var se slack.SlackErrorResponse
+		if errors.As(err, &se) {
+			return fmt.Errorf("slack auth.test: %s (check slack.bot_token: a bot token xoxb-… of an installed app)", se.Err)
+		}
+		lastErr = err
+		a.log.Warn("slack auth.test failed; retrying", "err", err)
+	}
+	return fmt.Errorf("slack auth.test: %w", lastErr)
+}
+
+func (a *Adapter) mode() string {
+	if a.socket {
+		return "socket"
+	}
+	return "http"
+}
+
+// drain stops taking events and waits for the work in flight.
+func (a *Adapter) drain() {
+	a.mu.Lock()
+	a.accepting = false
+	a.mu.Unlock()
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		a.workCancel()
+		return
+	case <-time.After(a.grace):
+		a.log.Warn("answers still running after the shutdown grace; cancelling them", "grace", a.grace)
+	}
+	a.workCancel()
+	select {
+	case <-done:
+	case <-time.After(45 * time.Second): // a final render has its own 30 s bound
+		a.log.Error("answers did not stop after cancellation; giving up on them")
+	}
+}
+
+// dispatch runs fn for one accepted message in its own goroutine, at most
+// cap(sem) at a time. It reports false if the adapter is not taking work
+// (shutting down) or its queue is full.
+func (a *Adapter) dispatch(what string, fn func(ctx context.Context)) bool {
+	a.mu.Lock()
+	if !a.accepting {
+		a.mu.Unlock()
+		return false
+	}
+	if a.queued.Add(1) > a.maxQueued {
+		a.queued.Add(-1)
+		a.mu.Unlock()
+		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "overload").Inc()
+		a.log.Warn("too many messages in flight; dropping one", "what", what, "queued", a.maxQueued)
+		return false
+	}
+	a.wg.Add(1)
+	a.mu.Unlock()
+	go func() {
+		defer a.wg.Done()
+		defer a.queued.Add(-1)
+		select {
+		case a.sem <- struct{}{}:
+		case <-a.workCtx.Done():
+			return
+		}
+		defer func() { <-a.sem }()
+		defer func() {
+			if p := recover(); p != nil {
+				a.log.Error("panic while handling a message", "what", what, "panic", p)
+			}
+		}()
+		fn(a.workCtx)
+	}()
+	return true
+}
+
+// ---- Socket Mode ----
+
+func (a *Adapter) runSocket(ctx context.Context) error {
+	smc := socketmode.New(a.api)
+	runErr := make(chan error, 1)
+	go func() { runErr <- smc.RunContext(ctx) }()
+	for {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-runErr:
+			case <-time.After(5 * time.Second):
+			}
+			return nil
+		case err := <-runErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			metrics.PlatformCall("slack", "apps.connections.open", "error")
+			return fmt.Errorf("slack socket mode: %w (check slack.app_token: an xapp-… token with connections:write, and Socket Mode enabled for the app)", err)
+		case evt := <-smc.Events:
+			a.socketEvent(ctx, smc, evt)
+		}
+	}
+}
+
+func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt socketmode.Event) {
+	switch evt.Type {
+	case socketmode.EventTypeConnecting:
+		a.log.Debug("socket mode connecting")
+	case socketmode.EventTypeConnected:
+		metrics.PlatformCall("slack", "apps.connections.open", "ok")
+		a.ready.Store(true)
+		a.log.Info("socket mode connected")
+	case socketmode.EventTypeHello:
+		a.ready.Store(true)
+	case socketmode.EventTypeConnectionError:
+		a.ready.Store(false)
+		result := "error"
+		if e, ok := evt.Data.(*slack.ConnectionErrorEvent); ok {
+			if _, limited := rateLimited(e.ErrorObj); limited {
+				result = "ratelimited"
+			}
+			a.log.Warn("socket mode connection failed; retrying", "attempt", e.Attempt, "backoff", e.Backoff, "err", e.ErrorObj)
+		}
+		metrics.PlatformCall("slack", "apps.connections.open", result)
+	case socketmode.EventTypeInvalidAuth:
+		a.ready.Store(false)
+		a.log.Error("socket mode: invalid app token (slack.app_token)")
+	case socketmode.EventTypeDisconnect:
+		a.ready.Store(false)
+		a.log.Info("socket mode: Slack asked to reconnect")
+	case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
+		a.log.Warn("socket mode error", "type", evt.Type, "data", fmt.Sprint(evt.Data))
+	case socketmode.EventTypeErrorBadMessage:
+		// slack-go could not parse it (an event type it doesn't know): ack it
+		// and read it ourselves.
+		bad, ok := evt.Data.(*socketmode.ErrorBadMessage)
+		if !ok {
+			return
+		}
+		var req socketmode.Request
+		if json.Unmarshal(bad.Message, &req) != nil || req.EnvelopeID == "" {
+			return
+		}
+		a.ack(ctx, smc, req.EnvelopeID, nil)
+		if req.Type == socketmode.RequestTypeEventsAPI {
+			a.onEvent(req.Payload, req.RetryAttempt)
+		}
+	case socketmode.EventTypeEventsAPI:
+		if evt.Request == nil {
+			return
+		}
+		a.ack(ctx, smc, evt.Request.EnvelopeID, nil)
+		a.onEvent(evt.Request.Payload, evt.Request.RetryAttempt)
+	case socketmode.EventTypeSlashCommand:
+		if evt.Request == nil {
+			return
+		}
+		cmd, ok := evt.Data.(slack.SlashCommand)
+		if !ok {
+			a.ack(ctx, smc, evt.Request.EnvelopeID, nil)
+			return
+		}
+		refusal := a.onSlash(cmd)
+		var payload any
+		if refusal != "" {
+			payload = map[string]string{"response_type": "ephemeral", "text": refusal}
+		}
+		a.ack(ctx, smc, evt.Request.EnvelopeID, payload)
+	case socketmode.EventTypeInteractive:
+		if evt.Request != nil {
+			a.ack(ctx, smc, evt.Request.EnvelopeID, nil)
+		}
+	}
+}
+
+func (a *Adapter) ack(ctx context.Context, smc *socketmode.Client, envelopeID string, payload any) {
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := smc.AckCtx(actx, envelopeID, payload); err != nil {
+		a.log.Warn("socket mode ack failed", "envelope", envelopeID, "err", err)
+	}
+}
+
+// ---- events → messages ----
+
+// onEvent handles one Events API payload; it returns at once.
+func (a *Adapter) onEvent(raw []byte, retry int) {
+	var p eventPayload
+	if err := json.Unmarshal(raw, &p); err != nil {
+		a.log.Warn("unreadable event payload", "err", err)
+		return
+	}
+	if p.Type == "app_rate_limited" {
+		a.log.Warn("Slack is dropping events for this app: it exceeded 30,000 events per hour in a workspace", "team", p.TeamID)
+		return
+	}
+	if p.Type != "event_callback" || len(p.Event) == 0 {
+		return
+	}
+	var ev innerEvent
+	if err := json.Unmarshal(p.Event, &ev); err != nil {
+		a.log.Warn("unreadable event", "event_id", p.EventID, "err", err)
+		return
+	}
+	d, reason := a.classify(p.TeamID, ev)
+	if reason != "" {
+		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "ignored").Inc()
+		a.log.Debug("event ignored", "event_id", p.EventID, "type", ev.Type, "subtype", ev.Subtype, "channel", ev.Channel, "reason", reason)
+		return
+	}
+	log := a.log.With("team", d.msg.Workspace, "channel", d.msg.Channel, "ts", ev.TS, "event_id", p.EventID)
+	if retry > 0 {
+		log.Debug("event redelivered", "retry_attempt", retry)
+	}
+	a.dispatch("event", func(ctx context.Context) { a.process(ctx, d, nil, log) })
+}
+
+// onSlash handles one slash command; it returns at once, with a refusal
+// to show the user if the command is not allowed here.
+func (a *Adapter) onSlash(cmd slack.SlashCommand) string {
+	d, reason := a.classifySlash(cmd)
+	if reason != "" {
+		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "ignored").Inc()
+		a.log.Debug("slash command refused", "command", cmd.Command, "channel", cmd.ChannelID, "user", cmd.UserID, "reason", reason)
+		return "Sorry, I'm not available here."
+	}
+	log := a.log.With("team", cmd.TeamID, "channel", cmd.ChannelID, "command", cmd.Command)
+	target := &replyTarget{team: cmd.TeamID, channel: cmd.ChannelID, user: cmd.UserID, dm: d.msg.DM, responseURL: cmd.ResponseURL, slash: true}
+	if !a.dispatch("slash command", func(ctx context.Context) { a.process(ctx, d, target, log) }) {
+		return "I'm busy right now. Please try again in a minute."
+	}
+	return ""
+}
+
+// process completes a message (user name, attachments) and hands it to the engine.
+func (a *Adapter) process(ctx context.Context, d *draft, target *replyTarget, log *slog.Logger) {
+	m := d.msg
+	if name := a.users.name(ctx, a, m.Workspace, m.User.ID); name != "" {
+		m.User.Name = name
+	} else if m.User.Name == "" {
+		m.User.Name = m.User.ID
+	}
+	if len(d.files) > 0 {
+		a.attachments(ctx, &m, d.files, log)
+	}
+	if target == nil {
+		target = &replyTarget{team: m.Workspace, channel: m.Channel, thread: m.Thread, user: m.User.ID, dm: m.DM}
+	}
+	r := a.newReply(*target, log)
+	if err := a.h.Handle(ctx, m, r); err != nil && ctx.Err() == nil {
+		log.Warn("handling the message failed", "err", err)
+	}
+}
+
+// ---- HTTP Events API ----
+
+// maxHTTPBody bounds an event or command request body.
+const maxHTTPBody = 1 << 20
+
+// HTTPHandler serves the HTTP Events API on slack.events_path and slash
+// commands on slack.commands_path. Every request must carry a valid Slack
+// signature (slack.signing_secret) no older than five minutes, else it is
+// refused with 401. Requests are acknowledged at once and answered
+// asynchronously; before Run has authenticated, and after it ends, they get
+// 503 so Slack retries them (perhaps on another replica).
+func (a *Adapter) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	a.Register(mux)
+	return mux
+}
+
+// Register adds the events and commands endpoints to mux.
+func (a *Adapter) Register(mux *http.ServeMux) {
+	mux.HandleFunc(a.cfg.EventsPath, a.serveEvents)
+	mux.HandleFunc(a.cfg.CommandsPath, a.serveCommands)
+}
+
+// verified reads the body and checks Slack's signature, answering the
+// request itself (and returning nil) when it fails.
+func (a *Adapter) verified(w http.ResponseWriter, r *http.Request) []byte {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return nil
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		http.Error(w, "unreadable body", http.StatusBadRequest)
+		return nil
+	}
+	secret := a.cfg.SigningSecret.Value()
+	if secret == "" {
+		a.log.Warn("refused an HTTP request: slack.signing_secret is not set", "path", r.URL.Path, "remote", r.RemoteAddr)
+		http.Error(w, "signing secret not configured", http.StatusUnauthorized)
+		return nil
+	}
+	sv, err := slack.NewSecretsVerifier(r.Header, secret)
+	if err == nil {
+		_, _ = sv.Write(body)
+		err = sv.Ensure()
+	}
+	if err != nil {
+		a.log.Warn("refused an HTTP request with a bad or stale Slack signature", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", err)
+		http.Error(w, "invalid signature", http.StatusUnauthorized)
+		return nil
+	}
+	return body
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	defer r.Body.Close()
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, maxHTTPBody))
+}
+
+// parseSlashForm reads a slash command from its form-encoded body.
+func parseSlashForm(body []byte) (slack.SlashCommand, error) {
+	v, err := url.ParseQuery(string(body))
+	if err != nil {
+		return slack.SlashCommand{}, err
+	}
+	return slack.SlashCommand{
+		TeamID: v.Get("team_id"), TeamDomain: v.Get("team_domain"), EnterpriseID: v.Get("enterprise_id"),
+		ChannelID: v.Get("channel_id"), ChannelName: v.Get("channel_name"),
+		UserID: v.Get("user_id"), UserName: v.Get("user_name"),
+		Command: v.Get("command"), Text: v.Get("text"),
+		ResponseURL: v.Get("response_url"), TriggerID: v.Get("trigger_id"), APIAppID: v.Get("api_app_id"),
+	}, nil
+}
+
+func (a *Adapter) serveEvents(w http.ResponseWriter, r *http.Request) {
+	body := a.verified(w, r)
+	if body == nil {
+		return
+	}
+	var p eventPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		http.Error(w, "invalid JSON", http.StatusBadRequest)
+		return
+	}
+	if p.Type == "url_verification" {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"challenge": p.Challenge})
+		return
+	}
+	if !a.takingHTTP() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	retry := 0
+	if n := r.Header.Get("X-Slack-Retry-Num"); n != "" {
+		retry = 1
+		a.log.Debug("HTTP event redelivered", "retry_num", n, "reason", r.Header.Get("X-Slack-Retry-Reason"))
+	}
+	a.onEvent(body, retry)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
+	body := a.verified(w, r)
+	if body == nil {
+		return
+	}
+	if !a.takingHTTP() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	cmd, err := parseSlashForm(body)
+	if err != nil {
+		http.Error(w, "invalid form", http.StatusBadRequest)
+		return
+	}
+	if refusal := a.onSlash(cmd); refusal != "" {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"response_type": "ephemeral", "text": refusal})
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// takingHTTP reports whether HTTP events are accepted now.
+func (a *Adapter) takingHTTP() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.accepting && a.id.Load() != nil
+}

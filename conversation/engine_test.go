@@ -1,0 +1,434 @@
+package conversation
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arkbot/arkbot/internal/fakeark"
+)
+
+func TestEngineAnswersAndRemembers(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		r := rg.ask(t, msg("hello there"))
+		if f := r.final(); f.Outcome != OutcomeDone || f.Text != "You said: hello there" || f.Note != "" {
+			t.Fatalf("final frame %+v", f)
+		}
+		if r.begun != 1 {
+			t.Errorf("Begin called %d times", r.begun)
+		}
+		rg.ask(t, msg("and again"))
+		reqs := rg.ark.Requests()
+		if len(reqs) != 2 {
+			t.Fatalf("%d requests", len(reqs))
+		}
+		got := reqs[1].Messages
+		if len(got) != 4 || got[1].Text != "hello there" || got[2].Text != "You said: hello there" || got[3].Text != "and again" {
+			t.Fatalf("history not sent: %+v", got)
+		}
+		if !strings.Contains(got[0].Text, "Ada") || got[0].Role != "system" {
+			t.Errorf("system prompt not templated: %q", got[0].Text)
+		}
+	})
+}
+
+func TestEngineDropsDuplicateDeliveries(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		m := msg("once please")
+		rg.ask(t, m)
+		r := rg.ask(t, m)
+		if len(r.frames) != 0 || len(r.notices) != 0 || r.begun != 0 {
+			t.Fatalf("duplicate answered: %+v", r)
+		}
+		if n := len(rg.ark.Requests()); n != 1 {
+			t.Fatalf("%d Ark requests for one message", n)
+		}
+	})
+}
+
+func TestEngineIgnoresUnaddressedFollowupsOutsideItsThreads(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		m := msg("chatter between humans")
+		m.Mentioned = false
+		if r := rg.ask(t, m); len(r.frames)+len(r.notices) != 0 {
+			t.Fatal("answered a message in a thread the bot is not in")
+		}
+		rg.ask(t, msg("hi bot"))
+		m = msg("follow-up without mention")
+		m.Mentioned = false
+		if f := rg.ask(t, m).final(); f.Text != "You said: follow-up without mention" {
+			t.Fatalf("follow-up not answered: %+v", f)
+		}
+	})
+}
+
+func TestModelCommands(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		if n := rg.ask(t, msg("/model gpt-5")).notice(); !strings.Contains(n, "doubao, deepseek-r1, tiny, vip") {
+			t.Errorf("unknown model answer lacks the valid names: %q", n)
+		}
+		if n := rg.ask(t, msg("/model DeepSeek-R1")).notice(); !strings.Contains(n, "This thread now uses **deepseek-r1**") {
+			t.Errorf("switch answer: %q", n)
+		}
+		rg.ask(t, msg("think hard"))
+		if got := rg.ark.Requests()[0].Model; got != "deepseek-r1-250528" {
+			t.Errorf("thread model not used: %q", got)
+		}
+		// Channel scope: a message outside a thread switches the channel, and
+		// a new thread in it picks that up while t1 keeps its own choice.
+		chm := msg("/model doubao")
+		chm.Thread, chm.InThread = "", false
+		if n := rg.ask(t, chm).notice(); !strings.Contains(n, "New conversations in this channel now use **doubao**") {
+			t.Errorf("channel switch answer: %q", n)
+		}
+		other := msg("/model")
+		other.Thread = "t2"
+		if n := rg.ask(t, other).notice(); !strings.Contains(n, "Current model: **doubao**") || !strings.Contains(n, "chosen for this channel") {
+			t.Errorf("/model in a new thread: %q", n)
+		}
+		if n := rg.ask(t, msg("/models")).notice(); !strings.Contains(n, "▸ **deepseek-r1**") || !strings.Contains(n, "chosen for this thread") {
+			t.Errorf("/models: %q", n)
+		}
+		if n := rg.ask(t, msg("/model vip")).notice(); !strings.Contains(n, "reserved for admins") {
+			t.Errorf("admins-only model switch: %q", n)
+		}
+		locked := msg("/model doubao")
+		locked.User.CanSwitchModel = false
+		if n := rg.ask(t, locked).notice(); !strings.Contains(n, "Only the bot's model admins") {
+			t.Errorf("model_admins not enforced: %q", n)
+		}
+		if n := rg.ask(t, msg("/frobnicate")).notice(); !strings.Contains(n, "/help") {
+			t.Errorf("unknown command: %q", n)
+		}
+	})
+}
+
+func TestResetForgetsTheThread(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.ask(t, msg("first"))
+		if n := rg.ask(t, msg("/reset")).notice(); !strings.Contains(n, "forgotten") {
+			t.Errorf("/reset: %q", n)
+		}
+		rg.ask(t, msg("second"))
+		if got := rg.ark.Requests()[1].Messages; len(got) != 2 {
+			t.Fatalf("history survived /reset: %+v", got)
+		}
+	})
+}
+
+func TestContextKeepsTheNewestTurnsThatFit(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.ask(t, msg("/model tiny"))
+		for _, w := range []string{"alpha", "bravo", "charlie", "delta", "echo", "foxtrot"} {
+			rg.ask(t, msg(w+" "+strings.Repeat("x", 120)))
+		}
+		last := rg.ark.Requests()[5].Messages
+		if len(last) < 4 || len(last) >= 12 {
+			t.Fatalf("want a trimmed history, got %d messages", len(last))
+		}
+		if last[1].Role != "user" {
+			t.Errorf("history starts with %s, not a user turn", last[1].Role)
+		}
+		if !strings.HasPrefix(last[len(last)-2].Text, "You said: echo") {
+			t.Errorf("newest exchange missing: %q", last[len(last)-2].Text)
+		}
+		if strings.Contains(last[1].Text, "alpha") {
+			t.Error("oldest turn kept although the window is full")
+		}
+		// A message too big for the window on its own is refused, not sent.
+		r := rg.ask(t, msg(strings.Repeat("big ", 400)))
+		if f := r.final(); f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "too long for tiny") {
+			t.Errorf("oversized message: %+v", f)
+		}
+		if n := len(rg.ark.Requests()); n != 6 {
+			t.Errorf("oversized message was sent to Ark (%d requests)", n)
+		}
+	})
+}
+
+func TestArkErrorsReachTheUser(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.ark.Enqueue(fakeark.Response{Status: 404, ErrorCode: "ModelNotOpen", ErrorMessage: "not activated"})
+		f := rg.ask(t, msg("hi")).final()
+		if f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "开通管理") {
+			t.Errorf("ModelNotOpen: %+v", f)
+		}
+		// A failure before any text saves nothing, so a retry starts clean.
+		rg.ask(t, msg("hi again"))
+		if got := rg.ark.Requests()[1].Messages; len(got) != 2 {
+			t.Errorf("failed turn was saved: %+v", got)
+		}
+
+		rg.ark.Enqueue(fakeark.Response{Status: 429, ErrorCode: "RateLimitExceeded.EndpointRPMExceeded", RetryAfter: "0"})
+		if f := rg.ask(t, msg("busy?")).final(); f.Outcome != OutcomeDone {
+			t.Errorf("429 not retried: %+v", f)
+		}
+
+		rg.ark.Enqueue(fakeark.Response{Content: []string{"partial ", "answer"}, CutAfter: 2})
+		f = rg.ask(t, msg("cut me")).final()
+		if f.Outcome != OutcomeInterrupted || f.Text != "partial answer" || f.Note == "" {
+			t.Errorf("cut stream: %+v", f)
+		}
+		rg.ark.Enqueue(fakeark.Response{Content: []string{"so far"}, StreamError: &fakeark.ErrorBody{Code: "InternalServiceError", Message: "boom"}})
+		f = rg.ask(t, msg("error mid-stream")).final()
+		if f.Outcome != OutcomeInterrupted || f.Text != "so far" || !strings.Contains(f.Note, "interrupted") {
+			t.Errorf("mid-stream error: %+v", f)
+		}
+		rg.ark.Enqueue(fakeark.Response{Content: []string{"long"}, FinishReason: "length"})
+		if f := rg.ask(t, msg("write a novel")).final(); f.Outcome != OutcomeTruncated || !strings.Contains(f.Note, "cut") {
+			t.Errorf("length: %+v", f)
+		}
+		rg.ark.Enqueue(fakeark.Response{Content: []string{"I"}, Hang: true})
+		if f := rg.ask(t, msg("hang")).final(); f.Outcome != OutcomeInterrupted || f.Text != "I" {
+			t.Errorf("hanging stream: %+v", f)
+		}
+	})
+}
+
+func TestPacerCoalescesRendersAndFinishesLast(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix, WithRenderInterval("test", 100*time.Millisecond))
+		chunks := make([]string, 60)
+		for i := range chunks {
+			chunks[i] = "tok "
+		}
+		rg.ark.Enqueue(fakeark.Response{Content: chunks, PerChunk: 10 * time.Millisecond})
+		r := &recorder{t: t, delay: 20 * time.Millisecond}
+		if err := rg.engine.Handle(context.Background(), msg("stream"), r); err != nil {
+			t.Fatal(err)
+		}
+		f := r.final()
+		if f.Text != strings.Repeat("tok ", 60) {
+			t.Fatalf("final text %q", f.Text)
+		}
+		if n := len(r.frames); n < 3 || n > 12 {
+			t.Errorf("%d renders for a 600 ms stream at 100 ms pacing", n)
+		}
+		if r.frames[0].Text != "tok " {
+			t.Errorf("first token not rendered at once: %q", r.frames[0].Text)
+		}
+		for i := 1; i < len(r.times); i++ {
+			if gap := r.times[i].Sub(r.times[i-1]); gap < 95*time.Millisecond {
+				t.Errorf("renders %d and %d only %v apart", i-1, i, gap)
+			}
+		}
+	})
+}
+
+func TestStopKeepsWhatWasWritten(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.ark.Enqueue(fakeark.Response{Content: []string{"one ", "two ", "three ", "four"}, PerChunk: 300 * time.Millisecond})
+		m := msg("count slowly")
+		r := &recorder{t: t}
+		done := make(chan struct{})
+		go func() { rg.engine.Handle(context.Background(), m, r); close(done) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) { // stop once "one " is on screen
+			r.mu.Lock()
+			shown := len(r.frames) > 0
+			r.mu.Unlock()
+			if shown && rg.engine.Stop(m.DedupeKey()) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		<-done
+		f := r.final()
+		if f.Outcome != OutcomeStopped || f.Note != "Stopped." || f.Text == "" || strings.Contains(f.Text, "four") {
+			t.Fatalf("stop: %+v", f)
+		}
+		rg.ask(t, msg("next"))
+		hist := rg.ark.Requests()[1].Messages
+		if len(hist) != 4 || hist[2].Text != f.Text {
+			t.Errorf("the stopped answer was not kept as context: %+v", hist)
+		}
+	})
+}
+
+func TestShutdownInterruptsVisibly(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.ark.Enqueue(fakeark.Response{Content: []string{"slow ", "answer ", "never ", "ends"}, PerChunk: time.Second})
+		r := &recorder{t: t}
+		done := make(chan struct{})
+		go func() { rg.engine.Handle(context.Background(), msg("long job"), r); close(done) }()
+		time.Sleep(300 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		rg.engine.Shutdown(ctx)
+		<-done
+		if f := r.final(); f.Outcome != OutcomeInterrupted || !strings.Contains(f.Note, "restarted") {
+			t.Errorf("shutdown: %+v", f)
+		}
+		late := rg.ask(t, msg("too late"))
+		if n := late.notice(); !strings.Contains(n, "restarting") {
+			t.Errorf("message during shutdown: %q", n)
+		}
+		// The lock was released: another engine can take the thread at once.
+		th, err := rg.store.Lock(context.Background(), msg("").ThreadKey())
+		if err != nil {
+			t.Fatalf("lock still held after shutdown: %v", err)
+		}
+		th.Release(context.Background())
+	})
+}
+
+func TestLimits(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.cfg.Limits.RequestsPerMinute = 2
+		rg.cfg.Limits.DailyTokens = 0
+		for i := 0; i < 2; i++ {
+			if f := rg.ask(t, msg("ok")).final(); f.Outcome != OutcomeDone {
+				t.Fatalf("request %d refused: %+v", i, f)
+			}
+		}
+		if f := rg.ask(t, msg("third")).final(); f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "faster than the limit of 2") {
+			t.Errorf("rate limit: %+v", f)
+		}
+		admin := msg("admins are exempt")
+		admin.User.Admin = true
+		if f := rg.ask(t, admin).final(); f.Outcome != OutcomeDone {
+			t.Errorf("admin limited: %+v", f)
+		}
+		rg.cfg.Limits.RequestsPerMinute = 0
+		rg.cfg.Limits.DailyTokens = 10 // the default echo's usage is well over this
+		if f := rg.ask(t, msg("quota")).final(); f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "daily allowance of 10 tokens") {
+			t.Errorf("daily quota: %+v", f)
+		}
+		if n := rg.ask(t, msg("/usage")).notice(); !strings.Contains(n, "of 10") || !strings.Contains(n, "doubao:") {
+			t.Errorf("/usage: %q", n)
+		}
+		if f := rg.ask(t, msg(strings.Repeat("é", 20000))).final(); !strings.Contains(f.Note, "cut to its first 16000 characters") {
+			// quota still applies; switch it off to see the cut notice
+			rg.cfg.Limits.DailyTokens = 0
+			if f := rg.ask(t, msg(strings.Repeat("é", 20000))).final(); !strings.Contains(f.Note, "cut to its first 16000 characters") {
+				t.Errorf("long input: %+v", f.Note)
+			}
+		}
+		if n := rg.ask(t, msg("   ")).notice(); !strings.Contains(n, "without a question") {
+			t.Errorf("empty mention: %q", n)
+		}
+	})
+}
+
+func TestImagesAndAttachments(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		m := msg("what is this?")
+		m.Images = []Image{{URL: "data:image/png;base64,iVBORw0KGgo="}}
+		m.Files = []File{{Name: "notes.md", Text: "# Notes"}}
+		m.Ignored = []string{"movie.mp4"}
+		f := rg.ask(t, m).final()
+		got := rg.ark.Requests()[0].Messages[1]
+		if len(got.Images) != 1 || !strings.Contains(got.Text, "[Attached file notes.md]") {
+			t.Errorf("vision request: %+v", got)
+		}
+		if !strings.Contains(f.Note, "movie.mp4") {
+			t.Errorf("ignored attachment not mentioned: %q", f.Note)
+		}
+		rg.ask(t, msg("/model deepseek-r1"))
+		m = msg("and this?")
+		m.Images = []Image{{URL: "data:image/png;base64,iVBORw0KGgo="}}
+		f = rg.ask(t, m).final()
+		if got := rg.ark.Requests()[1].Messages; len(got[len(got)-1].Images) != 0 || !strings.Contains(f.Note, "can't see images") {
+			t.Errorf("non-vision model got images or no notice: %q", f.Note)
+		}
+	})
+}
+
+// Two engines (two replicas) on one real Redis behave as one bot: each
+// message is answered once, and answers in one thread never overlap.
+func TestTwoReplicasOneRedis(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		a := newRig(t, rdb, prefix)
+		b := newRig(t, rdb, prefix)
+		// Both fakes answer slowly so overlapping answers would show.
+		slow := func(req fakeark.Request) fakeark.Response {
+			last := req.Messages[len(req.Messages)-1].Text
+			return fakeark.Response{Content: []string{"re: ", last}, PerChunk: 30 * time.Millisecond}
+		}
+		a.ark.SetHandler(slow)
+		b.ark.SetHandler(slow)
+
+		const n = 8
+		var wg sync.WaitGroup
+		answers := make(chan Frame, 4*n)
+		for i := 0; i < n; i++ {
+			m := msg("q" + string(rune('a'+i)))
+			for _, e := range []*Engine{a.engine, b.engine, a.engine, b.engine} { // every message delivered 4 times
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r := &recorder{t: t}
+					e.Handle(context.Background(), m, r)
+					if len(r.frames) > 0 {
+						answers <- r.final()
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(answers)
+		got := 0
+		for f := range answers {
+			got++
+			if f.Outcome != OutcomeDone {
+				t.Errorf("answer not done: %+v", f)
+			}
+		}
+		if got != n {
+			t.Fatalf("%d answers for %d messages", got, n)
+		}
+		turns, err := rdb.LRange(context.Background(), a.store.turnsKey(msg("").ThreadKey()), 0, -1).Result()
+		if err != nil || len(turns) != 2*n {
+			t.Fatalf("want %d saved turns, got %d (%v)", 2*n, len(turns), err)
+		}
+		// Serialized: each request saw every earlier exchange in full.
+		all := append(a.ark.Requests(), b.ark.Requests()...)
+		seen := map[int]bool{}
+		for _, r := range all {
+			seen[len(r.Messages)] = true
+		}
+		for k := 0; k < n; k++ {
+			if !seen[2+2*k] {
+				t.Errorf("no request carried %d earlier exchanges: answers overlapped", k)
+			}
+		}
+	})
+}
+
+// When Redis goes away the user hears so, and the bot recovers by itself.
+func TestRedisOutage(t *testing.T) {
+	rs := redistestNew(t)
+	rg := newRig(t, rs.Client(), rs.Prefix)
+	rg.ask(t, msg("before"))
+	rs.Stop()
+	r := rg.ask(t, msg("during"))
+	if n := r.notice(); !strings.Contains(n, "can't reach my memory") {
+		t.Fatalf("outage notice: %q", n)
+	}
+	if err := rg.store.Ping(context.Background()); err == nil {
+		t.Fatal("ping succeeded with Redis down")
+	}
+	rs.Start()
+	f := rg.ask(t, msg("after")).final()
+	if f.Outcome != OutcomeDone {
+		t.Fatalf("no recovery: %+v", f)
+	}
+	if got := rg.ark.Requests(); len(got) != 2 || len(got[1].Messages) != 4 {
+		t.Fatalf("history lost across the outage: %d requests", len(got))
+	}
+}

@@ -1,0 +1,360 @@
+package fakeslack
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// ErrNotConnected is returned when an envelope is sent with no Socket Mode client connected.
+var ErrNotConnected = errors.New("fakeslack: no Socket Mode connection")
+
+type wsConn struct {
+	c    *websocket.Conn
+	mu   sync.Mutex // serializes writes
+	once sync.Once
+	done chan struct{}
+}
+
+func (c *wsConn) write(v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.c.SetWriteDeadline(time.Now().Add(websocketWriteTimeout))
+	return c.c.WriteMessage(websocket.TextMessage, data)
+}
+
+func (c *wsConn) close() {
+	c.once.Do(func() {
+		close(c.done)
+		_ = c.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"), time.Now().Add(100*time.Millisecond))
+		_ = c.c.Close()
+	})
+}
+
+func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		http.Error(w, "closed", http.StatusServiceUnavailable)
+		return
+	}
+	wc, err := s.up.Upgrade(w, r, nil)
+	if err != nil {
+		return // Upgrade already answered
+	}
+	conn := &wsConn{c: wc, done: make(chan struct{})}
+	wc.SetReadLimit(1 << 20)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		conn.close()
+		return
+	}
+	s.conns[conn] = true
+	n := len(s.conns)
+	waiters := s.connWaiters
+	s.connWaiters = nil
+	s.mu.Unlock()
+	for _, ch := range waiters {
+		close(ch)
+	}
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		conn.close()
+	}()
+	s.logf("fakeslack: socket mode client connected (%d open)", n)
+	if err := conn.write(map[string]any{
+		"type": "hello", "num_connections": n,
+		"debug_info":      map[string]any{"host": "fakeslack", "approximate_connection_time": 18060},
+		"connection_info": map[string]any{"app_id": DefaultAppID},
+	}); err != nil {
+		return
+	}
+	go s.pingLoop(conn)
+	for {
+		_, data, err := wc.ReadMessage()
+		if err != nil {
+			return
+		}
+		var ack struct {
+			EnvelopeID string          `json:"envelope_id"`
+			Payload    json.RawMessage `json:"payload"`
+		}
+		if json.Unmarshal(data, &ack) != nil || ack.EnvelopeID == "" {
+			continue
+		}
+		s.mu.Lock()
+		s.acks[ack.EnvelopeID] = Ack{EnvelopeID: ack.EnvelopeID, Payload: ack.Payload, Time: time.Now()}
+		ws := s.ackWaiters[ack.EnvelopeID]
+		delete(s.ackWaiters, ack.EnvelopeID)
+		s.mu.Unlock()
+		for _, ch := range ws {
+			close(ch)
+		}
+	}
+}
+
+func (s *Server) pingLoop(c *wsConn) {
+	t := time.NewTicker(s.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-s.done:
+			return
+		case <-t.C:
+			if err := c.c.WriteControl(websocket.PingMessage, []byte("ping"), time.Now().Add(websocketWriteTimeout)); err != nil {
+				c.close()
+				return
+			}
+		}
+	}
+}
+
+// Connections is the number of open Socket Mode connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// WaitConnected waits until at least one Socket Mode client is connected.
+func (s *Server) WaitConnected(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		if len(s.conns) > 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		ch := make(chan struct{})
+		s.connWaiters = append(s.connWaiters, ch)
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Disconnect asks every client to reconnect, as Slack does before it
+// rotates a connection ({"type":"disconnect","reason":"refresh_requested"}).
+func (s *Server) Disconnect() {
+	for _, c := range s.connections() {
+		_ = c.write(map[string]any{"type": "disconnect", "reason": "refresh_requested", "debug_info": map[string]any{"host": "fakeslack"}})
+	}
+}
+
+// DropConnections closes every Socket Mode connection without warning.
+func (s *Server) DropConnections() {
+	for _, c := range s.connections() {
+		c.close()
+	}
+}
+
+func (s *Server) connections() []*wsConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*wsConn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// SendEnvelope writes a raw envelope to one connected client (the
+// oldest-registered is not guaranteed; any one, as Slack does).
+func (s *Server) SendEnvelope(env map[string]any) error {
+	conns := s.connections()
+	if len(conns) == 0 {
+		return ErrNotConnected
+	}
+	// Slack picks a connection at random; map order is random enough.
+	var err error
+	for _, c := range conns {
+		if err = c.write(env); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// Acked reports whether the envelope has been acknowledged.
+func (s *Server) Acked(envelopeID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.acks[envelopeID]
+	return ok
+}
+
+// AckOf returns the acknowledgement of an envelope.
+func (s *Server) AckOf(envelopeID string) (Ack, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.acks[envelopeID]
+	return a, ok
+}
+
+// WaitAck waits until the envelope is acknowledged or ctx ends.
+func (s *Server) WaitAck(ctx context.Context, envelopeID string) error {
+	s.mu.Lock()
+	if _, ok := s.acks[envelopeID]; ok {
+		s.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	s.ackWaiters[envelopeID] = append(s.ackWaiters[envelopeID], ch)
+	s.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("envelope %s not acknowledged: %w", envelopeID, ctx.Err())
+	}
+}
+
+// ---- events ----
+
+// EventOptions describe the outer Events API envelope of an event.
+type EventOptions struct {
+	TeamID       string // default: the server's first workspace
+	EventID      string // default: a fresh Ev…; reuse one to simulate a redelivery
+	EnvelopeID   string // default: a fresh one (Slack gives a redelivery a new envelope)
+	RetryAttempt int
+	RetryReason  string
+}
+
+// Sent identifies a sent envelope.
+type Sent struct {
+	EnvelopeID string
+	EventID    string
+}
+
+// EventCallback returns the event_callback payload wrapping event, as the
+// HTTP Events API posts it and Socket Mode carries it, with o's IDs filled in.
+func (s *Server) EventCallback(o *EventOptions, event map[string]any) []byte {
+	if o.TeamID == "" {
+		o.TeamID = s.opts.TeamID
+	}
+	if o.EventID == "" {
+		o.EventID = fmt.Sprintf("Ev%08d", s.idCounter.Add(1))
+	}
+	b, _ := json.Marshal(s.callbackPayload(*o, event))
+	return b
+}
+
+func (s *Server) callbackPayload(o EventOptions, event map[string]any) map[string]any {
+	return map[string]any{
+		"token": "verification-token-unused", "team_id": o.TeamID, "api_app_id": DefaultAppID,
+		"event": event, "type": "event_callback", "event_id": o.EventID, "event_time": time.Now().Unix(),
+		"authorizations": []map[string]any{{"team_id": o.TeamID, "user_id": s.opts.BotUserID, "is_bot": true, "is_enterprise_install": false}},
+		"is_ext_shared_channel": false, "event_context": "4-fake-" + o.EventID,
+	}
+}
+
+// SendEvent sends an events_api envelope carrying event to a connected client.
+func (s *Server) SendEvent(o EventOptions, event map[string]any) (Sent, error) {
+	s.EventCallback(&o, event) // fills the IDs
+	if o.EnvelopeID == "" {
+		o.EnvelopeID = s.newEnvelopeID()
+	}
+	env := map[string]any{
+		"envelope_id": o.EnvelopeID, "type": "events_api", "accepts_response_payload": false,
+		"retry_attempt": o.RetryAttempt, "retry_reason": o.RetryReason,
+		"payload": s.callbackPayload(o, event),
+	}
+	return Sent{EnvelopeID: o.EnvelopeID, EventID: o.EventID}, s.SendEnvelope(env)
+}
+
+func (s *Server) newEnvelopeID() string {
+	return fmt.Sprintf("env-%08d", s.envCounter.Add(1))
+}
+
+// AppMention builds an app_mention event. threadTS "" means a top-level message.
+func AppMention(channel, user, text, ts, threadTS string) map[string]any {
+	ev := map[string]any{"type": "app_mention", "user": user, "text": text, "ts": ts, "channel": channel, "event_ts": ts}
+	if threadTS != "" {
+		ev["thread_ts"] = threadTS
+	}
+	return ev
+}
+
+// UserMessage builds a message event. channelType is channel, group, im or mpim.
+func UserMessage(channel, channelType, user, text, ts, threadTS string) map[string]any {
+	ev := map[string]any{"type": "message", "user": user, "text": text, "ts": ts, "channel": channel,
+		"channel_type": channelType, "event_ts": ts, "client_msg_id": "cm-" + ts}
+	if threadTS != "" {
+		ev["thread_ts"] = threadTS
+	}
+	return ev
+}
+
+// SlashCommand is a slash command invocation.
+type SlashCommand struct {
+	TeamID, TeamDomain, ChannelID, ChannelName, UserID, UserName string
+	Command, Text, ResponseURL, TriggerID                        string
+}
+
+// NewSlashCommand fills in a slash command with a fresh response_url and trigger_id.
+func (s *Server) NewSlashCommand(command, text, channel, user string) SlashCommand {
+	return SlashCommand{TeamID: s.opts.TeamID, TeamDomain: s.opts.TeamName, ChannelID: channel, ChannelName: "general",
+		UserID: user, UserName: user, Command: command, Text: text,
+		ResponseURL: s.ResponseURL(), TriggerID: fmt.Sprintf("%d.%d.fake", time.Now().UnixNano(), s.idCounter.Add(1))}
+}
+
+func (c SlashCommand) fields() map[string]string {
+	return map[string]string{
+		"token": "verification-token-unused", "team_id": c.TeamID, "team_domain": c.TeamDomain,
+		"channel_id": c.ChannelID, "channel_name": c.ChannelName, "user_id": c.UserID, "user_name": c.UserName,
+		"command": c.Command, "text": c.Text, "api_app_id": DefaultAppID, "is_enterprise_install": "false",
+		"response_url": c.ResponseURL, "trigger_id": c.TriggerID,
+	}
+}
+
+// Form encodes the command as the HTTP POST body Slack sends.
+func (c SlashCommand) Form() url.Values {
+	v := url.Values{}
+	for k, val := range c.fields() {
+		v.Set(k, val)
+	}
+	return v
+}
+
+// SendSlashCommand sends a slash_commands envelope to a connected client.
+func (s *Server) SendSlashCommand(c SlashCommand) (envelopeID string, err error) {
+	id := s.newEnvelopeID()
+	env := map[string]any{"envelope_id": id, "type": "slash_commands", "accepts_response_payload": true, "payload": c.fields()}
+	return id, s.SendEnvelope(env)
+}
+
+// Sign returns the headers Slack adds to an HTTP request: the timestamp
+// and the v0 HMAC-SHA256 signature of body with secret.
+func Sign(secret string, ts time.Time, body []byte) http.Header {
+	stamp := strconv.FormatInt(ts.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
+	fmt.Fprintf(mac, "v0:%s:", stamp)
+	mac.Write(body)
+	h := http.Header{}
+	h.Set("X-Slack-Request-Timestamp", stamp)
+	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+	return h
+}
