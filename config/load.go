@@ -37,7 +37,7 @@ func Parse(data []byte) (*Config, error) {
 	if len(root.Content) > 0 {
 		doc := root.Content[0]
 		var errs fieldErrors
-		expandEnv(doc, "", &errs)
+		expandEnv(doc)
 		checkNode(doc, reflect.TypeOf(cfg).Elem(), "", &errs)
 		if err := errs.err(); err != nil {
 			return nil, err
@@ -57,7 +57,7 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // expandEnv replaces ${VAR} and ${VAR:-default} in every scalar value (never in
 // keys), so an expanded secret can't change the document's structure.
-func expandEnv(n *yaml.Node, path string, errs *fieldErrors) {
+func expandEnv(n *yaml.Node) {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if !strings.Contains(n.Value, "${") {
@@ -70,25 +70,18 @@ func expandEnv(n *yaml.Node, path string, errs *fieldErrors) {
 			}
 			return m[3]
 		})
-		if n.Tag == "!!str" || n.Style != 0 {
-			return
+		// An unquoted, untagged ${PORT} resolves like any plain scalar (so it
+		// can be a number); a quoted or !!str-tagged one stays a string.
+		if n.Style == 0 {
+			n.Tag = ""
 		}
-		// Let an unquoted ${PORT} decode as a number, "${FLAG}" stay a string.
-		n.Tag = ""
-		var v any
-		if err := yaml.Unmarshal([]byte(n.Value), &v); err == nil {
-			if _, isStr := v.(string); !isStr && v != nil {
-				return
-			}
-		}
-		n.Tag = "!!str"
 	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			expandEnv(n.Content[i+1], join(path, n.Content[i].Value), errs)
+		for i := 1; i < len(n.Content); i += 2 {
+			expandEnv(n.Content[i])
 		}
 	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			expandEnv(c, fmt.Sprintf("%s[%d]", path, i), errs)
+		for _, c := range n.Content {
+			expandEnv(c)
 		}
 	}
 }

@@ -1,0 +1,455 @@
+package discord
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/arkbot/arkbot/conversation"
+)
+
+// ackTimeout bounds the interaction callback, due within 3 s of the event.
+const ackTimeout = 2500 * time.Millisecond
+
+// commandList is what Run registers by bulk overwrite.
+func commandList(allowDMs bool) []*discordgo.ApplicationCommand {
+	dm := allowDMs
+	promptMax := 6000
+	cmds := []*discordgo.ApplicationCommand{
+		{Name: "ask", Description: "Ask the AI a question", Options: []*discordgo.ApplicationCommandOption{
+			{Type: discordgo.ApplicationCommandOptionString, Name: "prompt", Description: "Your question", Required: true, MaxLength: promptMax},
+			{Type: discordgo.ApplicationCommandOptionAttachment, Name: "file", Description: "An image or a text file to ask about"},
+		}},
+		{Name: "model", Description: "Show the model in use, or switch it for this thread or channel", Options: []*discordgo.ApplicationCommandOption{
+			{Type: discordgo.ApplicationCommandOptionString, Name: "name", Description: "The model to switch to", Autocomplete: true},
+		}},
+		{Name: "models", Description: "List the models you can use"},
+		{Name: "reset", Description: "Forget this thread's conversation"},
+		{Name: "help", Description: "How to talk to the bot"},
+		{Name: "usage", Description: "Your token usage today"},
+	}
+	for _, c := range cmds {
+		c.DMPermission = &dm
+	}
+	return cmds
+}
+
+func (a *Adapter) registerCommands(ctx context.Context) {
+	ids := a.ids()
+	app := ids.app
+	if app == "" {
+		app = ids.bot
+	}
+	if app == "" {
+		app = idFromToken(a.token)
+	}
+	scopes := []string(a.cfg.GuildIDs)
+	if len(scopes) == 0 {
+		scopes = []string{""}
+	}
+	cmds := commandList(*a.cfg.AllowDMs)
+	for _, g := range scopes {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := a.sess.ApplicationCommandBulkOverwrite(app, g, cmds, discordgo.WithContext(cctx))
+		cancel()
+		a.observe("commands.bulk_overwrite", err)
+		scope := "global"
+		if g != "" {
+			scope = "guild " + g
+		}
+		if err != nil {
+			hint := ""
+			if isForbidden(err) {
+				hint = "re-invite the bot with the applications.commands scope: " + a.InviteURL()
+			}
+			a.log.Error("could not register slash commands", "scope", scope, "err", err, "hint", hint)
+			continue
+		}
+		a.log.Info("registered slash commands", "scope", scope, "count", len(cmds))
+	}
+}
+
+// onInteraction routes an INTERACTION_CREATE; raw is the event's JSON.
+func (a *Adapter) onInteraction(in *discordgo.Interaction, raw json.RawMessage) {
+	var extra struct {
+		Channel *discordgo.Channel `json:"channel"`
+	}
+	if json.Unmarshal(raw, &extra) == nil && extra.Channel != nil && extra.Channel.ID != "" {
+		a.cacheChannel(extra.Channel)
+	}
+	switch in.Type {
+	case discordgo.InteractionApplicationCommand:
+		a.onCommand(in)
+	case discordgo.InteractionApplicationCommandAutocomplete:
+		a.onAutocomplete(in)
+	case discordgo.InteractionMessageComponent:
+		a.onComponent(in)
+	}
+}
+
+// respond sends the interaction callback, on the 3-second clock.
+func (a *Adapter) respond(in *discordgo.Interaction, resp *discordgo.InteractionResponse) error {
+	ctx, cancel := context.WithTimeout(a.baseCtx, ackTimeout)
+	defer cancel()
+	err := a.sess.InteractionRespond(in, resp, discordgo.WithContext(ctx), discordgo.WithRetryOnRatelimit(false))
+	a.observe("interactions.callback", err)
+	if err != nil {
+		a.log.Warn("could not answer an interaction", "interaction", in.ID, "err", err)
+	}
+	return err
+}
+
+func (a *Adapter) respondEphemeral(in *discordgo.Interaction, text string) {
+	_ = a.respond(in, &discordgo.InteractionResponse{
+		Type: discordgo.InteractionResponseChannelMessageWithSource,
+		Data: &discordgo.InteractionResponseData{Content: text, Flags: discordgo.MessageFlagsEphemeral, AllowedMentions: noMentions()},
+	})
+}
+
+func interactionUser(in *discordgo.Interaction) (*discordgo.User, *discordgo.Member, []string) {
+	if in.Member != nil && in.Member.User != nil {
+		return in.Member.User, in.Member, in.Member.Roles
+	}
+	return in.User, nil, nil
+}
+
+// baseMessage is the Message for a slash command or autocomplete: outside a
+// thread it has no Thread (the channel, or the DM, is its scope).
+func (a *Adapter) baseMessage(in *discordgo.Interaction, ch chanInfo) (conversation.Message, bool) {
+	u, member, roles := interactionUser(in)
+	if u == nil {
+		return conversation.Message{}, false
+	}
+	msg := conversation.Message{
+		Platform:  conversation.PlatformDiscord,
+		Workspace: in.GuildID,
+		Channel:   in.ChannelID,
+		ID:        in.ID,
+		User:      a.user(u, member, roles),
+		DM:        in.GuildID == "",
+		Mentioned: true,
+		Time:      snowflakeTime(in.ID),
+	}
+	if ch.isThread() {
+		msg.Thread, msg.InThread = in.ChannelID, true
+		if ch.parent != "" {
+			msg.Channel = ch.parent
+		}
+	}
+	return msg, true
+}
+
+// checkAccess refuses, ephemerally, a command the allow-lists don't permit.
+func (a *Adapter) checkAccess(in *discordgo.Interaction, ch chanInfo) bool {
+	u, _, roles := interactionUser(in)
+	if u == nil {
+		return false
+	}
+	if in.GuildID == "" && !*a.cfg.AllowDMs {
+		if in.Type != discordgo.InteractionApplicationCommandAutocomplete {
+			a.respondEphemeral(in, "I don't take direct messages here. Please talk to me in a server channel.")
+		}
+		return false
+	}
+	if !a.allowed(in.GuildID, in.ChannelID, ch.parent, u.ID, roles) {
+		if in.Type != discordgo.InteractionApplicationCommandAutocomplete {
+			a.respondEphemeral(in, "Sorry, I'm not enabled for you in this place.")
+		}
+		return false
+	}
+	return true
+}
+
+func (a *Adapter) quickChannelInfo(in *discordgo.Interaction) chanInfo {
+	ctx, cancel := context.WithTimeout(a.baseCtx, time.Second)
+	defer cancel()
+	return a.channelInfo(ctx, in.ChannelID, in.GuildID)
+}
+
+func (a *Adapter) onCommand(in *discordgo.Interaction) {
+	data := in.ApplicationCommandData()
+	ch := a.quickChannelInfo(in)
+	if !a.checkAccess(in, ch) {
+		return
+	}
+	switch data.Name {
+	case "ask":
+		a.onAsk(in, data, ch)
+	case "model", "models", "reset", "help", "usage":
+		a.onSlash(in, data, ch)
+	default:
+		a.respondEphemeral(in, "I don't know that command.")
+	}
+}
+
+// onSlash runs /model, /models, /reset, /help and /usage: deferred
+// ephemerally, mapped to the engine's text commands, answered by Notice
+// into the deferred response.
+func (a *Adapter) onSlash(in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo) {
+	if a.respond(in, &discordgo.InteractionResponse{
+		Type: discordgo.InteractionResponseDeferredChannelMessageWithSource,
+		Data: &discordgo.InteractionResponseData{Flags: discordgo.MessageFlagsEphemeral},
+	}) != nil {
+		return
+	}
+	msg, ok := a.baseMessage(in, ch)
+	if !ok {
+		return
+	}
+	msg.Text = "/" + data.Name
+	if data.Name == "model" {
+		if name := strings.TrimSpace(optString(data.Options, "name")); name != "" {
+			msg.Text += " " + name
+		}
+	}
+	s := &interactionSink{a: a, in: in, ephemeral: true}
+	r := a.newReply(msg.DedupeKey(), s, nil, s, "")
+	r.onEmpty = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		if err := s.remove(ctx, "@original"); err != nil {
+			a.log.Debug("could not remove an empty command response", "err", err)
+		}
+	}
+	a.handle(msg, r)
+}
+
+// onAsk answers /ask: defer within the 3 s, echo the question in the
+// interaction's response, optionally open a thread from that echo, then
+// stream the answer as channel messages (see the streaming design note in
+// reply.go). The conversation is the thread (in one, or opened for it), or
+// the reply chain rooted at the echo, or the DM.
+func (a *Adapter) onAsk(in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo) {
+	if a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredChannelMessageWithSource}) != nil {
+		return
+	}
+	ctx := a.baseCtx
+	msg, ok := a.baseMessage(in, ch)
+	if !ok {
+		return
+	}
+	prompt := strings.TrimSpace(optString(data.Options, "prompt"))
+	msg.Text = prompt
+	if id := optString(data.Options, "file"); id != "" && data.Resolved != nil {
+		if att := data.Resolved.Attachments[id]; att != nil {
+			msg.Images, msg.Files, msg.Ignored = a.attachments(ctx, []*discordgo.MessageAttachment{att}, true)
+		}
+	}
+
+	echoID := ""
+	ectx, cancel := context.WithTimeout(ctx, callTimeout)
+	echo, err := a.webhookEdit(ectx, in, "@original", echoText(prompt, msg.Images, msg.Files), nil, true)
+	cancel()
+	if err != nil {
+		a.log.Warn("could not show the question", "interaction", in.ID, "err", err)
+	} else {
+		echoID = echo.ID
+	}
+
+	postChannel, replyTo, chainRoot := in.ChannelID, echoID, ""
+	switch {
+	case msg.DM, ch.isThread():
+	case a.cfg.ThreadPerAsk && echoID != "":
+		tctx, cancel := context.WithTimeout(ctx, callTimeout)
+		th, err := a.sess.MessageThreadStartComplex(in.ChannelID, echoID, &discordgo.ThreadStart{
+			Name: threadName(prompt), AutoArchiveDuration: 1440,
+		}, discordgo.WithContext(tctx))
+		cancel()
+		a.observe("threads.create", err)
+		if err == nil {
+			a.cacheChannel(th)
+			a.joined.Add(th.ID, true)
+			msg.Thread = th.ID
+			postChannel, replyTo = th.ID, ""
+			break
+		}
+		a.log.Warn("could not open a thread for /ask; answering in the channel", "channel", in.ChannelID, "err", err)
+		fallthrough
+	default:
+		chainRoot = echoID
+		if chainRoot == "" {
+			chainRoot = in.ID
+		} else {
+			a.chains.Add(echoID, chainRoot)
+		}
+		msg.Thread = chainRoot
+	}
+
+	r := a.newReply(msg.DedupeKey(),
+		&channelSink{a: a, channelID: postChannel, replyTo: replyTo},
+		&interactionSink{a: a, in: in, originalUsed: echoID != ""},
+		&interactionSink{a: a, in: in, ephemeral: true, originalUsed: true},
+		chainRoot)
+	a.handle(msg, r)
+}
+
+// echoText quotes the question in the /ask response (Discord already shows
+// who used the command).
+func echoText(prompt string, images []conversation.Image, files []conversation.File) string {
+	q := prompt
+	if utf8.RuneCountInString(q) > 1800 {
+		q = string([]rune(q)[:1799]) + "…"
+	}
+	lines := strings.Split(q, "\n")
+	for i, l := range lines {
+		lines[i] = "> " + l
+	}
+	out := strings.Join(lines, "\n")
+	if n := len(images) + len(files); n > 0 {
+		out += fmt.Sprintf("\n-# 📎 %d attachment(s)", n)
+	}
+	return out
+}
+
+// threadName is the question's first line, within Discord's 100 characters.
+func threadName(prompt string) string {
+	name := strings.Join(strings.Fields(prompt), " ")
+	if name == "" {
+		return "Question"
+	}
+	if utf8.RuneCountInString(name) > 100 {
+		name = string([]rune(name)[:99]) + "…"
+	}
+	return name
+}
+
+func optString(opts []*discordgo.ApplicationCommandInteractionDataOption, name string) string {
+	for _, o := range opts {
+		if o.Name == name {
+			if s, ok := o.Value.(string); ok {
+				return s
+			}
+			return fmt.Sprint(o.Value)
+		}
+	}
+	return ""
+}
+
+// onAutocomplete offers models for /model name: the current one first, then
+// prefix matches, then other matches of what was typed, at most 25.
+func (a *Adapter) onAutocomplete(in *discordgo.Interaction) {
+	data := in.ApplicationCommandData()
+	var typed string
+	for _, o := range data.Options {
+		if o.Focused {
+			typed, _ = o.Value.(string)
+		}
+	}
+	var choices []*discordgo.ApplicationCommandOptionChoice
+	ch := a.quickChannelInfo(in)
+	if data.Name == "model" && a.checkAccess(in, ch) {
+		if msg, ok := a.baseMessage(in, ch); ok {
+			msg.Text = "/model"
+			ctx, cancel := context.WithTimeout(a.baseCtx, 1500*time.Millisecond)
+			choices = modelChoices(a.h.ModelChoices(ctx, msg), typed)
+			cancel()
+		}
+	}
+	if choices == nil {
+		choices = []*discordgo.ApplicationCommandOptionChoice{}
+	}
+	_ = a.respond(in, &discordgo.InteractionResponse{
+		Type: discordgo.InteractionApplicationCommandAutocompleteResult,
+		Data: &discordgo.InteractionResponseData{Choices: choices},
+	})
+}
+
+func modelChoices(models []conversation.ModelChoice, typed string) []*discordgo.ApplicationCommandOptionChoice {
+	q := strings.ToLower(strings.TrimSpace(typed))
+	type ranked struct {
+		m    conversation.ModelChoice
+		rank int
+	}
+	var list []ranked
+	for _, m := range models {
+		name := strings.ToLower(m.Name)
+		rank := 0
+		switch {
+		case q == "":
+			rank = 1
+		case strings.HasPrefix(name, q):
+			rank = 1
+		case strings.Contains(name, q), strings.Contains(strings.ToLower(m.ID), q), strings.Contains(strings.ToLower(m.Description), q):
+			rank = 2
+		default:
+			continue
+		}
+		if m.Current {
+			rank = 0
+		}
+		list = append(list, ranked{m, rank})
+	}
+	sort.SliceStable(list, func(i, j int) bool { return list[i].rank < list[j].rank })
+	out := []*discordgo.ApplicationCommandOptionChoice{}
+	for _, r := range list {
+		if len(out) == 25 {
+			break
+		}
+		label := r.m.Name
+		if r.m.Current {
+			label += " (current)"
+		}
+		if r.m.Description != "" {
+			label += " — " + r.m.Description
+		}
+		if utf8.RuneCountInString(label) > 100 {
+			label = string([]rune(label)[:99]) + "…"
+		}
+		value := r.m.Name
+		if utf8.RuneCountInString(value) > 100 {
+			continue
+		}
+		out = append(out, &discordgo.ApplicationCommandOptionChoice{Name: label, Value: value})
+	}
+	return out
+}
+
+// onComponent handles the Stop button. Only the asker or an admin may stop
+// an answer. A button left behind by an answer that no longer runs (the
+// bot restarted) is cleaned up instead.
+func (a *Adapter) onComponent(in *discordgo.Interaction) {
+	data := in.MessageComponentData()
+	key, ok := strings.CutPrefix(data.CustomID, stopPrefix)
+	if !ok {
+		_ = a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate})
+		return
+	}
+	u, member, roles := interactionUser(in)
+	if u == nil {
+		return
+	}
+	owner, running := a.answerOwner(key)
+	if running && owner != u.ID && !a.user(u, member, roles).Admin {
+		a.respondEphemeral(in, fmt.Sprintf("Only <@%s> or an admin can stop this answer.", owner))
+		return
+	}
+	if running {
+		if a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate}) != nil {
+			return
+		}
+		a.h.Stop(key)
+		return
+	}
+	if a.h.Stop(key) {
+		_ = a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate})
+		return
+	}
+	content := ""
+	if in.Message != nil {
+		content = strings.TrimSuffix(in.Message.Content, cursor)
+	}
+	if strings.TrimSpace(content) == "" || content == placeholder {
+		content = "⏹️ Stopped."
+	}
+	_ = a.respond(in, &discordgo.InteractionResponse{
+		Type: discordgo.InteractionResponseUpdateMessage,
+		Data: &discordgo.InteractionResponseData{Content: content, Components: []discordgo.MessageComponent{}, AllowedMentions: noMentions()},
+	})
+}
+

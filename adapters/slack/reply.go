@@ -1,0 +1,751 @@
+package slack
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/arkbot/arkbot/conversation"
+)
+
+// What users see around an answer.
+const (
+	cursorMark       = " ▍"            // trails an answer still being written (post + update)
+	placeholderText  = "⏳ _Thinking…_" // the first post, before any text
+	thinkingStatus   = "is thinking…"  // assistant status while native streaming starts
+	noAnswerText     = "_(no answer)_"
+	fenceClose       = "\n```"
+	maxNoteRunes     = 600  // a final note longer than this is cut
+	maxFallbackRune  = 2000 // the notification text of a message with blocks
+	maxReasoningTail = 120
+	finalTimeout     = 30 * time.Second
+	// nativeRetryAfter is how long "auto" streaming stays off for a
+	// workspace whose Slack refused chat.startStream.
+	nativeRetryAfter = time.Hour
+)
+
+// replyTarget is where an answer goes.
+type replyTarget struct {
+	team, channel string
+	thread        string // thread_ts to answer in; "" at the top of a DM (or a channel, for slash commands)
+	user          string // who asked: the stream's recipient, the ephemeral's reader
+	dm            bool
+	responseURL   string // slash commands: where Notice replies ephemerally
+	slash         bool
+}
+
+type renderMode int
+
+const (
+	modeUndecided renderMode = iota
+	modeNative               // chat.startStream / appendStream / stopStream
+	modeUpdate               // chat.postMessage + chat.update
+)
+
+// post is a message of the answer shown with chat.postMessage + chat.update.
+type post struct {
+	ts          string
+	shown       string // Markdown it shows now
+	lastEdit    time.Time
+	placeholder bool
+}
+
+// segment is a natively streamed message of the answer.
+type segment struct {
+	ts         string
+	start      int    // offset in the answer where the message's text begins
+	prefix     string // reopened code fence the message starts with
+	runes      int    // characters streamed into it so far
+	lastAppend time.Time
+}
+
+// reply implements conversation.Reply for one Slack answer.
+//
+// Native mode (a thread, streaming auto/native): Begin sets the assistant
+// status ("is thinking…"); the first text starts a stream (chat.startStream)
+// and later frames append what is new (chat.appendStream); the final frame
+// stops it, adding the note. Update mode (streaming: update, top-level DMs,
+// or a fallback): Begin posts a placeholder; frames edit it (chat.update)
+// with a trailing cursor until the final frame. In both, an answer longer
+// than one message continues in further messages in the thread, closing and
+// reopening a code fence cut in two.
+type reply struct {
+	a   *Adapter
+	t   replyTarget
+	log *slog.Logger
+
+	mu   sync.Mutex // Reply methods never run at once: no two calls in flight per message
+	mode renderMode
+	done bool
+
+	// native streaming
+	seg        *segment
+	segments   int
+	sentOff    int    // bytes of the answer streamed so far
+	sentText   string // the answer's first sentOff bytes
+	nextPrefix string // fence to reopen in the next segment
+	statusAt   time.Time
+
+	// post + update
+	base    int    // bytes already shown by native streaming before a fallback
+	basePre string // code fence reopened at base
+	posts   []*post
+}
+
+func (a *Adapter) newReply(t replyTarget, log *slog.Logger) *reply {
+	return &reply{a: a, t: t, log: log}
+}
+
+// nativeCandidate reports whether this answer may stream natively.
+func (r *reply) nativeCandidate() bool {
+	if r.t.thread == "" || r.t.slash {
+		return false // chat.startStream needs a thread
+	}
+	switch r.a.cfg.Streaming {
+	case "update":
+		return false
+	case "native":
+		return true
+	}
+	return !r.a.nativeDisabled(r.t.team)
+}
+
+func (a *Adapter) nativeDisabled(team string) bool {
+	v, ok := a.noNative.Load(team)
+	return ok && time.Now().Before(v.(time.Time))
+}
+
+// Begin implements conversation.Reply: a status in native mode, else a placeholder post.
+func (r *reply) Begin(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mode != modeUndecided || r.done {
+		return nil
+	}
+	if r.nativeCandidate() {
+		err := r.setStatus(ctx, mustDeliver, thinkingStatus, nil)
+		if err == nil {
+			r.mode = modeNative
+			r.statusAt = time.Now()
+			return nil
+		}
+		r.log.Debug("assistant status unavailable; posting a placeholder instead", "err", err)
+	}
+	r.mode = modeUpdate
+	return r.newPost(ctx, mustDeliver, placeholderText, true)
+}
+
+// Render implements conversation.Reply.
+func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return nil
+	}
+	if f.Final {
+		r.done = true
+		// The final text must land even if the answer's context is gone.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+		defer cancel()
+	}
+	if r.mode == modeUndecided {
+		r.mode = modeUpdate
+		if r.nativeCandidate() {
+			r.mode = modeNative
+		}
+	}
+	if r.mode == modeNative {
+		if handled, err := r.renderNative(ctx, f); handled {
+			return err
+		}
+	}
+	return r.renderUpdate(ctx, f)
+}
+
+// Notice implements conversation.Reply: ephemeral for slash commands
+// (response_url, else chat.postEphemeral), else a message in the conversation.
+func (r *reply) Notice(ctx context.Context, text string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if strings.TrimSpace(text) == "" {
+		return nil
+	}
+	if r.t.slash {
+		mrk := MarkdownToMrkdwn(text)
+		if r.t.responseURL != "" {
+			err := r.a.call(ctx, mustDeliver, r.t.team, "", "response_url", func(ctx context.Context) error {
+				_, _, err := r.a.api.PostMessageContext(ctx, r.t.channel, slack.MsgOptionText(mrk, false),
+					slack.MsgOptionResponseURL(r.t.responseURL, slack.ResponseTypeEphemeral))
+				return err
+			})
+			if err == nil {
+				return nil
+			}
+			r.log.Warn("response_url reply failed; trying chat.postEphemeral", "err", err)
+		}
+		return r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.postEphemeral", func(ctx context.Context) error {
+			_, err := r.a.api.PostEphemeralContext(ctx, r.t.channel, r.t.user, slack.MsgOptionText(mrk, false))
+			return err
+		})
+	}
+	var errs []error
+	for _, piece := range conversation.Split(text, r.a.pieceLimit) {
+		if _, err := r.postMarkdown(ctx, mustDeliver, piece); err != nil {
+			errs = append(errs, err)
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ---- native streaming ----
+
+// renderNative streams the frame. It reports handled=false after falling
+// back to update mode, which then renders the frame.
+func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, error) {
+	text := f.Text
+	if r.segments == 0 {
+		if text == "" && !f.Final {
+			r.showReasoning(ctx, f.Reasoning)
+			return true, nil
+		}
+		// A whole answer in its first frame is one post, not a stream; and
+		// "auto" posts rather than waits when the startStream budget is spent.
+		if f.Final || (r.a.cfg.Streaming == "auto" && !r.a.budget.available(r.t.team, r.t.channel, "chat.startStream")) {
+			r.fallback(0, "")
+			return false, nil
+		}
+	}
+	if !strings.HasPrefix(text, r.sentText) {
+		// The answer changed under what was streamed (a final frame may):
+		// end the stream and show the answer anew.
+		r.stopQuietly(ctx)
+		r.fallback(0, "")
+		return false, nil
+	}
+	err := r.stream(ctx, text, f.Final)
+	if errors.Is(err, errSkipped) {
+		return true, nil
+	}
+	if err != nil {
+		if !f.Final && ctx.Err() != nil {
+			return true, err
+		}
+		first := r.segments == 0
+		if first && r.a.cfg.Streaming == "auto" && streamingUnavailable(err) {
+			r.a.noNative.Store(r.t.team, time.Now().Add(nativeRetryAfter))
+			r.log.Info("native streaming unavailable in this workspace; using chat.update for an hour", "err", err)
+		} else {
+			r.log.Warn("native streaming failed; continuing with chat.postMessage and chat.update", "err", err)
+		}
+		pre := r.nextPrefix
+		if r.seg != nil {
+			if fence, open := openFence(r.seg.prefix + text[r.seg.start:r.sentOff]); open {
+				pre = fence + "\n"
+			} else {
+				pre = ""
+			}
+			r.stopQuietly(ctx)
+		}
+		r.fallback(r.sentOff, pre)
+		return false, nil
+	}
+	if !f.Final {
+		return true, nil
+	}
+	note := noteBlock(f.Note)
+	if r.seg == nil {
+		if note == "" {
+			return true, nil
+		}
+		r.fallback(len(text), "") // the note alone, in a new message
+		return false, nil
+	}
+	if err := r.stopSegment(ctx, note); err != nil {
+		r.log.Warn("chat.stopStream failed", "err", err)
+		r.seg = nil
+		if note != "" {
+			r.fallback(len(text), "")
+			return false, nil
+		}
+		return true, err
+	}
+	return true, nil
+}
+
+// fallback switches the rest of the answer to post + update, from offset base.
+func (r *reply) fallback(base int, pre string) {
+	r.mode = modeUpdate
+	r.base, r.basePre = base, pre
+	r.posts = nil
+}
+
+// stream sends the part of text not streamed yet, rolling over to a new
+// message when one fills up. Intermediate appends are best-effort and
+// paced per message; starting and stopping messages always wait for budget.
+func (r *reply) stream(ctx context.Context, text string, final bool) error {
+	prio := bestEffort
+	if final {
+		prio = mustDeliver
+	}
+	defer func() { r.sentText = text[:r.sentOff] }()
+	for range 10000 {
+		pending := text[r.sentOff:]
+		if pending == "" {
+			return nil
+		}
+		if r.seg == nil {
+			room := r.a.pieceLimit - utf8.RuneCountInString(r.nextPrefix) - len(fenceClose)
+			cut, skip, all := fitCut(pending, room, false)
+			if err := r.startSegment(ctx, r.nextPrefix, pending[:cut]); err != nil {
+				return err
+			}
+			if all {
+				return nil
+			}
+			if err := r.closeSegment(ctx, text, 0, skip); err != nil {
+				return err
+			}
+			continue
+		}
+		room := r.a.pieceLimit - r.seg.runes - len(fenceClose)
+		cut, skip, all := fitCut(pending, room, true)
+		if !all {
+			if err := r.closeSegment(ctx, text, cut, skip); err != nil {
+				return err
+			}
+			continue
+		}
+		wait := time.Until(r.seg.lastAppend.Add(r.a.editInterval))
+		if wait > 0 {
+			if !final {
+				return errSkipped
+			}
+			if err := sleep(ctx, wait); err != nil {
+				return err
+			}
+		}
+		return r.appendSegment(ctx, prio, pending)
+	}
+	return errors.New("slack streaming made no progress")
+}
+
+func (r *reply) startSegment(ctx context.Context, prefix, chunk string) error {
+	opts := []slack.MsgOption{
+		slack.MsgOptionTS(r.t.thread),
+		slack.MsgOptionRecipientUserID(r.t.user),
+		slack.MsgOptionRecipientTeamID(r.t.team),
+	}
+	if md := prefix + chunk; md != "" {
+		opts = append(opts, slack.MsgOptionMarkdownText(md))
+	}
+	var ts string
+	err := r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.startStream", func(ctx context.Context) error {
+		var err error
+		_, ts, err = r.a.api.StartStreamContext(ctx, r.t.channel, opts...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.seg = &segment{ts: ts, start: r.sentOff, prefix: prefix, runes: utf8.RuneCountInString(prefix + chunk), lastAppend: time.Now()}
+	r.segments++
+	r.nextPrefix = ""
+	r.sentOff += len(chunk)
+	return nil
+}
+
+func (r *reply) appendSegment(ctx context.Context, p priority, chunk string) error {
+	seg := r.seg
+	err := r.a.call(ctx, p, r.t.team, r.t.channel, "chat.appendStream", func(ctx context.Context) error {
+		_, _, err := r.a.api.AppendStreamContext(ctx, r.t.channel, seg.ts, slack.MsgOptionMarkdownText(chunk))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	seg.runes += utf8.RuneCountInString(chunk)
+	seg.lastAppend = time.Now()
+	r.sentOff += len(chunk)
+	return nil
+}
+
+// closeSegment ends the current message after cut more bytes of the
+// answer, closing a code fence left open, and skips skip bytes (the break).
+func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) error {
+	end := r.sentOff + cut
+	md := text[r.sentOff:end]
+	fence, open := openFence(r.seg.prefix + text[r.seg.start:end])
+	if open {
+		md += fenceClose
+	}
+	if err := r.stopSegment(ctx, md); err != nil {
+		return err
+	}
+	r.sentOff = end + skip
+	r.nextPrefix = ""
+	if open {
+		r.nextPrefix = fence + "\n"
+	}
+	return nil
+}
+
+// stopSegment stops the current stream, appending md.
+func (r *reply) stopSegment(ctx context.Context, md string) error {
+	seg := r.seg
+	var opts []slack.MsgOption
+	if md != "" {
+		opts = append(opts, slack.MsgOptionMarkdownText(md))
+	}
+	err := r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.stopStream", func(ctx context.Context) error {
+		_, _, err := r.a.api.StopStreamContext(ctx, r.t.channel, seg.ts, opts...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	seg.runes += utf8.RuneCountInString(md)
+	r.seg = nil
+	return nil
+}
+
+// stopQuietly ends the current stream, if any, ignoring failures.
+func (r *reply) stopQuietly(ctx context.Context) {
+	if r.seg == nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.stopSegment(sctx, ""); err != nil {
+		r.log.Debug("stopping a broken stream failed", "err", err)
+	}
+	r.seg = nil
+}
+
+// showReasoning shows the tail of the model's thinking as the assistant
+// status, now and then, while no answer text exists yet.
+func (r *reply) showReasoning(ctx context.Context, reasoning string) {
+	tail := reasoningTail(reasoning)
+	if tail == "" || time.Since(r.statusAt) < r.statusInterval() {
+		return
+	}
+	// slack-go joins loading messages with commas.
+	tail = strings.ReplaceAll(tail, ",", " ")
+	if err := r.setStatus(ctx, bestEffort, thinkingStatus, []string{tail}); err == nil {
+		r.statusAt = time.Now()
+	}
+}
+
+func (r *reply) statusInterval() time.Duration { return max(3*r.a.editInterval, 2*time.Second) }
+
+func (r *reply) setStatus(ctx context.Context, p priority, status string, loading []string) error {
+	return r.a.call(ctx, p, r.t.team, r.t.channel, "assistant.threads.setStatus", func(ctx context.Context) error {
+		return r.a.api.SetAssistantThreadsStatusContext(ctx, slack.AssistantThreadsSetStatusParameters{
+			ChannelID: r.t.channel, ThreadTS: r.t.thread, Status: status, LoadingMessages: loading,
+		})
+	})
+}
+
+// fitCut decides how much of pending fits in room characters: all of it,
+// or up to a paragraph, line or word break (cut), dropping the break
+// (skip bytes). With zeroOK and no break, it cuts nothing, ending the
+// message where the last render left it rather than mid-word.
+func fitCut(pending string, room int, zeroOK bool) (cut, skip int, all bool) {
+	if room <= 0 {
+		return 0, 0, false
+	}
+	if utf8.RuneCountInString(pending) <= room {
+		return len(pending), 0, true
+	}
+	head := pending[:byteOffset(pending, room)]
+	half := len(head) / 2
+	for _, sep := range []string{"\n\n", "\n", " "} {
+		if i := strings.LastIndex(head, sep); i > half {
+			return i, len(sep), false
+		}
+	}
+	if zeroOK {
+		return 0, 0, false
+	}
+	for _, sep := range []string{"\n", " "} {
+		if i := strings.LastIndex(head, sep); i > 0 {
+			return i, len(sep), false
+		}
+	}
+	return len(head), 0, false
+}
+
+// ---- post + update ----
+
+// renderUpdate shows the frame by posting and editing messages: the answer
+// from r.base, split with conversation.Split, a cursor on the last piece
+// until the final frame, which carries the note instead.
+func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
+	text := f.Text
+	content := text
+	if r.base > 0 || r.basePre != "" {
+		if r.base <= len(text) && strings.HasPrefix(text, r.sentText) {
+			content = r.basePre + text[r.base:]
+		}
+	}
+	if strings.TrimSpace(content) == "" && !f.Final {
+		r.showReasoningInPlaceholder(ctx, f.Reasoning)
+		return nil
+	}
+	pieces := []string{""}
+	if strings.TrimSpace(content) != "" {
+		pieces = conversation.Split(content, r.a.pieceLimit)
+	}
+	last := len(pieces) - 1
+	if f.Final {
+		pieces[last] = strings.TrimLeft(pieces[last]+noteBlock(f.Note), "\n")
+		if strings.TrimSpace(pieces[last]) == "" {
+			pieces[last] = noAnswerText
+		}
+	} else {
+		pieces[last] += cursorMark
+	}
+	prio := bestEffort
+	if f.Final {
+		prio = mustDeliver
+	}
+	var errs []error
+	for i, p := range pieces {
+		if i >= len(r.posts) {
+			if _, err := r.postMarkdown(ctx, prio, p); err != nil {
+				if !errors.Is(err, errSkipped) {
+					errs = append(errs, err)
+				}
+				break // later pieces can't be posted before this one
+			}
+			continue
+		}
+		po := r.posts[i]
+		if po.shown == p {
+			continue
+		}
+		if wait := time.Until(po.lastEdit.Add(r.a.editInterval)); wait > 0 {
+			if !f.Final {
+				continue
+			}
+			if err := sleep(ctx, wait); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+		err := r.edit(ctx, prio, po, p)
+		if err != nil && f.Final && messageGone(err) {
+			// Someone deleted the message: post the piece again.
+			var ts string
+			if ts, err = r.postRaw(ctx, prio, p); err == nil {
+				po.ts, po.shown, po.lastEdit, po.placeholder = ts, p, time.Now(), false
+			}
+		}
+		if err != nil && !errors.Is(err, errSkipped) {
+			errs = append(errs, err)
+			if f.Final {
+				break
+			}
+		}
+	}
+	if f.Final && len(r.posts) > len(pieces) {
+		// The final answer is shorter than what was shown: remove the rest.
+		for _, po := range r.posts[len(pieces):] {
+			if err := r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.delete", func(ctx context.Context) error {
+				_, _, err := r.a.api.DeleteMessageContext(ctx, r.t.channel, po.ts)
+				return err
+			}); err != nil {
+				r.log.Debug("deleting a surplus message failed", "err", err)
+			}
+		}
+		r.posts = r.posts[:len(pieces)]
+	}
+	return errors.Join(errs...)
+}
+
+// showReasoningInPlaceholder shows the tail of the model's thinking in the
+// placeholder, now and then, while no answer text exists yet.
+func (r *reply) showReasoningInPlaceholder(ctx context.Context, reasoning string) {
+	tail := reasoningTail(reasoning)
+	if tail == "" || len(r.posts) != 1 || !r.posts[0].placeholder {
+		return
+	}
+	po := r.posts[0]
+	if time.Since(po.lastEdit) < r.statusInterval() {
+		return
+	}
+	md := placeholderText + "\n> _" + escapeEmphasis(tail) + "_"
+	if md == po.shown {
+		return
+	}
+	if err := r.edit(ctx, bestEffort, po, md); err == nil {
+		po.placeholder = true
+	}
+}
+
+// postMarkdown posts md as a new message of the answer and tracks it.
+func (r *reply) postMarkdown(ctx context.Context, p priority, md string) (string, error) {
+	ts, err := r.postRaw(ctx, p, md)
+	if err != nil {
+		return "", err
+	}
+	r.posts = append(r.posts, &post{ts: ts, shown: md, lastEdit: time.Now()})
+	return ts, nil
+}
+
+// newPost posts md; placeholder marks the pre-answer placeholder.
+func (r *reply) newPost(ctx context.Context, p priority, md string, placeholder bool) error {
+	if _, err := r.postMarkdown(ctx, p, md); err != nil {
+		return err
+	}
+	r.posts[len(r.posts)-1].placeholder = placeholder
+	return nil
+}
+
+func (r *reply) postRaw(ctx context.Context, p priority, md string) (string, error) {
+	opts := append(contentOptions(md), slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl())
+	if r.t.thread != "" {
+		opts = append(opts, slack.MsgOptionTS(r.t.thread))
+	}
+	var ts string
+	err := r.a.call(ctx, p, r.t.team, r.t.channel, "chat.postMessage", func(ctx context.Context) error {
+		var err error
+		_, ts, err = r.a.api.PostMessageContext(ctx, r.t.channel, opts...)
+		return err
+	})
+	return ts, err
+}
+
+func (r *reply) edit(ctx context.Context, p priority, po *post, md string) error {
+	err := r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", func(ctx context.Context) error {
+		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, po.ts, contentOptions(md)...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	po.shown, po.lastEdit, po.placeholder = md, time.Now(), false
+	return nil
+}
+
+// contentOptions carries standard Markdown in a markdown block, with a
+// mrkdwn rendering as the notification text.
+func contentOptions(md string) []slack.MsgOption {
+	if strings.TrimSpace(md) == "" {
+		md = "…"
+	}
+	return []slack.MsgOption{
+		slack.MsgOptionText(fallbackText(md), false),
+		slack.MsgOptionBlocks(slack.NewMarkdownBlock("", md)),
+	}
+}
+
+// fallbackText is the notification text for a message whose content is a markdown block.
+func fallbackText(md string) string {
+	return truncateRunes(MarkdownToMrkdwn(truncateRunes(md, maxFallbackRune)), maxFallbackRune)
+}
+
+// ---- helpers ----
+
+// noteBlock formats a final note as a quoted warning under the answer.
+func noteBlock(note string) string {
+	note = strings.TrimSpace(note)
+	if note == "" {
+		return ""
+	}
+	note = truncateRunes(note, maxNoteRunes)
+	lines := strings.Split(note, "\n")
+	for i, l := range lines {
+		lines[i] = "> " + l
+	}
+	lines[0] = "> ⚠️ " + strings.TrimPrefix(lines[0], "> ")
+	return "\n\n" + strings.Join(lines, "\n")
+}
+
+// reasoningTail is the last words of the model's thinking, on one line.
+func reasoningTail(reasoning string) string {
+	t := strings.Join(strings.Fields(reasoning), " ")
+	if t == "" {
+		return ""
+	}
+	if n := utf8.RuneCountInString(t); n > maxReasoningTail {
+		t = "…" + string([]rune(t)[n-maxReasoningTail:])
+	}
+	return t
+}
+
+var emphasisEscaper = strings.NewReplacer("_", "\\_", "*", "\\*", "`", "\\`")
+
+func escapeEmphasis(s string) string { return emphasisEscaper.Replace(s) }
+
+func truncateRunes(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+// byteOffset returns the byte index of the n-th rune of s (len(s) if fewer).
+func byteOffset(s string, n int) int {
+	for i := range s {
+		if n == 0 {
+			return i
+		}
+		n--
+	}
+	return len(s)
+}
+
+// openFence reports whether text ends inside a fenced code block, and the
+// fence line that opened it (the same rule as conversation.Split).
+func openFence(text string) (fence string, open bool) {
+	for line := range strings.Lines(text) {
+		t := strings.TrimSpace(line)
+		if !strings.HasPrefix(t, "```") {
+			continue
+		}
+		if open {
+			if strings.Trim(t, "`") == "" {
+				open = false
+			}
+			continue
+		}
+		open = true
+		fence = t
+		if len(fence) > 24 || strings.Contains(fence[3:], "`") {
+			fence = "```"
+		}
+	}
+	return fence, open
+}
+
+// streamingUnavailable reports an error meaning the workspace can't stream
+// natively (an unknown or disallowed method, a plan or setting without it).
+func streamingUnavailable(err error) bool {
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		switch se.Err {
+		case "unknown_method", "not_allowed", "not_allowed_token_type", "feature_not_enabled", "feature_not_available",
+			"method_not_supported_for_channel_type", "missing_scope", "no_permission", "access_denied",
+			"team_access_not_granted", "restricted_action", "not_supported", "method_deprecated":
+			return true
+		}
+		return false
+	}
+	var sc slack.StatusCodeError
+	return errors.As(err, &sc) && (sc.Code == http.StatusNotFound || sc.Code == http.StatusGone)
+}
+
+// messageGone reports an error meaning the message to edit no longer exists.
+func messageGone(err error) bool {
+	var se slack.SlackErrorResponse
+	return errors.As(err, &se) && (se.Err == "message_not_found" || se.Err == "cant_update_message")
+}

@@ -1,0 +1,183 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(t *testing.T, kv map[string]string) {
+	t.Helper()
+	old := lookupEnv
+	lookupEnv = func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+	t.Cleanup(func() { lookupEnv = old })
+}
+
+const minimal = `
+ark:
+  api_key: ${ARK_API_KEY}
+models:
+  - name: doubao
+    id: doubao-seed-1-6-250615
+`
+
+func TestParseMinimalAppliesDefaults(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "sk-1"})
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Ark.APIKey.Value() != "sk-1" || c.Ark.BaseURL != DefaultBaseURL || c.DefaultModel != "doubao" {
+		t.Errorf("got %+v", c.Ark)
+	}
+	if c.Models[0].ContextWindow != 32768 || c.Models[0].MaxTokens != 4096 || c.Redis.LockTTL.D() != 30*time.Second {
+		t.Errorf("defaults not applied: %+v %+v", c.Models[0], c.Redis)
+	}
+	if c.Slack.Enabled() || c.Discord.Enabled() {
+		t.Error("platforms on without tokens")
+	}
+	if s := fmt.Sprintf("%v %+v", c.Ark.APIKey, c.Ark); strings.Contains(s, "sk-1") {
+		t.Errorf("secret printed: %s", s)
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k: with # odd [chars]", "PORT": "9090", "CHANNELS": "C1, C2"})
+	c, err := Parse([]byte(minimal + `
+server:
+  addr: ":${PORT}"
+redis:
+  max_turns: ${TURNS:-40}
+  url: ${REDIS_URL:-}
+slack:
+  allowed_channels: ${CHANNELS}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Ark.APIKey.Value() != "k: with # odd [chars]" {
+		t.Errorf("secret with YAML syntax changed: %q", c.Ark.APIKey.Value())
+	}
+	if c.Server.Addr != ":9090" || c.Redis.MaxTurns != 40 || c.Redis.URL != "" {
+		t.Errorf("expansion: addr %q turns %d url %q", c.Server.Addr, c.Redis.MaxTurns, c.Redis.URL)
+	}
+	if len(c.Slack.AllowedChannels) != 2 || c.Slack.AllowedChannels[1] != "C2" {
+		t.Errorf("comma list: %q", c.Slack.AllowedChannels)
+	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	env(t, map[string]string{})
+	_, err := Parse([]byte(`
+ark:
+  base_url: ftp://nowhere
+  api_key: ""
+  timout: 3s
+models:
+  - name: doubao
+    id: doubao-seed-1-6-250615
+    thinking: maybe
+    context_window: 1000
+    max_tokens: 2000
+  - name: Doubao
+    id: ""
+    vision: sometimes
+redis:
+  lock_ttl: soon
+default_model: gpt
+`))
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{
+		"ark.timout (line 5): unknown key",
+		"models[1].vision (line 14): must be true or false",
+		"redis.lock_ttl (line 16): \"soon\" is not a duration",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	// Structural errors are reported first; fix them and the rest shows.
+	_, err = Parse([]byte(`
+ark: {base_url: "ftp://nowhere", api_key: ""}
+models:
+  - {name: doubao, id: doubao-seed-1-6-250615, thinking: maybe, context_window: 1000, max_tokens: 2000}
+  - {name: Doubao, id: ""}
+default_model: gpt
+`))
+	for _, want := range []string{
+		"ark.base_url: must be an http(s) URL",
+		"ark.api_key: is empty",
+		"ARK_API_KEY",
+		"models[0].thinking: must be enabled, disabled or auto",
+		"models[0].max_tokens: (2000) must be smaller than context_window (1000)",
+		"models[1].name: \"Doubao\" is registered twice",
+		"models[1].id: is required",
+		"default_model: \"gpt\" is not a registered model name",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestUnknownKeySuggestsTheRightOne(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	_, err := Parse([]byte(minimal + "redis:\n  max_turn: 4\n"))
+	if err == nil || !strings.Contains(err.Error(), "did you mean max_turns?") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSlackNeedsAModeWhenOn(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	_, err := Parse([]byte(minimal + "slack:\n  bot_token: xoxb-1\n"))
+	if err == nil || !strings.Contains(err.Error(), "neither app_token") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	c, err := Load("../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, m := range c.Models {
+		ids[m.ID] = true
+	}
+	for _, id := range []string{"doubao-seed-1-6-250615", "deepseek-v3-250324", "deepseek-r1-250528"} {
+		if !ids[id] {
+			t.Errorf("example config lacks %s", id)
+		}
+	}
+	raw, _ := os.ReadFile("../config.yaml")
+	for _, line := range strings.Split(string(raw), "\n") {
+		key, val, _ := strings.Cut(strings.TrimSpace(line), ":")
+		switch key {
+		case "api_key", "bot_token", "app_token", "signing_secret", "token":
+		default:
+			continue
+		}
+		if !strings.HasPrefix(strings.TrimSpace(val), "${") {
+			t.Errorf("secret not read from the environment: %q", line)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(minimal)
+	f.Add("models: [{name: a, id: b, max_tokens: ${X:-1}}]\nark: {api_key: k}")
+	f.Add("ark: [1, 2]\n")
+	f.Add("&a [*a]")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse([]byte(s))
+		if err == nil && (len(c.Models) == 0 || c.Model(c.DefaultModel) == nil) {
+			t.Fatalf("accepted a config without a usable default model: %q", s)
+		}
+	})
+}
