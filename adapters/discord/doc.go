@@ -1,0 +1,26 @@
+// Package discord connects Discord to the conversation engine.
+//
+// It keeps a gateway connection (discordgo; intents Guilds, GuildMessages,
+// DirectMessages and the privileged MessageContent), turns @mentions,
+// replies to the bot, thread follow-ups, DMs and slash commands into
+// conversation.Message values, and implements conversation.Reply by posting
+// and editing Discord messages.
+//
+// What users see:
+//   - /ask prompt: deferred at once, the question echoed, the answer streamed
+//     as messages replying to it (or in a thread named after the question with
+//     discord.thread_per_ask).
+//   - @mention: the bot replies to the message; replying to the bot continues
+//     that conversation; in a thread the whole thread is one conversation and
+//     follow-ups need no mention (discord.thread_followups). DMs need no
+//     mention (discord.allow_dms).
+//   - /model [name] (with autocomplete), /models, /reset, /help, /usage:
+//     ephemeral answers from the engine's text commands.
+//   - Streaming answers carry a cursor (" ▌") and a Stop button until they
+//     end; answers over 2,000 characters continue in further messages split by
+//     conversation.Split; a final note (an error in plain words, "Stopped.")
+//     is appended as a small line.
+//
+// Conversation keys are described on (*Adapter).onMessage; the streaming and
+// rate-budget design in reply.go and budget.go.
+package discord
