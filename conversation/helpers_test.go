@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/arkclient"
 	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/internal/embedredis"
 	"github.com/arkbot/arkbot/internal/fakeark"
 	"github.com/arkbot/arkbot/internal/redistest"
 )
@@ -41,9 +41,12 @@ func backends(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient, pref
 		f(t, rs.Client(), rs.Prefix)
 	})
 	t.Run("embedded", func(t *testing.T) {
-		mr := miniredis.RunT(t)
-		c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-		t.Cleanup(func() { c.Close() })
+		mr, err := embedredis.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := mr.Client()
+		t.Cleanup(func() { c.Close(); mr.Close() })
 		f(t, c, "emb")
 	})
 }

@@ -41,8 +41,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cfgPath := fs.String("config", "config.yaml", "path of the configuration file")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	forceConsole := fs.Bool("console", false, "chat in this terminal (the default when no messenger is configured)")
+	probe := fs.String("healthcheck", "", "GET this URL, exit 0 if it answers 2xx (for container health checks)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *probe != "" {
+		return healthcheck(ctx, *probe, stderr)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -84,6 +88,28 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 0
 	}
 	return b.serve(ctx, cfg)
+}
+
+// healthcheck probes url, for images without curl.
+func healthcheck(ctx context.Context, url string, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(stderr, resp.Status)
+		return 1
+	}
+	return 0
 }
 
 // bot is the wired process: store, Ark client, engine, HTTP listener.

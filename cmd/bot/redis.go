@@ -6,10 +6,10 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/internal/embedredis"
 )
 
 // openRedis connects to the configured Redis: a single node (redis://,
@@ -18,12 +18,12 @@ import (
 // URL it starts an embedded in-memory Redis. The returned func closes it all.
 func openRedis(cfg config.Redis, log *slog.Logger) (redis.UniversalClient, func(), error) {
 	if cfg.URL == "" {
-		mr, err := miniredis.Run()
+		mr, err := embedredis.Start()
 		if err != nil {
 			return nil, nil, fmt.Errorf("embedded redis: %w", err)
 		}
 		log.Warn("redis.url is empty: using an embedded in-memory Redis; conversations are NOT persisted and are lost when the bot stops. Set REDIS_URL for real use.")
-		c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		c := mr.Client()
 		return c, func() { c.Close(); mr.Close() }, nil
 	}
 	u, err := url.Parse(cfg.URL)
