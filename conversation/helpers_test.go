@@ -63,7 +63,7 @@ type rig struct {
 	engine *Engine
 }
 
-func newRig(t *testing.T, rdb redis.UniversalClient, prefix string, opts ...Option) *rig {
+func newRig(t testing.TB, rdb redis.UniversalClient, prefix string, opts ...Option) *rig {
 	t.Helper()
 	ark := fakeark.New()
 	t.Cleanup(ark.Close)

@@ -1,0 +1,40 @@
+package conversation
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// roundTrips counts Redis round trips: one per command or pipeline sent.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+
+// The budget: at most 4 Redis round trips per answered turn.
+func TestRedisRoundTripsPerTurn(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.ask(t, msg("warm up")) // loads scripts
+		h := &roundTrips{}
+		rdb.AddHook(h)
+		const turns = 10
+		for i := 0; i < turns; i++ {
+			rg.ask(t, msg("question"))
+		}
+		per := float64(h.n.Load()) / turns
+		t.Logf("Redis round trips per turn: %.1f", per)
+		if per > 4 {
+			t.Errorf("%.1f round trips per turn, budget 4", per)
+		}
+	})
+}
