@@ -138,3 +138,24 @@ func TestCheckConfigNamesTheBadKey(t *testing.T) {
 		}
 	}
 }
+
+// A secret echoed back by an API must never reach the logs or the chat.
+func TestSecretsNeverPrinted(t *testing.T) {
+	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	defer ark.Close()
+	ark.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "upstream rejected Bearer " + testKey})
+	ark.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "key " + testKey + " failed"})
+	ark.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "again " + testKey})
+	ark.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "last " + testKey})
+	cfg := writeConfig(t, ark.URL, "", "log:\n  level: debug\n  format: json\n")
+	out, errs, code := runBot(t, cfg, "hi\n/usage\nhello\n")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if strings.Contains(out+errs, testKey) {
+		t.Fatalf("secret printed:\n%s\n%s", out, errs)
+	}
+	if !strings.Contains(out, "temporary") && !strings.Contains(out, "try again") {
+		t.Errorf("the user was not told about the failure:\n%s", out)
+	}
+}
