@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -9,78 +10,174 @@ import (
 const minSplitLimit = 40
 
 // Split cuts Markdown text into pieces of at most limit characters (runes),
-// preferring paragraph, then line, then word breaks, never leaving a fenced
-// code block open: a piece that ends inside a fence closes it, and the next
-// piece reopens it with the same info string.
+// preferring paragraph, then line, then word breaks in the second half of the
+// limit: it breaks a word only if the word is longer than half the limit (a
+// bit less in a code block). A piece that ends inside a fenced code block gets
+// a closing fence line, and the next piece reopens the block with its opening
+// line, info string included. Separators at a cut are dropped, and so are
+// blank pieces: blank text yields none. Text that fits is returned as is.
 func Split(text string, limit int) []string {
+	pieces := splitPieces(text, limit)
+	out := make([]string, len(pieces))
+	for i, p := range pieces {
+		out[i] = p.reopen + p.body + p.close
+	}
+	return out
+}
+
+// A splitPiece is one of Split's pieces: a stretch of the text (body) and the
+// fence lines Split adds around it.
+type splitPiece struct {
+	reopen string // the line reopening the code block the last piece cut, with "\n"
+	body   string
+	close  string // "\n" and the fence closing the code block body ends in
+}
+
+// splitPieces does Split's work, recording which fence lines it adds.
+func splitPieces(text string, limit int) []splitPiece {
 	limit = max(limit, minSplitLimit)
-	var out []string
+	var pieces []splitPiece
+	add := func(p splitPiece) {
+		if strings.TrimSpace(p.body) != "" {
+			pieces = append(pieces, p)
+		}
+	}
 	reopen := ""
 	for {
-		chunk := reopen + text
-		if utf8.RuneCountInString(chunk) <= limit {
-			if strings.TrimSpace(text) != "" || len(out) == 0 {
-				out = append(out, chunk)
+		head := byteOffset(text, limit-utf8.RuneCountInString(reopen))
+		if strings.TrimSpace(text[head:]) == "" { // the rest fits, but for trailing blanks
+			if head < len(text) {
+				text = strings.TrimRightFunc(text, unicode.IsSpace)
 			}
-			return out
+			add(splitPiece{reopen: reopen, body: text})
+			return pieces
 		}
-		// Room for a closing "\n```" at the end of this piece.
-		head := chunk[:byteOffset(chunk, limit-len(fenceClose))]
-		cut, skip := breakPoint(head, len(reopen))
-		piece, rest := chunk[:cut], chunk[cut+skip:]
-		if fence, open := openFence(piece); open {
-			piece = strings.TrimRight(piece, "\n") + fenceClose
-			reopen = fence + "\n"
-		} else {
-			reopen = ""
+		// What fits, and room for a separator right after it.
+		floor := len(reopen)
+		chunk := reopen + text[:min(len(text), head+2)]
+		end, sep := cutPoint(chunk, floor, floor+head, limit)
+		p := splitPiece{reopen: reopen, body: strings.TrimRightFunc(chunk[floor:end], unicode.IsSpace)}
+		reopen = ""
+		if f, open := openFence(chunk[:end]); open {
+			if line := f.reopening(limit); line != "" {
+				p.close = "\n" + f.marker
+				reopen = line + "\n"
+			}
 		}
-		out = append(out, piece)
-		text = rest
+		add(p)
+		text = text[end-floor+len(sep):]
+		if sep == " " {
+			text = strings.TrimLeft(text, " \t")
+		}
+		text = dropBlankLines(text)
 	}
 }
 
-const fenceClose = "\n```"
-
-// breakPoint picks where to cut head: the last blank line, else the last
-// newline, else the last space, each only if it keeps at least half of head;
-// else the end of head. skip is how many separator bytes to drop there.
-func breakPoint(head string, floor int) (cut, skip int) {
-	half := floor + (len(head)-floor)/2
+// cutPoint picks where to end a piece: chunk[:head] is the first limit
+// characters of what is left, starting with floor bytes of reopened fence
+// line. It cuts at the last paragraph, else line, else word break in the
+// second half of the limit, else as late as possible, leaving room to close a
+// code block. It returns the end of the piece and the separator found there.
+func cutPoint(chunk string, floor, head, limit int) (end int, sep string) {
+	fits := func(end int) bool {
+		return utf8.RuneCountInString(chunk[:end])+closingLen(chunk[:end], limit) <= limit
+	}
+	lo := max(floor, byteOffset(chunk, limit/2))
 	for _, sep := range []string{"\n\n", "\n", " "} {
-		if i := strings.LastIndex(head, sep); i > half {
-			return i, len(sep)
+		s := chunk[lo:min(len(chunk), head+len(sep))] // a separator may start at head
+		for i := strings.LastIndex(s, sep); i >= 0; i = strings.LastIndex(s[:i], sep) {
+			if fits(lo + i) {
+				return lo + i, sep
+			}
 		}
 	}
-	return len(head), 0
+	for end = head; !fits(end); {
+		_, size := utf8.DecodeLastRuneInString(chunk[:end])
+		end -= size
+	}
+	return end, ""
+}
+
+// closingLen is how many characters Split adds to close the code block piece
+// ends in, if any.
+func closingLen(piece string, limit int) int {
+	if f, open := openFence(piece); open && f.reopening(limit) != "" {
+		return 1 + len(f.marker) // "\n" and the marker
+	}
+	return 0
+}
+
+// dropBlankLines removes the blank lines s starts with.
+func dropBlankLines(s string) string {
+	for {
+		line, rest, ok := strings.Cut(s, "\n")
+		if !ok || strings.TrimSpace(line) != "" {
+			return s
+		}
+		s = rest
+	}
+}
+
+// A fence is the opening line of a fenced code block.
+type fence struct {
+	line   string // the line without trailing blanks (unicode.IsSpace), e.g. "```go"
+	marker string // its run of backticks or tildes, e.g. "```"
+}
+
+// parseFence parses a fence line: up to 3 spaces, 3 or more backticks or
+// tildes, and an info string, which after backticks may not contain any.
+func parseFence(line string) (f fence, ok bool) {
+	s := strings.TrimLeft(line, " ")
+	indent := len(line) - len(s)
+	if indent > 3 || !strings.HasPrefix(s, "```") && !strings.HasPrefix(s, "~~~") {
+		return fence{}, false
+	}
+	s = strings.TrimRightFunc(s, unicode.IsSpace)
+	marker := s[:len(s)-len(strings.TrimLeft(s, s[:1]))]
+	if marker[0] == '`' && strings.Contains(s[len(marker):], "`") {
+		return fence{}, false
+	}
+	return fence{line: line[:indent+len(s)], marker: marker}, true
+}
+
+// closedBy reports whether line closes the code block f opened: a fence line
+// of the same character, at least as long, without info string.
+func (f fence) closedBy(line string) bool {
+	g, ok := parseFence(line)
+	return ok && g.marker[0] == f.marker[0] && len(g.marker) >= len(f.marker) &&
+		strings.TrimLeft(g.line, " ") == g.marker
+}
+
+// reopening returns the line with which Split reopens the code block f opened
+// in the next piece: f's line or, if that is too long, its bare marker; or ""
+// if even that is too long, and Split leaves the block open. The fence lines
+// Split adds to a piece take at most a quarter of the limit.
+func (f fence) reopening(limit int) string {
+	for _, line := range []string{f.line, f.marker} {
+		if utf8.RuneCountInString(line)+2+len(f.marker) <= limit/4 {
+			return line
+		}
+	}
+	return ""
 }
 
 // openFence reports whether text ends inside a fenced code block, and the
-// fence line (``` plus info string) that opened it.
-func openFence(text string) (fence string, open bool) {
+// fence that opened it.
+func openFence(text string) (f fence, open bool) {
 	for line := range strings.Lines(text) {
-		t := strings.TrimSpace(line)
-		if !strings.HasPrefix(t, "```") {
-			continue
-		}
-		if open {
-			if strings.Trim(t, "`") == "" {
-				open = false
-			}
-			continue
-		}
-		open = true
-		fence = t
-		if len(fence) > 24 || strings.Contains(fence[3:], "`") {
-			fence = "```"
+		if !open {
+			f, open = parseFence(line)
+		} else if f.closedBy(line) {
+			open = false
 		}
 	}
-	return fence, open
+	return f, open
 }
 
 // byteOffset returns the byte index of the n-th rune of s (len(s) if fewer).
 func byteOffset(s string, n int) int {
 	for i := range s {
-		if n == 0 {
+		if n <= 0 {
 			return i
 		}
 		n--

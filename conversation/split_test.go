@@ -1,6 +1,8 @@
 package conversation
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -77,26 +79,132 @@ func TestSplitHardCutsAnUnbreakableRun(t *testing.T) {
 	}
 }
 
-// unsplit undoes what Split adds: a closing fence at the end of a piece
-// that ended inside a code block, and the reopening fence line of the next.
-// What is left, with whitespace removed, must equal the input's.
-func unsplit(pieces []string) string {
-	var b strings.Builder
-	reopened := false
-	for i, p := range pieces {
-		start := 0
-		if reopened {
-			start = strings.Index(p, "\n") + 1
+func TestSplitClosesFencesWithTheirOwnMarker(t *testing.T) {
+	for _, tc := range []struct{ open, close, line string }{
+		{"~~~python", "~~~", "print('hello, world')\n"},
+		// ``` lines inside a ```` block are code; ``` doesn't close it.
+		{"````markdown", "````", "```go\nx := 1\n```\n"},
+	} {
+		text := tc.open + "\n" + strings.Repeat(tc.line, 60) + tc.close + "\n\nDone."
+		got := Split(text, 300)
+		if len(got) < 4 {
+			t.Fatalf("%s: want several pieces, got %q", tc.open, got)
 		}
-		reopened = false
-		if body, ok := strings.CutSuffix(p, fenceClose); ok && i < len(pieces)-1 {
-			if _, open := openFence(body); open {
-				p, reopened = body, true
+		for i, p := range got[:len(got)-1] {
+			if !strings.HasSuffix(p, "\n"+tc.close) {
+				t.Errorf("%s: piece %d is not closed with %s: %q", tc.open, i, tc.close, p)
+			}
+			if i > 0 && !strings.HasPrefix(p, tc.open+"\n") {
+				t.Errorf("%s: piece %d does not reopen with %s: %q", tc.open, i, tc.open, p)
 			}
 		}
-		b.WriteString(p[start:])
+		if last := got[len(got)-1]; !strings.HasSuffix(last, tc.close+"\n\nDone.") {
+			t.Errorf("%s: last piece %q", tc.open, last)
+		}
 	}
-	return b.String()
+}
+
+func TestSplitAddsNoFencesOutsideCodeBlocks(t *testing.T) {
+	words := strings.Repeat("word ", 100)
+	for _, text := range []string{
+		"    ```\n    indented code, not a fence\n\n" + words, // 4 spaces
+		"```inline` code, not a fence\n" + words,              // ` in a ``` info string
+		"```go\nx := 1\n```\n" + words,                        // closed
+		"~~~\ncode\n~~~\n" + words,
+		"````\ncode\n`````\n" + words, // a longer closing fence
+	} {
+		for i, p := range Split(text, 100) {
+			if (i > 0 && strings.HasPrefix(p, "```")) || strings.HasSuffix(p, "```") || strings.HasSuffix(p, "~~~") {
+				t.Errorf("%.20q: piece %d has a fence: %q", text, i, p)
+			}
+		}
+	}
+}
+
+func TestSplitReopensWithALongInfoString(t *testing.T) {
+	open := "```python title=\"scripts/migrate_user_accounts.py\" linenums=\"1\""
+	text := open + "\n" + strings.Repeat("print('hello, world')\n", 200) + "```"
+	got := Split(text, 2000)
+	if len(got) < 3 {
+		t.Fatalf("want several pieces, got %d", len(got))
+	}
+	for i, p := range got[1:] {
+		if !strings.HasPrefix(p, open+"\n") {
+			t.Errorf("piece %d does not reopen with %s: %.80q", i+1, open, p)
+		}
+	}
+}
+
+func TestSplitKeepsTheClosingFenceWithItsBlock(t *testing.T) {
+	// The block ends exactly at the limit: cutting before its closing fence
+	// would leave the next piece starting with an empty code block.
+	block := "```go\n" + strings.Repeat("fmt.Println(42)\n", 10)
+	block += strings.Repeat("x", 200-len(block)-len("\n```")) + "\n```"
+	got := Split(block+"\n\nThat's all.", 200)
+	if len(got) != 2 || got[0] != block || got[1] != "That's all." {
+		t.Fatalf("Split = %q", got)
+	}
+}
+
+func TestSplitCountsHalfTheLimitInCharacters(t *testing.T) {
+	// A 20-character word fits in half of 40; in bytes it doesn't.
+	word := strings.Repeat("好", 20)
+	text := strings.Repeat("a ", 10) + word + " end"
+	for _, p := range Split(text, 40) {
+		for _, w := range strings.Fields(p) {
+			if w != "a" && w != word && w != "end" {
+				t.Fatalf("broken word %q in %q", w, p)
+			}
+		}
+	}
+}
+
+func TestSplitDropsBlankPieces(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want []string
+	}{
+		{"", nil},
+		{" \n\t\n ", nil},
+		{"a" + strings.Repeat(" ", 100) + "b", []string{"a", "b"}},
+		{"a" + strings.Repeat("\n", 100) + "b", []string{"a", "b"}},
+		{"one two three" + strings.Repeat(" \n", 30), []string{"one two three"}},
+	} {
+		got := Split(tc.text, 40)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Split(%.20q) = %q, want %q", tc.text, got, tc.want)
+		}
+	}
+}
+
+// unsplit undoes what Split adds, after checking that it is nothing but
+// the fence lines Split promises: a piece that ends inside a code block (and
+// is not the last) is closed with that block's fence, and the next piece
+// starts with the block's opening line, or its bare fence if the line is too
+// long; a block whose fences don't fit is left open.
+//
+// It needs splitPieces' record of what it added: Split's output alone is
+// ambiguous, as a piece may end with the text's own closing fence.
+func unsplit(pieces []splitPiece, limit int) (string, error) {
+	var b strings.Builder
+	reopen := ""
+	for i, p := range pieces {
+		if p.reopen != reopen {
+			return "", fmt.Errorf("piece %d reopens with %q, want %q", i, p.reopen, reopen)
+		}
+		reopen = ""
+		closing := ""
+		if f, open := openFence(p.reopen + p.body); open && i < len(pieces)-1 {
+			if line := f.reopening(limit); line != "" {
+				closing, reopen = "\n"+f.marker, line+"\n"
+			}
+		}
+		if p.close != closing {
+			return "", fmt.Errorf("piece %d closes with %q, want %q", i, p.close, closing)
+		}
+		b.WriteString(p.body)
+	}
+	return b.String(), nil
 }
 
 func noSpace(s string) string {
@@ -118,16 +226,38 @@ func FuzzSplit(f *testing.F) {
 			t.Skip()
 		}
 		pieces := Split(text, limit)
+		if blank := strings.TrimSpace(text) == ""; blank != (len(pieces) == 0) {
+			t.Fatalf("blank text %v, but %d pieces", blank, len(pieces))
+		}
 		lim := max(limit, minSplitLimit)
+		if len(pieces) > 0 && utf8.RuneCountInString(text) <= lim && (len(pieces) != 1 || pieces[0] != text) {
+			t.Fatalf("text fits, but Split = %q", pieces)
+		}
 		for i, p := range pieces {
 			if n := utf8.RuneCountInString(p); n > lim {
 				t.Fatalf("piece %d: %d runes > limit %d", i, n, lim)
 			}
-			if _, open := openFence(p); open && i < len(pieces)-1 {
+			if strings.TrimSpace(p) == "" {
+				t.Fatalf("piece %d is blank: %q", i, p)
+			}
+			if f, open := openFence(p); open && i < len(pieces)-1 && f.reopening(lim) != "" {
 				t.Fatalf("piece %d leaves a fence open: %q", i, p)
 			}
 		}
-		if got, want := noSpace(unsplit(pieces)), noSpace(text); got != want {
+		parts := splitPieces(text, limit)
+		if len(parts) != len(pieces) {
+			t.Fatalf("splitPieces made %d pieces, Split %d", len(parts), len(pieces))
+		}
+		for i, p := range parts {
+			if pieces[i] != p.reopen+p.body+p.close {
+				t.Fatalf("splitPieces' piece %d %q is not Split's %q", i, p, pieces[i])
+			}
+		}
+		got, err := unsplit(parts, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := noSpace(got), noSpace(text); got != want {
 			t.Fatalf("content changed:\n got %q\nwant %q", got, want)
 		}
 	})
