@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/arkbot/arkbot/adapters/discord"
+	"github.com/arkbot/arkbot/adapters/slack"
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/metrics"
 )
@@ -13,10 +15,31 @@ import (
 // runner runs one messenger adapter until ctx ends.
 type runner func(ctx context.Context) error
 
-// adapters builds the configured messenger adapters, mounting HTTP routes
-// they need on mux.
+// adapters builds the configured messenger adapters, mounting the HTTP
+// routes they need on mux and registering their readiness.
 func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error) {
 	var runners []runner
+	if cfg.Slack.Enabled() {
+		a, err := slack.New(cfg.Slack, cfg.Limits, b.engine, slack.WithLogger(b.log.With("adapter", "slack")),
+			slack.WithShutdownGrace(cfg.Server.ShutdownTimeout.D()))
+		if err != nil {
+			return nil, err
+		}
+		if !cfg.Slack.SocketMode() {
+			a.Register(mux)
+		}
+		runners = append(runners, a.Run)
+		b.ready = append(b.ready, a.Ready)
+	}
+	if cfg.Discord.Enabled() {
+		a, err := discord.New(cfg.Discord, cfg.Limits, b.engine, discord.WithLogger(b.log.With("adapter", "discord")),
+			discord.WithShutdownWait(cfg.Server.ShutdownTimeout.D()))
+		if err != nil {
+			return nil, err
+		}
+		runners = append(runners, a.Run)
+		b.ready = append(b.ready, a.Ready)
+	}
 	return runners, nil
 }
 
