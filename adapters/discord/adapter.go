@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,6 +167,15 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 	if cfg.APIURL == "" {
 		cfg.APIURL = "https://discord.com/api/v10/"
 	}
+	if u, err := url.Parse(cfg.APIURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("discord: api_url %q is not an http(s) URL", cfg.APIURL)
+	}
+	if cfg.AllowDMs == nil {
+		cfg.AllowDMs = new(true)
+	}
+	if cfg.ThreadFollowups == nil {
+		cfg.ThreadFollowups = new(true)
+	}
 	if cfg.ShardCount < 1 {
 		cfg.ShardCount = 1
 	}
@@ -269,7 +280,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 		if next == nil {
 			next = http.DefaultTransport
 		}
-		client.Transport = gatewayOverride{next: next, url: a.cfg.GatewayURL}
+		client.Transport = gatewayOverride{next: next, url: a.cfg.GatewayURL, route: strings.TrimRight(a.cfg.APIURL, "/") + "/gateway"}
 	}
 	s.Client = &client
 	s.Identify.Intents = Intents
@@ -469,26 +480,38 @@ func (a *Adapter) observe(method string, err error) {
 	metrics.PlatformCall("discord", method, result)
 }
 
-// routeName turns a REST URL into a low-cardinality method label.
+var apiPath = regexp.MustCompile(`/api/v\d+/`)
+
+// routeName turns a REST URL into a low-cardinality method label. It reads
+// no discordgo globals: it runs in discordgo's event goroutines.
 func routeName(u string) string {
-	p := strings.TrimPrefix(u, discordgo.EndpointAPI)
+	p := u
+	if loc := apiPath.FindStringIndex(p); loc != nil {
+		p = p[loc[1]:]
+	}
 	if i := strings.IndexByte(p, '?'); i >= 0 {
 		p = p[:i]
 	}
-	parts := strings.Split(p, "/")
+	parts := strings.Split(strings.TrimSuffix(p, "/"), "/")
+	n := len(parts)
 	switch {
-	case len(parts) >= 3 && parts[0] == "channels" && parts[2] == "messages":
-		if len(parts) >= 5 && parts[4] == "threads" {
-			return "threads.create"
-		}
-		return "messages"
-	case len(parts) >= 1 && parts[0] == "webhooks":
-		return "webhooks"
-	case len(parts) >= 1 && parts[0] == "interactions":
+	case parts[0] == "channels" && n >= 5 && parts[2] == "messages" && parts[4] == "threads", parts[0] == "channels" && n == 3 && parts[2] == "threads":
+		return "threads.create"
+	case parts[0] == "channels" && n == 3 && parts[2] == "messages":
+		return "messages.create"
+	case parts[0] == "channels" && n == 4 && parts[2] == "messages":
+		return "messages.edit" // also GET and DELETE of one message
+	case parts[0] == "channels" && n == 2:
+		return "channels.get"
+	case parts[0] == "webhooks" && n >= 5:
+		return "webhooks.edit"
+	case parts[0] == "webhooks":
+		return "webhooks.execute"
+	case parts[0] == "interactions":
 		return "interactions.callback"
-	case len(parts) >= 1 && parts[0] == "applications":
+	case parts[0] == "applications":
 		return "commands.bulk_overwrite"
-	case len(parts) >= 1:
+	case parts[0] != "":
 		return parts[0]
 	}
 	return "other"

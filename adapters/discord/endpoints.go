@@ -93,12 +93,13 @@ func setEndpoints(discordBase, api string) {
 // route and keeps the answer in an unexported field, so the HTTP client is
 // the one place to substitute it. Other requests pass through.
 type gatewayOverride struct {
-	next http.RoundTripper
-	url  string
+	next  http.RoundTripper
+	url   string // the gateway to use
+	route string // {api}/gateway, the route to answer
 }
 
 func (g gatewayOverride) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodGet && strings.TrimSuffix(req.URL.Scheme+"://"+req.URL.Host+req.URL.Path, "/") == discordgo.EndpointGateway {
+	if req.Method == http.MethodGet && strings.TrimSuffix(req.URL.Scheme+"://"+req.URL.Host+req.URL.Path, "/") == g.route {
 		body, _ := json.Marshal(map[string]string{"url": g.url})
 		if req.Body != nil {
 			req.Body.Close()

@@ -452,4 +452,3 @@ func (a *Adapter) onComponent(in *discordgo.Interaction) {
 		Data: &discordgo.InteractionResponseData{Content: content, Components: []discordgo.MessageComponent{}, AllowedMentions: noMentions()},
 	})
 }
-

@@ -149,9 +149,7 @@ func (a *Adapter) onMessage(m *discordgo.Message) {
 
 	sink := &channelSink{a: a, channelID: m.ChannelID, replyTo: m.ID}
 	r := a.newReply(msg.DedupeKey(), sink, nil, sink, chainRoot)
-	if ch.isThread() {
-		r.thread = m.ChannelID
-	}
+	r.addressed = msg.Mentioned
 	a.handle(msg, r)
 }
 
@@ -161,6 +159,7 @@ func (a *Adapter) handle(msg conversation.Message, r *reply) {
 	select {
 	case a.sem <- struct{}{}:
 	case <-a.baseCtx.Done():
+		r.finish(a.baseCtx.Err()) // shutting down while queued: say so
 		return
 	}
 	defer func() { <-a.sem }()

@@ -207,7 +207,6 @@ type reply struct {
 	fallback  sink // used when the sink may not post (missing permissions)
 	notices   sink
 	chainRoot string // reply-chain root to remember for each posted message
-	thread    string
 	addressed bool   // the user addressed the bot (errors are then reported)
 	onEmpty   func() // runs when the engine showed nothing at all
 
@@ -303,6 +302,15 @@ func (r *reply) finish(err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), finalTimeout)
 	defer cancel()
+	if !r.rendered && r.noticed > 0 && len(r.msgs) > 0 {
+		// Only the placeholder was shown and the engine explained itself in
+		// a notice (a refusal, a command): take the placeholder away.
+		r.final = true
+		if err := r.syncLocked(ctx, nil, false, true); err != nil {
+			r.a.log.Debug("could not remove a placeholder", "key", r.key, "err", err)
+		}
+		return
+	}
 	if len(r.msgs) > 0 || r.rendered {
 		f := r.last
 		f.Final = true
@@ -516,7 +524,13 @@ func layout(f conversation.Frame) []string {
 			return []string{placeholder}
 		}
 		pieces := splitFor(text, pieceLimit)
-		pieces[len(pieces)-1] += cursor
+		last := pieces[len(pieces)-1]
+		if closed := closeFence(last); closed != last {
+			// Streaming inside a code block: keep it rendered as code.
+			pieces[len(pieces)-1] = last + cursor + closed[len(last):]
+		} else {
+			pieces[len(pieces)-1] = last + cursor
+		}
 		return pieces
 	}
 	note := finalNote(f)
@@ -531,7 +545,7 @@ func layout(f conversation.Frame) []string {
 	pieces[len(pieces)-1] = last
 	if note != "" {
 		line := "-# ⚠️ " + note
-		if f.Outcome == conversation.OutcomeStopped && f.Note == "" {
+		if f.Outcome == conversation.OutcomeStopped {
 			line = "-# ⏹️ " + note
 		}
 		if utf8.RuneCountInString(last)+1+utf8.RuneCountInString(line) <= maxContent {

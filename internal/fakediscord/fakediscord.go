@@ -236,6 +236,7 @@ type Server struct {
 	rlLimit      int
 	rlWindow     time.Duration
 	windows      map[string]*window
+	injected     map[string]injected429
 	guilds       map[string]string // id → name
 	channels     map[string]*Channel
 	messages     map[string][]*Message // channel → messages in order
@@ -252,6 +253,11 @@ type Server struct {
 	changed      chan struct{} // closed and replaced on every change
 	closed       bool
 	wg           sync.WaitGroup
+}
+
+type injected429 struct {
+	n     int
+	after time.Duration
 }
 
 type window struct {
@@ -287,6 +293,7 @@ func New(opts ...Option) *Server {
 		shards:           1,
 		echoOwn:          true,
 		windows:          map[string]*window{},
+		injected:         map[string]injected429{},
 		guilds:           map[string]string{},
 		channels:         map[string]*Channel{},
 		messages:         map[string][]*Message{},
@@ -372,6 +379,15 @@ func (s *Server) SetRateLimit(limit int, per time.Duration) {
 	defer s.mu.Unlock()
 	s.rlLimit, s.rlWindow = limit, per
 	s.windows = map[string]*window{}
+}
+
+// InjectRateLimits makes the next n message create/edit/delete requests in a
+// channel fail with 429 and retry_after, whatever the emulated budget says:
+// the limits Discord enforces but doesn't announce in headers.
+func (s *Server) InjectRateLimits(channelID string, n int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.injected[channelID] = injected429{n, retryAfter}
 }
 
 // AddGuild registers a guild; identified gateway sessions learn it from GUILD_CREATE.

@@ -107,6 +107,14 @@ func setRateHeaders(w http.ResponseWriter, limit, remaining int, resetAfter time
 // returns false when the channel is over its budget.
 func (s *Server) limitChannel(w http.ResponseWriter, channelID string) bool {
 	s.mu.Lock()
+	if inj := s.injected[channelID]; inj.n > 0 {
+		inj.n--
+		s.injected[channelID] = inj
+		s.stats.RateLimited++
+		s.mu.Unlock()
+		write429(w, 5, inj.after, bucketHash("messages:"+channelID))
+		return false
+	}
 	limit, win := s.rlLimit, s.rlWindow
 	if limit <= 0 || win <= 0 {
 		s.mu.Unlock()
@@ -124,12 +132,7 @@ func (s *Server) limitChannel(w http.ResponseWriter, channelID string) bool {
 	if wd.count >= limit {
 		s.stats.RateLimited++
 		s.mu.Unlock()
-		setRateHeaders(w, limit, 0, resetAfter, bucket)
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(resetAfter.Seconds()))))
-		w.Header().Set("X-RateLimit-Scope", "user")
-		writeJSON(w, http.StatusTooManyRequests, map[string]any{
-			"message": "You are being rate limited.", "retry_after": math.Round(resetAfter.Seconds()*1000) / 1000, "global": false,
-		})
+		write429(w, limit, resetAfter, bucket)
 		return false
 	}
 	wd.count++
@@ -137,6 +140,15 @@ func (s *Server) limitChannel(w http.ResponseWriter, channelID string) bool {
 	s.mu.Unlock()
 	setRateHeaders(w, limit, remaining, resetAfter, bucket)
 	return true
+}
+
+func write429(w http.ResponseWriter, limit int, retryAfter time.Duration, bucket string) {
+	setRateHeaders(w, limit, 0, retryAfter, bucket)
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
+	w.Header().Set("X-RateLimit-Scope", "user")
+	writeJSON(w, http.StatusTooManyRequests, map[string]any{
+		"message": "You are being rate limited.", "retry_after": math.Round(retryAfter.Seconds()*1000) / 1000, "global": false,
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -1,0 +1,228 @@
+package discord
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/arkbot/arkbot/conversation"
+)
+
+func TestLayoutStreamingAndFinal(t *testing.T) {
+	if got := layout(conversation.Frame{}); len(got) != 1 || got[0] != placeholder {
+		t.Fatalf("empty = %q", got)
+	}
+	if got := layout(conversation.Frame{Reasoning: "hmm"}); got[0] != thinkingMsg+cursor {
+		t.Fatalf("thinking = %q", got)
+	}
+	if got := layout(conversation.Frame{Text: "Hello "}); got[0] != "Hello"+cursor {
+		t.Fatalf("live = %q", got)
+	}
+	// Streaming inside a code block keeps the block closed, cursor inside.
+	if got := layout(conversation.Frame{Text: "See:\n```go\nfunc f() {"}); got[0] != "See:\n```go\nfunc f() {"+cursor+"\n```" {
+		t.Fatalf("live fence = %q", got)
+	}
+	if got := layout(conversation.Frame{Text: "Done.", Final: true, Outcome: conversation.OutcomeDone}); got[0] != "Done." {
+		t.Fatalf("final = %q", got)
+	}
+	got := layout(conversation.Frame{Text: "Part", Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark said:\n quota exceeded"})
+	if got[0] != "Part\n-# ⚠️ Ark said: quota exceeded" {
+		t.Fatalf("note = %q", got)
+	}
+	got = layout(conversation.Frame{Text: "x\n```py\nprint(1)", Final: true, Outcome: conversation.OutcomeTruncated})
+	if got[0] != "x\n```py\nprint(1)\n```\n-# ⚠️ The answer reached the length limit." {
+		t.Fatalf("truncated in fence = %q", got)
+	}
+	if got := layout(conversation.Frame{Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark is unreachable."}); got[0] != "⚠️ Ark is unreachable." {
+		t.Fatalf("failed = %q", got)
+	}
+	if got := layout(conversation.Frame{Text: "a", Final: true, Outcome: conversation.OutcomeStopped}); got[0] != "a\n-# ⏹️ Stopped." {
+		t.Fatalf("stopped = %q", got)
+	}
+	// A note that doesn't fit goes to its own message.
+	full := strings.Repeat("word ", 396) + "end" // 1983 characters
+	got = layout(conversation.Frame{Text: full, Final: true, Outcome: conversation.OutcomeInterrupted, Note: strings.Repeat("n", 50)})
+	if len(got) != 2 || !strings.HasPrefix(got[1], "-# ⚠️ ") {
+		t.Fatalf("overflowing note = %d pieces", len(got))
+	}
+	for _, p := range got {
+		if utf8.RuneCountInString(p) > maxContent {
+			t.Fatalf("piece over limit: %d", utf8.RuneCountInString(p))
+		}
+	}
+}
+
+func TestLayoutLimitsAstralCharacters(t *testing.T) {
+	text := strings.Repeat("😀 ", 1500) // 3,000 runes, 4,500 UTF-16 units
+	for _, p := range layout(conversation.Frame{Text: text, Final: true, Outcome: conversation.OutcomeDone}) {
+		if n := len([]rune(p)); n > maxContent {
+			t.Fatalf("piece has %d runes", n)
+		}
+		units := len(utf16.Encode([]rune(p)))
+		if units > maxContent+markerRoom {
+			t.Fatalf("piece has %d UTF-16 units", units)
+		}
+	}
+}
+
+func TestModelChoicesOrderAndLimit(t *testing.T) {
+	var models []conversation.ModelChoice
+	for _, n := range []string{"alpha", "beta", "gamma", "doubao-pro", "doubao-lite", "deepseek-r1"} {
+		models = append(models, conversation.ModelChoice{Name: n})
+	}
+	models[4].Current = true
+	names := func(cs []*discordgo.ApplicationCommandOptionChoice) string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Value.(string))
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names(modelChoices(models, "")); got != "doubao-lite,alpha,beta,gamma,doubao-pro,deepseek-r1" {
+		t.Fatalf("all = %s", got)
+	}
+	if got := names(modelChoices(models, "do")); got != "doubao-lite,doubao-pro" {
+		t.Fatalf("prefix = %s", got)
+	}
+	if got := names(modelChoices(models, "a")); got != "doubao-lite,alpha,beta,gamma,doubao-pro" {
+		t.Fatalf("substring = %s", got)
+	}
+	var many []conversation.ModelChoice
+	for i := 0; i < 40; i++ {
+		many = append(many, conversation.ModelChoice{Name: "m" + strings.Repeat("x", i), Description: strings.Repeat("d", 120)})
+	}
+	cs := modelChoices(many, "")
+	if len(cs) != 25 {
+		t.Fatalf("%d choices", len(cs))
+	}
+	for _, c := range cs {
+		if utf8.RuneCountInString(c.Name) > 100 {
+			t.Fatalf("label too long: %d", utf8.RuneCountInString(c.Name))
+		}
+	}
+}
+
+func TestCleanText(t *testing.T) {
+	m := &discordgo.Message{
+		Content:  "<@1>  hey <@!2>, look:\n    indented <@1>",
+		Mentions: []*discordgo.User{{ID: "1", Username: "bot"}, {ID: "2", Username: "bob", GlobalName: "Bob"}},
+	}
+	if got := cleanText(m, "1"); got != "hey @Bob, look:\n    indented" {
+		t.Fatalf("clean = %q", got)
+	}
+}
+
+func TestIDFromToken(t *testing.T) {
+	tok := base64.RawStdEncoding.EncodeToString([]byte("123456789012345678")) + ".Gabc.def"
+	if got := idFromToken("Bot " + tok); got != "123456789012345678" {
+		t.Fatalf("id = %q", got)
+	}
+	if got := idFromToken("garbage"); got != "" {
+		t.Fatalf("garbage = %q", got)
+	}
+}
+
+func TestBudgetsTryAndWait(t *testing.T) {
+	b := newBudgets(3, 300*time.Millisecond, 1000)
+	if !b.try("c") || b.try("c") {
+		t.Fatal("burst should be exactly one")
+	}
+	if !b.try("d") {
+		t.Fatal("channels have separate budgets")
+	}
+	start := time.Now()
+	for i := 0; i < 2; i++ {
+		if err := b.wait(t.Context(), "c"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three calls in all on "c": the last two wait ~150 ms each.
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("waited only %v", d)
+	}
+}
+
+func TestUseAPIBaseRefusesASecondBase(t *testing.T) {
+	rel, err := useAPIBase("http://127.0.0.1:1/api/v10/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if discordgo.EndpointChannels != "http://127.0.0.1:1/api/v10/channels/" || discordgo.APIVersion != "10" ||
+		discordgo.EndpointApplications != "http://127.0.0.1:1/api/v10/applications" ||
+		discordgo.EndpointChannelMessage("c", "m") != "http://127.0.0.1:1/api/v10/channels/c/messages/m" {
+		t.Fatalf("endpoints not set: %s %s", discordgo.EndpointChannels, discordgo.EndpointApplications)
+	}
+	if _, err := useAPIBase("http://127.0.0.1:2/api/v10/"); err == nil {
+		t.Fatal("a second base was accepted while the first is in use")
+	}
+	rel2, err := useAPIBase("http://127.0.0.1:1/api/v10") // same base, no slash
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel()
+	rel2()
+	rel3, err := useAPIBase("http://127.0.0.1:2/api/v10/")
+	if err != nil {
+		t.Fatalf("base not released: %v", err)
+	}
+	rel3()
+}
+
+// fakeSink records calls, for reply tests without a server.
+type fakeSink struct {
+	posts, edits, removes int
+	ids                   []string
+}
+
+func (f *fakeSink) budgetKey() string { return "k" }
+func (f *fakeSink) post(_ context.Context, content string, _ []discordgo.MessageComponent, _ string, _ bool) (string, error) {
+	f.posts++
+	id := fmt.Sprint("m", f.posts)
+	f.ids = append(f.ids, id)
+	return id, nil
+}
+func (f *fakeSink) edit(context.Context, string, string, []discordgo.MessageComponent, bool) error {
+	f.edits++
+	return nil
+}
+func (f *fakeSink) remove(context.Context, string) error { f.removes++; return nil }
+
+func TestPlaceholderRemovedWhenEngineOnlyNotices(t *testing.T) {
+	a := &Adapter{budgets: newBudgets(100, time.Second, 0), chains: newLRU[string, string](10), log: testLogger()}
+	s := &fakeSink{}
+	r := a.newReply("discord:g:1", s, nil, s, "")
+	if err := r.Begin(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Notice(t.Context(), "You have used today's tokens."); err != nil {
+		t.Fatal(err)
+	}
+	r.finish(nil)
+	if s.posts != 2 || s.removes != 1 || len(r.msgs) != 0 {
+		t.Fatalf("posts %d removes %d msgs %d", s.posts, s.removes, len(r.msgs))
+	}
+}
+
+func TestRouteName(t *testing.T) {
+	for url, want := range map[string]string{
+		"https://discord.com/api/v10/channels/1/messages":               "messages.create",
+		"https://discord.com/api/v10/channels/1/messages/2":             "messages.edit",
+		"http://127.0.0.1:5/api/v9/channels/1/messages/2/threads":       "threads.create",
+		"https://discord.com/api/v10/webhooks/1/tok/messages/@original": "webhooks.edit",
+		"https://discord.com/api/v10/webhooks/1/tok?wait=true":          "webhooks.execute",
+		"https://discord.com/api/v10/interactions/1/tok/callback":       "interactions.callback",
+		"https://discord.com/api/v10/applications/1/guilds/2/commands":  "commands.bulk_overwrite",
+		"https://discord.com/api/v10/channels/1":                        "channels.get",
+	} {
+		if got := routeName(url); got != want {
+			t.Errorf("routeName(%s) = %s, want %s", url, got, want)
+		}
+	}
+}
