@@ -91,8 +91,8 @@ func WithBudgets(b Budgets) Option { return func(o *options) { o.budgets = b } }
 func WithShutdownGrace(d time.Duration) Option { return func(o *options) { o.grace = d } }
 
 // WithMessageLimit sets how many characters of an answer go into one Slack
-// message before it continues in the next (default 11,000; Slack's markdown
-// limit is 12,000 and the rest is kept for the closing note). For tests.
+// message before it continues in the next: 200 to 11,000, the default
+// (Slack's markdown limit is 12,000; the rest is kept for the closing note).
 func WithMessageLimit(n int) Option { return func(o *options) { o.limit = n } }
 
 // DefaultMessageLimit is the default WithMessageLimit.
@@ -159,9 +159,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	if workers <= 0 {
 		workers = 64
 	}
-	if o.limit < 200 {
-		o.limit = 200
-	}
+	o.limit = min(max(o.limit, 200), DefaultMessageLimit)
 	apiOpts := []slack.Option{slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(o.client)}
 	if cfg.AppToken != "" {
 		apiOpts = append(apiOpts, slack.OptionAppLevelToken(cfg.AppToken.Value()))

@@ -56,15 +56,21 @@
 // # Rendering
 //
 // Answers are standard Markdown in a markdown block (mrkdwn, from
-// MarkdownToMrkdwn, only where Slack takes nothing else). With streaming
-// auto, an answer in a thread first shows the assistant status ("is
-// thinking…"), then streams with chat.startStream / chat.appendStream /
-// chat.stopStream. If Slack refuses streaming (an older plan, a disabled
-// feature) the adapter falls back to posting a placeholder and editing it
-// with chat.update, and remembers that for the workspace for an hour; it
-// also posts instead of streaming when the Tier-2 chat.startStream budget is
-// spent. Answers longer than one message continue in further thread
-// messages, never breaking a code block.
+// MarkdownToMrkdwn, only where Slack takes nothing else: notification
+// text, ephemeral command replies). With streaming auto, an answer in a
+// thread first shows the assistant status ("is thinking…"), then streams
+// with chat.startStream / chat.appendStream / chat.stopStream, the final
+// note (why it stopped, an error in plain words) appended at the stop.
+// Otherwise (streaming: update, a top-level DM, which has no thread to
+// stream into, or a fallback) a placeholder ("⏳ Thinking…") is posted at
+// once and edited with chat.update, a trailing "▍" marking the answer in
+// progress until the final edit. If Slack refuses streaming (an older plan,
+// a disabled feature) the adapter falls back on the spot, keeping what was
+// streamed, and remembers it for the workspace for an hour; it also posts
+// instead of streaming when the Tier-2 chat.startStream budget is spent, and
+// an answer that arrives whole in one frame is simply posted. Answers longer
+// than one message (11,000 characters) continue in further thread messages,
+// a code block cut in two being closed and reopened.
 //
 // Every call is metered per workspace and method (DefaultBudgets, from
 // Slack's published tiers): intermediate edits are skipped when the budget

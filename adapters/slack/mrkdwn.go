@@ -10,61 +10,65 @@ import (
 // _italic_ → _italic_, ~~strike~~ → ~strike~, # Heading → *Heading*,
 // [text](url) → <url|text>, list bullets → •, horizontal rules → a line.
 //
-// Fenced code blocks keep their content line for line (the language after
-// the opening fence is dropped, and an unclosed fence is closed); inline
+// Fenced code blocks (CommonMark's rules, as conversation.Split reads them)
+// keep their content line for line (the language after the opening fence is
+// dropped, ~~~ fences become backticks, an unclosed block is closed); inline
 // code keeps its content too. Everywhere, including in code, the three
 // characters Slack reserves (&, <, >) are sent as &amp; &lt; &gt;, which
 // Slack displays as typed. It is a pure function and never panics.
 func MarkdownToMrkdwn(md string) string {
 	var b strings.Builder
 	b.Grow(len(md) + len(md)/8)
-	inFence := false
 	lines := strings.Split(md, "\n")
+	var open fence
+	inFence, marker := false, ""
 	for i, line := range lines {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
 		if inFence {
-			if isFenceClose(line) {
+			if open.closedBy(line) {
 				inFence = false
-				b.WriteString("```")
+				b.WriteString(marker)
 			} else {
 				b.WriteString(escapeSlack(line))
 			}
 			continue
 		}
-		if isFenceOpen(line) {
-			inFence = true
-			b.WriteString("```")
+		if f, ok := parseFence(line); ok {
+			inFence, open, marker = true, f, mrkdwnMarker(f, lines[i+1:])
+			b.WriteString(marker)
 			continue
 		}
 		out := convertLine(line)
-		if strings.HasPrefix(strings.TrimSpace(out), "```") {
+		if _, ok := parseFence(out); ok {
 			// A prose line must not turn into a fence.
 			out = "\u200b" + out
 		}
 		b.WriteString(out)
 	}
 	if inFence {
-		b.WriteString("\n```")
+		b.WriteString("\n" + marker)
 	}
 	return b.String()
 }
 
-// isFenceOpen reports whether a line opens a fenced code block: three or
-// more backticks, optionally indented, then an info string without backticks.
-func isFenceOpen(line string) bool {
-	t := strings.TrimSpace(line)
-	if !strings.HasPrefix(t, "```") {
-		return false
+// mrkdwnMarker is the fence to write for block f: its own backticks, or for
+// a ~~~ block (which mrkdwn lacks) enough backticks that no line inside closes it.
+func mrkdwnMarker(f fence, rest []string) string {
+	if f.marker[0] == '`' {
+		return f.marker
 	}
-	return !strings.Contains(strings.TrimLeft(t, "`"), "`")
-}
-
-// isFenceClose reports whether a line closes a fenced code block: only backticks (three or more).
-func isFenceClose(line string) bool {
-	t := strings.TrimSpace(line)
-	return strings.HasPrefix(t, "```") && strings.Trim(t, "`") == ""
+	n := 3
+	for _, line := range rest {
+		if f.closedBy(line) {
+			break
+		}
+		if g, ok := parseFence(line); ok && g.marker[0] == '`' {
+			n = max(n, len(g.marker)+1)
+		}
+	}
+	return strings.Repeat("`", n)
 }
 
 var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
@@ -210,7 +214,7 @@ func inline(s string, noBold bool, depth int) string {
 			b.WriteByte('[')
 			i++
 		case c == '<':
-			if j := strings.IndexByte(s[i+1:], '>'); j > 0 && isAutolink(s[i+1:i+1+j]) {
+			if j := strings.IndexByte(s[i+1:min(len(s), i+1+maxDelimiterSpan)], '>'); j > 0 && isAutolink(s[i+1:i+1+j]) {
 				b.WriteString("<" + escapeSlack(s[i+1:i+1+j]) + ">")
 				i += j + 2
 				continue

@@ -21,9 +21,9 @@ const (
 	placeholderText  = "⏳ _Thinking…_" // the first post, before any text
 	thinkingStatus   = "is thinking…"  // assistant status while native streaming starts
 	noAnswerText     = "_(no answer)_"
-	fenceClose       = "\n```"
-	maxNoteRunes     = 600  // a final note longer than this is cut
-	maxFallbackRune  = 2000 // the notification text of a message with blocks
+	fenceCloseRoom   = 1 + 16 // "\n" and a closing fence marker, kept free in a stream message
+	maxNoteRunes     = 600    // a final note longer than this is cut
+	maxFallbackRune  = 2000   // the notification text of a message with blocks
 	maxReasoningTail = 120
 	finalTimeout     = 30 * time.Second
 	// nativeRetryAfter is how long "auto" streaming stays off for a
@@ -129,7 +129,9 @@ func (r *reply) Begin(ctx context.Context) error {
 	if r.mode != modeUndecided || r.done {
 		return nil
 	}
-	if r.nativeCandidate() {
+	// In auto mode a spent status budget means a busy workspace: post a
+	// placeholder (a per-channel budget) rather than make the answer wait.
+	if r.nativeCandidate() && (r.a.cfg.Streaming == "native" || r.a.budget.available(r.t.team, r.t.channel, "assistant.threads.setStatus")) {
 		err := r.setStatus(ctx, mustDeliver, thinkingStatus, nil)
 		if err == nil {
 			r.mode = modeNative
@@ -248,11 +250,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 		}
 		pre := r.nextPrefix
 		if r.seg != nil {
-			if fence, open := openFence(r.seg.prefix + text[r.seg.start:r.sentOff]); open {
-				pre = fence + "\n"
-			} else {
-				pre = ""
-			}
+			pre = r.reopenAt(text)
 			r.stopQuietly(ctx)
 		}
 		r.fallback(r.sentOff, pre)
@@ -269,16 +267,34 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 		r.fallback(len(text), "") // the note alone, in a new message
 		return false, nil
 	}
-	if err := r.stopSegment(ctx, note); err != nil {
-		r.log.Warn("chat.stopStream failed", "err", err)
+	rest := text[r.sentOff:]
+	if wait := time.Until(r.seg.lastAppend.Add(r.a.editInterval)); wait > 0 && rest != "" {
+		if err := sleep(ctx, wait); err != nil {
+			return true, err
+		}
+	}
+	if err := r.stopSegment(ctx, rest+note); err != nil {
+		r.log.Warn("chat.stopStream failed; posting the rest instead", "err", err)
+		pre := r.reopenAt(text)
 		r.seg = nil
-		if note != "" {
-			r.fallback(len(text), "")
+		if rest != "" || note != "" {
+			r.fallback(r.sentOff, pre)
 			return false, nil
 		}
 		return true, err
 	}
+	r.sentOff = len(text)
+	r.sentText = text
 	return true, nil
+}
+
+// reopenAt is the fence line to reopen, in a new message, the code block
+// the current stream message ends in ("" if none).
+func (r *reply) reopenAt(text string) string {
+	if f, open := openFence(r.seg.prefix + text[r.seg.start:r.sentOff]); open {
+		return f.reopenLine() + "\n"
+	}
+	return ""
 }
 
 // fallback switches the rest of the answer to post + update, from offset base.
@@ -292,10 +308,6 @@ func (r *reply) fallback(base int, pre string) {
 // message when one fills up. Intermediate appends are best-effort and
 // paced per message; starting and stopping messages always wait for budget.
 func (r *reply) stream(ctx context.Context, text string, final bool) error {
-	prio := bestEffort
-	if final {
-		prio = mustDeliver
-	}
 	defer func() { r.sentText = text[:r.sentOff] }()
 	for range 10000 {
 		pending := text[r.sentOff:]
@@ -303,7 +315,7 @@ func (r *reply) stream(ctx context.Context, text string, final bool) error {
 			return nil
 		}
 		if r.seg == nil {
-			room := r.a.pieceLimit - utf8.RuneCountInString(r.nextPrefix) - len(fenceClose)
+			room := r.a.pieceLimit - utf8.RuneCountInString(r.nextPrefix) - fenceCloseRoom
 			cut, skip, all := fitCut(pending, room, false)
 			if err := r.startSegment(ctx, r.nextPrefix, pending[:cut]); err != nil {
 				return err
@@ -316,7 +328,7 @@ func (r *reply) stream(ctx context.Context, text string, final bool) error {
 			}
 			continue
 		}
-		room := r.a.pieceLimit - r.seg.runes - len(fenceClose)
+		room := r.a.pieceLimit - r.seg.runes - fenceCloseRoom
 		cut, skip, all := fitCut(pending, room, true)
 		if !all {
 			if err := r.closeSegment(ctx, text, cut, skip); err != nil {
@@ -324,16 +336,13 @@ func (r *reply) stream(ctx context.Context, text string, final bool) error {
 			}
 			continue
 		}
-		wait := time.Until(r.seg.lastAppend.Add(r.a.editInterval))
-		if wait > 0 {
-			if !final {
-				return errSkipped
-			}
-			if err := sleep(ctx, wait); err != nil {
-				return err
-			}
+		if final {
+			return nil // the caller stops the stream with the rest and the note, in one call
 		}
-		return r.appendSegment(ctx, prio, pending)
+		if time.Until(r.seg.lastAppend.Add(r.a.editInterval)) > 0 {
+			return errSkipped
+		}
+		return r.appendSegment(ctx, bestEffort, pending)
 	}
 	return errors.New("slack streaming made no progress")
 }
@@ -383,9 +392,9 @@ func (r *reply) appendSegment(ctx context.Context, p priority, chunk string) err
 func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) error {
 	end := r.sentOff + cut
 	md := text[r.sentOff:end]
-	fence, open := openFence(r.seg.prefix + text[r.seg.start:end])
+	f, open := openFence(r.seg.prefix + text[r.seg.start:end])
 	if open {
-		md += fenceClose
+		md += "\n" + f.marker
 	}
 	if err := r.stopSegment(ctx, md); err != nil {
 		return err
@@ -393,7 +402,7 @@ func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) er
 	r.sentOff = end + skip
 	r.nextPrefix = ""
 	if open {
-		r.nextPrefix = fence + "\n"
+		r.nextPrefix = f.reopenLine() + "\n"
 	}
 	return nil
 }
@@ -456,8 +465,9 @@ func (r *reply) setStatus(ctx context.Context, p priority, status string, loadin
 
 // fitCut decides how much of pending fits in room characters: all of it,
 // or up to a paragraph, line or word break (cut), dropping the break
-// (skip bytes). With zeroOK and no break, it cuts nothing, ending the
-// message where the last render left it rather than mid-word.
+// (skip bytes), preferring a break in the second half. With zeroOK and no
+// break at all it cuts nothing, ending the message where the last render
+// left it rather than cutting a word.
 func fitCut(pending string, room int, zeroOK bool) (cut, skip int, all bool) {
 	if room <= 0 {
 		return 0, 0, false
@@ -467,18 +477,21 @@ func fitCut(pending string, room int, zeroOK bool) (cut, skip int, all bool) {
 	}
 	head := pending[:byteOffset(pending, room)]
 	half := len(head) / 2
-	for _, sep := range []string{"\n\n", "\n", " "} {
+	seps := []string{"\n\n", "\n", " "}
+	for _, sep := range seps {
 		if i := strings.LastIndex(head, sep); i > half {
+			return i, len(sep), false
+		}
+	}
+	for _, sep := range seps {
+		// Any break beats the end of the last render, usually mid-word; an
+		// empty message (i == 0 without zeroOK) is never started.
+		if i := strings.LastIndex(head, sep); i > 0 || (i == 0 && zeroOK) {
 			return i, len(sep), false
 		}
 	}
 	if zeroOK {
 		return 0, 0, false
-	}
-	for _, sep := range []string{"\n", " "} {
-		if i := strings.LastIndex(head, sep); i > 0 {
-			return i, len(sep), false
-		}
 	}
 	return len(head), 0, false
 }
@@ -702,29 +715,6 @@ func byteOffset(s string, n int) int {
 		n--
 	}
 	return len(s)
-}
-
-// openFence reports whether text ends inside a fenced code block, and the
-// fence line that opened it (the same rule as conversation.Split).
-func openFence(text string) (fence string, open bool) {
-	for line := range strings.Lines(text) {
-		t := strings.TrimSpace(line)
-		if !strings.HasPrefix(t, "```") {
-			continue
-		}
-		if open {
-			if strings.Trim(t, "`") == "" {
-				open = false
-			}
-			continue
-		}
-		open = true
-		fence = t
-		if len(fence) > 24 || strings.Contains(fence[3:], "`") {
-			fence = "```"
-		}
-	}
-	return fence, open
 }
 
 // streamingUnavailable reports an error meaning the workspace can't stream

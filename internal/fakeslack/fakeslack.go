@@ -185,7 +185,8 @@ type Call struct {
 	Error  string // the error code for ok:false
 }
 
-// Failure is an injected failure for the next calls of a method.
+// Failure is an injected failure for the next calls of a method. A zero
+// Failure lets its call through, to fail a later one.
 type Failure struct {
 	// RetryAfter, when > 0, answers HTTP 429 with this Retry-After (seconds).
 	RetryAfter int
@@ -231,7 +232,9 @@ func New(opts Options) *Server {
 		opts.PingInterval = defaultPingInterval
 	}
 	s := &Server{
-		opts:       opts,
+		opts: opts,
+		// slack-go sends Origin: https://api.slack.com, as Slack expects.
+		up:         websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }},
 		teams:      map[string]string{opts.BotToken: opts.TeamID},
 		users:      map[string]User{},
 		files:      map[string]*storedFile{},

@@ -266,7 +266,7 @@ func (s *Server) callbackPayload(o EventOptions, event map[string]any) map[strin
 	return map[string]any{
 		"token": "verification-token-unused", "team_id": o.TeamID, "api_app_id": DefaultAppID,
 		"event": event, "type": "event_callback", "event_id": o.EventID, "event_time": time.Now().Unix(),
-		"authorizations": []map[string]any{{"team_id": o.TeamID, "user_id": s.opts.BotUserID, "is_bot": true, "is_enterprise_install": false}},
+		"authorizations":        []map[string]any{{"team_id": o.TeamID, "user_id": s.opts.BotUserID, "is_bot": true, "is_enterprise_install": false}},
 		"is_ext_shared_channel": false, "event_context": "4-fake-" + o.EventID,
 	}
 }
