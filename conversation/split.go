@@ -58,9 +58,9 @@ func splitPieces(text string, limit int) []splitPiece {
 		end, sep := cutPoint(chunk, floor, floor+head, limit)
 		p := splitPiece{reopen: reopen, body: strings.TrimRightFunc(chunk[floor:end], unicode.IsSpace)}
 		reopen = ""
-		if f, open := openFence(chunk[:end]); open {
-			if line := f.reopening(limit); line != "" {
-				p.close = "\n" + f.marker
+		if f, open := OpenFence(chunk[:end]); open {
+			if line := f.Reopening(limit); line != "" {
+				p.close = "\n" + f.Marker
 				reopen = line + "\n"
 			}
 		}
@@ -101,8 +101,8 @@ func cutPoint(chunk string, floor, head, limit int) (end int, sep string) {
 // closingLen is how many characters Split adds to close the code block piece
 // ends in, if any.
 func closingLen(piece string, limit int) int {
-	if f, open := openFence(piece); open && f.reopening(limit) != "" {
-		return 1 + len(f.marker) // "\n" and the marker
+	if f, open := OpenFence(piece); open && f.Reopening(limit) != "" {
+		return 1 + len(f.Marker) // "\n" and the marker
 	}
 	return 0
 }
@@ -116,62 +116,6 @@ func dropBlankLines(s string) string {
 		}
 		s = rest
 	}
-}
-
-// A fence is the opening line of a fenced code block.
-type fence struct {
-	line   string // the line without trailing blanks (unicode.IsSpace), e.g. "```go"
-	marker string // its run of backticks or tildes, e.g. "```"
-}
-
-// parseFence parses a fence line: up to 3 spaces, 3 or more backticks or
-// tildes, and an info string, which after backticks may not contain any.
-func parseFence(line string) (f fence, ok bool) {
-	s := strings.TrimLeft(line, " ")
-	indent := len(line) - len(s)
-	if indent > 3 || !strings.HasPrefix(s, "```") && !strings.HasPrefix(s, "~~~") {
-		return fence{}, false
-	}
-	s = strings.TrimRightFunc(s, unicode.IsSpace)
-	marker := s[:len(s)-len(strings.TrimLeft(s, s[:1]))]
-	if marker[0] == '`' && strings.Contains(s[len(marker):], "`") {
-		return fence{}, false
-	}
-	return fence{line: line[:indent+len(s)], marker: marker}, true
-}
-
-// closedBy reports whether line closes the code block f opened: a fence line
-// of the same character, at least as long, without info string.
-func (f fence) closedBy(line string) bool {
-	g, ok := parseFence(line)
-	return ok && g.marker[0] == f.marker[0] && len(g.marker) >= len(f.marker) &&
-		strings.TrimLeft(g.line, " ") == g.marker
-}
-
-// reopening returns the line with which Split reopens the code block f opened
-// in the next piece: f's line or, if that is too long, its bare marker; or ""
-// if even that is too long, and Split leaves the block open. The fence lines
-// Split adds to a piece take at most a quarter of the limit.
-func (f fence) reopening(limit int) string {
-	for _, line := range []string{f.line, f.marker} {
-		if utf8.RuneCountInString(line)+2+len(f.marker) <= limit/4 {
-			return line
-		}
-	}
-	return ""
-}
-
-// openFence reports whether text ends inside a fenced code block, and the
-// fence that opened it.
-func openFence(text string) (f fence, open bool) {
-	for line := range strings.Lines(text) {
-		if !open {
-			f, open = parseFence(line)
-		} else if f.closedBy(line) {
-			open = false
-		}
-	}
-	return f, open
 }
 
 // byteOffset returns the byte index of the n-th rune of s (len(s) if fewer).

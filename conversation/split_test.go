@@ -59,7 +59,7 @@ func TestSplitClosesAndReopensCodeFences(t *testing.T) {
 		if n := utf8.RuneCountInString(p); n > 2000 {
 			t.Errorf("piece %d has %d chars", i, n)
 		}
-		if _, open := openFence(p); open {
+		if _, open := OpenFence(p); open {
 			t.Errorf("piece %d leaves a fence open:\n%s", i, p[len(p)-50:])
 		}
 		if i > 0 && i < len(got)-1 && !strings.HasPrefix(p, "```go\n") {
@@ -194,9 +194,9 @@ func unsplit(pieces []splitPiece, limit int) (string, error) {
 		}
 		reopen = ""
 		closing := ""
-		if f, open := openFence(p.reopen + p.body); open && i < len(pieces)-1 {
-			if line := f.reopening(limit); line != "" {
-				closing, reopen = "\n"+f.marker, line+"\n"
+		if f, open := OpenFence(p.reopen + p.body); open && i < len(pieces)-1 {
+			if line := f.Reopening(limit); line != "" {
+				closing, reopen = "\n"+f.Marker, line+"\n"
 			}
 		}
 		if p.close != closing {
@@ -240,7 +240,7 @@ func FuzzSplit(f *testing.F) {
 			if strings.TrimSpace(p) == "" {
 				t.Fatalf("piece %d is blank: %q", i, p)
 			}
-			if f, open := openFence(p); open && i < len(pieces)-1 && f.reopening(lim) != "" {
+			if f, open := OpenFence(p); open && i < len(pieces)-1 && f.Reopening(lim) != "" {
 				t.Fatalf("piece %d leaves a fence open: %q", i, p)
 			}
 		}

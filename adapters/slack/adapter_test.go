@@ -485,7 +485,7 @@ func TestLongAnswerSplitsWithoutBreakingCode(t *testing.T) {
 				if n := utf8.RuneCountInString(v); n > 12000 {
 					t.Errorf("message %d has %d characters", i, n)
 				}
-				if _, open := openFence(v); open {
+				if _, open := conversation.OpenFence(v); open {
 					t.Errorf("message %d leaves a code fence open:\n%s", i, v[max(0, len(v)-200):])
 				}
 				if mode == "native" && !m.Streamed {

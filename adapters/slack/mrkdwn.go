@@ -1,6 +1,8 @@
 package slack
 
 import (
+	"github.com/arkbot/arkbot/conversation"
+
 	"strings"
 )
 
@@ -20,14 +22,14 @@ func MarkdownToMrkdwn(md string) string {
 	var b strings.Builder
 	b.Grow(len(md) + len(md)/8)
 	lines := strings.Split(md, "\n")
-	var open fence
+	var open conversation.Fence
 	inFence, marker := false, ""
 	for i, line := range lines {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
 		if inFence {
-			if open.closedBy(line) {
+			if open.ClosedBy(line) {
 				inFence = false
 				b.WriteString(marker)
 			} else {
@@ -35,13 +37,13 @@ func MarkdownToMrkdwn(md string) string {
 			}
 			continue
 		}
-		if f, ok := parseFence(line); ok {
+		if f, ok := conversation.ParseFence(line); ok {
 			inFence, open, marker = true, f, mrkdwnMarker(f, lines[i+1:])
 			b.WriteString(marker)
 			continue
 		}
 		out := convertLine(line)
-		if _, ok := parseFence(out); ok {
+		if _, ok := conversation.ParseFence(out); ok {
 			// A prose line must not turn into a fence.
 			out = "\u200b" + out
 		}
@@ -55,17 +57,17 @@ func MarkdownToMrkdwn(md string) string {
 
 // mrkdwnMarker is the fence to write for block f: its own backticks, or for
 // a ~~~ block (which mrkdwn lacks) enough backticks that no line inside closes it.
-func mrkdwnMarker(f fence, rest []string) string {
-	if f.marker[0] == '`' {
-		return f.marker
+func mrkdwnMarker(f conversation.Fence, rest []string) string {
+	if f.Marker[0] == '`' {
+		return f.Marker
 	}
 	n := 3
 	for _, line := range rest {
-		if f.closedBy(line) {
+		if f.ClosedBy(line) {
 			break
 		}
-		if g, ok := parseFence(line); ok && g.marker[0] == '`' {
-			n = max(n, len(g.marker)+1)
+		if g, ok := conversation.ParseFence(line); ok && g.Marker[0] == '`' {
+			n = max(n, len(g.Marker)+1)
 		}
 	}
 	return strings.Repeat("`", n)

@@ -1,6 +1,8 @@
 package slack
 
 import (
+	"github.com/arkbot/arkbot/conversation"
+
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -60,11 +62,11 @@ func TestMarkdownToMrkdwn(t *testing.T) {
 // codeBlocks extracts the contents of fenced code blocks, by CommonMark's fence rules.
 func codeBlocks(s string) []string {
 	var blocks, cur []string
-	var f fence
+	var f conversation.Fence
 	in := false
 	for _, line := range strings.Split(s, "\n") {
 		if in {
-			if f.closedBy(line) {
+			if f.ClosedBy(line) {
 				blocks = append(blocks, strings.Join(cur, "\n"))
 				cur, in = nil, false
 			} else {
@@ -72,7 +74,7 @@ func codeBlocks(s string) []string {
 			}
 			continue
 		}
-		f, in = parseFence(line)
+		f, in = conversation.ParseFence(line)
 	}
 	if in {
 		blocks = append(blocks, strings.Join(cur, "\n"))

@@ -291,8 +291,8 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 // reopenAt is the fence line to reopen, in a new message, the code block
 // the current stream message ends in ("" if none).
 func (r *reply) reopenAt(text string) string {
-	if f, open := openFence(r.seg.prefix + text[r.seg.start:r.sentOff]); open {
-		return f.reopenLine() + "\n"
+	if f, open := conversation.OpenFence(r.seg.prefix + text[r.seg.start:r.sentOff]); open {
+		return f.Reopening(r.a.pieceLimit) + "\n"
 	}
 	return ""
 }
@@ -392,9 +392,9 @@ func (r *reply) appendSegment(ctx context.Context, p priority, chunk string) err
 func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) error {
 	end := r.sentOff + cut
 	md := text[r.sentOff:end]
-	f, open := openFence(r.seg.prefix + text[r.seg.start:end])
+	f, open := conversation.OpenFence(r.seg.prefix + text[r.seg.start:end])
 	if open {
-		md += "\n" + f.marker
+		md += "\n" + f.Marker
 	}
 	if err := r.stopSegment(ctx, md); err != nil {
 		return err
@@ -402,7 +402,7 @@ func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) er
 	r.sentOff = end + skip
 	r.nextPrefix = ""
 	if open {
-		r.nextPrefix = f.reopenLine() + "\n"
+		r.nextPrefix = f.Reopening(r.a.pieceLimit) + "\n"
 	}
 	return nil
 }

@@ -198,10 +198,10 @@ func TestNoteBlockAndHelpers(t *testing.T) {
 	if got := reasoningTail(strings.Repeat("a", 500)); len([]rune(got)) != maxReasoningTail+1 || !strings.HasPrefix(got, "…") {
 		t.Errorf("reasoningTail long = %q", got)
 	}
-	if f, open := openFence("x\n```go\ncode\n"); !open || f.line != "```go" || f.marker != "```" {
+	if f, open := conversation.OpenFence("x\n```go\ncode\n"); !open || f.Line != "```go" || f.Marker != "```" {
 		t.Errorf("openFence = %q %v", f, open)
 	}
-	if _, open := openFence("```go\ncode\n```\n"); open {
+	if _, open := conversation.OpenFence("```go\ncode\n```\n"); open {
 		t.Error("closed fence reported open")
 	}
 	if !streamingUnavailable(slack.SlackErrorResponse{Err: "unknown_method"}) || !streamingUnavailable(slack.StatusCodeError{Code: http.StatusNotFound}) {
