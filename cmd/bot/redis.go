@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 // master_name) or Cluster (redis-cluster://host1:6379,host2:6379). With no
 // URL it starts an embedded in-memory Redis. The returned func closes it all.
 func openRedis(cfg config.Redis, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	redis.SetLogger(redisLogger{log.With("component", "redis")})
 	if cfg.URL == "" {
 		mr, err := embedredis.Start()
 		if err != nil {
@@ -60,4 +62,12 @@ func openRedis(cfg config.Redis, log *slog.Logger) (redis.UniversalClient, func(
 		return c, func() { c.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("redis.url: unknown scheme %q (use redis://, rediss://, redis-sentinel:// or redis-cluster://)", u.Scheme)
+}
+
+// redisLogger sends go-redis's own messages (dial failures, pool trouble)
+// through the bot's logger, so they are structured and redacted like the rest.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
