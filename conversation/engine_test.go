@@ -175,6 +175,22 @@ func TestArkErrorsReachTheUser(t *testing.T) {
 			t.Errorf("429 not retried: %+v", f)
 		}
 
+		// A 429 storm and a 5xx storm outlast the retries: a clear error, never a hung answer.
+		for _, storm := range []fakeark.Response{
+			{Status: 429, ErrorCode: "RateLimitExceeded.EndpointTPMExceeded"},
+			{Status: 503, ErrorCode: "InternalServiceError"},
+		} {
+			rg.ark.Enqueue(storm, storm, storm, storm)
+			f := rg.ask(t, msg("storm")).final()
+			if f.Outcome != OutcomeFailed || f.Note == "" || f.Text != "" {
+				t.Errorf("%s storm: %+v", storm.ErrorCode, f)
+			}
+		}
+		rg.ark.Enqueue(fakeark.Response{Status: 429, ErrorCode: "QuotaExceeded"})
+		if f := rg.ask(t, msg("quota")).final(); !strings.Contains(strings.ToLower(f.Note), "quota") {
+			t.Errorf("QuotaExceeded: %+v", f)
+		}
+
 		rg.ark.Enqueue(fakeark.Response{Content: []string{"partial ", "answer"}, CutAfter: 2})
 		f = rg.ask(t, msg("cut me")).final()
 		if f.Outcome != OutcomeInterrupted || f.Text != "partial answer" || f.Note == "" {

@@ -38,6 +38,7 @@ type Server struct {
 	apiKey    string
 	ttft      time.Duration
 	perToken  time.Duration
+	onFirst   func(Request, time.Time)
 	quit      chan struct{}
 	closeOnce sync.Once
 	nextID    atomic.Uint64
@@ -60,6 +61,14 @@ func WithAPIKey(k string) Option { return func(s *Server) { s.apiKey = k } }
 // own TTFT and PerChunk.
 func WithTiming(ttft, perToken time.Duration) Option {
 	return func(s *Server) { s.ttft, s.perToken = ttft, perToken }
+}
+
+// WithFirstChunkHook calls f for every streamed answer with its request and
+// the time its first chunk was flushed to the client: when the answer starts
+// as the client can see it, for latency measurements. f runs on the
+// request's goroutine and should return quickly.
+func WithFirstChunkHook(f func(req Request, at time.Time)) Option {
+	return func(s *Server) { s.onFirst = f }
 }
 
 // Request is one request the server received.
@@ -205,7 +214,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if stream, _ := req.Body["stream"].(bool); stream {
 		opts, _ := req.Body["stream_options"].(map[string]any)
 		includeUsage, _ := opts["include_usage"].(bool)
-		s.stream(w, r, req.Model, reqID, resp, includeUsage)
+		s.stream(w, r, req, reqID, resp, includeUsage)
 		return
 	}
 	s.complete(w, r, req.Model, reqID, resp)
@@ -430,7 +439,7 @@ func toUsageJSON(u *Usage) *usageJSON {
 	return j
 }
 
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, model, reqID string, resp Response, includeUsage bool) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, reqID string, resp Response, includeUsage bool) {
 	flusher, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -439,7 +448,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, model, reqID str
 		flusher.Flush()
 	}
 
-	base := chunk{ID: reqID, Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: model}
+	base := chunk{ID: reqID, Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: req.Model}
 	send := func(v any) bool {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -471,7 +480,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, model, reqID str
 		}
 		c := base
 		c.Choices = []choice{{Delta: d, FinishReason: finish}}
-		return send(c)
+		if !send(c) {
+			return false
+		}
+		if sent == 1 && s.onFirst != nil {
+			s.onFirst(req, time.Now())
+		}
+		return true
 	}
 
 	for _, text := range resp.Reasoning {

@@ -307,6 +307,33 @@ func TestTiming(t *testing.T) {
 	}
 }
 
+func TestFirstChunkHook(t *testing.T) {
+	type first struct {
+		text string
+		at   time.Time
+	}
+	got := make(chan first, 2)
+	s := New(WithTiming(30*time.Millisecond, 0), WithFirstChunkHook(func(r Request, at time.Time) {
+		got <- first{r.Messages[0].Text, at}
+	}))
+	defer s.Close()
+	start := time.Now()
+	resp := post(t, s.URL+"/chat/completions", "", `{"model":"m","stream":true,"messages":[{"role":"user","content":"a b"}]}`)
+	events(t, resp.Body)
+	post(t, s.URL+"/chat/completions", "", `{"model":"m","messages":[{"role":"user","content":"not streamed"}]}`)
+	select {
+	case f := <-got:
+		if f.text != "a b" || f.at.Sub(start) < 30*time.Millisecond {
+			t.Errorf("hook got %q after %v", f.text, f.at.Sub(start))
+		}
+	default:
+		t.Fatal("hook not called")
+	}
+	if len(got) != 0 {
+		t.Error("hook called more than once per streamed answer, or for a non-streamed one")
+	}
+}
+
 func TestSplitWords(t *testing.T) {
 	for _, in := range []string{"", "a", "You said: hello  world ", " lead"} {
 		if got := strings.Join(SplitWords(in), ""); got != in {

@@ -198,6 +198,21 @@ func WithRateLimit(limit int, per time.Duration) Option {
 	return func(s *Server) { s.rlLimit, s.rlWindow = limit, per }
 }
 
+// WithCallHook calls f with every REST request once it has been answered,
+// outside the server's lock, on the request's goroutine: a load test's way
+// to timestamp what the bot did.
+func WithCallHook(f func(Call)) Option { return func(s *Server) { s.onCall = f } }
+
+// Call is one REST request, as WithCallHook reports it.
+type Call struct {
+	Time    time.Time // when it arrived
+	Method  string    // GET, POST, PATCH, DELETE
+	Route   string    // the route pattern, e.g. "/channels/{channel}/messages/{msg}"
+	Channel string    // the route's {channel}, "" if none
+	Content *string   // the JSON body's "content", nil if absent
+	Status  int       // the HTTP status answered
+}
+
 // WithHeartbeatInterval sets the interval sent in HELLO (default 41.25 s).
 func WithHeartbeatInterval(d time.Duration) Option { return func(s *Server) { s.heartbeat = d } }
 
@@ -227,6 +242,7 @@ type Server struct {
 	tokenTTL         time.Duration
 	shards           int
 	echoOwn          bool
+	onCall           func(Call)
 
 	idSeq atomic.Int64
 	// dmu serializes dispatches so sequence numbers go out in order.

@@ -183,6 +183,41 @@ func TestRESTMessagesAndRateLimit(t *testing.T) {
 	}
 }
 
+func TestCallHook(t *testing.T) {
+	calls := make(chan Call, 10)
+	s := New(WithRateLimit(1, time.Minute), WithEchoOwnMessages(false), WithCallHook(func(c Call) { calls <- c }))
+	defer s.Close()
+	s.AddChannel(Channel{ID: "200", GuildID: "300", Type: ChannelText})
+	before := time.Now()
+	resp, body := do(t, s, "POST", "/channels/200/messages", map[string]any{"content": "one"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("post: %d %s", resp.StatusCode, body)
+	}
+	do(t, s, "POST", "/channels/200/messages", map[string]any{"content": "two"})
+	do(t, s, "GET", "/users/@me", nil)
+	want := []struct {
+		method, route, channel, content string
+		status                          int
+	}{
+		{"POST", "/channels/{channel}/messages", "200", "one", 200},
+		{"POST", "/channels/{channel}/messages", "200", "two", 429},
+		{"GET", "/users/@me", "", "", 200},
+	}
+	for i, w := range want {
+		c := <-calls
+		content := ""
+		if c.Content != nil {
+			content = *c.Content
+		}
+		if c.Method != w.method || c.Route != w.route || c.Channel != w.channel || content != w.content || c.Status != w.status || c.Time.Before(before) {
+			t.Errorf("call %d = %+v (content %q)", i, c, content)
+		}
+	}
+	if m := s.Messages("200"); len(m) != 1 || m[0].Content != "one" {
+		t.Errorf("the hook changed what was stored: %+v", m)
+	}
+}
+
 func TestInteractionLifecycle(t *testing.T) {
 	s := New(WithInteractionDeadline(300*time.Millisecond, time.Minute))
 	defer s.Close()

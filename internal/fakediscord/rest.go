@@ -1,6 +1,7 @@
 package fakediscord
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -69,6 +70,24 @@ func (s *Server) routes() http.Handler {
 // auth is set, and adds default rate-limit headers.
 func (s *Server) rest(auth bool, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if s.onCall != nil {
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			w = sw
+			call := Call{Time: time.Now(), Method: r.Method, Route: strings.TrimPrefix(r.Pattern, r.Method+" "), Channel: r.PathValue("channel")}
+			if body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20)); err == nil {
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				var b struct {
+					Content *string `json:"content"`
+				}
+				if json.Unmarshal(body, &b) == nil {
+					call.Content = b.Content
+				}
+			}
+			defer func() {
+				call.Status = sw.status
+				s.onCall(call)
+			}()
+		}
 		s.count(r.Method + " " + strings.TrimPrefix(r.Pattern, r.Method+" "))
 		if auth && r.Header.Get("Authorization") != "Bot "+s.token {
 			writeError(w, http.StatusUnauthorized, 0, "401: Unauthorized")
@@ -79,6 +98,17 @@ func (s *Server) rest(auth bool, h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// statusWriter remembers the status a handler answered, for WithCallHook.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func (s *Server) count(route string) {

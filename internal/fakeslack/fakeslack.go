@@ -69,6 +69,10 @@ type Options struct {
 	PingInterval time.Duration
 	// Logf, if set, receives one line per notable event (not per call).
 	Logf func(format string, args ...any)
+	// OnCall, if set, is called with every Web API call once it has been
+	// answered (its Result set), outside the server's lock, on the request's
+	// goroutine: a load test's way to timestamp what the bot did.
+	OnCall func(Call)
 }
 
 // Server is a fake Slack. Its methods are safe for concurrent use.
@@ -541,6 +545,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	s.callCount[method]++
 	call := Call{Method: method, Team: req.team, Params: req.params, Time: now}
+	if s.opts.OnCall != nil {
+		defer func() { s.opts.OnCall(call) }() // after every path below has unlocked and answered
+	}
 	// Injected failures come first, then authentication, then rate limits.
 	if fs := s.failures[method]; len(fs) > 0 {
 		f := fs[0]

@@ -83,6 +83,29 @@ func TestWebAPI(t *testing.T) {
 	}
 }
 
+func TestOnCall(t *testing.T) {
+	var s *Server
+	calls := make(chan Call, 10)
+	s = New(Options{OnCall: func(c Call) {
+		s.Messages("C1") // runs outside the server's lock
+		calls <- c
+	}})
+	defer s.Close()
+	s.SetRateLimits(&RateLimits{Tiers: map[string]Tier{"chat.postMessage": {PerMinute: 1, Burst: 1}}})
+	api := client(s)
+	ctx := context.Background()
+	if _, _, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("one", false)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _ = api.PostMessageContext(ctx, "C1", slack.MsgOptionText("two", false))
+	for i, want := range []struct{ text, result string }{{"one", "ok"}, {"two", "ratelimited"}} {
+		c := <-calls
+		if c.Method != "chat.postMessage" || c.Params.Get("text") != want.text || c.Result != want.result || c.Time.IsZero() {
+			t.Errorf("call %d = %+v", i, c)
+		}
+	}
+}
+
 func TestStreaming(t *testing.T) {
 	s := New(Options{})
 	defer s.Close()
