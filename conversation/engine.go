@@ -91,7 +91,7 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 	defer e.inflight.Done()
 
 	cmd, isCmd := ParseCommand(m.Text)
-	if !m.Mentioned && !isCmd {
+	if !m.Mentioned {
 		// A follow-up nobody addressed to the bot: answer only where the bot is talking.
 		ok, err := e.store.HasThread(ctx, m.ThreadKey())
 		if err != nil || !ok {

@@ -60,6 +60,11 @@ func TestEngineIgnoresUnaddressedFollowupsOutsideItsThreads(t *testing.T) {
 		if r := rg.ask(t, m); len(r.frames)+len(r.notices) != 0 {
 			t.Fatal("answered a message in a thread the bot is not in")
 		}
+		cmd := msg("/reset")
+		cmd.Mentioned = false
+		if r := rg.ask(t, cmd); len(r.frames)+len(r.notices) != 0 {
+			t.Fatal("answered a command typed in a thread the bot is not in")
+		}
 		rg.ask(t, msg("hi bot"))
 		m = msg("follow-up without mention")
 		m.Mentioned = false
