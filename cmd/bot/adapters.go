@@ -21,7 +21,8 @@ func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error)
 	var runners []runner
 	if cfg.Slack.Enabled() {
 		a, err := slack.New(cfg.Slack, cfg.Limits, b.engine, slack.WithLogger(b.log.With("adapter", "slack")),
-			slack.WithShutdownGrace(cfg.Server.ShutdownTimeout.D()))
+			slack.WithShutdownGrace(cfg.Server.ShutdownTimeout.D()),
+			slack.WithBudgets(slack.DefaultBudgets().Scaled(1/float64(cfg.Slack.Replicas))))
 		if err != nil {
 			return nil, err
 		}
@@ -32,8 +33,11 @@ func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error)
 		b.ready = append(b.ready, a.Ready)
 	}
 	if cfg.Discord.Enabled() {
+		// Shards split guilds (and so channels) between replicas; only the
+		// bot-wide budget is shared, so each shard takes its part of it.
 		a, err := discord.New(cfg.Discord, cfg.Limits, b.engine, discord.WithLogger(b.log.With("adapter", "discord")),
-			discord.WithShutdownWait(cfg.Server.ShutdownTimeout.D()))
+			discord.WithShutdownWait(cfg.Server.ShutdownTimeout.D()),
+			discord.WithGlobalBudget(discord.DefaultGlobalPerSec/float64(cfg.Discord.ShardCount)))
 		if err != nil {
 			return nil, err
 		}
