@@ -86,10 +86,7 @@ func expandEnv(n *yaml.Node) {
 	}
 }
 
-var (
-	durationType = reflect.TypeOf(Duration(0))
-	secretType   = reflect.TypeOf(Secret(""))
-)
+var durationType = reflect.TypeOf(Duration(0))
 
 // checkNode walks the document beside the Go type it decodes into and reports
 // unknown keys and values of the wrong kind, each with its key path and line.

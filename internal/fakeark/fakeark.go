@@ -64,9 +64,10 @@ func WithTiming(ttft, perToken time.Duration) Option {
 }
 
 // WithFirstChunkHook calls f for every streamed answer with its request and
-// the time its first chunk was flushed to the client: when the answer starts
-// as the client can see it, for latency measurements. f runs on the
-// request's goroutine and should return quickly.
+// the time its first chunk was written (taken just before the write, so no
+// client can have seen the chunk earlier), for latency measurements. f runs
+// on the request's goroutine once the chunk is flushed; it should return
+// quickly.
 func WithFirstChunkHook(f func(req Request, at time.Time)) Option {
 	return func(s *Server) { s.onFirst = f }
 }
@@ -480,11 +481,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, req
 		}
 		c := base
 		c.Choices = []choice{{Delta: d, FinishReason: finish}}
+		at := time.Now()
 		if !send(c) {
 			return false
 		}
 		if sent == 1 && s.onFirst != nil {
-			s.onFirst(req, time.Now())
+			s.onFirst(req, at)
 		}
 		return true
 	}
