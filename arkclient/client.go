@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/arkbot/arkbot/internal/transport"
 	"github.com/arkbot/arkbot/metrics"
 	openai "github.com/sashabaranov/go-openai"
 )
@@ -33,6 +35,11 @@ const (
 	DefaultRetryBase         = 500 * time.Millisecond
 	DefaultRetryMaxDelay     = 20 * time.Second
 )
+
+// maxIdleConns is how many idle connections to Ark the default HTTP client
+// keeps: about as many as answers may stream at once, so that each new
+// answer reuses one.
+const maxIdleConns = 1024
 
 // Client calls Ark's chat completions API. It is safe for concurrent use.
 type Client struct {
@@ -102,7 +109,7 @@ func New(address, apiKey string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("arkclient: API address: %w", err)
 	}
 	c := &Client{
-		url: resolved, apiKey: apiKey, http: &http.Client{}, log: slog.Default(),
+		url: resolved, apiKey: apiKey, http: &http.Client{Transport: transport.New(maxIdleConns)}, log: slog.Default(),
 		first: DefaultFirstTokenTimeout, idle: DefaultIdleTimeout,
 		retries: DefaultMaxRetries, base: DefaultRetryBase, maxDelay: DefaultRetryMaxDelay,
 	}
@@ -210,6 +217,12 @@ func (c *Client) open(ctx context.Context, oreq openai.ChatCompletionRequest, ex
 		return nil, s.fail(err).(*Error) // fail gives io.EOF only after a finish reason
 	}
 	s.sr = sr
+	s.info.mu.Lock()
+	s.data = s.info.data
+	s.info.mu.Unlock()
+	if s.data == nil { // cannot be: the doer keeps a reader for every success
+		return nil, s.fail(errors.New("no response body")).(*Error)
+	}
 	ch, err := s.read()
 	switch {
 	case err == nil:
@@ -267,7 +280,8 @@ func extraFields(req Request) map[string]any {
 type infoKey struct{}
 
 // attemptInfo carries one attempt's extra body fields to the doer, and the
-// response status and headers back (go-openai drops headers on errors).
+// response status, headers (go-openai drops headers on errors) and, for a
+// success, the reader of its events back.
 type attemptInfo struct {
 	extras map[string]any
 
@@ -275,6 +289,7 @@ type attemptInfo struct {
 	sent   bool
 	status int
 	header http.Header
+	data   *sseData
 }
 
 func (a *attemptInfo) snapshot() (sent bool, status int, header http.Header) {
@@ -284,8 +299,8 @@ func (a *attemptInfo) snapshot() (sent bool, status int, header http.Header) {
 }
 
 // doer is go-openai's HTTPDoer: it posts to the exact resolved URL, rewrites
-// the body (extra fields, empty contents) and records the response status and
-// headers.
+// the body (extra fields, empty contents) and records the response status,
+// headers and events reader.
 type doer struct {
 	inner  *http.Client
 	target *url.URL
@@ -316,13 +331,13 @@ func (d *doer) Do(r *http.Request) (*http.Response, error) {
 		info.mu.Unlock()
 	}
 	resp, err := d.inner.Do(r)
-	if resp != nil && resp.StatusCode == http.StatusOK &&
-		strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		resp.Body = newSSEFilter(resp.Body)
-	}
 	if info != nil && resp != nil {
 		info.mu.Lock()
 		info.status, info.header = resp.StatusCode, resp.Header
+		if resp.StatusCode >= 200 && resp.StatusCode < 400 { // what go-openai takes for success
+			// go-openai will not read the body of a success: Stream does, with this.
+			info.data = newSSEData(resp.Body)
+		}
 		info.mu.Unlock()
 	}
 	return resp, err

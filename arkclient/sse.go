@@ -3,55 +3,60 @@ package arkclient
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 )
 
-// sseFilter passes only "data:" lines and blank lines of an SSE body.
+// sseData reads the data lines of a server-sent event stream: each
+// "data:" line is one message, as Ark sends them; other lines (comments
+// such as ": keep-alive", "event:", "id:") and blank lines are skipped.
 //
-// go-openai writes every other line (comments such as ": keep-alive",
-// "event:" or "id:" fields) into an error accumulator that it never resets,
-// so one such line before a `data: {"error":...}` event would garble Ark's
-// error. Dropping them keeps the error's code and message intact.
-type sseFilter struct {
-	body      io.ReadCloser
-	br        *bufio.Reader
-	pend      []byte // part of the current line still to hand out
-	lineStart bool
-	drop      bool // dropping the current line
-	err       error
+// The client reads Ark's chunks with it instead of with go-openai's stream
+// reader, which copies every line twice and runs two regular expressions on
+// it, and which garbles an error event that follows a comment line (it
+// accumulates such lines into the error). Receiving a token was mostly that.
+type sseData struct {
+	br   *bufio.Reader
+	long []byte // a line longer than br's buffer, put together
 }
 
-func newSSEFilter(body io.ReadCloser) *sseFilter {
-	return &sseFilter{body: body, br: bufio.NewReader(body), lineStart: true}
-}
+// Bounds on what one call of next reads.
+const (
+	maxSSELine    = 4 << 20 // bytes in a line
+	maxSSESkipped = 10000   // lines without data
+)
 
-// Read implements io.Reader.
-func (f *sseFilter) Read(p []byte) (int, error) {
-	for len(f.pend) == 0 {
-		if f.err != nil {
-			return 0, f.err
+func newSSEData(body io.Reader) *sseData { return &sseData{br: bufio.NewReader(body)} }
+
+// next returns the payload of the next data line, trimmed of blanks. It is
+// valid until the next call. A line cut off by the end of the stream is
+// dropped, and the read error returned.
+func (d *sseData) next() ([]byte, error) {
+	for range maxSSESkipped {
+		line, err := d.line()
+		if err != nil {
+			return nil, err
 		}
-		frag, err := f.br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			err = nil // a long line: hand it out in pieces
-		}
-		f.err = err
-		if len(frag) == 0 {
-			continue
-		}
-		if f.lineStart {
-			blank := len(bytes.TrimSpace(frag)) == 0
-			f.drop = !blank && !bytes.HasPrefix(frag, []byte("data:"))
-		}
-		f.lineStart = frag[len(frag)-1] == '\n'
-		if !f.drop {
-			f.pend = frag // valid until the next ReadSlice, which waits until pend is drained
+		if data, ok := bytes.CutPrefix(bytes.TrimLeft(line, " \t"), []byte("data:")); ok {
+			return bytes.TrimSpace(data), nil
 		}
 	}
-	n := copy(p, f.pend)
-	f.pend = f.pend[n:]
-	return n, nil
+	return nil, errors.New("no data line among the last 10000 lines of the stream")
 }
 
-// Close implements io.Closer.
-func (f *sseFilter) Close() error { return f.body.Close() }
+// line returns the next whole line, its line ending included.
+func (d *sseData) line() ([]byte, error) {
+	line, err := d.br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		d.long = append(d.long[:0], line...)
+		for errors.Is(err, bufio.ErrBufferFull) && len(d.long) <= maxSSELine {
+			line, err = d.br.ReadSlice('\n')
+			d.long = append(d.long, line...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errors.New("a line of the stream is longer than 4 MiB")
+		}
+		line = d.long
+	}
+	return line, err
+}

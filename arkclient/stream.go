@@ -2,6 +2,7 @@ package arkclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +24,8 @@ type Stream struct {
 	cancel context.CancelFunc
 	wd     *watchdog
 	info   *attemptInfo
-	sr     *openai.ChatCompletionStream
+	sr     *openai.ChatCompletionStream // sent the request; Close closes the body
+	data   *sseData                     // reads the body
 
 	pending  []Chunk // read by Client.Stream, not yet returned
 	started  bool    // returned to the caller: later errors are Interrupted
@@ -68,11 +70,21 @@ func (s *Stream) Close() error {
 // bounded in time by the watchdog.
 func (s *Stream) read() (Chunk, error) {
 	for {
-		resp, err := s.sr.Recv()
+		raw, err := s.data.next()
 		if err != nil {
 			return Chunk{}, s.fail(err)
 		}
-		ch := toChunk(resp)
+		if string(raw) == "[DONE]" {
+			return Chunk{}, s.fail(io.EOF)
+		}
+		var wc wireChunk
+		if err := json.Unmarshal(raw, &wc); err != nil {
+			return Chunk{}, s.fail(err)
+		}
+		if wc.Error != nil {
+			return Chunk{}, s.fail(wc.Error)
+		}
+		ch := wc.chunk()
 		if ch == (Chunk{}) {
 			continue
 		}
@@ -84,19 +96,45 @@ func (s *Stream) read() (Chunk, error) {
 	}
 }
 
-func toChunk(r openai.ChatCompletionStreamResponse) Chunk {
+// wireChunk is what the client reads of a streamed chunk, or of an error
+// event ({"error":{...}}, as Ark sends one mid-stream): only these fields,
+// where go-openai would decode the whole response, for each token.
+type wireChunk struct {
+	Error   *openai.APIError `json:"error"`
+	Choices []struct {
+		Index int `json:"index"`
+		Delta struct {
+			Content          string `json:"content"`
+			ReasoningContent string `json:"reasoning_content"`
+		} `json:"delta"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens        int `json:"prompt_tokens"`
+		CompletionTokens    int `json:"completion_tokens"`
+		TotalTokens         int `json:"total_tokens"`
+		PromptTokensDetails *struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+		CompletionTokensDetails *struct {
+			ReasoningTokens int `json:"reasoning_tokens"`
+		} `json:"completion_tokens_details"`
+	} `json:"usage"`
+}
+
+func (w *wireChunk) chunk() Chunk {
 	var ch Chunk
-	for _, c := range r.Choices {
+	for _, c := range w.Choices {
 		if c.Index != 0 {
 			continue
 		}
 		ch.Content += c.Delta.Content
 		ch.Reasoning += c.Delta.ReasoningContent
 		if c.FinishReason != "" {
-			ch.FinishReason = string(c.FinishReason)
+			ch.FinishReason = c.FinishReason
 		}
 	}
-	if u := r.Usage; u != nil {
+	if u := w.Usage; u != nil {
 		ch.Usage = &Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
 		if u.PromptTokensDetails != nil {
 			ch.Usage.CachedTokens = u.PromptTokensDetails.CachedTokens
@@ -232,8 +270,12 @@ func (w *watchdog) reset(d time.Duration) {
 	if w.t != nil && !w.t.Stop() {
 		return // firing right now
 	}
-	w.t = nil
-	if d > 0 {
+	switch {
+	case d <= 0:
+		w.t = nil
+	case w.t != nil:
+		w.t.Reset(d) // every chunk resets it: reuse the timer rather than allocate one
+	default:
 		w.t = time.AfterFunc(d, w.fire)
 	}
 }

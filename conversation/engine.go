@@ -91,14 +91,21 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 	defer e.inflight.Done()
 
 	cmd, isCmd := ParseCommand(m.Text)
+	var (
+		adm Admission
+		err error
+	)
 	if !m.Mentioned {
-		// A follow-up nobody addressed to the bot: answer only where the bot is talking.
-		ok, err := e.store.HasThread(ctx, m.ThreadKey())
-		if err != nil || !ok {
+		// A follow-up nobody addressed to the bot: answer only where the bot
+		// is talking (checked in the admission's round trip), and say
+		// nothing otherwise, not even that Redis is down.
+		var talking bool
+		if adm, talking, err = e.store.AdmitFollowUp(ctx, m, e.cfg.ModelNames(), e.now()); err != nil || !talking {
 			return err
 		}
+	} else {
+		adm, err = e.store.Admit(ctx, m, e.cfg.ModelNames(), e.now())
 	}
-	adm, err := e.store.Admit(ctx, m, e.cfg.ModelNames(), e.now())
 	if err != nil {
 		metrics.RedisErrors.WithLabelValues("admit").Inc()
 		metrics.Messages.WithLabelValues(m.Platform, "error").Inc()

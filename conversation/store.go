@@ -51,7 +51,10 @@ func NewStore(rdb redis.UniversalClient, opt StoreOptions) *Store {
 	return &Store{rdb: rdb, opt: opt, rate: redis_rate.NewLimiter(rdb)}
 }
 
-func tag(s string) string { return strings.NewReplacer("{", "(", "}", ")").Replace(s) }
+// tagSafe keeps an ID's braces from ending a key's hash tag early.
+var tagSafe = strings.NewReplacer("{", "(", "}", ")")
+
+func tag(s string) string { return tagSafe.Replace(s) }
 
 func (s *Store) key(kind, id, suffix string) string {
 	k := s.opt.Prefix + ":" + kind + ":{" + tag(id) + "}"
@@ -65,12 +68,20 @@ func (s *Store) turnsKey(thread string) string    { return s.key("thread", threa
 func (s *Store) metaKey(thread string) string     { return s.key("thread", thread, "meta") }
 func (s *Store) lockKey(thread string) string     { return s.key("lock", thread, "") }
 func (s *Store) channelKey(channel string) string { return s.key("channel", channel, "model") }
-func (s *Store) eventKey(id string) string        { return s.key("event", id, "") }
 func (s *Store) usageKey(user, day, model string) string {
 	if model == "" {
 		return s.key("usage", user, day)
 	}
 	return s.key("usage", user, day+":"+model)
+}
+
+// markerKey is the key marking a message as seen. An unaddressed
+// follow-up's marker shares its thread's hash tag, for admitFollowUp.
+func (s *Store) markerKey(m Message) string {
+	if !m.Mentioned {
+		return s.key("event", m.ThreadKey(), m.DedupeKey())
+	}
+	return s.key("event", m.DedupeKey(), "")
 }
 
 // Day names the UTC day used for daily quotas.
@@ -88,6 +99,28 @@ type Admission struct {
 // the channel's model choice and the user's usage today (one MGET: a user's
 // usage keys share a hash tag).
 func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.Time) (Admission, error) {
+	adm, _, err := s.admit(ctx, m, models, now, false)
+	return adm, err
+}
+
+// AdmitFollowUp is Admit for a message not addressed to the bot (m.Mentioned
+// false: a thread follow-up without a mention), which is for the bot only
+// where it holds a conversation: in the same round trip it checks that the
+// thread has one and only then marks the message as seen. talking is false
+// when it has none; nothing is written then.
+func (s *Store) AdmitFollowUp(ctx context.Context, m Message, models []string, now time.Time) (adm Admission, talking bool, err error) {
+	return s.admit(ctx, m, models, now, true)
+}
+
+// admitFollowUp marks a follow-up as seen only if its thread has turns. The
+// marker shares the thread's hash tag, so the script stays in one Cluster slot.
+var admitFollowUp = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
+if redis.call("SET", KEYS[2], "1", "NX", "PX", ARGV[1]) then return 1 end
+return 0
+`)
+
+func (s *Store) admit(ctx context.Context, m Message, models []string, now time.Time, followUp bool) (Admission, bool, error) {
 	day := Day(now)
 	usageKeys := []string{s.usageKey(m.userKey(), day, "")}
 	for _, name := range models {
@@ -95,19 +128,37 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 	}
 	var (
 		first   *redis.BoolCmd
+		script  *redis.Cmd
 		chModel *redis.StringCmd
 		used    *redis.SliceCmd
 	)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		first = p.SetNX(ctx, s.eventKey(m.DedupeKey()), 1, s.opt.DedupeTTL)
+		if followUp {
+			keys := []string{s.turnsKey(m.ThreadKey()), s.markerKey(m)}
+			script = admitFollowUp.Eval(ctx, p, keys, s.opt.DedupeTTL.Milliseconds()) // EVALSHA has no NOSCRIPT fallback in a pipeline
+		} else {
+			first = p.SetNX(ctx, s.markerKey(m), 1, s.opt.DedupeTTL)
+		}
 		chModel = p.Get(ctx, s.channelKey(m.ChannelKey()))
 		used = p.MGet(ctx, usageKeys...)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return Admission{}, fmt.Errorf("admit: %w", err)
+		return Admission{}, false, fmt.Errorf("admit: %w", err)
 	}
-	a := Admission{First: first.Val(), ChannelModel: chModel.Val(), UsedByModel: map[string]int64{}}
+	a := Admission{ChannelModel: chModel.Val(), UsedByModel: map[string]int64{}}
+	if followUp {
+		n, err := script.Int()
+		if err != nil {
+			return Admission{}, false, fmt.Errorf("admit: %w", err)
+		}
+		if n < 0 {
+			return Admission{}, false, nil
+		}
+		a.First = n == 1
+	} else {
+		a.First = first.Val()
+	}
 	for i, v := range used.Val() {
 		str, _ := v.(string)
 		n, _ := strconv.ParseInt(str, 10, 64)
@@ -117,19 +168,13 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 			a.UsedByModel[models[i-1]] = n
 		}
 	}
-	return a, nil
+	return a, true, nil
 }
 
 // Forget removes the dedupe marker of a message, so a redelivery is answered
 // (used when the message could not be handled at all).
 func (s *Store) Forget(ctx context.Context, m Message) error {
-	return s.rdb.Del(ctx, s.eventKey(m.DedupeKey())).Err()
-}
-
-// HasThread reports whether the thread has a saved conversation.
-func (s *Store) HasThread(ctx context.Context, thread string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.turnsKey(thread)).Result()
-	return n > 0, err
+	return s.rdb.Del(ctx, s.markerKey(m)).Err()
 }
 
 // Allow applies a per-minute request limit for key across all replicas and

@@ -106,10 +106,41 @@ func TestStoreTrimsAndExpires(t *testing.T) {
 	})
 }
 
+// A follow-up is admitted only in a thread the bot talks in, and one that
+// isn't leaves nothing behind in Redis.
+func TestAdmitFollowUp(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		s := NewStore(rdb, storeOptions(prefix))
+		ctx := context.Background()
+		m := Message{Platform: "slack", Workspace: "T1", Channel: "C1", Thread: "100.1", ID: "C1:100.2", User: User{ID: "U1"}}
+		if _, talking, err := s.AdmitFollowUp(ctx, m, []string{"doubao"}, time.Now()); err != nil || talking {
+			t.Fatalf("follow-up in a thread without conversation: talking %v, %v", talking, err)
+		}
+		if keys := rdb.Keys(ctx, prefix+":*").Val(); len(keys) != 0 {
+			t.Fatalf("an ignored follow-up wrote %v", keys)
+		}
+		th, err := s.Lock(ctx, m.ThreadKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := th.Save(ctx, []Turn{{Role: "user", Text: "hi"}, {Role: "assistant", Text: "hello"}}, Usage{User: "slack:U1", Model: "doubao", Tokens: 7}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		adm, talking, err := s.AdmitFollowUp(ctx, m, []string{"doubao"}, time.Now())
+		if err != nil || !talking || !adm.First || adm.UsedToday != 7 || adm.UsedByModel["doubao"] != 7 {
+			t.Fatalf("follow-up in the bot's thread: %+v talking %v, %v", adm, talking, err)
+		}
+		if adm, talking, err := s.AdmitFollowUp(ctx, m, nil, time.Now()); err != nil || !talking || adm.First {
+			t.Fatalf("redelivered follow-up: %+v talking %v, %v", adm, talking, err)
+		}
+	})
+}
+
 func TestStoreKeysShareTheThreadsHashTag(t *testing.T) {
 	s := NewStore(nil, storeOptions("p"))
 	k := "slack:T1:C1:1712345.0001"
-	for _, key := range []string{s.turnsKey(k), s.metaKey(k), s.lockKey(k)} {
+	followUp := Message{Platform: "slack", Workspace: "T1", Channel: "C1", Thread: "1712345.0001", ID: "C1:1712345.0002"}
+	for _, key := range []string{s.turnsKey(k), s.metaKey(k), s.lockKey(k), s.markerKey(followUp)} {
 		if !strings.Contains(key, "{"+k+"}") {
 			t.Errorf("%s lacks the hash tag", key)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/transport"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -68,7 +69,8 @@ type options struct {
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithHTTPClient sets the client for REST calls and attachment downloads
-// (default: 20 s timeout).
+// (default: 20 s timeout, keeping a connection per answer in flight,
+// discord.max_concurrent).
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
 
 // WithChannelBudget sets how many message posts and edits the adapter makes
@@ -155,7 +157,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 	}
 	o := options{
 		log:           slog.Default(),
-		client:        &http.Client{Timeout: 20 * time.Second},
 		channelCalls:  DefaultChannelCalls,
 		channelWindow: DefaultChannelWindow,
 		globalPerSec:  DefaultGlobalPerSec,
@@ -181,6 +182,10 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 	}
 	if cfg.MaxConcurrent < 1 {
 		cfg.MaxConcurrent = 200
+	}
+	if o.client == nil {
+		// Each answer makes one call at a time: keep that many connections.
+		o.client = &http.Client{Timeout: 20 * time.Second, Transport: transport.New(cfg.MaxConcurrent)}
 	}
 	if limits.MaxImageBytes <= 0 {
 		limits.MaxImageBytes = 8 << 20

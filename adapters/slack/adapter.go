@@ -19,6 +19,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/transport"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -35,6 +36,7 @@ type Adapter struct {
 	editInterval time.Duration
 	grace        time.Duration
 	pieceLimit   int
+	finalWait    time.Duration // bounds a final render, see finalWait
 
 	id       atomic.Pointer[identity]
 	ready    atomic.Bool
@@ -80,7 +82,8 @@ type options struct {
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithHTTPClient sets the HTTP client for the Web API, file downloads and
-// response_url replies (default: a client with a 30 s timeout).
+// response_url replies (default: a client with a 30 s timeout that keeps a
+// connection per worker, slack.max_concurrent).
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
 
 // WithBudgets replaces the per-workspace rate budgets (default DefaultBudgets()).
@@ -107,9 +110,6 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	}
 	if o.log == nil {
 		o.log = slog.Default()
-	}
-	if o.client == nil {
-		o.client = &http.Client{Timeout: 30 * time.Second}
 	}
 	if o.budgets == nil {
 		o.budgets = DefaultBudgets()
@@ -159,6 +159,10 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	if workers <= 0 {
 		workers = 64
 	}
+	if o.client == nil {
+		// Each worker makes one call at a time: keep that many connections.
+		o.client = &http.Client{Timeout: 30 * time.Second, Transport: transport.New(workers)}
+	}
 	o.limit = min(max(o.limit, 200), DefaultMessageLimit)
 	apiOpts := []slack.Option{slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(o.client)}
 	if cfg.AppToken != "" {
@@ -177,6 +181,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		editInterval: cfg.EditInterval.D(),
 		grace:        o.grace,
 		pieceLimit:   o.limit,
+		finalWait:    finalWait(o.budgets, workers),
 		users:        newUserCache(),
 		sem:          make(chan struct{}, workers),
 		maxQueued:    int64(workers*8 + 64),
@@ -276,7 +281,7 @@ func (a *Adapter) drain() {
 	a.workCancel()
 	select {
 	case <-done:
-	case <-time.After(45 * time.Second): // a final render has its own 30 s bound
+	case <-time.After(45 * time.Second): // enough for final renders not queued for budget
 		a.log.Error("answers did not stop after cancellation; giving up on them")
 	}
 }

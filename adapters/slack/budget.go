@@ -69,6 +69,26 @@ func (b Budgets) Scaled(f float64) Budgets {
 	return out
 }
 
+// minFinalWait is the least time a final render may take: for a 429's
+// Retry-After and the calls themselves.
+const minFinalWait = 30 * time.Second
+
+// finalWait bounds a final render, which waits for budget rather than skip.
+// In a busy workspace it may queue behind the final renders of every other
+// answer in flight (at most inFlight, the adapter's workers) on the slowest
+// workspace-wide budget a final render uses, so it gets that long: 200
+// answers finishing at once on chat.update's 45 a minute need 4.4 minutes,
+// and a fixed 30 s would leave most of them showing a partial answer.
+func finalWait(b Budgets, inFlight int) time.Duration {
+	d := minFinalWait
+	for _, method := range []string{"chat.update", "chat.stopStream", "chat.delete"} {
+		if bud, ok := b[method]; ok && bud.PerMinute > 0 && !bud.PerChannel {
+			d = max(d, minFinalWait+time.Duration(float64(inFlight)/bud.PerMinute*float64(time.Minute)))
+		}
+	}
+	return d
+}
+
 // priority says what to do when a method's budget is spent.
 type priority int
 

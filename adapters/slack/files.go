@@ -55,11 +55,18 @@ func (c *userCache) name(ctx context.Context, a *Adapter, team, id string) strin
 	lctx, cancel := context.WithTimeout(ctx, userTimeout)
 	defer cancel()
 	var u *slack.User
-	err := a.call(lctx, mustDeliver, team, "", "users.info", func(ctx context.Context) error {
+	// Best effort: the answer's first sign of life waits for this, so when
+	// many new users write at once and the Tier-4 budget is spent, the
+	// answer goes on with the user's ID (or a stale name) rather than wait
+	// up to userTimeout; the next message asks again.
+	err := a.call(lctx, bestEffort, team, "", "users.info", func(ctx context.Context) error {
 		var err error
 		u, err = a.api.GetUserInfoContext(ctx, id, slack.GetUserInfoOptionIncludeLocale(false))
 		return err
 	})
+	if errors.Is(err, errSkipped) {
+		return e.name
+	}
 	name, ttl := e.name, userFailTTL // keep a stale name over none
 	if err == nil {
 		name, ttl = displayName(u), userTTL

@@ -25,7 +25,6 @@ const (
 	maxNoteRunes     = 600    // a final note longer than this is cut
 	maxFallbackRune  = 2000   // the notification text of a message with blocks
 	maxReasoningTail = 120
-	finalTimeout     = 30 * time.Second
 	// nativeRetryAfter is how long "auto" streaming stays off for a
 	// workspace whose Slack refused chat.startStream.
 	nativeRetryAfter = time.Hour
@@ -155,7 +154,7 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 		r.done = true
 		// The final text must land even if the answer's context is gone.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.a.finalWait)
 		defer cancel()
 	}
 	if r.mode == modeUndecided {

@@ -264,6 +264,22 @@ func TestBudgeter(t *testing.T) {
 	}
 }
 
+func TestFinalWait(t *testing.T) {
+	// 200 answers finishing at once queue on chat.update (45 a minute): the
+	// last one's final render must be allowed the 4.4 minutes that takes.
+	b := Budgets{"chat.update": {PerMinute: 45}, "chat.postMessage": {PerMinute: 1, PerChannel: true}}
+	answers := 200
+	if got, want := finalWait(b, answers), minFinalWait+time.Duration(float64(answers)/45*float64(time.Minute)); got != want {
+		t.Errorf("finalWait = %v, want %v", got, want)
+	}
+	if got := finalWait(Budgets{}, answers); got != minFinalWait {
+		t.Errorf("without budgets finalWait = %v, want %v", got, minFinalWait)
+	}
+	if got := finalWait(DefaultBudgets(), 64); got < 3*time.Minute || got > 5*time.Minute {
+		t.Errorf("default finalWait = %v for 64 workers", got)
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	h := newScripted()
 	for name, cfg := range map[string]config.Slack{

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary be the bot process too, as the command is.
+func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "bot" {
+		os.Exit(runBot(os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// smallRun runs the command on a few conversations with fast fakes and
+// returns its report.
+func smallRun(t *testing.T, extra ...string) *result {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts the bot process and the fakes")
+	}
+	dir := t.TempDir()
+	args := append([]string{"-conversations", "6", "-turns", "2", "-ttft", "50ms", "-token-interval", "5ms", "-tokens", "20",
+		"-ramp", "100ms", "-slack-edit-interval", "100ms", "-discord-edit-interval", "100ms", "-timeout", "60s",
+		"-json", filepath.Join(dir, "report.json"), "-botlog", filepath.Join(dir, "bot.log")}, extra...)
+	var stdout, stderr bytes.Buffer
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "PASSED") {
+		t.Errorf("report:\n%s", stdout.String())
+	}
+	return &r
+}
+
+func TestSmallRun(t *testing.T) {
+	r := smallRun(t)
+	if len(r.Platforms) != 2 {
+		t.Fatalf("platforms %+v", r.Platforms)
+	}
+	for _, p := range r.Platforms {
+		if p.Started != 6 || p.Completed != 6 || p.TurnsFound != 12 || p.AddedLatency.N != 6 || p.SignOfLife.N != 6 || p.Posts < 1 {
+			t.Errorf("%s: %+v", p.Platform, p)
+		}
+	}
+	if r.Tokens != 12*20 || r.CPUSeconds <= 0 || r.PeakRSS <= 0 || r.RedisPerTurn <= 0 {
+		t.Errorf("tokens %d, CPU %v, RSS %d, Redis %v", r.Tokens, r.CPUSeconds, r.PeakRSS, r.RedisPerTurn)
+	}
+	if p := r.Probe; !p.Measured || p.Completed != 6 || p.TurnsFound != 12 {
+		t.Errorf("probe %+v", p)
+	}
+}
+
+func TestSmallRunWithRateLimits(t *testing.T) {
+	r := smallRun(t, "-platform", "slack", "-ratelimits", "-ratelimit-scale", "30")
+	if len(r.Platforms) != 1 || r.Platforms[0].Completed != 12 || r.Platforms[0].RateLimited != 0 || r.Probe.Measured {
+		t.Errorf("%+v", r)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, bad := range [][]string{{"-platform", "irc"}, {"-conversations", "0"}, {"-tokens", "1000"}, {"-ttft-jitter", "2"}, {"extra"}} {
+		if _, err := parseFlags(bad, new(bytes.Buffer)); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	o, err := parseFlags(nil, new(bytes.Buffer))
+	if err != nil || o.conversations != 1000 || o.turns != 3 || o.timeout != 110*time.Second || o.flags["platform"] != "both" {
+		t.Errorf("defaults %+v, %v", o, err)
+	}
+}
+
+func TestSummaries(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	if l := summarize(ds); l.N != 100 || l.P50 != 51 || l.P99 != 100 || l.Max != 100 {
+		t.Errorf("summarize = %+v", l)
+	}
+	before := []bucket{{Le: 0.001, N: 10}}
+	after := []bucket{{Le: 0.001, N: 100}, {Le: 0.01, N: 10}}
+	if q := quantile(before, after, 0.5); q != 1 {
+		t.Errorf("p50 = %v ms", q)
+	}
+	if q := quantile(before, after, 0.99); q != 10 {
+		t.Errorf("p99 = %v ms", q)
+	}
+	tr := newTurn("s17", 2, 5)
+	if !strings.HasPrefix(tr.answer, "a-s17-2 ") || len(tr.tokens) != 5 || strings.Join(tr.tokens, "") != tr.answer {
+		t.Errorf("turn %+v", tr)
+	}
+	if m := questionRE.FindStringSubmatch(question("ps3", 12)); m == nil || m[1] != "ps3" || m[2] != "12" {
+		t.Errorf("question not recognized: %v", m)
+	}
+}

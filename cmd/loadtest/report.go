@@ -1,0 +1,242 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// latency summarizes durations in milliseconds.
+type latency struct {
+	N   int
+	P50 float64
+	P99 float64
+	Max float64
+}
+
+func summarize(ds []time.Duration) latency {
+	if len(ds) == 0 {
+		return latency{}
+	}
+	slices.Sort(ds)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return latency{N: len(ds), P50: ms(at(0.50)), P99: ms(at(0.99)), Max: ms(ds[len(ds)-1])}
+}
+
+// platformResult is what one platform's conversations measured.
+type platformResult struct {
+	Platform      string
+	Conversations int
+	Started       int // answers asked for
+	Completed     int // answers whose whole text became visible
+	TurnsExpected int // 2 per answer asked for
+	TurnsFound    int // in Redis, word for word
+	// AddedLatency runs from the fake Ark writing the first token to the
+	// first platform call showing it; SignOfLife from the user's message to
+	// the first visible reaction; AnswerTime from the message to the whole
+	// answer visible.
+	AddedLatency, SignOfLife, AnswerTime latency
+	// Per completed answer.
+	Posts, Edits, Appends, Other float64
+	RateLimited                  int            // 429s, all the run
+	Calls                        map[string]int // by method, during the measured load
+}
+
+// result is the whole report, also written with -json.
+type result struct {
+	Options       map[string]any
+	WallSeconds   float64 // the measured load, from the first message to the last answer
+	Platforms     []platformResult
+	Tokens        int64   // streamed by the fake Ark in measured answers
+	CPUSeconds    float64 // the bot process's, during the measured load
+	CPUPer1kTok   float64 // CPU seconds per 1,000 streamed tokens
+	AllocPerToken float64 // heap bytes allocated per token
+	ObjsPerToken  float64 // heap objects allocated per token
+	PeakRSS       int64   // bytes
+	// In the bot process during the load: how long runnable goroutines
+	// waited for a CPU (ms), and garbage collection.
+	SchedWaitP50, SchedWaitP99 float64
+	// The same in the harness, whose fakes timestamp what they receive only
+	// once their goroutine runs: this much of a latency is the harness's.
+	HarnessWaitP50, HarnessWaitP99 float64
+	GCCycles                       uint64
+	GCCPUSeconds                   float64
+	Probe                          probeResult
+	RedisPerTurn                   float64 // Redis round trips per answered turn
+	RedisHandshakes                int64   // not counted in it: handshakes of new pooled connections
+	HarnessCPU                     float64 // the harness's CPU seconds (fakes and driver), for context
+	Targets                        []target
+	Failures                       []string // why the run failed, if it did
+	BotLog                         string
+	BotLogWarnings                 int
+	BotLogFirstLines               []string
+}
+
+// probeResult is the memory probe: a second wave of as many conversations,
+// one turn each, after the load (without rate limits only).
+type probeResult struct {
+	Measured      bool
+	Conversations int
+	Completed     int
+	TurnsFound    int
+	// At the wave's busiest moment, after a GC, per streaming answer: the
+	// live heap, goroutine stack and goroutines added since before the wave.
+	Streams             int
+	HeapPerStream       float64
+	StackPerStream      float64
+	GoroutinesPerStream float64
+	// Live heap left per finished conversation once the wave is over.
+	IdleHeapPerConv float64
+}
+
+type target struct {
+	Name    string
+	Applies bool
+	Met     bool
+	Value   string
+}
+
+// classify sorts a platform method into posts, edits, appends or other.
+func classify(platform, method string) string {
+	switch platform + " " + method {
+	case "slack chat.postMessage", "slack chat.startStream", "discord POST " + routeMessages:
+		return "posts"
+	case "slack chat.update", "discord PATCH " + routeMessage:
+		return "edits"
+	case "slack chat.appendStream", "slack chat.stopStream":
+		return "appends"
+	}
+	return "other"
+}
+
+// quantile returns the q-quantile (ms) of the values added to a histogram
+// between two snapshots of it.
+func quantile(before, after []bucket, q float64) float64 {
+	counts := map[float64]uint64{}
+	for _, b := range after {
+		counts[b.Le] += b.N
+	}
+	for _, b := range before {
+		counts[b.Le] -= b.N
+	}
+	var les []float64
+	var total uint64
+	for le, n := range counts {
+		if n > 0 {
+			les = append(les, le)
+			total += n
+		}
+	}
+	slices.Sort(les)
+	var seen uint64
+	for _, le := range les {
+		seen += counts[le]
+		if float64(seen) >= q*float64(total) {
+			return le * 1000
+		}
+	}
+	return 0
+}
+
+// print writes the report as a table.
+func (r *result) print(w io.Writer) {
+	fmt.Fprintf(w, "\narkbot load test: %v\n", describe(r.Options))
+	fmt.Fprintf(w, "measured load: %.1f s, %d tokens streamed\n\n", r.WallSeconds, r.Tokens)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "platform\tanswers\tturns in Redis\tadded latency p50/p99/max ms\tsign of life p50/p99/max ms\tanswer p50/p99/max s\tposts\tedits\tappends\tother /answer\t429s\t")
+	for _, p := range r.Platforms {
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d/%d\t%.1f / %.1f / %.1f\t%.0f / %.0f / %.0f\t%.1f / %.1f / %.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t\n",
+			p.Platform, p.Completed, p.Started, p.TurnsFound, p.TurnsExpected,
+			p.AddedLatency.P50, p.AddedLatency.P99, p.AddedLatency.Max,
+			p.SignOfLife.P50, p.SignOfLife.P99, p.SignOfLife.Max,
+			p.AnswerTime.P50/1000, p.AnswerTime.P99/1000, p.AnswerTime.Max/1000,
+			p.Posts, p.Edits, p.Appends, p.Other, p.RateLimited)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nbot process: CPU %.1f s = %.3f s per 1,000 tokens; allocations %.0f B, %.1f objects per token; peak RSS %.0f MiB\n",
+		r.CPUSeconds, r.CPUPer1kTok, r.AllocPerToken, r.ObjsPerToken, float64(r.PeakRSS)/(1<<20))
+	fmt.Fprintf(w, "bot scheduling: runnable goroutines waited p50 %.2f ms, p99 %.1f ms for a CPU; %d GCs took %.1f s CPU\n",
+		r.SchedWaitP50, r.SchedWaitP99, r.GCCycles, r.GCCPUSeconds)
+	fmt.Fprintf(w, "harness (fakes and driver): CPU %.1f s; its goroutines waited p50 %.2f ms, p99 %.1f ms (part of every latency above)\n",
+		r.HarnessCPU, r.HarnessWaitP50, r.HarnessWaitP99)
+	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections)\n", r.RedisPerTurn, r.RedisHandshakes)
+	if p := r.Probe; p.Measured {
+		fmt.Fprintf(w, "memory probe (%d more conversations x 1 turn, %d/%d answers, %d/%d turns in Redis): per active stream (%d streaming) heap %.1f KiB, stack %.1f KiB, %.1f goroutines; per finished conversation %.0f B of heap\n",
+			p.Conversations, p.Completed, p.Conversations, p.TurnsFound, 2*p.Conversations, p.Streams,
+			p.HeapPerStream/1024, p.StackPerStream/1024, p.GoroutinesPerStream, p.IdleHeapPerConv)
+	}
+	fmt.Fprintln(w, "\ntargets:")
+	for _, t := range r.Targets {
+		mark := "n/a "
+		if t.Applies {
+			mark = "MISS"
+			if t.Met {
+				mark = "ok  "
+			}
+		}
+		fmt.Fprintf(w, "  [%s] %s: %s\n", mark, t.Name, t.Value)
+	}
+	if r.BotLog != "" {
+		fmt.Fprintf(w, "\nbot log: %s (%d warnings or errors)\n", r.BotLog, r.BotLogWarnings)
+		for _, l := range r.BotLogFirstLines {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	if len(r.Failures) > 0 {
+		fmt.Fprintln(w, "\nFAILED:")
+		for _, f := range r.Failures {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+	} else {
+		fmt.Fprintln(w, "\nPASSED: every answer complete, every turn in Redis"+map[bool]string{true: ", no 429", false: ""}[r.Options["ratelimits"] == true])
+	}
+}
+
+func describe(o map[string]any) string {
+	limits := "rate limits off"
+	if o["ratelimits"] == true {
+		limits = fmt.Sprintf("rate limits on (x%v)", o["ratelimit-scale"])
+	}
+	redis := "embedded Redis"
+	if u, _ := o["redis"].(string); u != "" {
+		redis = "Redis " + u
+	}
+	return fmt.Sprintf("%v conversations x %v turns on %v, begun within %v; Ark TTFT %v ±%v%%, %v tokens every %v; renders Slack %v, Discord %v; %s; %s",
+		o["conversations"], o["turns"], o["platform"], o["ramp"], o["ttft"], o["ttft-jitter"].(float64)*100, o["tokens"], o["token-interval"],
+		o["slack-edit-interval"], o["discord-edit-interval"], limits, redis)
+}
+
+// writeJSON writes the report to path.
+func (r *result) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// logSummary counts the warning and error lines of the bot's log and
+// returns the first few.
+func logSummary(path string) (int, []string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, nil
+	}
+	n := 0
+	var first []string
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			n++
+			if len(first) < 5 {
+				first = append(first, strings.TrimSpace(line))
+			}
+		}
+	}
+	return n, first
+}
