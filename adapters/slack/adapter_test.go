@@ -745,6 +745,23 @@ func TestNativeStreamBreakingMidAnswerContinuesByPost(t *testing.T) {
 	}
 }
 
+func TestTransientStopFailureIsRetriedInPlace(t *testing.T) {
+	h := newScripted()
+	h.answer = func(conversation.Message) string { return longAnswer }
+	h.frames, h.step = 4, 30*time.Millisecond
+	e := setup(t, h, nil)
+	e.fs.FailNext("chat.stopStream", fakeslack.Failure{Status: 502})
+	ts := e.fs.NextTS()
+	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> hi", ts, ""))
+	msgs := e.final("C1", ts)
+	if len(msgs) != 1 || !msgs[0].Streamed || msgs[0].Visible() != longAnswer {
+		t.Fatalf("thread = %+v", msgs)
+	}
+	if n := e.fs.CallCount("chat.stopStream"); n != 2 {
+		t.Fatalf("chat.stopStream called %d times, want a failure and one retry", n)
+	}
+}
+
 func TestWholeAnswerInOneFramePostsInsteadOfStreaming(t *testing.T) {
 	h := newScripted()
 	h.frames = -1

@@ -3,6 +3,8 @@ package slack
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -248,6 +250,23 @@ func rateLimited(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// idempotent lists the methods that may be repeated after a transient failure.
+var idempotent = map[string]bool{"chat.update": true, "chat.stopStream": true, "users.info": true, "auth.test": true}
+
+// transientRetryDelay is the pause before repeating a call that failed transiently.
+const transientRetryDelay = 200 * time.Millisecond
+
+// transient reports whether err is a network failure or an HTTP 5xx, not
+// Slack's answer to the request.
+func transient(err error) bool {
+	var status slack.StatusCodeError
+	if errors.As(err, &status) {
+		return status.Code >= 500
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // call runs one API call under the method's budget, counts it, and on HTTP
 // 429 waits Retry-After (blocking the method for every caller in the
 // workspace meanwhile) and retries the same call, so no text is lost.
@@ -268,6 +287,16 @@ func (a *Adapter) call(ctx context.Context, p priority, team, channel, method st
 		d, limited := rateLimited(err)
 		if !limited {
 			metrics.PlatformCall("slack", method, "error")
+			if attempt == 0 && p != bestEffort && idempotent[method] && transient(err) {
+				// A dropped pooled connection or a 5xx: one more try, so a
+				// final render isn't lost to a blip. Only for calls that are
+				// safe to repeat (a repeated post or append would duplicate text).
+				a.log.Warn("slack call failed; retrying once", "method", method, "err", err)
+				if err := sleep(ctx, transientRetryDelay); err != nil {
+					return err
+				}
+				continue
+			}
 			return err
 		}
 		metrics.PlatformCall("slack", method, "ratelimited")
