@@ -22,12 +22,14 @@ const (
 // global one.
 //
 // A token bucket with burst b and rate r lets through at most b + r·w calls
-// in any window w; the channel limiter takes b = 1 and r = (calls-1)/window
-// so no window of that length sees more than calls requests.
+// in any window w; the channel limiter takes b = 2 (1 when calls < 3) and
+// r = (calls-b)/window, so no window of that length sees more than calls
+// requests while a new answer's placeholder and first token go out at once.
 type budgets struct {
 	global   *rate.Limiter
 	channels *lru[string, *rate.Limiter]
 	perSec   rate.Limit
+	burst    int
 }
 
 func newBudgets(calls int, window time.Duration, globalPerSec float64) *budgets {
@@ -35,7 +37,11 @@ func newBudgets(calls int, window time.Duration, globalPerSec float64) *budgets 
 	if window <= 0 {
 		window = DefaultChannelWindow
 	}
-	r := rate.Limit(float64(calls-1) / window.Seconds())
+	burst := 1
+	if calls >= 3 {
+		burst = 2 // the placeholder and the first token both go out at once
+	}
+	r := rate.Limit(float64(calls-burst) / window.Seconds())
 	if calls == 1 {
 		r = rate.Every(window)
 	}
@@ -43,11 +49,11 @@ func newBudgets(calls int, window time.Duration, globalPerSec float64) *budgets 
 	if globalPerSec <= 0 {
 		g = rate.NewLimiter(rate.Inf, 1)
 	}
-	return &budgets{global: g, channels: newLRU[string, *rate.Limiter](20000), perSec: r}
+	return &budgets{global: g, channels: newLRU[string, *rate.Limiter](20000), perSec: r, burst: burst}
 }
 
 func (b *budgets) channel(key string) *rate.Limiter {
-	return b.channels.GetOrAdd(key, func() *rate.Limiter { return rate.NewLimiter(b.perSec, 1) })
+	return b.channels.GetOrAdd(key, func() *rate.Limiter { return rate.NewLimiter(b.perSec, b.burst) })
 }
 
 // try takes one call from the channel's budget without waiting.

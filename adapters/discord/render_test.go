@@ -130,9 +130,12 @@ func TestIDFromToken(t *testing.T) {
 }
 
 func TestBudgetsTryAndWait(t *testing.T) {
+	if b := newBudgets(2, 300*time.Millisecond, 1000); !b.try("c") || b.try("c") {
+		t.Fatal("with 2 calls per window the burst should be one")
+	}
 	b := newBudgets(3, 300*time.Millisecond, 1000)
-	if !b.try("c") || b.try("c") {
-		t.Fatal("burst should be exactly one")
+	if !b.try("c") || !b.try("c") || b.try("c") {
+		t.Fatal("burst should be exactly two: placeholder and first token at once")
 	}
 	if !b.try("d") {
 		t.Fatal("channels have separate budgets")
@@ -143,8 +146,8 @@ func TestBudgetsTryAndWait(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Three calls in all on "c": the last two wait ~150 ms each.
-	if d := time.Since(start); d < 250*time.Millisecond {
+	// Four calls in all on "c" at one per 300 ms after the burst of two.
+	if d := time.Since(start); d < 500*time.Millisecond {
 		t.Fatalf("waited only %v", d)
 	}
 }
