@@ -22,9 +22,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/arkbot/arkbot/adapters/console"
-	"github.com/arkbot/arkbot/arkclient"
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/wire"
 )
 
 func main() {
@@ -126,25 +126,11 @@ func newBot(cfg *config.Config, log *slog.Logger) (*bot, error) {
 	if err != nil {
 		return nil, err
 	}
-	ark, err := arkclient.New(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(),
-		arkclient.WithFirstTokenTimeout(cfg.Ark.FirstTokenTimeout.D()),
-		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
-		arkclient.WithRetries(cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
-		arkclient.WithLogger(log))
+	engine, store, err := wire.Core(cfg, rdb, log)
 	if err != nil {
 		closeRedis()
-		return nil, fmt.Errorf("ark.base_url: %w", err)
+		return nil, err
 	}
-	store := conversation.NewStore(rdb, conversation.StoreOptions{
-		Prefix: cfg.Redis.Prefix, TTL: cfg.Redis.TTL.D(), MaxTurns: cfg.Redis.MaxTurns,
-		LockTTL: cfg.Redis.LockTTL.D(), LockWait: cfg.Redis.LockWait.D(), DedupeTTL: cfg.Redis.DedupeTTL.D(),
-	})
-	engine := conversation.NewEngine(cfg, store, ark,
-		conversation.WithLogger(log),
-		conversation.WithRenderInterval(conversation.PlatformConsole, 0),
-		conversation.WithRenderInterval(conversation.PlatformSlack, cfg.Slack.EditInterval.D()),
-		conversation.WithRenderInterval(conversation.PlatformDiscord, cfg.Discord.EditInterval.D()))
-	log.Info("ark", "url", ark.URL(), "models", cfg.ModelNames(), "default", cfg.DefaultModel)
 	return &bot{log: log, store: store, engine: engine, closeRedis: closeRedis}, nil
 }
 

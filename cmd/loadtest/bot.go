@@ -25,6 +25,7 @@ import (
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/transport"
+	"github.com/arkbot/arkbot/internal/wire"
 	botmetrics "github.com/arkbot/arkbot/metrics"
 )
 
@@ -209,24 +210,11 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 	// The HTTP clients are the adapters' and the Ark client's defaults, made
 	// here to be able to close their idle connections.
 	arkT, slackT, discordT := transport.New(1024), transport.New(cfg.Slack.MaxConcurrent), transport.New(cfg.Discord.MaxConcurrent)
-	ark, err := arkclient.New(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(),
-		arkclient.WithHTTPClient(&http.Client{Transport: arkT}),
-		arkclient.WithFirstTokenTimeout(cfg.Ark.FirstTokenTimeout.D()),
-		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
-		arkclient.WithRetries(cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
-		arkclient.WithLogger(log))
+	engine, _, err := wire.Core(cfg, rdb, log, arkclient.WithHTTPClient(&http.Client{Transport: arkT}))
 	if err != nil {
 		rdb.Close()
 		return nil, err
 	}
-	store := conversation.NewStore(rdb, conversation.StoreOptions{
-		Prefix: cfg.Redis.Prefix, TTL: cfg.Redis.TTL.D(), MaxTurns: cfg.Redis.MaxTurns,
-		LockTTL: cfg.Redis.LockTTL.D(), LockWait: cfg.Redis.LockWait.D(), DedupeTTL: cfg.Redis.DedupeTTL.D(),
-	})
-	engine := conversation.NewEngine(cfg, store, ark,
-		conversation.WithLogger(log),
-		conversation.WithRenderInterval(conversation.PlatformSlack, cfg.Slack.EditInterval.D()),
-		conversation.WithRenderInterval(conversation.PlatformDiscord, cfg.Discord.EditInterval.D()))
 
 	b := &bot{log: log, rdb: rdb, rt: rt, engine: engine, shutdown: cfg.Server.ShutdownTimeout.D(),
 		transports: []*http.Transport{arkT, slackT, discordT}}
