@@ -171,12 +171,6 @@ func (s *Store) admit(ctx context.Context, m Message, models []string, now time.
 	return a, true, nil
 }
 
-// Forget removes the dedupe marker of a message, so a redelivery is answered
-// (used when the message could not be handled at all).
-func (s *Store) Forget(ctx context.Context, m Message) error {
-	return s.rdb.Del(ctx, s.markerKey(m)).Err()
-}
-
 // Allow applies a per-minute request limit for key across all replicas and
 // returns how long to wait when it is exceeded.
 func (s *Store) Allow(ctx context.Context, key string, perMinute int) (time.Duration, error) {
