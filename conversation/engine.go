@@ -453,6 +453,7 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 		}
 		if c.Content != "" || c.Reasoning != "" {
 			p.update(frame())
+			e.readLater(ctx, p)
 		}
 	}
 	res.frame = frame()
@@ -472,6 +473,33 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 	}
 	return res
 }
+
+// readLater waits, after a chunk, until shortly before the pacer's next
+// render could start (or ctx ends): what Ark streams meanwhile waits in the
+// connection's buffer and is read in a few reads just before the render
+// that shows it, instead of one read and one goroutine wake-up per token.
+// The user sees the same renders at the same moments; the bot spends a
+// fraction of the CPU per token (see the README's performance section).
+// The wait stays well under Ark's idle timeout, which counts from the
+// last chunk read.
+func (e *Engine) readLater(ctx context.Context, p *pacer) {
+	now := time.Now()
+	wait := p.quietUntil(now).Sub(now) - min(readAhead, p.interval/4)
+	wait = min(wait, e.cfg.Ark.IdleTimeout.D()/4)
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// readAhead is how long before a render the stream is read again: time
+// enough to read and decode the chunks buffered meanwhile.
+const readAhead = 100 * time.Millisecond
 
 func (e *Engine) renderInterval(platform string) time.Duration {
 	if d, ok := e.interval[platform]; ok {

@@ -16,13 +16,15 @@ type pacer struct {
 	interval time.Duration
 	log      *slog.Logger
 
-	mu       sync.Mutex
-	latest   Frame
-	dirty    bool
-	final    bool
-	finalErr error
-	wake     chan struct{}
-	done     chan struct{}
+	mu        sync.Mutex
+	latest    Frame
+	dirty     bool
+	final     bool
+	rendering bool      // a render is in flight
+	next      time.Time // the last render's end plus the interval
+	finalErr  error
+	wake      chan struct{}
+	done      chan struct{}
 }
 
 func newPacer(r Reply, interval time.Duration, log *slog.Logger) *pacer {
@@ -71,10 +73,16 @@ func (p *pacer) run() {
 		if !dirty {
 			continue
 		}
+		p.mu.Lock()
+		p.rendering = true
+		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), renderTimeout)
 		err := p.reply.Render(ctx, f)
 		cancel()
 		last = time.Now()
+		p.mu.Lock()
+		p.rendering, p.next = false, last.Add(p.interval)
+		p.mu.Unlock()
 		if final {
 			p.finalErr = err
 			return
@@ -83,6 +91,22 @@ func (p *pacer) run() {
 			p.log.Warn("render failed", "err", err)
 		}
 	}
+}
+
+// quietUntil is the earliest moment the next render could start, as far as
+// the pacer knows at now: before the first render, now (a frame shows at
+// once); during a render, an interval from now at least, since the next
+// one waits for its end; after one, its end plus the interval.
+func (p *pacer) quietUntil(now time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.rendering:
+		return now.Add(p.interval)
+	case p.next.After(now):
+		return p.next
+	}
+	return now
 }
 
 // renderTimeout bounds one render, including an adapter's wait for its

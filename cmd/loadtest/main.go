@@ -4,6 +4,7 @@
 //	    [-ttft 500ms] [-ttft-jitter 0.5] [-token-interval 25ms] [-tokens 120]
 //	    [-ramp 1s] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
+//	    [-harness-cpuprofile harness.pprof] [-timeline]
 //	    [-timeout 110s]
 //
 // On 127.0.0.1 only, it starts a fake Ark streaming at the given pace, fake
@@ -27,7 +28,8 @@
 // conversations again, one turn each, measure the heap and goroutines per
 // active stream and the heap a finished conversation leaves behind.
 // -cpuprofile profiles the bot process during the load, -memprofile takes
-// its heap at the probe's busiest moment.
+// its heap at the probe's busiest moment, -harness-cpuprofile profiles
+// this process (fakes and simulated users) during the load.
 //
 // Without -ratelimits the adapters' own rate budgets are off too, as on a
 // platform without limits, so latency is the bot's own; with it, the fakes
@@ -47,6 +49,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -75,6 +79,8 @@ type options struct {
 	jsonPath             string
 	cpuProfile           string
 	memProfile           string
+	harnessProfile       string
+	timeline             bool
 	botLog               string
 	logLevel             string
 	flags                map[string]any // every flag's value, for the report
@@ -100,6 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 110*time.Second, "stop everything after this long")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report to this JSON file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bot process during the load to this file")
+	fs.StringVar(&o.harnessProfile, "harness-cpuprofile", "", "write a CPU profile of this process (the fakes and the simulated users) during the load to this file")
+	fs.BoolVar(&o.timeline, "timeline", false, "also print the added latency per quarter second of the load (to line up with GODEBUG=gctrace=1)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the bot process at the busiest moment to this file")
 	fs.StringVar(&o.botLog, "botlog", "", "write the bot's log here (default: a temporary file)")
 	fs.StringVar(&o.logLevel, "loglevel", "warn", "the bot's log level: debug, info, warn or error")
@@ -186,6 +194,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	// The harness's garbage collections would delay the fakes' timestamps,
+	// counting as the bot's latency: it collects less often, with memory
+	// to spare. The bot process keeps Go's defaults (or GOGC, if set).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -195,7 +209,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "loadtest:", err)
 		return 1
 	}
-	r.print(stdout)
+	r.print(stdout, o.timeline)
 	if o.jsonPath != "" {
 		if err := r.writeJSON(o.jsonPath); err != nil {
 			fmt.Fprintln(stderr, "loadtest:", err)
@@ -258,6 +272,16 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 			return nil, fmt.Errorf("cpu profile: %v %s", err, s.Err)
 		}
 	}
+	if o.harnessProfile != "" {
+		f, err := os.Create(o.harnessProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
 	harnessCPU, _ := rusage()
 	harnessWait := schedWait()
 
@@ -287,6 +311,9 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 		}
 	}, atMid)
 	wall := time.Since(launch)
+	if o.harnessProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	h.stats.measuring.Store(false)
 	end, err := h.bot.snap(false, "")
 	if err != nil {
@@ -308,6 +335,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	found := h.verify(context.WithoutCancel(ctx), loadSet.all)
 	r.RedisHandshakes = end.RedisSetup - base.RedisSetup
 	r.results(h, loadSet.all, found, end.Redis-base.Redis)
+	r.Timeline = timeline(loadSet.all, launch)
 
 	if !o.ratelimits {
 		if err := h.probe(ctx, r, probeSet, stderr, start); err != nil {

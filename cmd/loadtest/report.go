@@ -29,6 +29,38 @@ func summarize(ds []time.Duration) latency {
 	return latency{N: len(ds), P50: ms(at(0.50)), P99: ms(at(0.99)), Max: ms(ds[len(ds)-1])}
 }
 
+// window is the added latency of the answers whose first token came in one
+// quarter second of the load, beginning At seconds into it: a spike lines
+// up with what happened then (a GC in GODEBUG=gctrace=1, a burst of turns).
+type window struct {
+	At      float64
+	Latency latency
+}
+
+func timeline(convs []*conv, launch time.Time) []window {
+	const width = 250 * time.Millisecond
+	by := map[int][]time.Duration{}
+	last := 0
+	for _, c := range convs {
+		c.mu.Lock()
+		for _, t := range c.turns {
+			if !t.shown.IsZero() && !t.first.IsZero() {
+				k := int(t.first.Sub(launch) / width)
+				by[k] = append(by[k], t.shown.Sub(t.first))
+				last = max(last, k)
+			}
+		}
+		c.mu.Unlock()
+	}
+	var ws []window
+	for k := 0; k <= last; k++ {
+		if ds := by[k]; len(ds) > 0 {
+			ws = append(ws, window{At: (time.Duration(k) * width).Seconds(), Latency: summarize(ds)})
+		}
+	}
+	return ws
+}
+
 // platformResult is what one platform's conversations measured.
 type platformResult struct {
 	Platform      string
@@ -68,9 +100,10 @@ type result struct {
 	GCCycles                       uint64
 	GCCPUSeconds                   float64
 	Probe                          probeResult
-	RedisPerTurn                   float64 // Redis round trips per answered turn
-	RedisHandshakes                int64   // not counted in it: handshakes of new pooled connections
-	HarnessCPU                     float64 // the harness's CPU seconds (fakes and driver), for context
+	Timeline                       []window // added latency over the load
+	RedisPerTurn                   float64  // Redis round trips per answered turn
+	RedisHandshakes                int64    // not counted in it: handshakes of new pooled connections
+	HarnessCPU                     float64  // the harness's CPU seconds (fakes and driver), for context
 	Targets                        []target
 	Failures                       []string // why the run failed, if it did
 	BotLog                         string
@@ -145,7 +178,7 @@ func quantile(before, after []bucket, q float64) float64 {
 }
 
 // print writes the report as a table.
-func (r *result) print(w io.Writer) {
+func (r *result) print(w io.Writer, withTimeline bool) {
 	fmt.Fprintf(w, "\narkbot load test: %v\n", describe(r.Options))
 	fmt.Fprintf(w, "measured load: %.1f s, %d tokens streamed\n\n", r.WallSeconds, r.Tokens)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -170,6 +203,13 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "memory probe (%d more conversations x 1 turn, %d/%d answers, %d/%d turns in Redis): per active stream (%d streaming) heap %.1f KiB, stack %.1f KiB, %.1f goroutines; per finished conversation %.0f B of heap\n",
 			p.Conversations, p.Completed, p.Conversations, p.TurnsFound, 2*p.Conversations, p.Streams,
 			p.HeapPerStream/1024, p.StackPerStream/1024, p.GoroutinesPerStream, p.IdleHeapPerConv)
+	}
+	if withTimeline {
+		fmt.Fprintln(w, "\nadded latency by when the first token came (s into the load: answers, p50/p99/max ms):")
+		for _, win := range r.Timeline {
+			l := win.Latency
+			fmt.Fprintf(w, "  %6.2f  %4d  %.1f / %.1f / %.1f\n", win.At, l.N, l.P50, l.P99, l.Max)
+		}
 	}
 	fmt.Fprintln(w, "\ntargets:")
 	for _, t := range r.Targets {

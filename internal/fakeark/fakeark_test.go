@@ -344,3 +344,29 @@ func TestSplitWords(t *testing.T) {
 		t.Errorf("got %d chunks, want 3", n)
 	}
 }
+
+func TestAppendDeltaMatchesMarshal(t *testing.T) {
+	base := chunk{ID: `021-"id"`, Object: "chat.completion.chunk", Created: 1718000000, Model: "doubao-seed-1-6-250615"}
+	prefix := deltaPrefix(base)
+	str := func(s string) *string { return &s }
+	for _, tc := range []struct {
+		d      delta
+		finish *string
+	}{
+		{delta{Role: "assistant", Content: str("Hel")}, nil},
+		{delta{Content: str(" <b>&\"你好\"\n\u2028😀")}, nil},
+		{delta{Reasoning: str("hm\\")}, nil},
+		{delta{Role: "assistant", Content: str("")}, str("stop")},
+		{delta{}, str("length")},
+	} {
+		c := base
+		c.Choices = []choice{{Delta: tc.d, FinishReason: tc.finish}}
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(appendDelta(nil, prefix, tc.d, tc.finish)); got != "data: "+string(want)+"\n\n" {
+			t.Errorf("appendDelta\n got %s\nwant data: %s", got, want)
+		}
+	}
+}
