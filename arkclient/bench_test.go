@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/valyala/fastjson"
 )
 
 // cannedSSE answers every request with the same SSE body from memory.
@@ -59,4 +61,27 @@ func BenchmarkStreamRecv(b *testing.B) {
 			b.Fatalf("%d chunks", n)
 		}
 	}
+}
+
+// BenchmarkDecodeChunk is the cost of decoding one content chunk, by
+// decodeChunk and by the encoding/json decoder it replaced.
+func BenchmarkDecodeChunk(b *testing.B) {
+	raw := []byte(arkChunk(arkChoice(`"content":" word17"`, "null"), "null"))
+	b.Run("fastjson", func(b *testing.B) {
+		var p fastjson.Parser
+		b.ReportAllocs()
+		for b.Loop() {
+			if ch, _, err := decodeChunk(&p, raw); err != nil || ch.Content != " word17" {
+				b.Fatal(ch, err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if ch, _, err := refDecode(raw); err != nil || ch.Content != " word17" {
+				b.Fatal(ch, err)
+			}
+		}
+	})
 }

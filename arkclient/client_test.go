@@ -2,12 +2,14 @@ package arkclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -599,5 +601,36 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := c.backoff(0, 300*time.Millisecond); d != 300*time.Millisecond {
 		t.Errorf("Retry-After not honoured: %v", d)
+	}
+}
+
+// The spliced body (no content to patch) says what the decoded and
+// re-encoded one says.
+func TestRewriteBodySplice(t *testing.T) {
+	fields := map[string]any{"thinking": map[string]string{"type": "enabled"}, "temperature": 0.0}
+	for _, body := range []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi \"there\""}],"stream":true}`,
+		`{}`, ` { } `, `{"a":1}`,
+	} {
+		for _, f := range []map[string]any{fields, {}} {
+			fast, err := rewriteBody([]byte(body), f, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slow, err := rewriteBody([]byte(body), f, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a, b any
+			if err := json.Unmarshal(fast, &a); err != nil {
+				t.Fatalf("%s with %v: %v: %s", body, f, err, fast)
+			}
+			if err := json.Unmarshal(slow, &b); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("%s with %v:\nspliced %s\ndecoded %s", body, f, fast, slow)
+			}
+		}
 	}
 }

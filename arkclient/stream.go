@@ -2,7 +2,6 @@ package arkclient
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/arkbot/arkbot/metrics"
 	openai "github.com/sashabaranov/go-openai"
+	"github.com/valyala/fastjson"
 )
 
 // Stream is a streamed answer. Call Recv until it returns an error, then (or
@@ -26,6 +26,7 @@ type Stream struct {
 	info   *attemptInfo
 	sr     *openai.ChatCompletionStream // sent the request; Close closes the body
 	data   *sseData                     // reads the body
+	parser fastjson.Parser              // decodes its chunks
 
 	pending  []Chunk // read by Client.Stream, not yet returned
 	started  bool    // returned to the caller: later errors are Interrupted
@@ -77,14 +78,13 @@ func (s *Stream) read() (Chunk, error) {
 		if string(raw) == "[DONE]" {
 			return Chunk{}, s.fail(io.EOF)
 		}
-		var wc wireChunk
-		if err := json.Unmarshal(raw, &wc); err != nil {
+		ch, apiErr, err := decodeChunk(&s.parser, raw)
+		if err != nil {
 			return Chunk{}, s.fail(err)
 		}
-		if wc.Error != nil {
-			return Chunk{}, s.fail(wc.Error)
+		if apiErr != nil {
+			return Chunk{}, s.fail(apiErr)
 		}
-		ch := wc.chunk()
 		if ch == (Chunk{}) {
 			continue
 		}
@@ -94,56 +94,6 @@ func (s *Stream) read() (Chunk, error) {
 		s.wd.reset(s.c.idle)
 		return ch, nil
 	}
-}
-
-// wireChunk is what the client reads of a streamed chunk, or of an error
-// event ({"error":{...}}, as Ark sends one mid-stream): only these fields,
-// where go-openai would decode the whole response, for each token.
-type wireChunk struct {
-	Error   *openai.APIError `json:"error"`
-	Choices []struct {
-		Index int `json:"index"`
-		Delta struct {
-			Content          string `json:"content"`
-			ReasoningContent string `json:"reasoning_content"`
-		} `json:"delta"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *struct {
-		PromptTokens        int `json:"prompt_tokens"`
-		CompletionTokens    int `json:"completion_tokens"`
-		TotalTokens         int `json:"total_tokens"`
-		PromptTokensDetails *struct {
-			CachedTokens int `json:"cached_tokens"`
-		} `json:"prompt_tokens_details"`
-		CompletionTokensDetails *struct {
-			ReasoningTokens int `json:"reasoning_tokens"`
-		} `json:"completion_tokens_details"`
-	} `json:"usage"`
-}
-
-func (w *wireChunk) chunk() Chunk {
-	var ch Chunk
-	for _, c := range w.Choices {
-		if c.Index != 0 {
-			continue
-		}
-		ch.Content += c.Delta.Content
-		ch.Reasoning += c.Delta.ReasoningContent
-		if c.FinishReason != "" {
-			ch.FinishReason = c.FinishReason
-		}
-	}
-	if u := w.Usage; u != nil {
-		ch.Usage = &Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
-		if u.PromptTokensDetails != nil {
-			ch.Usage.CachedTokens = u.PromptTokensDetails.CachedTokens
-		}
-		if u.CompletionTokensDetails != nil {
-			ch.Usage.ReasoningTokens = u.CompletionTokensDetails.ReasoningTokens
-		}
-	}
-	return ch
 }
 
 // fail ends the stream: it releases the connection and turns err into the
