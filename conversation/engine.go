@@ -30,8 +30,12 @@ type Engine struct {
 	interval map[string]time.Duration
 	now      func() time.Time
 
-	mu       sync.Mutex
-	running  map[string]context.CancelCauseFunc // by DedupeKey
+	// Answers in flight: running maps DedupeKey to its cancel func; mu
+	// orders enter (read-locked, so answers never wait on each other) with
+	// Shutdown setting closing. A mutex around both was a hot spot when a
+	// thousand answers began and ended at once.
+	running  sync.Map
+	mu       sync.RWMutex
 	closing  bool
 	inflight sync.WaitGroup
 	base     context.Context // cancelled when a shutdown's grace ends
@@ -65,7 +69,7 @@ func NewEngine(cfg *config.Config, store *Store, ark Streamer, opts ...Option) *
 	e := &Engine{
 		cfg: cfg, store: store, ark: ark, log: slog.Default(),
 		interval: map[string]time.Duration{}, now: time.Now,
-		running: map[string]context.CancelCauseFunc{}, base: base, stopAll: stop,
+		base: base, stopAll: stop,
 	}
 	for _, o := range opts {
 		o(e)
@@ -136,8 +140,8 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 
 // enter registers an answer in flight unless the engine is shutting down.
 func (e *Engine) enter() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	if e.closing {
 		return false
 	}
@@ -147,11 +151,9 @@ func (e *Engine) enter() bool {
 
 // Stop implements Handler.
 func (e *Engine) Stop(dedupeKey string) bool {
-	e.mu.Lock()
-	cancel, ok := e.running[dedupeKey]
-	e.mu.Unlock()
+	cancel, ok := e.running.Load(dedupeKey)
 	if ok {
-		cancel(errStopped)
+		cancel.(context.CancelCauseFunc)(errStopped)
 	}
 	return ok
 }
@@ -209,14 +211,8 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	defer cancel(nil)
 	stopOnShutdown := context.AfterFunc(e.base, func() { cancel(context.Cause(e.base)) })
 	defer stopOnShutdown()
-	e.mu.Lock()
-	e.running[m.DedupeKey()] = cancel
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.running, m.DedupeKey())
-		e.mu.Unlock()
-	}()
+	e.running.Store(m.DedupeKey(), cancel)
+	defer e.running.Delete(m.DedupeKey())
 
 	if err := r.Begin(actx); err != nil {
 		log.Warn("begin failed", "err", err)

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -73,8 +75,9 @@ type snapshot struct {
 	// SchedWait is how long goroutines waited, runnable, for a CPU so far:
 	// a histogram, as bucket upper bounds (seconds) and counts.
 	SchedWait  []bucket
-	Redis      int64 // Redis round trips so far
-	RedisSetup int64 // connection handshakes, not in Redis
+	Redis      int64    // Redis round trips so far
+	RedisSetup int64    // connection handshakes, not in Redis
+	Dials      [3]int64 // HTTP connections opened to Ark, Slack and Discord so far
 	Err        string
 }
 
@@ -184,8 +187,10 @@ type bot struct {
 	cancel   context.CancelFunc
 	done     []chan error
 	profile  *os.File
-	// transports are the HTTP clients' pools (Ark, Slack, Discord).
+	// transports are the HTTP clients' pools (Ark, Slack, Discord), dials
+	// the connections each opened.
 	transports []*http.Transport
+	dials      *[3]atomic.Int64
 }
 
 // startBot wires the bot as cmd/bot does and waits until every configured
@@ -210,13 +215,21 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 	// The HTTP clients are the adapters' and the Ark client's defaults, made
 	// here to be able to close their idle connections.
 	arkT, slackT, discordT := transport.New(1024), transport.New(cfg.Slack.MaxConcurrent), transport.New(cfg.Discord.MaxConcurrent)
+	dials := &[3]atomic.Int64{}
+	for i, t := range []*http.Transport{arkT, slackT, discordT} {
+		dial := t.DialContext
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials[i].Add(1)
+			return dial(ctx, network, addr)
+		}
+	}
 	engine, _, err := wire.Core(cfg, rdb, log, arkclient.WithHTTPClient(&http.Client{Transport: arkT}))
 	if err != nil {
 		rdb.Close()
 		return nil, err
 	}
 
-	b := &bot{log: log, rdb: rdb, rt: rt, engine: engine, shutdown: cfg.Server.ShutdownTimeout.D(),
+	b := &bot{log: log, rdb: rdb, rt: rt, engine: engine, dials: dials, shutdown: cfg.Server.ShutdownTimeout.D(),
 		transports: []*http.Transport{arkT, slackT, discordT}}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
@@ -234,7 +247,7 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 		}
 		a, err := slack.New(cfg.Slack, cfg.Limits, engine, slack.WithLogger(log.With("adapter", "slack")),
 			slack.WithShutdownGrace(b.shutdown), slack.WithBudgets(budgets),
-			slack.WithHTTPClient(&http.Client{Timeout: 30 * time.Second, Transport: slackT}))
+			slack.WithHTTPClient(&http.Client{Timeout: 30 * time.Second, Transport: stamped{slackT}}))
 		if err != nil {
 			b.stop()
 			return nil, err
@@ -243,7 +256,7 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 	}
 	if cfg.Discord.Enabled() {
 		opts := []discord.Option{discord.WithLogger(log.With("adapter", "discord")), discord.WithShutdownWait(b.shutdown),
-			discord.WithHTTPClient(&http.Client{Timeout: 20 * time.Second, Transport: discordT})}
+			discord.WithHTTPClient(&http.Client{Timeout: 20 * time.Second, Transport: stamped{discordT}})}
 		if spec.Unlimited {
 			opts = append(opts, discord.WithChannelBudget(1<<30, time.Second), discord.WithGlobalBudget(0))
 		} else {
@@ -278,6 +291,23 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 		}
 	}
 	return b, nil
+}
+
+// sentHeader carries the moment the bot made a platform call, in Unix
+// nanoseconds.
+const sentHeader = "X-Loadtest-Sent"
+
+// stamped marks each platform call with the moment the bot made it, so the
+// harness can tell the latency the bot adds from its own delay in taking
+// the call: on a machine shared with the fakes, their goroutines wait for
+// a CPU too.
+type stamped struct{ next http.RoundTripper }
+
+func (s stamped) RoundTrip(r *http.Request) (*http.Response, error) {
+	c := *r // a RoundTripper must not modify its request
+	c.Header = r.Header.Clone()
+	c.Header.Set(sentHeader, strconv.FormatInt(time.Now().UnixNano(), 10))
+	return s.next.RoundTrip(&c)
 }
 
 // stop ends the bot as cmd/bot does on SIGTERM: answers in flight get the
@@ -380,6 +410,7 @@ func (b *bot) snap(gc bool) snapshot {
 		GCCPU:      samples[7].Value.Float64(),
 		Redis:      b.rt.n.Load(),
 		RedisSetup: b.rt.setup.Load(),
+		Dials:      [3]int64{b.dials[0].Load(), b.dials[1].Load(), b.dials[2].Load()},
 	}
 	s.CPU, s.MaxRSS = rusage()
 	s.SchedWait = buckets(samples[5].Value.Float64Histogram())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,7 +52,8 @@ type turn struct {
 	event    time.Time
 	sign     time.Time // first visible sign of life (status, placeholder, post)
 	first    time.Time // the fake Ark wrote the first token
-	shown    time.Time // first platform call showing the first token
+	shown    time.Time // first platform call showing the first token, as the fake took it
+	sent     time.Time // the same call, as the bot made it
 	final    time.Time // the whole answer was visible
 	finished chan struct{}
 }
@@ -91,7 +93,7 @@ func (c *conv) turnN(n int) *turn {
 // observe records a platform call seen at time at on the conversation's
 // channel: sign marks a visible sign of life, content is the text it
 // carried, and final (when set) reports whether the answer is now complete.
-func (c *conv) observe(at time.Time, sign bool, content string, final func(*turn) bool) {
+func (c *conv) observe(at, sent time.Time, sign bool, content string, final func(*turn) bool) {
 	c.mu.Lock()
 	if len(c.turns) == 0 {
 		c.mu.Unlock()
@@ -106,7 +108,7 @@ func (c *conv) observe(at time.Time, sign bool, content string, final func(*turn
 		t.sign = at
 	}
 	if t.shown.IsZero() && strings.Contains(content, t.marker) {
-		t.shown = at
+		t.shown, t.sent = at, sent
 	}
 	c.mu.Unlock()
 	if final == nil || !final(t) {
@@ -221,6 +223,15 @@ func (h *harness) onFirstChunk(req fakeark.Request, at time.Time) {
 	c.mu.Unlock()
 }
 
+// sentAt is when the bot made a call (see stamped), zero if unknown.
+func sentAt(h http.Header) time.Time {
+	n, err := strconv.ParseInt(h.Get(sentHeader), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
 // Slack methods that show something in the thread.
 var (
 	slackSignOfLife = map[string]bool{"assistant.threads.setStatus": true, "chat.postMessage": true, "chat.startStream": true, "reactions.add": true}
@@ -245,7 +256,7 @@ func (h *harness) onSlackCall(call fakeslack.Call) {
 	if slackContent[call.Method] {
 		final = func(t *turn) bool { return h.slackComplete(c, t) }
 	}
-	c.observe(call.Time, slackSignOfLife[call.Method], content, final)
+	c.observe(call.Time, sentAt(call.Header), slackSignOfLife[call.Method], content, final)
 }
 
 // slackComplete reports whether the thread shows turn t's whole answer:
@@ -289,7 +300,7 @@ func (h *harness) onDiscordCall(call fakediscord.Call) {
 	}
 	sign := call.Method == "POST" && (call.Route == routeMessages || call.Route == routeTyping)
 	isMessage := call.Route == routeMessages || call.Route == routeMessage
-	c.observe(call.Time, sign, content, func(t *turn) bool { return isMessage && call.Content != nil && content == t.answer })
+	c.observe(call.Time, sentAt(call.Header), sign, content, func(t *turn) bool { return isMessage && call.Content != nil && content == t.answer })
 }
 
 // callStats counts the platform calls the fakes answered.

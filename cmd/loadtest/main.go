@@ -334,6 +334,9 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	r.GCCycles, r.GCCPUSeconds = end.GCCycles-base.GCCycles, end.GCCPU-base.GCCPU
 	found := h.verify(context.WithoutCancel(ctx), loadSet.all)
 	r.RedisHandshakes = end.RedisSetup - base.RedisSetup
+	for i := range r.Dials {
+		r.Dials[i] = end.Dials[i] - base.Dials[i]
+	}
 	r.results(h, loadSet.all, found, end.Redis-base.Redis)
 	r.Timeline = timeline(loadSet.all, launch)
 
@@ -464,7 +467,7 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 	answered := 0
 	for _, p := range []string{platformSlack, platformDiscord} {
 		pr := platformResult{Platform: p}
-		var added, sign, answer []time.Duration
+		var added, made, sign, answer []time.Duration
 		for _, c := range measured {
 			if c.platform != p {
 				continue
@@ -486,6 +489,9 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 				}
 				if !t.shown.IsZero() && !t.first.IsZero() {
 					added = append(added, t.shown.Sub(t.first))
+					if !t.sent.IsZero() {
+						made = append(made, t.sent.Sub(t.first))
+					}
 				}
 			}
 			c.mu.Unlock()
@@ -495,7 +501,7 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 			continue
 		}
 		answered += pr.Started
-		pr.AddedLatency, pr.SignOfLife, pr.AnswerTime = summarize(added), summarize(sign), summarize(answer)
+		pr.AddedLatency, pr.CallLatency, pr.SignOfLife, pr.AnswerTime = summarize(added), summarize(made), summarize(sign), summarize(answer)
 		h.stats.mu.Lock()
 		pr.Calls = h.stats.calls[p]
 		pr.RateLimited = h.stats.limited[p]

@@ -74,6 +74,10 @@ type platformResult struct {
 	// the first visible reaction; AnswerTime from the message to the whole
 	// answer visible.
 	AddedLatency, SignOfLife, AnswerTime latency
+	// CallLatency runs from the fake Ark writing the first token to the
+	// bot making the platform call showing it, as the bot's HTTP client
+	// stamps it: AddedLatency without the fakes' own wait to take the call.
+	CallLatency latency
 	// Per completed answer.
 	Posts, Edits, Appends, Other float64
 	RateLimited                  int            // 429s, all the run
@@ -103,6 +107,7 @@ type result struct {
 	Timeline                       []window // added latency over the load
 	RedisPerTurn                   float64  // Redis round trips per answered turn
 	RedisHandshakes                int64    // not counted in it: handshakes of new pooled connections
+	Dials                          [3]int64 // HTTP connections the bot opened to Ark, Slack and Discord
 	HarnessCPU                     float64  // the harness's CPU seconds (fakes and driver), for context
 	Targets                        []target
 	Failures                       []string // why the run failed, if it did
@@ -182,11 +187,12 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 	fmt.Fprintf(w, "\narkbot load test: %v\n", describe(r.Options))
 	fmt.Fprintf(w, "measured load: %.1f s, %d tokens streamed\n\n", r.WallSeconds, r.Tokens)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "platform\tanswers\tturns in Redis\tadded latency p50/p99/max ms\tsign of life p50/p99/max ms\tanswer p50/p99/max s\tposts\tedits\tappends\tother /answer\t429s\t")
+	fmt.Fprintln(tw, "platform\tanswers\tturns in Redis\tadded latency p50/p99/max ms\t(call made) p50/p99/max ms\tsign of life p50/p99/max ms\tanswer p50/p99/max s\tposts\tedits\tappends\tother /answer\t429s\t")
 	for _, p := range r.Platforms {
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d/%d\t%.1f / %.1f / %.1f\t%.0f / %.0f / %.0f\t%.1f / %.1f / %.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d/%d\t%.1f / %.1f / %.1f\t%.1f / %.1f / %.1f\t%.0f / %.0f / %.0f\t%.1f / %.1f / %.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t\n",
 			p.Platform, p.Completed, p.Started, p.TurnsFound, p.TurnsExpected,
 			p.AddedLatency.P50, p.AddedLatency.P99, p.AddedLatency.Max,
+			p.CallLatency.P50, p.CallLatency.P99, p.CallLatency.Max,
 			p.SignOfLife.P50, p.SignOfLife.P99, p.SignOfLife.Max,
 			p.AnswerTime.P50/1000, p.AnswerTime.P99/1000, p.AnswerTime.Max/1000,
 			p.Posts, p.Edits, p.Appends, p.Other, p.RateLimited)
@@ -198,7 +204,8 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 		r.SchedWaitP50, r.SchedWaitP99, r.GCCycles, r.GCCPUSeconds)
 	fmt.Fprintf(w, "harness (fakes and driver): CPU %.1f s; its goroutines waited p50 %.2f ms, p99 %.1f ms (part of every latency above)\n",
 		r.HarnessCPU, r.HarnessWaitP50, r.HarnessWaitP99)
-	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections)\n", r.RedisPerTurn, r.RedisHandshakes)
+	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
+		r.RedisPerTurn, r.RedisHandshakes, r.Dials[0], r.Dials[1], r.Dials[2])
 	if p := r.Probe; p.Measured {
 		fmt.Fprintf(w, "memory probe (%d more conversations x 1 turn, %d/%d answers, %d/%d turns in Redis): per active stream (%d streaming) heap %.1f KiB, stack %.1f KiB, %.1f goroutines; per finished conversation %.0f B of heap\n",
 			p.Conversations, p.Completed, p.Conversations, p.TurnsFound, 2*p.Conversations, p.Streams,

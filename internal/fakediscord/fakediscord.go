@@ -205,12 +205,13 @@ func WithCallHook(f func(Call)) Option { return func(s *Server) { s.onCall = f }
 
 // Call is one REST request, as WithCallHook reports it.
 type Call struct {
-	Time    time.Time // when it arrived
-	Method  string    // GET, POST, PATCH, DELETE
-	Route   string    // the route pattern, e.g. "/channels/{channel}/messages/{msg}"
-	Channel string    // the route's {channel}, "" if none
-	Content *string   // the JSON body's "content", nil if absent
-	Status  int       // the HTTP status answered
+	Time    time.Time   // when it arrived
+	Header  http.Header // the request's headers
+	Method  string      // GET, POST, PATCH, DELETE
+	Route   string      // the route pattern, e.g. "/channels/{channel}/messages/{msg}"
+	Channel string      // the route's {channel}, "" if none
+	Content *string     // the JSON body's "content", nil if absent
+	Status  int         // the HTTP status answered
 }
 
 // WithHeartbeatInterval sets the interval sent in HELLO (default 41.25 s).

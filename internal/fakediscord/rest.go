@@ -73,7 +73,7 @@ func (s *Server) rest(auth bool, h http.HandlerFunc) http.HandlerFunc {
 		if s.onCall != nil {
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			w = sw
-			call := Call{Time: time.Now(), Method: r.Method, Route: strings.TrimPrefix(r.Pattern, r.Method+" "), Channel: r.PathValue("channel")}
+			call := Call{Time: time.Now(), Header: r.Header, Method: r.Method, Route: strings.TrimPrefix(r.Pattern, r.Method+" "), Channel: r.PathValue("channel")}
 			if body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20)); err == nil {
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				var b struct {
@@ -105,6 +105,9 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) WriteHeader(code int) {
 	w.status = code
@@ -396,10 +399,8 @@ func (s *Server) postCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
-	if echo != nil {
-		_ = s.Dispatch("MESSAGE_CREATE", echo)
-	}
 	w.WriteHeader(http.StatusNoContent)
+	s.echo(w, echo)
 }
 
 // applyEdit applies the fields present in a PATCH body.
@@ -510,14 +511,12 @@ func (s *Server) postFollowup(w http.ResponseWriter, r *http.Request) {
 		echo = s.messageJSONLocked(m, true, true)
 	}
 	s.mu.Unlock()
-	if echo != nil {
-		_ = s.Dispatch("MESSAGE_CREATE", echo)
-	}
 	if r.URL.Query().Get("wait") == "true" {
 		writeJSON(w, http.StatusOK, out)
-		return
+	} else {
+		w.WriteHeader(http.StatusNoContent)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	s.echo(w, echo)
 }
 
 func (s *Server) getChannel(w http.ResponseWriter, r *http.Request) {
@@ -589,10 +588,20 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		echo = s.messageJSONLocked(m, true, true)
 	}
 	s.mu.Unlock()
-	if echo != nil {
-		_ = s.Dispatch("MESSAGE_CREATE", echo)
-	}
 	writeJSON(w, http.StatusOK, out)
+	s.echo(w, echo)
+}
+
+// echo dispatches the bot's own new message back to it, as Discord does,
+// once the request that made it is answered: Discord does not hold a REST
+// response until the gateway has delivered the event, and a fake that did
+// would charge its dispatch queue to the bot's latency.
+func (s *Server) echo(w http.ResponseWriter, msg map[string]any) {
+	if msg == nil {
+		return
+	}
+	_ = http.NewResponseController(w).Flush()
+	_ = s.Dispatch("MESSAGE_CREATE", msg)
 }
 
 func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {

@@ -182,7 +182,8 @@ type Reaction struct {
 type Call struct {
 	Method string
 	Team   string
-	Params url.Values // token removed
+	Params url.Values  // token removed
+	Header http.Header // the request's headers
 	Time   time.Time
 	// Result: "ok", "error" (ok:false), "ratelimited" (HTTP 429) or "http_error".
 	Result string
@@ -544,7 +545,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		req.team = s.teams[req.token]
 	}
 	s.callCount[method]++
-	call := Call{Method: method, Team: req.team, Params: req.params, Time: now}
+	call := Call{Method: method, Team: req.team, Params: req.params, Header: r.Header, Time: now}
 	if s.opts.OnCall != nil {
 		defer func() { s.opts.OnCall(call) }() // after every path below has unlocked and answered
 	}
