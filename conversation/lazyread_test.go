@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/arkbot/arkbot/arkclient"
-	"github.com/arkbot/arkbot/internal/embedredis"
 	"github.com/arkbot/arkbot/internal/fakeark"
 )
 
@@ -40,13 +41,10 @@ func (b countingBody) Read(p []byte) (int, error) {
 // The engine reads Ark's stream in batches just before each render rather
 // than a read per token, and the renders still show what had arrived.
 func TestStreamIsReadJustBeforeRenders(t *testing.T) {
-	mr, err := embedredis.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := mr.Client()
-	t.Cleanup(func() { rdb.Close(); mr.Close() })
+	backends(t, testReadJustBeforeRenders)
+}
 
+func testReadJustBeforeRenders(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	var mu sync.Mutex
 	var firstAt time.Time
 	ark := fakeark.New(fakeark.WithFirstChunkHook(func(_ fakeark.Request, at time.Time) {
@@ -67,7 +65,7 @@ func TestStreamIsReadJustBeforeRenders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(testConfig(t), NewStore(rdb, storeOptions("lazy")), client,
+	e := NewEngine(testConfig(t), NewStore(rdb, storeOptions(prefix)), client,
 		WithRenderInterval("test", interval), WithLogger(slog.New(slog.DiscardHandler)))
 	r := &recorder{t: t}
 	if err := e.Handle(context.Background(), msg("stream"), r); err != nil {
