@@ -63,6 +63,22 @@ func TestSmallRun(t *testing.T) {
 	if p := r.Probe; !p.Measured || p.Completed != 6 || p.TurnsFound != 12 {
 		t.Errorf("probe %+v", p)
 	}
+	// The bot makes each call before the fake takes it, so every quantile
+	// of the call-made latency is at most the fake's.
+	inTimeline := 0
+	for _, w := range r.Timeline {
+		inTimeline += w.Latency.N
+	}
+	for _, p := range r.Platforms {
+		c, a := p.CallLatency, p.AddedLatency
+		if c.N != a.N || c.P50 > a.P50 || c.P99 > a.P99 || c.Max > a.Max {
+			t.Errorf("%s: call made %+v, taken %+v", p.Platform, c, a)
+		}
+		inTimeline -= a.N
+	}
+	if inTimeline != 0 || len(r.Timeline) == 0 {
+		t.Errorf("timeline %+v does not hold every answer", r.Timeline)
+	}
 }
 
 func TestSmallRunWithRateLimits(t *testing.T) {
