@@ -450,18 +450,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, req
 	}
 
 	base := chunk{ID: reqID, Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: req.Model}
-	send := func(v any) bool {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return false
-		}
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+	write := func(event []byte) bool {
+		if _, err := w.Write(event); err != nil {
 			return false
 		}
 		if flusher != nil {
 			flusher.Flush()
 		}
 		return true
+	}
+	send := func(v any) bool {
+		b, err := json.Marshal(v)
+		return err == nil && write([]byte("data: "+string(b)+"\n\n"))
 	}
 	prefix, buf := deltaPrefix(base), []byte(nil)
 	sent := 0
@@ -482,11 +482,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, req
 		}
 		buf = appendDelta(buf[:0], prefix, d, finish)
 		at := time.Now()
-		if _, err := w.Write(buf); err != nil {
+		if !write(buf) {
 			return false
-		}
-		if flusher != nil {
-			flusher.Flush()
 		}
 		if sent == 1 && s.onFirst != nil {
 			s.onFirst(req, at)
