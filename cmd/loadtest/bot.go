@@ -14,7 +14,9 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,14 +51,14 @@ type botSpec struct {
 
 // command is a request from the harness.
 type command struct {
-	Cmd string // "snap", "cpuprofile", "stop"
+	Cmd string // "snap", "cpuprofile", "trace", "stop"
 	// GC runs a garbage collection before a snapshot, so Live is the live heap.
 	GC bool
 	// CloseIdle closes idle pooled HTTP connections first, so that Live
 	// counts what the bot holds, not connections kept for the next answers.
 	CloseIdle bool
-	// Path is the CPU profile to start (cpuprofile), or the heap profile to
-	// write with the snapshot (snap).
+	// Path is the CPU profile to start (cpuprofile), the execution trace
+	// to write (trace), or the heap profile to write with the snapshot (snap).
 	Path string
 }
 
@@ -165,6 +167,12 @@ func runBot(stdin io.Reader, stdout, stderr io.Writer) int {
 				s.Err = err.Error()
 			}
 			_ = out.Encode(s)
+		case "trace":
+			s := snapshot{}
+			if err := b.startTrace(c.Path, traceSpan); err != nil {
+				s.Err = err.Error()
+			}
+			_ = out.Encode(s)
 		case "stop":
 			b.stop()
 			_ = out.Encode(b.snap(false))
@@ -187,6 +195,8 @@ type bot struct {
 	cancel   context.CancelFunc
 	done     []chan error
 	profile  *os.File
+	// stopTrace ends the execution trace, if one was started.
+	stopTrace func()
 	// transports are the HTTP clients' pools (Ark, Slack, Discord), dials
 	// the connections each opened.
 	transports []*http.Transport
@@ -328,6 +338,9 @@ func (b *bot) stop() {
 		}
 	}
 	b.rdb.Close()
+	if b.stopTrace != nil {
+		b.stopTrace()
+	}
 	if b.profile != nil {
 		pprof.StopCPUProfile()
 		b.profile.Close()
@@ -346,6 +359,30 @@ func (b *bot) startCPUProfile(path string) error {
 		return err
 	}
 	b.profile = f
+	return nil
+}
+
+// traceSpan is how long an execution trace runs: long enough for the
+// load's first turns to begin and stream, short enough to stay a file
+// `go tool trace` opens.
+const traceSpan = 4 * time.Second
+
+// startTrace writes an execution trace of the bot process to path for
+// span, or until the bot stops.
+func (b *bot) startTrace(path string, span time.Duration) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return err
+	}
+	b.stopTrace = sync.OnceFunc(func() {
+		trace.Stop()
+		f.Close()
+	})
+	time.AfterFunc(span, b.stopTrace)
 	return nil
 }
 

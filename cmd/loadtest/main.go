@@ -4,7 +4,7 @@
 //	    [-ttft 500ms] [-ttft-jitter 0.5] [-token-interval 25ms] [-tokens 120]
 //	    [-ramp 1s] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
-//	    [-harness-cpuprofile harness.pprof] [-timeline]
+//	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
 //	    [-timeout 110s]
 //
 // On 127.0.0.1 only, it starts a fake Ark streaming at the given pace, fake
@@ -28,8 +28,9 @@
 // conversations again, one turn each, measure the heap and goroutines per
 // active stream and the heap a finished conversation leaves behind.
 // -cpuprofile profiles the bot process during the load, -memprofile takes
-// its heap at the probe's busiest moment, -harness-cpuprofile profiles
-// this process (fakes and simulated users) during the load.
+// its heap at the probe's busiest moment, -trace writes an execution trace
+// of the bot process for the load's first seconds, -harness-cpuprofile
+// profiles this process (fakes and simulated users) during the load.
 //
 // Without -ratelimits the adapters' own rate budgets are off too, as on a
 // platform without limits, so latency is the bot's own; with it, the fakes
@@ -49,7 +50,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -80,6 +83,7 @@ type options struct {
 	cpuProfile           string
 	memProfile           string
 	harnessProfile       string
+	trace                string
 	timeline             bool
 	botLog               string
 	logLevel             string
@@ -106,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 110*time.Second, "stop everything after this long")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report to this JSON file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bot process during the load to this file")
+	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the bot process during the load's first 4 s to this file (go tool trace)")
 	fs.StringVar(&o.harnessProfile, "harness-cpuprofile", "", "write a CPU profile of this process (the fakes and the simulated users) during the load to this file")
 	fs.BoolVar(&o.timeline, "timeline", false, "also print the added latency per quarter second of the load (to line up with GODEBUG=gctrace=1)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the bot process at the busiest moment to this file")
@@ -195,8 +200,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	// The harness's garbage collections would delay the fakes' timestamps,
-	// counting as the bot's latency: it collects less often, with memory
-	// to spare. The bot process keeps Go's defaults (or GOGC, if set).
+	// counting as the bot's latency, and take CPU from it: it collects less
+	// often, with memory to spare, and not at all during the measured load
+	// (see pauseGC). The bot process keeps Go's defaults (or GOGC, if set).
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
@@ -272,6 +278,12 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 			return nil, fmt.Errorf("cpu profile: %v %s", err, s.Err)
 		}
 	}
+	if o.trace != "" {
+		var s snapshot
+		if err := h.bot.exchange(command{Cmd: "trace", Path: o.trace}, &s, 10*time.Second); err != nil || s.Err != "" {
+			return nil, fmt.Errorf("trace: %v %s", err, s.Err)
+		}
+	}
 	if o.harnessProfile != "" {
 		f, err := os.Create(o.harnessProfile)
 		if err != nil {
@@ -282,8 +294,10 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 			return nil, err
 		}
 	}
+	resumeGC := pauseGC()
 	harnessCPU, _ := rusage()
 	harnessWait := schedWait()
+	harnessGCs := gcCycles()
 
 	// The measured load: every conversation at once, until done or 15 s
 	// before the timeout. Without rate limits the memory probe follows, so
@@ -320,9 +334,11 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 		return nil, err
 	}
 	harnessEnd, _ := rusage()
+	harnessGCs = gcCycles() - harnessGCs
+	resumeGC()
 	progress(stderr, start, "load done in %.1fs", wall.Seconds())
 	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath,
-		CPUSeconds: end.CPU - base.CPU, HarnessCPU: harnessEnd - harnessCPU}
+		CPUSeconds: end.CPU - base.CPU, HarnessCPU: harnessEnd - harnessCPU, HarnessGCs: harnessGCs}
 	if r.Tokens > 0 {
 		r.CPUPer1kTok = r.CPUSeconds / float64(r.Tokens) * 1000
 		r.AllocPerToken = float64(end.Allocs-base.Allocs) / float64(r.Tokens)
@@ -361,6 +377,37 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 // grown already, so the heap added at the wave's busiest moment is the
 // streams' own, and the heap left after it is what finished conversations
 // cost.
+// pauseGC stops this process's garbage collection for the measured load,
+// unless GOGC is set: the fakes stand in for services on other machines, and
+// their collections would take CPU from the bot and stall the fakes'
+// timestamps. A memory limit makes it collect all the same should a large
+// load outgrow it (the report counts those collections). The returned func
+// restores collection.
+func pauseGC() (resume func()) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}
+	}
+	runtime.GC()
+	limit := debug.SetMemoryLimit(-1)
+	debug.SetMemoryLimit(harnessMemLimit)
+	percent := debug.SetGCPercent(-1)
+	return func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
+}
+
+// harnessMemLimit bounds the harness's memory while its collection is
+// paused: the default load takes about half of it.
+const harnessMemLimit = 1 << 30
+
+// gcCycles is how many garbage collections this process has finished.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 func (h *harness) probe(ctx context.Context, r *result, set convSet, stderr io.Writer, start time.Time) error {
 	idle, err := h.idle()
 	if err != nil {

@@ -57,8 +57,8 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("%s: %+v", p.Platform, p)
 		}
 	}
-	if r.Tokens != 12*20 || r.CPUSeconds <= 0 || r.PeakRSS <= 0 || r.RedisPerTurn <= 0 {
-		t.Errorf("tokens %d, CPU %v, RSS %d, Redis %v", r.Tokens, r.CPUSeconds, r.PeakRSS, r.RedisPerTurn)
+	if r.Tokens != 12*20 || r.CPUSeconds <= 0 || r.PeakRSS <= 0 || r.RedisPerTurn <= 0 || r.HarnessGCs != 0 {
+		t.Errorf("tokens %d, CPU %v, RSS %d, Redis %v, harness GCs %d", r.Tokens, r.CPUSeconds, r.PeakRSS, r.RedisPerTurn, r.HarnessGCs)
 	}
 	if p := r.Probe; !p.Measured || p.Completed != 6 || p.TurnsFound != 12 {
 		t.Errorf("probe %+v", p)
@@ -82,9 +82,16 @@ func TestSmallRun(t *testing.T) {
 }
 
 func TestSmallRunWithRateLimits(t *testing.T) {
-	r := smallRun(t, "-platform", "slack", "-ratelimits", "-ratelimit-scale", "30")
+	trace := filepath.Join(t.TempDir(), "trace.out")
+	r := smallRun(t, "-platform", "slack", "-ratelimits", "-ratelimit-scale", "30", "-trace", trace)
 	if len(r.Platforms) != 1 || r.Platforms[0].Completed != 12 || r.Platforms[0].RateLimited != 0 || r.Probe.Measured {
 		t.Errorf("%+v", r)
+	}
+	// The bot stopped before the trace's span ended: it is complete all
+	// the same (an execution trace begins with its header).
+	b, err := os.ReadFile(trace)
+	if err != nil || !bytes.HasPrefix(b, []byte("go 1.")) || len(b) < 1000 {
+		t.Errorf("trace: %d bytes, %q..., %v", len(b), b[:min(len(b), 16)], err)
 	}
 }
 

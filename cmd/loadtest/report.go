@@ -109,6 +109,7 @@ type result struct {
 	RedisHandshakes                int64    // not counted in it: handshakes of new pooled connections
 	Dials                          [3]int64 // HTTP connections the bot opened to Ark, Slack and Discord
 	HarnessCPU                     float64  // the harness's CPU seconds (fakes and driver), for context
+	HarnessGCs                     uint64   // its garbage collections during the load (0 unless its heap hit the limit)
 	Targets                        []target
 	Failures                       []string // why the run failed, if it did
 	BotLog                         string
@@ -202,8 +203,8 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 		r.CPUSeconds, r.CPUPer1kTok, r.AllocPerToken, r.ObjsPerToken, float64(r.PeakRSS)/(1<<20))
 	fmt.Fprintf(w, "bot scheduling: runnable goroutines waited p50 %.2f ms, p99 %.1f ms for a CPU; %d GCs took %.1f s CPU\n",
 		r.SchedWaitP50, r.SchedWaitP99, r.GCCycles, r.GCCPUSeconds)
-	fmt.Fprintf(w, "harness (fakes and driver): CPU %.1f s; its goroutines waited p50 %.2f ms, p99 %.1f ms (part of every latency above)\n",
-		r.HarnessCPU, r.HarnessWaitP50, r.HarnessWaitP99)
+	fmt.Fprintf(w, "harness (fakes and driver): CPU %.1f s, %d GCs; its goroutines waited p50 %.2f ms, p99 %.1f ms (part of every latency above)\n",
+		r.HarnessCPU, r.HarnessGCs, r.HarnessWaitP50, r.HarnessWaitP99)
 	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
 		r.RedisPerTurn, r.RedisHandshakes, r.Dials[0], r.Dials[1], r.Dials[2])
 	if p := r.Probe; p.Measured {
