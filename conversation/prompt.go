@@ -101,13 +101,49 @@ func estimateTokens(s string) int {
 // {platform}, {model}.
 func (e *Engine) systemPrompt(m Message, model *config.Model) string {
 	now := e.now()
-	return strings.NewReplacer(
-		"{date}", now.Format("2006-01-02 (Monday)"),
-		"{time}", now.Format("15:04 MST"),
-		"{user}", m.User.Name,
-		"{platform}", platformTitle(m.Platform),
-		"{model}", model.Name,
-	).Replace(e.cfg.SystemPrompt)
+	return expandPrompt(e.cfg.SystemPrompt, func(name string) (string, bool) {
+		switch name {
+		case "{date}":
+			return now.Format("2006-01-02 (Monday)"), true
+		case "{time}":
+			return now.Format("15:04 MST"), true
+		case "{user}":
+			return m.User.Name, true
+		case "{platform}":
+			return platformTitle(m.Platform), true
+		case "{model}":
+			return model.Name, true
+		}
+		return "", false
+	})
+}
+
+// expandPrompt replaces each placeholder ("{name}") of tmpl that value
+// knows, scanning left to right as strings.Replacer would; the rest of tmpl
+// stays as it is. A Replacer built for every answer was most of the bytes
+// a prompt cost.
+func expandPrompt(tmpl string, value func(placeholder string) (string, bool)) string {
+	i := strings.IndexByte(tmpl, '{')
+	if i < 0 {
+		return tmpl
+	}
+	var b strings.Builder
+	b.Grow(len(tmpl) + 32)
+	for ; i >= 0; i = strings.IndexByte(tmpl, '{') {
+		b.WriteString(tmpl[:i])
+		tmpl = tmpl[i:]
+		if end := strings.IndexByte(tmpl, '}'); end > 0 {
+			if v, ok := value(tmpl[:end+1]); ok {
+				b.WriteString(v)
+				tmpl = tmpl[end+1:]
+				continue
+			}
+		}
+		b.WriteByte('{')
+		tmpl = tmpl[1:]
+	}
+	b.WriteString(tmpl)
+	return b.String()
 }
 
 func platformTitle(p string) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -314,9 +315,13 @@ const sentHeader = "X-Loadtest-Sent"
 type stamped struct{ next http.RoundTripper }
 
 func (s stamped) RoundTrip(r *http.Request) (*http.Response, error) {
-	c := *r // a RoundTripper must not modify its request
-	c.Header = r.Header.Clone()
-	c.Header.Set(sentHeader, strconv.FormatInt(time.Now().UnixNano(), 10))
+	// A RoundTripper must not modify its request: a shallow copy with a
+	// header map of its own, sharing the values (Header.Clone copied them
+	// too, and was 5% of the bot's allocations under load).
+	c := *r
+	c.Header = make(http.Header, len(r.Header)+1)
+	maps.Copy(c.Header, r.Header)
+	c.Header[sentHeader] = []string{strconv.FormatInt(time.Now().UnixNano(), 10)}
 	return s.next.RoundTrip(&c)
 }
 
