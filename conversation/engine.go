@@ -302,26 +302,35 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 
 // keepLock renews the thread lock while the answer runs. The returned func
 // stops renewing and waits until no renewal is in flight; it is idempotent.
+// A timer rather than a goroutine waits between renewals: a goroutine per
+// answer, parked for seconds, was stack the garbage collector scanned in
+// every cycle.
 func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func() {
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
 	every := e.store.opt.LockTTL / 3
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if ok, err := t.Renew(ctx); (err != nil || !ok) && ctx.Err() == nil {
-					log.Warn("lock renewal failed", "held", ok, "err", err)
-				}
-			}
+	var (
+		mu    sync.Mutex // held by a renewal in flight
+		timer *time.Timer
+	)
+	mu.Lock()
+	timer = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			return
 		}
-	}()
-	return func() { cancel(); <-done }
+		if ok, err := t.Renew(ctx); (err != nil || !ok) && ctx.Err() == nil {
+			log.Warn("lock renewal failed", "held", ok, "err", err)
+		}
+		timer.Reset(every)
+	})
+	mu.Unlock()
+	return func() {
+		cancel()
+		timer.Stop()
+		mu.Lock()
+		defer mu.Unlock()
+	}
 }
 
 // refuse returns a note when limits or access forbid answering, else "".

@@ -453,3 +453,34 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("history lost across the outage: %d requests", len(got))
 	}
 }
+
+// An answer that outlasts the thread lock's TTL renews it: a message sent
+// meanwhile finds the thread busy, and the lock is gone once the answer
+// is saved.
+func TestLongAnswerKeepsItsLock(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		opt := storeOptions(prefix)
+		opt.LockTTL, opt.LockWait = 300*time.Millisecond, 50*time.Millisecond
+		rg.store = NewStore(rdb, opt)
+		rg.engine.store = rg.store
+		words := make([]string, 40)
+		for i := range words {
+			words[i] = "w "
+		}
+		rg.ark.Enqueue(fakeark.Response{Content: words, PerChunk: 25 * time.Millisecond}) // 1 s, over three TTLs
+		done := make(chan *recorder)
+		go func() { done <- rg.ask(t, msg("a long one")) }()
+		time.Sleep(800 * time.Millisecond)
+		second := rg.ask(t, msg("meanwhile"))
+		if f := second.final(); f.Outcome != OutcomeFailed || f.Note != msgBusy {
+			t.Errorf("second message: %+v, want the busy note", f)
+		}
+		if f := (<-done).final(); f.Outcome != OutcomeDone || f.Text != strings.Repeat("w ", 40) {
+			t.Errorf("long answer: %+v", f)
+		}
+		if n, err := rdb.Exists(context.Background(), rg.store.lockKey(msg("").ThreadKey())).Result(); err != nil || n != 0 {
+			t.Errorf("lock still there after the answer: %d, %v", n, err)
+		}
+	})
+}
