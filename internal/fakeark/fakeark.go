@@ -390,6 +390,13 @@ func (s *Server) wait(r *http.Request, d time.Duration) bool {
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
+	return s.sleep(t, r)
+}
+
+// sleep waits for t, which the caller started, returning false if the
+// client went away or the server closed. A stream reuses one timer for
+// all its chunks.
+func (s *Server) sleep(t *time.Timer, r *http.Request) bool {
 	select {
 	case <-t.C:
 		return true
@@ -465,13 +472,19 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, req
 	}
 	prefix, buf := deltaPrefix(base), []byte(nil)
 	sent := 0
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	pause := func() bool {
 		d := resp.PerChunk
 		if sent == 0 {
 			d = resp.TTFT
 		}
 		sent++
-		return s.wait(r, d)
+		if d <= 0 {
+			return s.wait(r, 0)
+		}
+		timer.Reset(d)
+		return s.sleep(timer, r)
 	}
 	sendDelta := func(d delta, finish *string) bool {
 		if sent == 0 {
@@ -553,9 +566,8 @@ func appendDelta(b, prefix []byte, d delta, finish *string) []byte {
 	b = append(b, prefix...)
 	sep := ""
 	field := func(name, v string) {
-		q, _ := json.Marshal(v)
 		b = append(append(append(b, sep+`"`...), name...), `":`...)
-		b = append(b, q...)
+		b = appendJSONString(b, v)
 		sep = ","
 	}
 	if d.Role != "" {
@@ -571,10 +583,21 @@ func appendDelta(b, prefix []byte, d delta, finish *string) []byte {
 	if finish == nil {
 		b = append(b, "null"...)
 	} else {
-		q, _ := json.Marshal(*finish)
-		b = append(b, q...)
+		b = appendJSONString(b, *finish)
 	}
 	return append(b, "}],\"usage\":null}\n\n"...)
+}
+
+// appendJSONString appends s as json.Marshal encodes it: quoted as is when
+// it is plain ASCII with nothing to escape (most tokens), else by Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	return append(append(append(b, '"'), s...), '"')
 }
 
 // abort closes the connection without finishing the response (no final

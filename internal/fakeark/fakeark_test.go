@@ -356,6 +356,8 @@ func TestAppendDeltaMatchesMarshal(t *testing.T) {
 		{delta{Role: "assistant", Content: str("Hel")}, nil},
 		{delta{Content: str(" <b>&\"你好\"\n\u2028😀")}, nil},
 		{delta{Reasoning: str("hm\\")}, nil},
+		{delta{Content: str(" plain ASCII, with 'quotes' {and} [brackets]")}, nil},
+		{delta{Content: str("tab\there")}, nil},
 		{delta{Role: "assistant", Content: str("")}, str("stop")},
 		{delta{}, str("length")},
 	} {
