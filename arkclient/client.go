@@ -214,7 +214,7 @@ func (c *Client) open(ctx context.Context, oreq openai.ChatCompletionRequest, ex
 		return m.Content == "" && len(m.MultiContent) == 0
 	})}
 	sctx = context.WithValue(sctx, infoKey{}, info)
-	s := &Stream{c: c, parent: ctx, cancel: cancel, info: info, wd: newWatchdog(c.first, cancel)}
+	s := &Stream{c: c, parent: ctx, cancel: cancel, info: info, wd: newWatchdog(c.first, cancel), parser: parsers.Get()}
 
 	sr, err := c.oa.CreateChatCompletionStream(sctx, oreq)
 	if err != nil {
@@ -222,7 +222,7 @@ func (c *Client) open(ctx context.Context, oreq openai.ChatCompletionRequest, ex
 	}
 	s.sr = sr
 	s.info.mu.Lock()
-	s.data = s.info.data
+	s.data, s.info.data = s.info.data, nil
 	s.info.mu.Unlock()
 	if s.data == nil { // cannot be: the doer keeps a reader for every success
 		return nil, s.fail(errors.New("no response body")).(*Error)

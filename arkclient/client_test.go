@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -633,4 +634,57 @@ func TestRewriteBodySplice(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Streams reuse pooled read buffers and parsers once they end: many at
+// once, ending cleanly or cut off, each still reads exactly its own text,
+// and Recv after the end gives the same result again.
+func TestConcurrentStreamsKeepTheirText(t *testing.T) {
+	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	defer srv.Close()
+	srv.SetHandler(func(r fakeark.Request) fakeark.Response {
+		q := r.Messages[len(r.Messages)-1].Text
+		words := make([]string, 40)
+		for i := range words {
+			words[i] = fmt.Sprintf(" %s-%d", q, i)
+		}
+		resp := fakeark.Response{Content: words, PerChunk: time.Millisecond}
+		if strings.HasSuffix(q, "cut") {
+			resp.CutAfter = 20
+		}
+		return resp
+	})
+	c := newClient(t, srv, "", WithRetries(0, 0, 0))
+	var wg sync.WaitGroup
+	for g := range 20 {
+		wg.Go(func() {
+			for turn := range 3 {
+				q := fmt.Sprintf("q%d.%d", g, turn)
+				if (g+turn)%4 == 0 {
+					q += "cut"
+				}
+				s, err := c.Stream(context.Background(), userReq(q))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				chunks, err := recvAll(t, s)
+				content, _ := joined(chunks)
+				want, n := "", 40
+				if strings.HasSuffix(q, "cut") {
+					n = 20
+				}
+				for i := range n {
+					want += fmt.Sprintf(" %s-%d", q, i)
+				}
+				if content != want {
+					t.Errorf("%s: got %q", q, content)
+				}
+				if _, again := s.Recv(); (err == nil) != (again == io.EOF) || (err != nil && again != err) {
+					t.Errorf("%s: Recv after the end gave %v, first %v", q, again, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -25,8 +25,8 @@ type Stream struct {
 	wd     *watchdog
 	info   *attemptInfo
 	sr     *openai.ChatCompletionStream // sent the request; Close closes the body
-	data   *sseData                     // reads the body
-	parser fastjson.Parser              // decodes its chunks
+	data   *sseData                     // reads the body; nil once the stream ended
+	parser *fastjson.Parser             // decodes its chunks; nil once the stream ended
 
 	pending  []Chunk // read by Client.Stream, not yet returned
 	started  bool    // returned to the caller: later errors are Interrupted
@@ -78,7 +78,7 @@ func (s *Stream) read() (Chunk, error) {
 		if string(raw) == "[DONE]" {
 			return Chunk{}, s.fail(io.EOF)
 		}
-		ch, apiErr, err := decodeChunk(&s.parser, raw)
+		ch, apiErr, err := decodeChunk(s.parser, raw)
 		if err != nil {
 			return Chunk{}, s.fail(err)
 		}
@@ -105,8 +105,22 @@ func (s *Stream) fail(err error) error {
 		_ = s.sr.Close()
 	}
 	s.err = s.classify(err)
+	// Recv reads no more (s.err is sticky), and fail runs on its goroutine:
+	// the reader's buffer and the parser can serve another answer.
+	if s.data != nil {
+		s.data.release()
+		s.data = nil
+	}
+	if s.parser != nil {
+		parsers.Put(s.parser)
+		s.parser = nil
+	}
 	return s.err
 }
+
+// parsers pools the chunk parsers, whose caches grow to a chunk's size once
+// instead of once per answer.
+var parsers fastjson.ParserPool
 
 func (s *Stream) classify(err error) error {
 	sent, status, header := s.info.snapshot()
