@@ -229,3 +229,11 @@ func TestRouteName(t *testing.T) {
 		}
 	}
 }
+
+func TestUTF16Len(t *testing.T) {
+	for _, s := range []string{"", "plain", "😀 emoji", "中文 and 𝄞", "bad \xff\xfe utf-8", "\xed\xa0\x80 surrogate", strings.Repeat("😀", 100)} {
+		if got, want := utf16Len(s), len(utf16.Encode([]rune(s))); got != want {
+			t.Errorf("utf16Len(%q) = %d, want %d", s, got, want)
+		}
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/bwmarrin/discordgo"
@@ -601,13 +600,26 @@ func finalNote(f conversation.Frame) string {
 func splitFor(text string, limit int) []string {
 	var out []string
 	for _, p := range conversation.Split(text, limit) {
-		if n := len(utf16.Encode([]rune(p))); n > limit {
+		if n := utf16Len(p); n > limit {
 			out = append(out, conversation.Split(p, limit*limit/n-8)...)
 			continue
 		}
 		out = append(out, p)
 	}
 	return out
+}
+
+// utf16Len is len(utf16.Encode([]rune(s))) without building either slice:
+// a render measured every piece that way.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r >= 0x10000 {
+			n++ // a surrogate pair
+		}
+	}
+	return n
 }
 
 // closeFence closes a code fence left open at the end of a final piece
