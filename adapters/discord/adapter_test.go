@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -799,5 +800,44 @@ func TestRejectedTokenFailsFast(t *testing.T) {
 	}
 	if _, err := New(config.Discord{Token: "x", APIURL: "not a url"}, config.Limits{}, newScriptHandler()); err == nil {
 		t.Fatal("bad api_url accepted")
+	}
+}
+
+// discordgo keeps every rate-limit bucket it ever made: no bucket may be
+// keyed by one interaction (discordgo's own key for a callback or a
+// followup holds the interaction's ID and token), and slash commands add
+// at most 64 per route used.
+func TestInteractionsLeaveBoundedBuckets(t *testing.T) {
+	hs := start(t, setup{})
+	buckets := func() []string {
+		rl := reflect.ValueOf(hs.a.sess.Ratelimiter)
+		rl.Interface().(sync.Locker).Lock()
+		defer rl.Interface().(sync.Locker).Unlock()
+		var keys []string
+		for _, k := range rl.Elem().FieldByName("buckets").MapKeys() {
+			keys = append(keys, k.String())
+		}
+		return keys
+	}
+	before := len(buckets())
+	var refs []fakediscord.InteractionRef
+	for i := range 150 {
+		ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID,
+			User: alice, Command: "help"})
+		if _, err := hs.fake.WaitCallback(ref.ID, 3*time.Second); err != nil {
+			t.Fatalf("interaction %d: %v", i, err)
+		}
+		refs = append(refs, ref)
+	}
+	keys := buckets()
+	for _, k := range keys {
+		for _, ref := range refs {
+			if strings.Contains(k, ref.Token) || strings.Contains(k, ref.ID) {
+				t.Fatalf("a rate-limit bucket per interaction: %.80s…", k)
+			}
+		}
+	}
+	if n := len(keys) - before; n > 2*64 {
+		t.Errorf("%d rate-limit buckets more after 150 slash commands", n)
 	}
 }

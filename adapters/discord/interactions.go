@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -97,7 +98,12 @@ func (a *Adapter) onInteraction(in *discordgo.Interaction, raw json.RawMessage) 
 func (a *Adapter) respond(in *discordgo.Interaction, resp *discordgo.InteractionResponse) error {
 	ctx, cancel := context.WithTimeout(a.baseCtx, ackTimeout)
 	defer cancel()
-	err := a.sess.InteractionRespond(in, resp, discordgo.WithContext(ctx), discordgo.WithRetryOnRatelimit(false))
+	// InteractionRespond's request, under a bounded bucket key: discordgo
+	// keeps a rate-limit bucket per key for good, and its own key holds
+	// the interaction's ID and token, a bucket leaked per slash command.
+	endpoint := discordgo.EndpointInteractionResponse(in.ID, in.Token)
+	_, err := a.sess.RequestWithBucketID(http.MethodPost, endpoint, *resp, tokenBucket("interaction-callbacks", in.Token),
+		discordgo.WithContext(ctx), discordgo.WithRetryOnRatelimit(false))
 	a.observe("interactions.callback", err)
 	if err != nil {
 		a.log.Warn("could not answer an interaction", "interaction", in.ID, "err", err)

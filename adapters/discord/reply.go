@@ -166,7 +166,16 @@ func (s *interactionSink) post(ctx context.Context, content string, comps []disc
 	if s.ephemeral {
 		p.Flags = discordgo.MessageFlagsEphemeral
 	}
-	m, err := s.a.sess.FollowupMessageCreate(s.in, true, p, reqOpts(ctx, retry)...)
+	// FollowupMessageCreate's request under a bounded bucket key (see
+	// tokenBucket), decoding only the new message's ID.
+	uri := discordgo.EndpointWebhookToken(s.in.AppID, s.in.Token) + "?wait=true"
+	body, err := s.a.sess.RequestWithBucketID(http.MethodPost, uri, p, tokenBucket("webhook-execute", s.in.Token), reqOpts(ctx, retry)...)
+	var m struct{ ID string }
+	if err == nil {
+		if err = json.Unmarshal(body, &m); err == nil && m.ID == "" {
+			err = errors.New("discord: the followup has no id")
+		}
+	}
 	s.a.observe("webhooks.execute", err)
 	if err != nil {
 		return "", err
@@ -186,13 +195,19 @@ func (s *interactionSink) remove(ctx context.Context, id string) error {
 	return err
 }
 
-// webhookBucket spreads interaction-webhook requests over 64 rate-limit
-// buckets instead of discordgo's single one (see the streaming design note);
-// a bounded set, because discordgo never forgets a bucket.
-func webhookBucket(token string) string {
+// webhookBucket spreads interaction-webhook edits and deletes over 64
+// rate-limit buckets instead of discordgo's single one (see the streaming
+// design note).
+func webhookBucket(token string) string { return tokenBucket("webhook-messages", token) }
+
+// tokenBucket is the discordgo rate-limit bucket of a request about the
+// interaction with this token: one of 64 per route. discordgo never
+// forgets a bucket, so a key per interaction (its own choice for callbacks
+// and followups) would grow without end on a bot that runs for months.
+func tokenBucket(route, token string) string {
 	h := fnv.New32a()
 	h.Write([]byte(token))
-	return fmt.Sprintf("arkbot/webhook-messages/%d", h.Sum32()%64)
+	return fmt.Sprintf("arkbot/%s/%d", route, h.Sum32()%64)
 }
 
 // webhookEdit edits an interaction response (@original or a followup).
