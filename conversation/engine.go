@@ -322,14 +322,16 @@ func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func
 		if ok, err := t.Renew(ctx); (err != nil || !ok) && ctx.Err() == nil {
 			log.Warn("lock renewal failed", "held", ok, "err", err)
 		}
-		timer.Reset(every)
+		if ctx.Err() == nil {
+			timer.Reset(every)
+		}
 	})
 	mu.Unlock()
 	return func() {
 		cancel()
+		mu.Lock() // after a renewal in flight, which then re-arms nothing
 		timer.Stop()
-		mu.Lock()
-		defer mu.Unlock()
+		mu.Unlock()
 	}
 }
 
