@@ -355,16 +355,26 @@ func (b *bot) stop() {
 
 // startCPUProfile profiles the bot process until it stops.
 func (b *bot) startCPUProfile(path string) error {
-	f, err := os.Create(path)
+	f, err := startWriting(path, pprof.StartCPUProfile)
 	if err != nil {
-		return err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
 		return err
 	}
 	b.profile = f
 	return nil
+}
+
+// startWriting creates path and starts start writing to it, closing the
+// file if start fails.
+func startWriting(path string, start func(io.Writer) error) (*os.File, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // traceSpan is how long an execution trace runs: long enough for the
@@ -375,12 +385,8 @@ const traceSpan = 4 * time.Second
 // startTrace writes an execution trace of the bot process to path for
 // span, or until the bot stops.
 func (b *bot) startTrace(path string, span time.Duration) error {
-	f, err := os.Create(path)
+	f, err := startWriting(path, trace.Start)
 	if err != nil {
-		return err
-	}
-	if err := trace.Start(f); err != nil {
-		f.Close()
 		return err
 	}
 	b.stopTrace = sync.OnceFunc(func() {
