@@ -424,9 +424,14 @@ var runtimeSamples = []string{
 // schedWait reads this process's histogram of how long runnable goroutines
 // waited for a CPU.
 func schedWait() []bucket {
-	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	return buckets(metric("/sched/latencies:seconds").Float64Histogram())
+}
+
+// metric reads one of this process's runtime/metrics.
+func metric(name string) metrics.Value {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
-	return buckets(s[0].Value.Float64Histogram())
+	return s[0].Value
 }
 
 func buckets(hist *metrics.Float64Histogram) []bucket {

@@ -52,7 +52,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -402,11 +401,7 @@ func pauseGC() (resume func()) {
 const harnessMemLimit = 1 << 30
 
 // gcCycles is how many garbage collections this process has finished.
-func gcCycles() uint64 {
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
-}
+func gcCycles() uint64 { return metric("/gc/cycles/total:gc-cycles").Uint64() }
 
 func (h *harness) probe(ctx context.Context, r *result, set convSet, stderr io.Writer, start time.Time) error {
 	idle, err := h.idle()
