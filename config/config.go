@@ -97,6 +97,19 @@ type Redis struct {
 type Server struct {
 	Addr            string   `yaml:"addr"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// GCHeadroomKiB is how much garbage each streaming answer lets the heap
+	// gather before Go collects it (default 256; 0: Go's own pacing, GOGC).
+	// More means fewer collections under load, at that much memory each.
+	GCHeadroomKiB *int `yaml:"gc_headroom_kib"`
+}
+
+// GCHeadroom returns gc_headroom_kib in bytes (the default when unset).
+func (s Server) GCHeadroom() uint64 {
+	kib := DefaultGCHeadroomKiB
+	if s.GCHeadroomKiB != nil {
+		kib = *s.GCHeadroomKiB
+	}
+	return uint64(max(kib, 0)) << 10
 }
 
 // Console configures the terminal adapter.
@@ -107,7 +120,8 @@ type Console struct {
 
 // Default values, applied by Load to keys left out.
 const (
-	DefaultBaseURL = "https://ark.cn-beijing.volces.com/api/v3"
+	DefaultBaseURL       = "https://ark.cn-beijing.volces.com/api/v3"
+	DefaultGCHeadroomKiB = 256
 )
 
 func (c *Config) applyDefaults() {
@@ -153,6 +167,10 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Redis.DedupeTTL, 24*time.Hour)
 	setDefault(&c.Server.Addr, ":8080")
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
+	if c.Server.GCHeadroomKiB == nil {
+		kib := DefaultGCHeadroomKiB
+		c.Server.GCHeadroomKiB = &kib
+	}
 	setDefault(&c.Console.User, "you")
 	c.Slack.applyDefaults()
 	c.Discord.applyDefaults()
@@ -175,6 +193,9 @@ func (c *Config) validate() error {
 	}
 	if c.Ark.APIKey == "" {
 		errs.add("ark.api_key", "is empty: create a key in the Ark console under API Key管理 (API Key management) and export ARK_API_KEY")
+	}
+	if kib := c.Server.GCHeadroomKiB; kib != nil && (*kib < 0 || *kib > 1<<20) {
+		errs.add("server.gc_headroom_kib", "must be 0 (Go's own GC pacing) to 1048576 (1 GiB per answer), not %d", *kib)
 	}
 	if c.Ark.MaxRetries < 0 {
 		errs.add("ark.max_retries", "must not be negative")

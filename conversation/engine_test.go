@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,27 @@ func TestEngineAnswersAndRemembers(t *testing.T) {
 		}
 		if !strings.Contains(got[0].Text, "Ada") || got[0].Role != "system" {
 			t.Errorf("system prompt not templated: %q", got[0].Text)
+		}
+	})
+}
+
+func TestStreamHookSeesEachAnswerBeginAndEnd(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		var mu sync.Mutex
+		var calls []int
+		rg := newRig(t, rdb, prefix, WithStreamHook(func(d int) {
+			mu.Lock()
+			calls = append(calls, d)
+			mu.Unlock()
+		}))
+		rg.ask(t, msg("one"))
+		rg.ask(t, msg("/model")) // a command streams nothing
+		rg.ark.Enqueue(fakeark.Response{Status: 401})
+		rg.ask(t, msg("two, failing"))
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(calls, []int{1, -1, 1, -1}) {
+			t.Fatalf("stream hook calls %v, want +1 and -1 for each of the two answers", calls)
 		}
 	})
 }

@@ -446,6 +446,10 @@ func buckets(hist *metrics.Float64Histogram) []bucket {
 
 func (b *bot) snap(gc bool) snapshot {
 	if gc {
+		// Twice: a sync.Pool keeps what it held for one collection more, and
+		// how many collections ran since a wave filled the pools depends on
+		// the GC's pacing, not on what the conversations left.
+		runtime.GC()
 		runtime.GC()
 	}
 	samples := make([]metrics.Sample, len(runtimeSamples))

@@ -1,0 +1,116 @@
+// Package gcheadroom sizes the Go garbage collector's heap goal to the work
+// in flight: every active unit of work (for the bot, an answer streaming)
+// buys a fixed amount of garbage the heap may gather before the next
+// collection. A busy process collects rarely, and a collection (its mark
+// phase takes tens of milliseconds of two cores' time at a thousand
+// answers) seldom lands on an answer's first token; an idle one keeps Go's
+// default pacing and stays small.
+//
+// It adjusts GOGC (debug.SetGCPercent) as work starts and ends and after
+// each collection, never below the process's own setting ($GOGC, default
+// 100). GOGC=off disables it; GOMEMLIMIT keeps bounding the heap as usual.
+package gcheadroom
+
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+)
+
+// Tuner sets the process's GC percent from the units of work in flight.
+// There is one per process: see Process.
+type Tuner struct {
+	perUnit atomic.Uint64 // bytes of headroom per unit; 0: none
+	active  atomic.Int64
+	tunedAt atomic.Int64 // the active count the percent was last set for
+
+	mu      sync.Mutex
+	base    int // the percent at rest; < 0 (GOGC=off): never tune
+	percent int // the percent set last
+	armed   bool
+	sample  []metrics.Sample
+	cycles  atomic.Uint64 // collections seen, for tests
+}
+
+var process = &Tuner{}
+
+// Process returns the process's tuner, set to perUnit bytes of headroom per
+// unit of work (0: none, Go's pacing alone). It starts following
+// collections on first use.
+func Process(perUnit uint64) *Tuner {
+	t := process
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.armed {
+		t.armed = true
+		t.base = debug.SetGCPercent(100)
+		debug.SetGCPercent(t.base)
+		t.percent = t.base
+		t.sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		if t.base >= 0 {
+			t.arm()
+		}
+	}
+	t.perUnit.Store(perUnit)
+	t.tuneLocked()
+	return t
+}
+
+// Add records units of work starting (delta > 0) or ending (< 0). It is
+// cheap: the GC percent changes only when the count has moved by an eighth
+// since it was last set, or reached zero.
+func (t *Tuner) Add(delta int) {
+	n := t.active.Add(int64(delta))
+	at := t.tunedAt.Load()
+	if d := n - at; (n == 0 && at != 0) || d > max(at/8, 8) || -d > max(at/8, 8) {
+		t.mu.Lock()
+		t.tuneLocked()
+		t.mu.Unlock()
+	}
+}
+
+// Percent returns the GC percent the tuner set last (the base when it has
+// set none).
+func (t *Tuner) Percent() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.percent
+}
+
+// tuneLocked sets the percent for the units active now and the heap live
+// after the last collection: goal = live + max(live*base/100, units*perUnit).
+func (t *Tuner) tuneLocked() {
+	n := t.active.Load()
+	t.tunedAt.Store(n)
+	if t.base < 0 {
+		return
+	}
+	want := t.base
+	if head := float64(max(n, 0)) * float64(t.perUnit.Load()); head > 0 {
+		metrics.Read(t.sample)
+		live := float64(max(t.sample[0].Value.Uint64(), 4<<20)) // a fresh process reports ~0
+		want = max(t.base, int(min(math.Ceil(head/live*100), math.MaxInt32)))
+	}
+	if want != t.percent {
+		debug.SetGCPercent(want)
+		t.percent = want
+	}
+}
+
+// sentinel is an object only a collection can free; its cleanup reports
+// the collection and arms the next one. Its size keeps it out of the tiny
+// allocator, whose blocks are freed together.
+type sentinel struct{ _ [16]byte }
+
+func (t *Tuner) arm() {
+	runtime.AddCleanup(new(sentinel), func(t *Tuner) {
+		t.cycles.Add(1)
+		t.mu.Lock()
+		t.tuneLocked()
+		t.arm()
+		t.mu.Unlock()
+	}, t)
+}

@@ -1,0 +1,104 @@
+package gcheadroom
+
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The tests share the process's tuner and GC setting, so they run in order
+// and leave both as they found them.
+
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return max(s[0].Value.Uint64(), 4<<20)
+}
+
+// tunable skips a test when GOGC=off, which turns the tuner off.
+func tunable(t *testing.T) {
+	if gcPercent() < 0 {
+		t.Skip("GOGC=off: the tuner leaves the GC alone")
+	}
+}
+
+func TestHeadroomFollowsWorkInFlight(t *testing.T) {
+	tunable(t)
+	base := gcPercent()
+	tu := Process(1 << 20) // 1 MiB per unit
+	t.Cleanup(func() { Process(0) })
+	if got := gcPercent(); got != base {
+		t.Fatalf("idle: GC percent %d, want the process's %d", got, base)
+	}
+
+	var wg sync.WaitGroup
+	for range 500 {
+		wg.Add(1)
+		go func() { defer wg.Done(); tu.Add(1) }()
+	}
+	wg.Wait()
+	// 500 MiB of headroom over a live heap of a few MiB: a goal in the
+	// thousands of percent, set by Add itself (an eighth's change at most
+	// behind the count).
+	want := float64(500<<20) / float64(liveHeap()) * 100 * 7 / 8
+	if got := gcPercent(); float64(got) < want || got != tu.Percent() {
+		t.Fatalf("500 units: GC percent %d (tuner says %d), want at least %.0f", got, tu.Percent(), want)
+	}
+
+	for range 500 {
+		wg.Add(1)
+		go func() { defer wg.Done(); tu.Add(-1) }()
+	}
+	wg.Wait()
+	if got := gcPercent(); got != base {
+		t.Fatalf("all done: GC percent %d, want the process's %d again", got, base)
+	}
+}
+
+func TestRetunesAfterEachCollection(t *testing.T) {
+	tunable(t)
+	runtime.GC() // what earlier tests left live is gone
+	tu := Process(1 << 20)
+	t.Cleanup(func() { Process(0) })
+	before := tu.cycles.Load()
+	tu.Add(100)
+	defer tu.Add(-100)
+	set := tu.Percent()
+	// A heap ten times bigger after the next collection: the tuner must see
+	// it and lower the percent to keep the same headroom in bytes.
+	keep := make([][]byte, 0, 64)
+	for range 64 {
+		keep = append(keep, make([]byte, 1<<20))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tu.cycles.Load() < before+2 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if tu.cycles.Load() < before+2 {
+		t.Fatalf("the tuner saw %d collections after 2+ runtime.GC calls", tu.cycles.Load()-before)
+	}
+	if got := tu.Percent(); got >= set || got != gcPercent() {
+		t.Fatalf("after the heap grew: percent %d (runtime %d), want below %d", got, gcPercent(), set)
+	}
+	runtime.KeepAlive(keep)
+}
+
+func TestZeroHeadroomKeepsGoPacing(t *testing.T) {
+	base := gcPercent()
+	tu := Process(0)
+	tu.Add(1000)
+	defer tu.Add(-1000)
+	if got := gcPercent(); got != base {
+		t.Fatalf("no headroom per unit, 1000 units: GC percent %d, want %d", got, base)
+	}
+}
