@@ -55,19 +55,20 @@ func Process(perUnit uint64) *Tuner {
 		}
 	}
 	t.perUnit.Store(perUnit)
-	t.tuneLocked()
+	t.tuneLocked(true)
 	return t
 }
 
 // Add records units of work starting (delta > 0) or ending (< 0). It is
-// cheap: the GC percent changes only when the count has moved by an eighth
-// since it was last set, or reached zero.
+// cheap: the GC percent rises at once when the count has grown by an eighth
+// since it was last set, and falls only after the next collection: lowering
+// it now could put the goal below the heap already gathered and make the
+// collection start at once, with every allocating goroutine assisting it.
 func (t *Tuner) Add(delta int) {
 	n := t.active.Add(int64(delta))
-	at := t.tunedAt.Load()
-	if d := n - at; (n == 0 && at != 0) || d > max(at/8, 8) || -d > max(at/8, 8) {
+	if at := t.tunedAt.Load(); n-at > max(at/8, 8) {
 		t.mu.Lock()
-		t.tuneLocked()
+		t.tuneLocked(false)
 		t.mu.Unlock()
 	}
 }
@@ -82,7 +83,8 @@ func (t *Tuner) Percent() int {
 
 // tuneLocked sets the percent for the units active now and the heap live
 // after the last collection: goal = live + max(live*base/100, units*perUnit).
-func (t *Tuner) tuneLocked() {
+// Unless lower is set, it only raises the percent.
+func (t *Tuner) tuneLocked(lower bool) {
 	n := t.active.Load()
 	t.tunedAt.Store(n)
 	if t.base < 0 {
@@ -94,7 +96,7 @@ func (t *Tuner) tuneLocked() {
 		live := float64(max(t.sample[0].Value.Uint64(), 4<<20)) // a fresh process reports ~0
 		want = max(t.base, int(min(math.Ceil(head/live*100), math.MaxInt32)))
 	}
-	if want != t.percent {
+	if want > t.percent || (lower && want != t.percent) {
 		debug.SetGCPercent(want)
 		t.percent = want
 	}
@@ -109,7 +111,7 @@ func (t *Tuner) arm() {
 	runtime.AddCleanup(new(sentinel), func(t *Tuner) {
 		t.cycles.Add(1)
 		t.mu.Lock()
-		t.tuneLocked()
+		t.tuneLocked(true)
 		t.arm()
 		t.mu.Unlock()
 	}, t)
