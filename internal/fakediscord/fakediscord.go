@@ -642,7 +642,7 @@ func (s *Server) PostUserMessage(spec MessageSpec) (Message, error) {
 		if m, ok := s.byID[spec.ID]; ok {
 			payload := s.messageJSONLocked(m, true, true)
 			s.mu.Unlock()
-			return *m, s.Dispatch("MESSAGE_CREATE", payload)
+			return *m, s.dispatchMessage(payload)
 		}
 	}
 	if spec.ID == "" {
@@ -666,7 +666,7 @@ func (s *Server) PostUserMessage(spec MessageSpec) (Message, error) {
 	s.storeLocked(m)
 	payload := s.messageJSONLocked(m, true, true)
 	s.mu.Unlock()
-	return *m, s.Dispatch("MESSAGE_CREATE", payload)
+	return *m, s.dispatchMessage(payload)
 }
 
 // CommandOption is one option of a slash command interaction.
@@ -770,39 +770,57 @@ func (s *Server) commandIDLocked(name string) string {
 	return "0"
 }
 
+// memberObject is a guild member as Discord renders it.
+type memberObject struct {
+	Roles    []string `json:"roles"`
+	JoinedAt string   `json:"joined_at"`
+	Deaf     bool     `json:"deaf"`
+	Mute     bool     `json:"mute"`
+	Flags    int      `json:"flags"`
+	Pending  bool     `json:"pending"`
+	Nick     *string  `json:"nick"`
+	// User and Permissions are set in interactions only.
+	User        *User  `json:"user,omitempty"`
+	Permissions string `json:"permissions,omitempty"`
+}
+
 // memberJSON is a guild member object; withUser embeds the user (interactions).
-func memberJSON(u User, roles []string, nick string, withUser bool) map[string]any {
+func memberJSON(u User, roles []string, nick string, withUser bool) *memberObject {
 	if roles == nil {
 		roles = []string{}
 	}
-	m := map[string]any{
-		"roles": roles, "joined_at": "2024-01-01T00:00:00+00:00", "deaf": false, "mute": false,
-		"flags": 0, "pending": false,
-	}
+	m := &memberObject{Roles: roles, JoinedAt: "2024-01-01T00:00:00+00:00"}
 	if nick != "" {
-		m["nick"] = nick
-	} else {
-		m["nick"] = nil
+		n := nick
+		m.Nick = &n
 	}
 	if withUser {
-		m["user"] = u
-		m["permissions"] = "309237763072"
+		user := u
+		m.User = &user
+		m.Permissions = "309237763072"
 	}
 	return m
 }
 
-func userJSON(u User) map[string]any {
-	m := map[string]any{
-		"id": u.ID, "username": u.Username, "discriminator": "0", "avatar": nil,
-		"global_name": nil, "public_flags": 0,
-	}
+// userObject is a user as Discord renders it.
+type userObject struct {
+	ID            string  `json:"id"`
+	Username      string  `json:"username"`
+	Discriminator string  `json:"discriminator"`
+	Avatar        *string `json:"avatar"` // always null
+	GlobalName    *string `json:"global_name"`
+	PublicFlags   int     `json:"public_flags"`
+	Bot           bool    `json:"bot,omitempty"`
+}
+
+// userJSON renders a user.
+func userJSON(u User) userObject {
+	o := userObject{ID: u.ID, Username: u.Username, Discriminator: "0", Bot: u.Bot}
 	if u.GlobalName != "" {
-		m["global_name"] = u.GlobalName
+		name := u.GlobalName
+		o.GlobalName = &name
 	}
-	if u.Bot {
-		m["bot"] = true
-	}
-	return m
+	return o
 }
 
 func (s *Server) channelJSONLocked(c *Channel) map[string]any {
@@ -831,63 +849,113 @@ func (s *Server) channelJSONLocked(c *Channel) map[string]any {
 	return m
 }
 
+// messageObject is a message as Discord renders it.
+type messageObject struct {
+	ID                  string               `json:"id"`
+	ChannelID           string               `json:"channel_id"`
+	GuildID             string               `json:"guild_id,omitempty"`
+	Author              userObject           `json:"author"`
+	Member              *memberObject        `json:"member,omitempty"`
+	Content             string               `json:"content"`
+	Timestamp           string               `json:"timestamp"`
+	EditedTimestamp     *string              `json:"edited_timestamp"`
+	TTS                 bool                 `json:"tts"`
+	MentionEveryone     bool                 `json:"mention_everyone"`
+	Mentions            []userObject         `json:"mentions"`
+	MentionRoles        []any                `json:"mention_roles"`
+	Attachments         []Attachment         `json:"attachments"`
+	Embeds              []any                `json:"embeds"`
+	Components          json.RawMessage      `json:"components"`
+	Pinned              bool                 `json:"pinned"`
+	Type                int                  `json:"type"`
+	Flags               int                  `json:"flags"`
+	WebhookID           string               `json:"webhook_id,omitempty"`
+	ApplicationID       *string              `json:"application_id,omitempty"`
+	InteractionMetadata *interactionMetadata `json:"interaction_metadata,omitempty"`
+	Interaction         *messageInteraction  `json:"interaction,omitempty"`
+	MessageReference    *messageReference    `json:"message_reference,omitempty"`
+	// ReferencedMessage is nil when absent, a nil *messageObject for null.
+	ReferencedMessage any            `json:"referenced_message,omitempty"`
+	Thread            map[string]any `json:"thread,omitempty"`
+}
+
+type interactionMetadata struct {
+	ID   string     `json:"id"`
+	Type int        `json:"type"`
+	User userObject `json:"user"`
+}
+
+type messageInteraction struct {
+	interactionMetadata
+	Name string `json:"name"`
+}
+
+type messageReference struct {
+	Type      int    `json:"type"`
+	MessageID string `json:"message_id"`
+	ChannelID string `json:"channel_id"`
+	GuildID   string `json:"guild_id,omitempty"`
+}
+
+// emptyArray is the components of a message that has none.
+var emptyArray = json.RawMessage("[]")
+
+// timestampLayout is how Discord writes message timestamps.
+const timestampLayout = "2006-01-02T15:04:05.000000-07:00"
+
 // messageJSONLocked renders a message as Discord does. withRef includes the
 // referenced message (one level); gateway adds member for guild user messages.
-func (s *Server) messageJSONLocked(m *Message, withRef, gateway bool) map[string]any {
-	mentions := []any{}
+func (s *Server) messageJSONLocked(m *Message, withRef, gateway bool) *messageObject {
+	mentions := make([]userObject, 0, len(m.Mentions))
 	for _, u := range m.Mentions {
 		mentions = append(mentions, userJSON(u))
 	}
-	atts := []Attachment{}
-	atts = append(atts, m.Attachments...)
-	comps := json.RawMessage("[]")
+	comps := emptyArray
 	if len(m.Components) > 0 && string(m.Components) != "null" {
 		comps = m.Components
 	}
-	out := map[string]any{
-		"id": m.ID, "channel_id": m.ChannelID, "author": userJSON(m.Author), "content": m.Content,
-		"timestamp": m.Created.UTC().Format("2006-01-02T15:04:05.000000-07:00"), "edited_timestamp": nil,
-		"tts": false, "mention_everyone": false, "mentions": mentions, "mention_roles": []any{},
-		"attachments": atts, "embeds": []any{}, "components": comps, "pinned": false,
-		"type": m.Type, "flags": m.Flags,
+	out := &messageObject{
+		ID: m.ID, ChannelID: m.ChannelID, GuildID: m.GuildID, Author: userJSON(m.Author), Content: m.Content,
+		Timestamp: m.Created.UTC().Format(timestampLayout), Mentions: mentions, MentionRoles: []any{},
+		Attachments: append([]Attachment{}, m.Attachments...), Embeds: []any{}, Components: comps,
+		Type: m.Type, Flags: m.Flags, WebhookID: m.WebhookID,
 	}
 	if m.Edits > 0 {
-		out["edited_timestamp"] = time.Now().UTC().Format("2006-01-02T15:04:05.000000-07:00")
+		edited := time.Now().UTC().Format(timestampLayout)
+		out.EditedTimestamp = &edited
 	}
-	if m.GuildID != "" {
-		out["guild_id"] = m.GuildID
-		if gateway && !m.Author.Bot && m.WebhookID == "" {
-			out["member"] = memberJSON(m.Author, m.Roles, m.Nick, false)
-		}
-	}
-	if m.WebhookID != "" {
-		out["webhook_id"] = m.WebhookID
+	if m.GuildID != "" && gateway && !m.Author.Bot && m.WebhookID == "" {
+		out.Member = memberJSON(m.Author, m.Roles, m.Nick, false)
 	}
 	if m.InteractionID != "" {
-		out["application_id"] = s.appID
+		out.ApplicationID = &s.appID
 		if in, ok := s.interactions[m.InteractionID]; ok {
-			out["interaction_metadata"] = map[string]any{"id": in.id, "type": in.kind, "user": userJSON(in.user)}
-			out["interaction"] = map[string]any{"id": in.id, "type": in.kind, "name": in.name, "user": userJSON(in.user)}
+			meta := interactionMetadata{ID: in.id, Type: in.kind, User: userJSON(in.user)}
+			out.InteractionMetadata = &meta
+			out.Interaction = &messageInteraction{meta, in.name}
 		}
 	}
 	if m.ReferenceID != "" {
-		ref := map[string]any{"type": 0, "message_id": m.ReferenceID, "channel_id": m.ChannelID}
-		if m.GuildID != "" {
-			ref["guild_id"] = m.GuildID
-		}
-		out["message_reference"] = ref
+		out.MessageReference = &messageReference{MessageID: m.ReferenceID, ChannelID: m.ChannelID, GuildID: m.GuildID}
 		if withRef {
 			if r, ok := s.byID[m.ReferenceID]; ok && !r.Deleted {
-				out["referenced_message"] = s.messageJSONLocked(r, false, false)
+				out.ReferencedMessage = s.messageJSONLocked(r, false, false)
 			} else {
-				out["referenced_message"] = nil
+				out.ReferencedMessage = (*messageObject)(nil)
 			}
 		}
 	}
 	if t, ok := s.channels[m.ID]; ok && isThread(t.Type) {
-		out["thread"] = s.channelJSONLocked(t)
+		out.Thread = s.channelJSONLocked(t)
 	}
 	return out
+}
+
+// encode encodes a rendered message. It cannot fail: the only raw JSON in a
+// message, its components, came from a request body that decoded.
+func (o *messageObject) encode() []byte {
+	b, _ := json.Marshal(o)
+	return b
 }
 
 func isThread(t int) bool { return t == ChannelPublicThread || t == ChannelPrivateThread || t == 10 }

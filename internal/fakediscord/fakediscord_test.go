@@ -19,7 +19,7 @@ type frame struct {
 	T  string          `json:"t"`
 }
 
-func dial(t *testing.T, s *Server) *websocket.Conn {
+func dial(t testing.TB, s *Server) *websocket.Conn {
 	t.Helper()
 	c, _, err := websocket.DefaultDialer.Dial(s.GatewayURL()+"/?v=10&encoding=json", nil)
 	if err != nil {
@@ -279,4 +279,49 @@ func TestCloseNeverHangs(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close hung")
 	}
+}
+
+// TestMessageWireFormat pins the message object's fields, nulls and
+// omissions, as Discord sends them.
+func TestMessageWireFormat(t *testing.T) {
+	s := New()
+	defer s.Close()
+	s.AddChannel(Channel{ID: "200", GuildID: "300", Type: ChannelText})
+	ann := User{ID: "1", Username: "ann", GlobalName: "Ann"}
+	gone, _ := s.PostUserMessage(MessageSpec{ChannelID: "200", GuildID: "300", Author: ann, Content: "gone"})
+	s.ForgetMessages(gone.ID)
+	m, _ := s.PostUserMessage(MessageSpec{ChannelID: "200", GuildID: "300", Author: ann, Nick: "annie", Content: "hi <@2>",
+		Mentions: []User{{ID: "2", Username: "bot", Bot: true}}, ReplyTo: gone.ID})
+	ts := m.Created.UTC().Format(timestampLayout)
+	user := func(id, name string, global any, bot bool) map[string]any {
+		u := map[string]any{"id": id, "username": name, "discriminator": "0", "avatar": nil, "global_name": global, "public_flags": 0}
+		if bot {
+			u["bot"] = true
+		}
+		return u
+	}
+	want := map[string]any{
+		"id": m.ID, "channel_id": "200", "guild_id": "300", "author": user("1", "ann", "Ann", false), "content": "hi <@2>",
+		"timestamp": ts, "edited_timestamp": nil, "tts": false, "mention_everyone": false,
+		"mentions": []any{user("2", "bot", nil, true)}, "mention_roles": []any{}, "attachments": []any{}, "embeds": []any{},
+		"components": []any{}, "pinned": false, "type": MessageReply, "flags": 0,
+		"message_reference":  map[string]any{"type": 0, "message_id": gone.ID, "channel_id": "200", "guild_id": "300"},
+		"referenced_message": nil,
+	}
+	check := func(name string, got *messageObject, want map[string]any) {
+		t.Helper()
+		var g any
+		_ = json.Unmarshal(got.encode(), &g)
+		gb, _ := json.Marshal(g) // keys sorted, as for want
+		if wb, _ := json.Marshal(want); string(gb) != string(wb) {
+			t.Errorf("%s:\n got %s\nwant %s", name, gb, wb)
+		}
+	}
+	s.mu.Lock()
+	rest, gateway := s.messageJSONLocked(s.byID[m.ID], true, false), s.messageJSONLocked(s.byID[m.ID], true, true)
+	s.mu.Unlock()
+	check("REST", rest, want)
+	want["member"] = map[string]any{"roles": []any{}, "joined_at": "2024-01-01T00:00:00+00:00", "deaf": false, "mute": false,
+		"flags": 0, "pending": false, "nick": "annie"}
+	check("gateway", gateway, want)
 }

@@ -192,11 +192,15 @@ func (s *Server) identify(c *gwConn, raw json.RawMessage) bool {
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
-	if s.sendLocked(sess, c, "READY", ready) != nil {
+	send := func(event string, data any) bool {
+		b, err := json.Marshal(data)
+		return err == nil && s.sendLocked(sess, c, event, b) == nil
+	}
+	if !send("READY", ready) {
 		return false
 	}
 	for _, g := range creates {
-		if s.sendLocked(sess, c, "GUILD_CREATE", g) != nil {
+		if !send("GUILD_CREATE", g) {
 			return false
 		}
 	}
@@ -240,19 +244,29 @@ func (s *Server) resume(c *gwConn, raw json.RawMessage) bool {
 			return false
 		}
 	}
-	return s.sendLocked(sess, c, "RESUMED", map[string]any{}) == nil
+	return s.sendLocked(sess, c, "RESUMED", []byte("{}")) == nil
 }
 
-// sendLocked numbers and sends one dispatch to a session; s.dmu must be held.
-func (s *Server) sendLocked(sess *gwSession, c *gwConn, event string, data any) error {
+// sendLocked numbers and sends one dispatch of encoded data to a session;
+// s.dmu must be held.
+func (s *Server) sendLocked(sess *gwSession, c *gwConn, event string, data []byte) error {
+	t, err := json.Marshal(event)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	sess.seq++
 	seq := sess.seq
 	s.mu.Unlock()
-	b, err := json.Marshal(map[string]any{"op": 0, "s": seq, "t": event, "d": data})
-	if err != nil {
-		return err
-	}
+	// The payload as json.Marshal would write it from a map: keys sorted.
+	b := make([]byte, 0, len(data)+len(t)+48)
+	b = append(b, `{"d":`...)
+	b = append(b, data...)
+	b = append(b, `,"op":0,"s":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"t":`...)
+	b = append(b, t...)
+	b = append(b, '}')
 	s.mu.Lock()
 	sess.replay = append(sess.replay, gwFrame{seq, b})
 	if len(sess.replay) > maxReplay {
@@ -289,6 +303,17 @@ func (s *Server) Dispatch(event string, data any) error {
 		GuildID string `json:"guild_id"`
 	}
 	_ = json.Unmarshal(b, &g)
+	return s.dispatch(event, g.GuildID, b)
+}
+
+// dispatchMessage dispatches MESSAGE_CREATE with a rendered message.
+func (s *Server) dispatchMessage(msg *messageObject) error {
+	return s.dispatch("MESSAGE_CREATE", msg.GuildID, msg.encode())
+}
+
+// dispatch is Dispatch for data already encoded (compact JSON, as
+// json.Marshal writes it), whose guild_id is guildID.
+func (s *Server) dispatch(event, guildID string, data []byte) error {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
 	s.mu.Lock()
@@ -302,7 +327,7 @@ func (s *Server) Dispatch(event string, data any) error {
 	}
 	var targets []target
 	for _, sess := range s.sessions {
-		if inShard(g.GuildID, sess.shard) {
+		if inShard(guildID, sess.shard) {
 			targets = append(targets, target{sess, sess.conn})
 		}
 	}
@@ -312,7 +337,7 @@ func (s *Server) Dispatch(event string, data any) error {
 	}
 	var firstErr error
 	for _, t := range targets {
-		if err := s.sendLocked(t.sess, t.conn, event, json.RawMessage(b)); err != nil && firstErr == nil {
+		if err := s.sendLocked(t.sess, t.conn, event, data); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}

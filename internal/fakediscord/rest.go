@@ -58,9 +58,13 @@ func (s *Server) routes() http.Handler {
 			writeError(w, http.StatusNotFound, 0, "404: Not Found")
 			return
 		}
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = strings.TrimPrefix(r.URL.Path, loc)
-		r2.URL.RawPath = ""
+		// A shallow copy with its own URL, as http.StripPrefix makes.
+		r2 := new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		u.Path = strings.TrimPrefix(r.URL.Path, loc)
+		u.RawPath = ""
+		r2.URL = &u
 		api.ServeHTTP(w, r2)
 	})
 	return root
@@ -74,7 +78,7 @@ func (s *Server) rest(auth bool, h http.HandlerFunc) http.HandlerFunc {
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			w = sw
 			call := Call{Time: time.Now(), Header: r.Header, Method: r.Method, Route: strings.TrimPrefix(r.Pattern, r.Method+" "), Channel: r.PathValue("channel")}
-			if body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20)); err == nil {
+			if body, err := readAll(r); err == nil {
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				var b struct {
 					Content *string `json:"content"`
@@ -126,14 +130,22 @@ func bucketHash(route string) string {
 	return fmt.Sprintf("%016x", h.Sum64())
 }
 
+// setRateHeaders sets the X-RateLimit-* headers. It writes the canonical
+// keys, those Header.Set would make, straight into the map.
 func setRateHeaders(w http.ResponseWriter, limit, remaining int, resetAfter time.Duration, bucket string) {
 	h := w.Header()
-	after := resetAfter.Seconds()
-	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
-	h.Set("X-RateLimit-Reset", strconv.FormatFloat(float64(time.Now().Add(resetAfter).UnixMilli())/1000, 'f', 3, 64))
-	h.Set("X-RateLimit-Reset-After", strconv.FormatFloat(after, 'f', 3, 64))
-	h.Set("X-RateLimit-Bucket", bucket)
+	v := []string{
+		strconv.Itoa(limit),
+		strconv.Itoa(remaining),
+		strconv.FormatFloat(float64(time.Now().Add(resetAfter).UnixMilli())/1000, 'f', 3, 64),
+		strconv.FormatFloat(resetAfter.Seconds(), 'f', 3, 64),
+		bucket,
+	}
+	h["X-Ratelimit-Limit"] = v[0:1:1]
+	h["X-Ratelimit-Remaining"] = v[1:2:2]
+	h["X-Ratelimit-Reset"] = v[2:3:3]
+	h["X-Ratelimit-Reset-After"] = v[3:4:4]
+	h["X-Ratelimit-Bucket"] = v[4:5:5]
 }
 
 // limitChannel applies the per-channel message limit. It writes a 429 and
@@ -190,6 +202,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeEncoded is writeJSON for a value json.Marshal has encoded.
+func writeEncoded(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
 func writeError(w http.ResponseWriter, status, code int, msg string) {
 	writeJSON(w, status, map[string]any{"message": msg, "code": code})
 }
@@ -201,8 +220,20 @@ func writeFormError(w http.ResponseWriter, field, code, msg string) {
 	})
 }
 
+// readAll reads a request's body, at most 1 MiB of it, as io.ReadAll does but
+// in one allocation when the Content-Length is known.
+func readAll(r *http.Request) ([]byte, error) {
+	const limit = 1 << 20
+	if n := r.ContentLength; n > 0 && n <= limit {
+		b := make([]byte, n)
+		k, err := io.ReadFull(r.Body, b)
+		return b[:k], err
+	}
+	return io.ReadAll(io.LimitReader(r.Body, limit))
+}
+
 func readBody(r *http.Request, v any) error {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	b, err := readAll(r)
 	if err != nil {
 		return err
 	}
@@ -225,9 +256,14 @@ func checkContent(w http.ResponseWriter, content string, hasOther bool) bool {
 	return true
 }
 
+// hasComponents reports whether raw, a JSON value as decoded from a request
+// body (so valid, and without surrounding space), is a non-empty array.
 func hasComponents(raw json.RawMessage) bool {
-	var arr []json.RawMessage
-	return len(raw) > 0 && json.Unmarshal(raw, &arr) == nil && len(arr) > 0
+	if len(raw) == 0 || raw[0] != '[' {
+		return false
+	}
+	rest := bytes.TrimLeft(raw[1:], " \t\r\n")
+	return len(rest) > 0 && rest[0] != ']'
 }
 
 func (s *Server) getGateway(w http.ResponseWriter, r *http.Request) {
@@ -315,7 +351,7 @@ func (s *Server) postCallback(w http.ResponseWriter, r *http.Request) {
 			Choices json.RawMessage `json:"choices"`
 		} `json:"data"`
 	}
-	raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	raw, _ := readAll(r)
 	if err := json.Unmarshal(raw, &body); err != nil {
 		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
 		return
@@ -371,7 +407,7 @@ func (s *Server) postCallback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	in.callbacks = append(in.callbacks, Callback{Type: body.Type, Data: rawData.Data, After: after})
-	var echo map[string]any
+	var echo *messageObject
 	switch body.Type {
 	case CallbackChannelMessage, CallbackDeferredChannelMessage:
 		m := &Message{
@@ -392,26 +428,40 @@ func (s *Server) postCallback(w http.ResponseWriter, r *http.Request) {
 		}
 	case CallbackUpdateMessage:
 		if m, ok := s.byID[in.messageID]; ok {
-			var fields map[string]json.RawMessage
-			_ = json.Unmarshal(rawData.Data, &fields)
-			applyEdit(m, fields)
+			var e messageEdit
+			_ = json.Unmarshal(rawData.Data, &e)
+			applyEdit(m, e, e.text())
 		}
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
-	s.echo(w, echo)
+	if echo != nil {
+		s.echo(w, echo.GuildID, echo.encode())
+	}
 }
 
-// applyEdit applies the fields present in a PATCH body.
-func applyEdit(m *Message, fields map[string]json.RawMessage) {
-	if c, ok := fields["content"]; ok {
-		var content string
-		_ = json.Unmarshal(c, &content)
-		m.Content = content
+// messageEdit is the body of a message edit, by field name. (A map, not a
+// struct: the keys match exactly, not case-insensitively.)
+type messageEdit map[string]json.RawMessage
+
+// text is the content the edit stores: the string sent, or "" for null or a
+// value that is not a string.
+func (e messageEdit) text() string {
+	var s string
+	if c, ok := e["content"]; ok {
+		_ = json.Unmarshal(c, &s)
 	}
-	if c, ok := fields["components"]; ok {
-		m.Components = append(json.RawMessage(nil), c...)
+	return s
+}
+
+// applyEdit applies the fields present in an edit, whose text is e.text().
+func applyEdit(m *Message, e messageEdit, text string) {
+	if _, ok := e["content"]; ok {
+		m.Content = text
+	}
+	if c, ok := e["components"]; ok {
+		m.Components = c
 	}
 	m.Flags &^= FlagLoading
 	m.Edits++
@@ -431,9 +481,9 @@ func (s *Server) webhookInteractionLocked(w http.ResponseWriter, r *http.Request
 }
 
 func (s *Server) webhookMessage(w http.ResponseWriter, r *http.Request) {
-	var fields map[string]json.RawMessage
+	var e messageEdit
 	if r.Method == http.MethodPatch {
-		if err := readBody(r, &fields); err != nil {
+		if err := readBody(r, &e); err != nil {
 			writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
 			return
 		}
@@ -462,16 +512,13 @@ func (s *Server) webhookMessage(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	case http.MethodPatch:
-		if c, ok := fields["content"]; ok {
-			var content string
-			_ = json.Unmarshal(c, &content)
-			if utf8.RuneCountInString(content) > 2000 {
-				s.mu.Unlock()
-				writeFormError(w, "content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
-				return
-			}
+		text := e.text()
+		if utf8.RuneCountInString(text) > 2000 {
+			s.mu.Unlock()
+			writeFormError(w, "content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+			return
 		}
-		applyEdit(m, fields)
+		applyEdit(m, e, text)
 		s.notifyLocked()
 	}
 	out := s.messageJSONLocked(m, true, false)
@@ -505,18 +552,19 @@ func (s *Server) postFollowup(w http.ResponseWriter, r *http.Request) {
 		WebhookID: s.appID, InteractionID: in.id, Created: time.Now(),
 	}
 	s.storeLocked(m)
+	// The bot's own message has no member: the REST and gateway renderings are one.
 	out := s.messageJSONLocked(m, true, false)
-	var echo map[string]any
-	if m.Flags&FlagEphemeral == 0 && s.echoOwn {
-		echo = s.messageJSONLocked(m, true, true)
-	}
+	echo := m.Flags&FlagEphemeral == 0 && s.echoOwn
 	s.mu.Unlock()
+	b := out.encode()
 	if r.URL.Query().Get("wait") == "true" {
-		writeJSON(w, http.StatusOK, out)
+		writeEncoded(w, http.StatusOK, b)
 	} else {
 		w.WriteHeader(http.StatusNoContent)
 	}
-	s.echo(w, echo)
+	if echo {
+		s.echo(w, out.GuildID, b)
+	}
 }
 
 func (s *Server) getChannel(w http.ResponseWriter, r *http.Request) {
@@ -582,26 +630,24 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.storeLocked(m)
+	// The bot's own message has no member: the REST and gateway renderings are one.
 	out := s.messageJSONLocked(m, true, false)
-	var echo map[string]any
-	if s.echoOwn {
-		echo = s.messageJSONLocked(m, true, true)
-	}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, out)
-	s.echo(w, echo)
+	b := out.encode()
+	writeEncoded(w, http.StatusOK, b)
+	if s.echoOwn {
+		s.echo(w, out.GuildID, b)
+	}
 }
 
-// echo dispatches the bot's own new message back to it, as Discord does,
-// once the request that made it is answered: Discord does not hold a REST
-// response until the gateway has delivered the event, and a fake that did
-// would charge its dispatch queue to the bot's latency.
-func (s *Server) echo(w http.ResponseWriter, msg map[string]any) {
-	if msg == nil {
-		return
-	}
+// echo dispatches the bot's own new message, encoded, back to it as
+// MESSAGE_CREATE, as Discord does, once the request that made it is
+// answered: Discord does not hold a REST response until the gateway has
+// delivered the event, and a fake that did would charge its dispatch queue
+// to the bot's latency.
+func (s *Server) echo(w http.ResponseWriter, guildID string, msg []byte) {
 	_ = http.NewResponseController(w).Flush()
-	_ = s.Dispatch("MESSAGE_CREATE", msg)
+	_ = s.dispatch("MESSAGE_CREATE", guildID, msg)
 }
 
 func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
@@ -619,8 +665,8 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) patchMessage(w http.ResponseWriter, r *http.Request) {
 	chID := r.PathValue("channel")
-	var fields map[string]json.RawMessage
-	if err := readBody(r, &fields); err != nil {
+	var e messageEdit
+	if err := readBody(r, &e); err != nil {
 		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
 		return
 	}
@@ -643,12 +689,13 @@ func (s *Server) patchMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, 50005, "Cannot edit a message authored by another user")
 		return
 	}
-	content := m.Content
-	if c, ok := fields["content"]; ok {
-		_ = json.Unmarshal(c, &content)
+	// Checked: the content sent if it is a string, else the current one.
+	text, content := e.text(), m.Content
+	if c := e["content"]; len(c) > 0 && c[0] == '"' {
+		content = text
 	}
 	comps := m.Components
-	if c, ok := fields["components"]; ok {
+	if c, ok := e["components"]; ok {
 		comps = c
 	}
 	if utf8.RuneCountInString(content) > 2000 {
@@ -661,7 +708,7 @@ func (s *Server) patchMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, 50006, "Cannot send an empty message")
 		return
 	}
-	applyEdit(m, fields)
+	applyEdit(m, e, text)
 	s.notifyLocked()
 	out := s.messageJSONLocked(m, true, false)
 	s.mu.Unlock()

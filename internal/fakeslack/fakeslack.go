@@ -52,6 +52,7 @@ const (
 	MaxMarkdownChars      = 12000 // markdown_text per call, markdown blocks per message
 	maxRequestBody        = 4 << 20
 	maxRecordedCalls      = 200000
+	callChunk             = 1024
 	defaultPingInterval   = 5 * time.Second
 	websocketWriteTimeout = 5 * time.Second
 )
@@ -94,7 +95,7 @@ type Server struct {
 	ephemerals  []Ephemeral
 	statuses    []Status
 	reactions   []Reaction
-	calls       []Call
+	calls       [][]Call // in chunks of callChunk: recording never copies the calls before
 	callCount   map[string]int
 	limited     int
 	failures    map[string][]Failure
@@ -400,7 +401,20 @@ func (s *Server) FailNext(method string, failures ...Failure) {
 // NextTS returns a fresh, increasing message timestamp ("1700000000.000123").
 func (s *Server) NextTS() string {
 	us := s.tsCounter.Add(1)
-	return fmt.Sprintf("%d.%06d", us/1e6, us%1e6)
+	var buf [32]byte
+	b := append(strconv.AppendInt(buf[:0], us/1e6, 10), '.')
+	return string(appendPadded(b, us%1e6, 6))
+}
+
+// appendPadded appends n (>= 0) in decimal, zero-padded to width digits,
+// as fmt's %0*d does.
+func appendPadded(b []byte, n int64, width int) []byte {
+	var buf [20]byte
+	d := strconv.AppendInt(buf[:0], n, 10)
+	for i := len(d); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, d...)
 }
 
 // ---- inspection ----
@@ -410,9 +424,11 @@ func (s *Server) Calls(methods ...string) []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Call
-	for _, c := range s.calls {
-		if len(methods) == 0 || contains(methods, c.Method) {
-			out = append(out, c)
+	for _, chunk := range s.calls {
+		for _, c := range chunk {
+			if len(methods) == 0 || contains(methods, c.Method) {
+				out = append(out, c)
+			}
 		}
 	}
 	return out
@@ -521,7 +537,6 @@ type apiRequest struct {
 	team   string
 	token  string
 	params url.Values
-	json   map[string]any // the decoded body of a JSON request
 }
 
 func (r *apiRequest) get(key string) string { return r.params.Get(key) }
@@ -566,7 +581,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			call.Result, call.Error = "error", f.Error
 			s.record(call)
 			s.mu.Unlock()
-			writeJSON(w, map[string]any{"ok": false, "error": f.Error})
+			writeJSON(w, apiError(f.Error))
 			return
 		case f.Status != 0:
 			call.Result = "http_error"
@@ -583,7 +598,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		s.record(call)
 		s.mu.Unlock()
-		writeJSON(w, map[string]any{"ok": false, "error": call.Error})
+		writeJSON(w, apiError(call.Error))
 		return
 	}
 	if s.limits != nil {
@@ -598,46 +613,46 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	resp := s.dispatch(req, now)
-	if ok, _ := resp["ok"].(bool); ok {
-		call.Result = "ok"
-	} else {
-		call.Result = "error"
-		call.Error, _ = resp["error"].(string)
+	resp := s.dispatch(&req, now)
+	call.Result = "ok"
+	if e, failed := resp.(errorResponse); failed {
+		call.Result, call.Error = "error", e.Error
 	}
 	s.record(call)
 	s.mu.Unlock()
 	writeJSON(w, resp)
 }
 
-// record appends a call; s.mu is held.
+// record appends a call, up to maxRecordedCalls; s.mu is held.
 func (s *Server) record(c Call) {
-	if len(s.calls) < maxRecordedCalls {
-		s.calls = append(s.calls, c)
+	n := len(s.calls)
+	if n == 0 || len(s.calls[n-1]) == cap(s.calls[n-1]) {
+		if n*callChunk >= maxRecordedCalls {
+			return
+		}
+		s.calls = append(s.calls, make([]Call, 0, min(callChunk, maxRecordedCalls-n*callChunk)))
+		n++
 	}
+	s.calls[n-1] = append(s.calls[n-1], c)
 }
 
-func readAPIRequest(r *http.Request, method string) (*apiRequest, error) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
+// readAPIRequest reads a call's parameters: the body's (form or JSON), and
+// the query string's where the body has none.
+func readAPIRequest(r *http.Request, method string) (apiRequest, error) {
+	body, err := readBody(r)
 	if err != nil {
-		return nil, err
+		return apiRequest{}, err
 	}
-	req := &apiRequest{method: method, params: url.Values{}}
-	if r.URL.RawQuery != "" {
-		q, _ := url.ParseQuery(r.URL.RawQuery)
-		for k, v := range q {
-			req.params[k] = v
-		}
-	}
+	req := apiRequest{method: method}
 	ct := r.Header.Get("Content-Type")
 	switch {
 	case strings.HasPrefix(ct, "application/json"):
+		req.params = url.Values{}
 		if len(bytes.TrimSpace(body)) > 0 {
 			var m map[string]any
 			if err := json.Unmarshal(body, &m); err != nil {
-				return nil, fmt.Errorf("invalid JSON body: %v", err)
+				return apiRequest{}, fmt.Errorf("invalid JSON body: %v", err)
 			}
-			req.json = m
 			for k, v := range m {
 				switch v := v.(type) {
 				case string:
@@ -650,12 +665,16 @@ func readAPIRequest(r *http.Request, method string) (*apiRequest, error) {
 			}
 		}
 	default:
-		q, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, fmt.Errorf("invalid form body: %v", err)
+		if req.params, err = url.ParseQuery(string(body)); err != nil {
+			return apiRequest{}, fmt.Errorf("invalid form body: %v", err)
 		}
+	}
+	if r.URL.RawQuery != "" {
+		q, _ := url.ParseQuery(r.URL.RawQuery)
 		for k, v := range q {
-			req.params[k] = v
+			if _, ok := req.params[k]; !ok {
+				req.params[k] = v
+			}
 		}
 	}
 	if auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
@@ -668,15 +687,71 @@ func readAPIRequest(r *http.Request, method string) (*apiRequest, error) {
 	return req, nil
 }
 
+// readBody reads a request's body, up to maxRequestBody bytes, in one
+// allocation when its length is known.
+func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= maxRequestBody {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r.Body, b)
+		return b, err
+	}
+	return io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
+}
+
+// jsonContentType is every JSON answer's Content-Type, shared: net/http
+// never modifies a header's values in place.
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
 func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header()["Content-Type"] = jsonContentType
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func apiError(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
+// Bodies of the frequent answers. Their fields are in the order of the
+// keys' names, as encoding/json writes a map's, so that the bytes on the
+// wire are those of the equivalent map[string]any.
+type (
+	// errorResponse is {"ok":false,"error":…}; dispatch returns it for every failure.
+	errorResponse struct {
+		Error string `json:"error"`
+		OK    bool   `json:"ok"`
+	}
+	okResponse struct {
+		OK bool `json:"ok"`
+	}
+	// messageResponse answers chat.delete and the streaming methods.
+	messageResponse struct {
+		Channel string `json:"channel"`
+		OK      bool   `json:"ok"`
+		TS      string `json:"ts"`
+	}
+	postMessageResponse struct {
+		Channel string `json:"channel"`
+		Message struct {
+			Text     string `json:"text"`
+			ThreadTS string `json:"thread_ts"`
+			TS       string `json:"ts"`
+		} `json:"message"`
+		OK bool   `json:"ok"`
+		TS string `json:"ts"`
+	}
+	updateResponse struct {
+		Channel string `json:"channel"`
+		OK      bool   `json:"ok"`
+		Text    string `json:"text"`
+		TS      string `json:"ts"`
+	}
+	ephemeralResponse struct {
+		MessageTS string `json:"message_ts"`
+		OK        bool   `json:"ok"`
+	}
+)
 
-// dispatch runs one API method; s.mu is held.
-func (s *Server) dispatch(req *apiRequest, now time.Time) map[string]any {
+func apiError(code string) errorResponse { return errorResponse{Error: code} }
+
+// dispatch runs one API method and returns the answer's body, an
+// errorResponse if the call failed; s.mu is held.
+func (s *Server) dispatch(req *apiRequest, now time.Time) any {
 	switch req.method {
 	case "auth.test":
 		return map[string]any{"ok": true, "url": "https://fake.slack.com/", "team": s.opts.TeamName, "user": "arkbot",
@@ -706,7 +781,7 @@ func (s *Server) dispatch(req *apiRequest, now time.Time) map[string]any {
 			return apiError("message_not_found")
 		}
 		m.Deleted, m.Updated = true, now
-		return map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS}
+		return messageResponse{OK: true, Channel: m.Channel, TS: m.TS}
 	case "chat.postEphemeral":
 		if req.get("channel") == "" {
 			return apiError("channel_not_found")
@@ -716,7 +791,7 @@ func (s *Server) dispatch(req *apiRequest, now time.Time) map[string]any {
 		}
 		s.ephemerals = append(s.ephemerals, Ephemeral{Via: "chat.postEphemeral", Channel: req.get("channel"), User: req.get("user"),
 			ThreadTS: req.get("thread_ts"), Text: req.get("text"), Blocks: req.get("blocks"), Time: now})
-		return map[string]any{"ok": true, "message_ts": s.NextTS()}
+		return ephemeralResponse{OK: true, MessageTS: s.NextTS()}
 	case "chat.startStream", "chat.appendStream", "chat.stopStream":
 		if s.nativeOff {
 			return apiError("unknown_method")
@@ -734,15 +809,15 @@ func (s *Server) dispatch(req *apiRequest, now time.Time) map[string]any {
 			lm = strings.Split(v, ",")
 		}
 		s.statuses = append(s.statuses, Status{Channel: req.get("channel_id"), ThreadTS: req.get("thread_ts"), Status: req.get("status"), LoadingMessages: lm, Time: now})
-		return map[string]any{"ok": true}
+		return okResponse{OK: true}
 	case "reactions.add":
 		if req.get("channel") == "" || req.get("timestamp") == "" {
 			return apiError("invalid_arguments")
 		}
 		s.reactions = append(s.reactions, Reaction{Channel: req.get("channel"), TS: req.get("timestamp"), Name: req.get("name")})
-		return map[string]any{"ok": true}
+		return okResponse{OK: true}
 	case "reactions.remove":
-		return map[string]any{"ok": true}
+		return okResponse{OK: true}
 	case "apps.connections.open":
 		if s.closed {
 			return apiError("service_unavailable")
@@ -802,7 +877,7 @@ func content(req *apiRequest) (text, markdown, blocks string, errCode string) {
 	return text, markdown, blocks, ""
 }
 
-func (s *Server) postMessage(req *apiRequest, now time.Time) map[string]any {
+func (s *Server) postMessage(req *apiRequest, now time.Time) any {
 	ch := req.get("channel")
 	if ch == "" {
 		return apiError("channel_not_found")
@@ -817,10 +892,12 @@ func (s *Server) postMessage(req *apiRequest, now time.Time) map[string]any {
 	m := &Message{Channel: ch, TS: s.NextTS(), ThreadTS: req.get("thread_ts"), User: s.opts.BotUserID, BotID: s.opts.BotID,
 		Text: text, Markdown: markdown, Blocks: blocks, Created: now, Updated: now}
 	s.store(m)
-	return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": map[string]any{"text": text, "ts": m.TS, "thread_ts": m.ThreadTS}}
+	resp := postMessageResponse{OK: true, Channel: ch, TS: m.TS}
+	resp.Message.Text, resp.Message.TS, resp.Message.ThreadTS = text, m.TS, m.ThreadTS
+	return resp
 }
 
-func (s *Server) update(req *apiRequest, now time.Time) map[string]any {
+func (s *Server) update(req *apiRequest, now time.Time) any {
 	m := s.find(req.get("channel"), req.get("ts"))
 	if m == nil || m.Deleted {
 		return apiError("message_not_found")
@@ -838,10 +915,10 @@ func (s *Server) update(req *apiRequest, now time.Time) map[string]any {
 	m.Text, m.Markdown, m.Blocks = text, markdown, blocks
 	m.Edits++
 	m.Updated = now
-	return map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS, "text": text}
+	return updateResponse{OK: true, Channel: m.Channel, TS: m.TS, Text: text}
 }
 
-func (s *Server) stream(req *apiRequest, now time.Time) map[string]any {
+func (s *Server) stream(req *apiRequest, now time.Time) any {
 	ch := req.get("channel")
 	if ch == "" {
 		return apiError("channel_not_found")
@@ -862,7 +939,7 @@ func (s *Server) stream(req *apiRequest, now time.Time) map[string]any {
 		m := &Message{Channel: ch, TS: s.NextTS(), ThreadTS: thread, User: s.opts.BotUserID, BotID: s.opts.BotID,
 			Markdown: md, Streaming: true, Streamed: true, Created: now, Updated: now}
 		s.store(m)
-		return map[string]any{"ok": true, "channel": ch, "ts": m.TS}
+		return messageResponse{OK: true, Channel: ch, TS: m.TS}
 	default:
 		m := s.find(ch, req.get("ts"))
 		if m == nil || m.Deleted {
@@ -885,7 +962,7 @@ func (s *Server) stream(req *apiRequest, now time.Time) map[string]any {
 			m.Streaming = false
 		}
 		m.Updated = now
-		return map[string]any{"ok": true, "channel": ch, "ts": m.TS}
+		return messageResponse{OK: true, Channel: ch, TS: m.TS}
 	}
 }
 
@@ -937,7 +1014,7 @@ func (s *Server) serveResponseURL(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
+	body, err := readBody(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -963,5 +1040,5 @@ func (s *Server) serveResponseURL(w http.ResponseWriter, r *http.Request) {
 	s.ephemerals = append(s.ephemerals, Ephemeral{Via: "response_url", Text: msg.Text, ResponseType: msg.ResponseType,
 		ThreadTS: msg.ThreadTS, Blocks: blocks, ResponseID: id, Time: time.Now()})
 	s.mu.Unlock()
-	writeJSON(w, map[string]any{"ok": true})
+	writeJSON(w, okResponse{OK: true})
 }

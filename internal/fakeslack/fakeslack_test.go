@@ -329,3 +329,42 @@ func TestSign(t *testing.T) {
 		t.Fatalf("slack-go rejects the fake's signature: %v", err)
 	}
 }
+
+// TestWireFormat checks that the structs answering the frequent calls encode
+// to the bytes of the maps they stand for.
+func TestWireFormat(t *testing.T) {
+	ch, ts, text := "C<&>", "1.000002", "say \"<b>\" é \u2028"
+	pm := postMessageResponse{OK: true, Channel: ch, TS: ts}
+	pm.Message.Text, pm.Message.TS = text, ts
+	s := &Server{opts: Options{TeamID: DefaultTeamID, BotUserID: DefaultBotUserID}}
+	o := EventOptions{EnvelopeID: "env-1", RetryAttempt: 2, RetryReason: "timeout"}
+	ev := AppMention(ch, "U1", text, ts, "")
+	p := s.callbackPayload(&o, ev)
+	for i, c := range []struct{ got, want any }{
+		{apiError(text), map[string]any{"ok": false, "error": text}},
+		{okResponse{OK: true}, map[string]any{"ok": true}},
+		{messageResponse{OK: true, Channel: ch, TS: ts}, map[string]any{"ok": true, "channel": ch, "ts": ts}},
+		{pm, map[string]any{"ok": true, "channel": ch, "ts": ts, "message": map[string]any{"text": text, "ts": ts, "thread_ts": ""}}},
+		{updateResponse{OK: true, Channel: ch, TS: ts, Text: text}, map[string]any{"ok": true, "channel": ch, "ts": ts, "text": text}},
+		{ephemeralResponse{OK: true, MessageTS: ts}, map[string]any{"ok": true, "message_ts": ts}},
+		{eventsAPIEnvelope{EnvelopeID: "env-1", Type: "events_api", RetryAttempt: 2, RetryReason: "timeout", Payload: p}, map[string]any{
+			"envelope_id": "env-1", "type": "events_api", "accepts_response_payload": false, "retry_attempt": 2, "retry_reason": "timeout",
+			"payload": map[string]any{
+				"token": "verification-token-unused", "team_id": DefaultTeamID, "api_app_id": DefaultAppID,
+				"event": ev, "type": "event_callback", "event_id": o.EventID, "event_time": p.EventTime,
+				"authorizations":        []map[string]any{{"team_id": DefaultTeamID, "user_id": DefaultBotUserID, "is_bot": true, "is_enterprise_install": false}},
+				"is_ext_shared_channel": false, "event_context": "4-fake-" + o.EventID,
+			},
+		}},
+	} {
+		got, _ := json.Marshal(c.got)
+		want, _ := json.Marshal(c.want)
+		if string(got) != string(want) {
+			t.Errorf("%d: got  %s\nwant %s", i, got, want)
+		}
+	}
+	s.tsCounter.Store(1700000000_000122)
+	if env, ts := s.newEnvelopeID(), s.NextTS(); o.EventID != "Ev00000001" || env != "env-00000001" || ts != "1700000000.000123" {
+		t.Errorf("IDs: %s, %s, %s", o.EventID, env, ts)
+	}
+}

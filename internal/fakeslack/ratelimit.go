@@ -71,14 +71,17 @@ func (s *Server) SetRateLimits(rl *RateLimits) {
 	if scale <= 0 {
 		scale = 1
 	}
-	s.limits = &limiter{tiers: tiers, scale: scale, buckets: map[string]*rate.Limiter{}}
+	s.limits = &limiter{tiers: tiers, scale: scale, buckets: map[bucketKey]*rate.Limiter{}}
 }
 
 type limiter struct {
 	tiers   map[string]Tier
 	scale   float64
-	buckets map[string]*rate.Limiter
+	buckets map[bucketKey]*rate.Limiter
 }
+
+// bucketKey names a budget; channel is "" unless the method's is per channel.
+type bucketKey struct{ team, method, channel string }
 
 // take spends one token for the call, or reports how long until one is free.
 func (l *limiter) take(team, method, channel string, now time.Time) (time.Duration, bool) {
@@ -86,9 +89,9 @@ func (l *limiter) take(team, method, channel string, now time.Time) (time.Durati
 	if !ok {
 		return 0, true
 	}
-	key := team + "|" + method
+	key := bucketKey{team: team, method: method}
 	if perChannel[method] {
-		key += "|" + channel
+		key.channel = channel
 	}
 	b := l.buckets[key]
 	if b == nil {

@@ -183,7 +183,10 @@ func (s *Server) connections() []*wsConn {
 
 // SendEnvelope writes a raw envelope to one connected client (the
 // oldest-registered is not guaranteed; any one, as Slack does).
-func (s *Server) SendEnvelope(env map[string]any) error {
+func (s *Server) SendEnvelope(env map[string]any) error { return s.sendEnvelope(env) }
+
+// sendEnvelope is SendEnvelope for any JSON-encodable envelope.
+func (s *Server) sendEnvelope(env any) error {
 	conns := s.connections()
 	if len(conns) == 0 {
 		return ErrNotConnected
@@ -249,44 +252,79 @@ type Sent struct {
 	EventID    string
 }
 
+// The event_callback payload and its events_api envelope. Their fields are
+// in the order of the keys' names, as encoding/json writes a map's.
+type (
+	callbackPayload struct {
+		APIAppID           string          `json:"api_app_id"`
+		Authorizations     []authorization `json:"authorizations"`
+		Event              map[string]any  `json:"event"`
+		EventContext       string          `json:"event_context"`
+		EventID            string          `json:"event_id"`
+		EventTime          int64           `json:"event_time"`
+		IsExtSharedChannel bool            `json:"is_ext_shared_channel"`
+		TeamID             string          `json:"team_id"`
+		Token              string          `json:"token"`
+		Type               string          `json:"type"`
+	}
+	authorization struct {
+		IsBot               bool   `json:"is_bot"`
+		IsEnterpriseInstall bool   `json:"is_enterprise_install"`
+		TeamID              string `json:"team_id"`
+		UserID              string `json:"user_id"`
+	}
+	eventsAPIEnvelope struct {
+		AcceptsResponsePayload bool            `json:"accepts_response_payload"`
+		EnvelopeID             string          `json:"envelope_id"`
+		Payload                callbackPayload `json:"payload"`
+		RetryAttempt           int             `json:"retry_attempt"`
+		RetryReason            string          `json:"retry_reason"`
+		Type                   string          `json:"type"`
+	}
+)
+
 // EventCallback returns the event_callback payload wrapping event, as the
 // HTTP Events API posts it and Socket Mode carries it, with o's IDs filled in.
 func (s *Server) EventCallback(o *EventOptions, event map[string]any) []byte {
+	b, _ := json.Marshal(s.callbackPayload(o, event))
+	return b
+}
+
+// callbackPayload fills in o's IDs and wraps event.
+func (s *Server) callbackPayload(o *EventOptions, event map[string]any) callbackPayload {
 	if o.TeamID == "" {
 		o.TeamID = s.opts.TeamID
 	}
 	if o.EventID == "" {
-		o.EventID = fmt.Sprintf("Ev%08d", s.idCounter.Add(1))
+		o.EventID = formatID("Ev", s.idCounter.Add(1))
 	}
-	b, _ := json.Marshal(s.callbackPayload(*o, event))
-	return b
-}
-
-func (s *Server) callbackPayload(o EventOptions, event map[string]any) map[string]any {
-	return map[string]any{
-		"token": "verification-token-unused", "team_id": o.TeamID, "api_app_id": DefaultAppID,
-		"event": event, "type": "event_callback", "event_id": o.EventID, "event_time": time.Now().Unix(),
-		"authorizations":        []map[string]any{{"team_id": o.TeamID, "user_id": s.opts.BotUserID, "is_bot": true, "is_enterprise_install": false}},
-		"is_ext_shared_channel": false, "event_context": "4-fake-" + o.EventID,
+	return callbackPayload{
+		Token: "verification-token-unused", TeamID: o.TeamID, APIAppID: DefaultAppID,
+		Event: event, Type: "event_callback", EventID: o.EventID, EventTime: time.Now().Unix(),
+		Authorizations: []authorization{{TeamID: o.TeamID, UserID: s.opts.BotUserID, IsBot: true}},
+		EventContext:   "4-fake-" + o.EventID,
 	}
 }
 
 // SendEvent sends an events_api envelope carrying event to a connected client.
 func (s *Server) SendEvent(o EventOptions, event map[string]any) (Sent, error) {
-	s.EventCallback(&o, event) // fills the IDs
+	env := &eventsAPIEnvelope{Type: "events_api", Payload: s.callbackPayload(&o, event),
+		RetryAttempt: o.RetryAttempt, RetryReason: o.RetryReason}
 	if o.EnvelopeID == "" {
 		o.EnvelopeID = s.newEnvelopeID()
 	}
-	env := map[string]any{
-		"envelope_id": o.EnvelopeID, "type": "events_api", "accepts_response_payload": false,
-		"retry_attempt": o.RetryAttempt, "retry_reason": o.RetryReason,
-		"payload": s.callbackPayload(o, event),
-	}
-	return Sent{EnvelopeID: o.EnvelopeID, EventID: o.EventID}, s.SendEnvelope(env)
+	env.EnvelopeID = o.EnvelopeID
+	return Sent{EnvelopeID: o.EnvelopeID, EventID: o.EventID}, s.sendEnvelope(env)
 }
 
 func (s *Server) newEnvelopeID() string {
-	return fmt.Sprintf("env-%08d", s.envCounter.Add(1))
+	return formatID("env-", s.envCounter.Add(1))
+}
+
+// formatID is prefix and n zero-padded to 8 digits: fmt's "%s%08d".
+func formatID(prefix string, n int64) string {
+	var buf [32]byte
+	return string(appendPadded(append(buf[:0], prefix...), n, 8))
 }
 
 // AppMention builds an app_mention event. threadTS "" means a top-level message.
