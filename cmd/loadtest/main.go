@@ -5,7 +5,7 @@
 //	    [-ramp 1s] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
-//	    [-timeout 110s]
+//	    [-gc-headroom-kib 256] [-timeout 110s]
 //
 // On 127.0.0.1 only, it starts a fake Ark streaming at the given pace, fake
 // Slack and Discord APIs (their rate limits emulated with -ratelimits) and a
@@ -31,6 +31,8 @@
 // its heap at the probe's busiest moment, -trace writes an execution trace
 // of the bot process for the load's first seconds, -harness-cpuprofile
 // profiles this process (fakes and simulated users) during the load.
+// -gc-headroom-kib sets the bot's server.gc_headroom_kib, to weigh memory
+// against collections.
 //
 // Without -ratelimits the adapters' own rate budgets are off too, as on a
 // platform without limits, so latency is the bot's own; with it, the fakes
@@ -55,6 +57,8 @@ import (
 	"runtime/pprof"
 	"syscall"
 	"time"
+
+	"github.com/arkbot/arkbot/config"
 )
 
 func main() {
@@ -84,6 +88,7 @@ type options struct {
 	harnessProfile       string
 	trace                string
 	timeline             bool
+	gcHeadroomKiB        int
 	botLog               string
 	logLevel             string
 	flags                map[string]any // every flag's value, for the report
@@ -111,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bot process during the load to this file")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the bot process during the load's first 4 s to this file (go tool trace)")
 	fs.StringVar(&o.harnessProfile, "harness-cpuprofile", "", "write a CPU profile of this process (the fakes and the simulated users) during the load to this file")
+	fs.IntVar(&o.gcHeadroomKiB, "gc-headroom-kib", config.DefaultGCHeadroomKiB, "the bot's server.gc_headroom_kib (0: Go's own GC pacing)")
 	fs.BoolVar(&o.timeline, "timeline", false, "also print the added latency per quarter second of the load (to line up with GODEBUG=gctrace=1)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the bot process at the busiest moment to this file")
 	fs.StringVar(&o.botLog, "botlog", "", "write the bot's log here (default: a temporary file)")
@@ -132,6 +138,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-tokens must be 1 to 250 (an answer stays one Discord message)")
 	case o.ttftJitter < 0 || o.ttftJitter > 1:
 		return o, errors.New("-ttft-jitter must be 0 to 1")
+	case o.gcHeadroomKiB < 0:
+		return o, errors.New("-gc-headroom-kib must not be negative")
 	case o.ttft < 0 || o.tokenInterval < 0 || o.ramp < 0 || o.slackEdit < 0 || o.discordEdit < 0:
 		return o, errors.New("durations must not be negative")
 	case o.rateScale <= 0:
