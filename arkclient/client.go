@@ -1,17 +1,17 @@
 // Package arkclient streams chat completions from Volcengine Ark models.
 //
-// It is built on github.com/sashabaranov/go-openai and adds what Ark needs on
-// top: Cherry Studio's address rule (ResolveURL), Ark's "thinking" field,
-// retries with backoff before the first token, first-token and idle timeouts,
-// a stream that never reports a cut connection as a finished answer, and
-// errors classified by Ark's codes with words for chat users.
+// It speaks the OpenAI wire format with github.com/sashabaranov/go-openai's
+// request and error types, and adds what Ark needs on top: Cherry Studio's
+// address rule (ResolveURL), Ark's "thinking" field, retries with backoff
+// before the first token, first-token and idle timeouts, a stream that never
+// reports a cut connection as a finished answer, and errors classified by
+// Ark's codes with words for chat users.
 package arkclient
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,8 +20,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/arkbot/arkbot/internal/transport"
@@ -45,9 +43,9 @@ const maxIdleConns = 1024
 
 // Client calls Ark's chat completions API. It is safe for concurrent use.
 type Client struct {
-	oa       *openai.Client
 	url      string
 	apiKey   string
+	auth     string // the Authorization header, "" without a key
 	http     *http.Client
 	log      *slog.Logger
 	first    time.Duration
@@ -106,8 +104,7 @@ func New(address, apiKey string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	target, err := url.Parse(resolved)
-	if err != nil {
+	if _, err := url.Parse(resolved); err != nil {
 		return nil, fmt.Errorf("arkclient: API address: %w", err)
 	}
 	c := &Client{
@@ -118,12 +115,9 @@ func New(address, apiKey string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	cfg := openai.DefaultConfig(apiKey)
-	// go-openai appends "/chat/completions" to BaseURL; the doer replaces
-	// the whole URL anyway so that the "#" form is hit exactly.
-	cfg.BaseURL = strings.TrimSuffix(resolved, chatSuffix)
-	cfg.HTTPClient = &doer{inner: c.http, target: target}
-	c.oa = openai.NewClientWithConfig(cfg)
+	if apiKey != "" {
+		c.auth = "Bearer " + apiKey
+	}
 	return c, nil
 }
 
@@ -167,10 +161,12 @@ type Usage struct {
 // was shown. Errors are *Error; a cancelled ctx gives Code "Canceled", which
 // wraps ctx.Err().
 func (c *Client) Stream(ctx context.Context, req Request) (*Stream, error) {
-	oreq := chatRequest(req)
-	extras := extraFields(req)
+	body, err := requestBody(req)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidRequest, Message: "building the request: " + err.Error(), cause: err}
+	}
 	for attempt := 0; ; attempt++ {
-		s, e := c.open(ctx, oreq, extras)
+		s, e := c.open(ctx, body)
 		if e == nil {
 			return s, nil
 		}
@@ -206,27 +202,34 @@ func (c *Client) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	return rand.N(ceil + 1)
 }
 
-// open makes one attempt: it sends the request and reads up to the first
+// open makes one attempt: it posts body and reads up to the first
 // meaningful chunk.
-func (c *Client) open(ctx context.Context, oreq openai.ChatCompletionRequest, extras map[string]any) (*Stream, *Error) {
+func (c *Client) open(ctx context.Context, body []byte) (*Stream, *Error) {
 	sctx, cancel := context.WithCancel(ctx)
-	info := &attemptInfo{extras: extras, patchContents: slices.ContainsFunc(oreq.Messages, func(m openai.ChatCompletionMessage) bool {
-		return m.Content == "" && len(m.MultiContent) == 0
-	})}
-	sctx = context.WithValue(sctx, infoKey{}, info)
-	s := &Stream{c: c, parent: ctx, cancel: cancel, info: info, wd: newWatchdog(c.first, cancel), parser: parsers.Get()}
-
-	sr, err := c.oa.CreateChatCompletionStream(sctx, oreq)
+	s := &Stream{c: c, parent: ctx, cancel: cancel, wd: newWatchdog(c.first, cancel), parser: parsers.Get()}
+	hreq, err := http.NewRequestWithContext(sctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, s.fail(err).(*Error) // fail gives io.EOF only after a finish reason
 	}
-	s.sr = sr
-	s.info.mu.Lock()
-	s.data, s.info.data = s.info.data, nil
-	s.info.mu.Unlock()
-	if s.data == nil { // cannot be: the doer keeps a reader for every success
-		return nil, s.fail(errors.New("no response body")).(*Error)
+	h := hreq.Header
+	h["Content-Type"] = jsonType
+	h["Accept"] = eventStream
+	h["Cache-Control"] = noCache
+	if c.auth != "" {
+		h["Authorization"] = []string{c.auth}
 	}
+	s.sent = true
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return nil, s.fail(err).(*Error)
+	}
+	s.status, s.header = resp.StatusCode, resp.Header
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		err := errorResponse(resp)
+		_ = resp.Body.Close()
+		return nil, s.fail(err).(*Error)
+	}
+	s.body, s.data = resp.Body, newSSEData(resp.Body)
 	ch, err := s.read()
 	switch {
 	case err == nil:
@@ -236,6 +239,49 @@ func (c *Client) open(ctx context.Context, oreq openai.ChatCompletionRequest, ex
 	}
 	s.started = true
 	return s, nil
+}
+
+// The request's fixed header values, shared by every request (net/http
+// does not modify them).
+var (
+	jsonType    = []string{"application/json"}
+	eventStream = []string{"text/event-stream"}
+	noCache     = []string{"no-cache"}
+)
+
+// maxErrorBody bounds how much of an error response is read.
+const maxErrorBody = 1 << 20
+
+// errorResponse reads a failed response's body into go-openai's error
+// types, as go-openai's client does: *openai.APIError when it is an
+// OpenAI-style {"error":{...}} object, else *openai.RequestError with the
+// body.
+func errorResponse(resp *http.Response) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err != nil {
+		return fmt.Errorf("error, reading response body: %w", err)
+	}
+	var res openai.ErrorResponse
+	err = json.Unmarshal(body, &res)
+	if err != nil || res.Error == nil {
+		return &openai.RequestError{HTTPStatus: resp.Status, HTTPStatusCode: resp.StatusCode, Err: err, Body: body}
+	}
+	res.Error.HTTPStatus, res.Error.HTTPStatusCode = resp.Status, resp.StatusCode
+	return res.Error
+}
+
+// requestBody encodes req as the JSON body of a streamed chat completion.
+func requestBody(req Request) ([]byte, error) {
+	oreq := chatRequest(req)
+	body, err := json.Marshal(oreq)
+	if err != nil {
+		return nil, err
+	}
+	// go-openai omits an empty content, which Ark rejects.
+	patch := slices.ContainsFunc(oreq.Messages, func(m openai.ChatCompletionMessage) bool {
+		return m.Content == "" && len(m.MultiContent) == 0
+	})
+	return rewriteBody(body, extraFields(req), patch)
 }
 
 // chatRequest converts req to go-openai's request. Temperature and thinking
@@ -268,7 +314,7 @@ func chatRequest(req Request) openai.ChatCompletionRequest {
 	}
 }
 
-// extraFields are the body fields go-openai cannot send itself.
+// extraFields are the body fields go-openai's request type cannot carry.
 func extraFields(req Request) map[string]any {
 	extras := map[string]any{}
 	if req.Thinking != "" {
@@ -278,74 +324,6 @@ func extraFields(req Request) map[string]any {
 		extras["temperature"] = *req.Temperature
 	}
 	return extras
-}
-
-// infoKey keys the attemptInfo in a request's context.
-type infoKey struct{}
-
-// attemptInfo carries one attempt's extra body fields to the doer, and the
-// response status, headers (go-openai drops headers on errors) and, for a
-// success, the reader of its events back.
-type attemptInfo struct {
-	extras        map[string]any
-	patchContents bool // a message has no content, which go-openai would omit
-
-	mu     sync.Mutex
-	sent   bool
-	status int
-	header http.Header
-	data   *sseData
-}
-
-func (a *attemptInfo) snapshot() (sent bool, status int, header http.Header) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.sent, a.status, a.header
-}
-
-// doer is go-openai's HTTPDoer: it posts to the exact resolved URL, rewrites
-// the body (extra fields, empty contents) and records the response status,
-// headers and events reader.
-type doer struct {
-	inner  *http.Client
-	target *url.URL
-}
-
-// Do implements openai.HTTPDoer.
-func (d *doer) Do(r *http.Request) (*http.Response, error) {
-	info, _ := r.Context().Value(infoKey{}).(*attemptInfo)
-	r = r.Clone(r.Context())
-	u := *d.target
-	r.URL, r.Host = &u, ""
-	if info != nil && r.Body != nil {
-		body, err := io.ReadAll(r.Body)
-		_ = r.Body.Close()
-		if err == nil {
-			body, err = rewriteBody(body, info.extras, info.patchContents)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("arkclient: building request body: %w", err)
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	}
-	if info != nil {
-		info.mu.Lock()
-		info.sent = true
-		info.mu.Unlock()
-	}
-	resp, err := d.inner.Do(r)
-	if info != nil && resp != nil {
-		info.mu.Lock()
-		info.status, info.header = resp.StatusCode, resp.Header
-		if resp.StatusCode >= 200 && resp.StatusCode < 400 { // what go-openai takes for success
-			// go-openai will not read the body of a success: Stream does, with this.
-			info.data = newSSEData(resp.Body)
-		}
-		info.mu.Unlock()
-	}
-	return resp, err
 }
 
 // rewriteBody sets top-level fields of the JSON request body, and gives

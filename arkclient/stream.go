@@ -23,10 +23,12 @@ type Stream struct {
 	parent context.Context
 	cancel context.CancelFunc
 	wd     *watchdog
-	info   *attemptInfo
-	sr     *openai.ChatCompletionStream // sent the request; Close closes the body
-	data   *sseData                     // reads the body; nil once the stream ended
-	parser *fastjson.Parser             // decodes its chunks; nil once the stream ended
+	sent   bool             // the request went out (or was tried)
+	status int              // the response's status, 0 before one
+	header http.Header      // the response's headers, nil before one
+	body   io.ReadCloser    // a success's body: Close closes it
+	data   *sseData         // reads the body; nil once the stream ended
+	parser *fastjson.Parser // decodes its chunks; nil once the stream ended
 
 	pending  []Chunk // read by Client.Stream, not yet returned
 	started  bool    // returned to the caller: later errors are Interrupted
@@ -60,8 +62,8 @@ func (s *Stream) Close() error {
 	s.closed.Store(true)
 	s.wd.stop()
 	s.cancel()
-	if s.sr != nil {
-		return s.sr.Close()
+	if s.body != nil {
+		return s.body.Close()
 	}
 	return nil
 }
@@ -101,8 +103,8 @@ func (s *Stream) read() (Chunk, error) {
 func (s *Stream) fail(err error) error {
 	s.wd.stop()
 	s.cancel()
-	if s.sr != nil {
-		_ = s.sr.Close()
+	if s.body != nil {
+		_ = s.body.Close()
 	}
 	s.err = s.classify(err)
 	// Recv reads no more (s.err is sticky), and fail runs on its goroutine:
@@ -123,7 +125,7 @@ func (s *Stream) fail(err error) error {
 var parsers fastjson.ParserPool
 
 func (s *Stream) classify(err error) error {
-	sent, status, header := s.info.snapshot()
+	sent, status, header := s.sent, s.status, s.header
 	var apiErr *openai.APIError
 	var reqErr *openai.RequestError
 	switch {
@@ -154,7 +156,7 @@ func (s *Stream) classify(err error) error {
 	case errors.As(err, &reqErr):
 		return s.newError(reqErr.HTTPStatusCode, fmt.Sprintf("HTTP%d", reqErr.HTTPStatusCode),
 			bodySnippet(reqErr.Body, reqErr.HTTPStatus), header, err)
-	case s.sr != nil:
+	case s.body != nil:
 		msg := "connection closed before the answer finished"
 		if !errors.Is(err, io.EOF) {
 			msg += ": " + err.Error()
