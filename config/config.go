@@ -167,10 +167,6 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Redis.DedupeTTL, 24*time.Hour)
 	setDefault(&c.Server.Addr, ":8080")
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
-	if c.Server.GCHeadroomKiB == nil {
-		kib := DefaultGCHeadroomKiB
-		c.Server.GCHeadroomKiB = &kib
-	}
 	setDefault(&c.Console.User, "you")
 	c.Slack.applyDefaults()
 	c.Discord.applyDefaults()
