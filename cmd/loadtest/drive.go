@@ -52,7 +52,8 @@ type turn struct {
 	event    time.Time
 	sign     time.Time // first visible sign of life (status, placeholder, post)
 	first    time.Time // the fake Ark wrote the first token
-	shown    time.Time // first platform call showing the first token, as the fake took it
+	shown    time.Time // first platform call showing the first token, as it reached the fake's socket
+	handled  time.Time // the same call, as the fake's handler began
 	sent     time.Time // the same call, as the bot made it
 	final    time.Time // the whole answer was visible
 	finished chan struct{}
@@ -90,10 +91,11 @@ func (c *conv) turnN(n int) *turn {
 	return c.turns[n-1]
 }
 
-// observe records a platform call seen at time at on the conversation's
-// channel: sign marks a visible sign of life, content is the text it
-// carried, and final (when set) reports whether the answer is now complete.
-func (c *conv) observe(at, sent time.Time, sign bool, content string, final func(*turn) bool) {
+// observe records a platform call on the conversation's channel that
+// arrived at time at, was handled at handled and sent by the bot at sent:
+// sign marks a visible sign of life, content is the text it carried, and
+// final (when set) reports whether the answer is now complete.
+func (c *conv) observe(at, handled, sent time.Time, sign bool, content string, final func(*turn) bool) {
 	c.mu.Lock()
 	if len(c.turns) == 0 {
 		c.mu.Unlock()
@@ -108,7 +110,7 @@ func (c *conv) observe(at, sent time.Time, sign bool, content string, final func
 		t.sign = at
 	}
 	if t.shown.IsZero() && strings.Contains(content, t.marker) {
-		t.shown, t.sent = at, sent
+		t.shown, t.handled, t.sent = at, handled, sent
 	}
 	c.mu.Unlock()
 	if final == nil || !final(t) {
@@ -256,7 +258,7 @@ func (h *harness) onSlackCall(call fakeslack.Call) {
 	if slackContent[call.Method] {
 		final = func(t *turn) bool { return h.slackComplete(c, t) }
 	}
-	c.observe(call.Time, sentAt(call.Header), slackSignOfLife[call.Method], content, final)
+	c.observe(call.Time, call.Handled, sentAt(call.Header), slackSignOfLife[call.Method], content, final)
 }
 
 // slackComplete reports whether the thread shows turn t's whole answer:
@@ -300,7 +302,7 @@ func (h *harness) onDiscordCall(call fakediscord.Call) {
 	}
 	sign := call.Method == "POST" && (call.Route == routeMessages || call.Route == routeTyping)
 	isMessage := call.Route == routeMessages || call.Route == routeMessage
-	c.observe(call.Time, sentAt(call.Header), sign, content, func(t *turn) bool { return isMessage && call.Content != nil && content == t.answer })
+	c.observe(call.Time, call.Handled, sentAt(call.Header), sign, content, func(t *turn) bool { return isMessage && call.Content != nil && content == t.answer })
 }
 
 // callStats counts the platform calls the fakes answered.

@@ -517,7 +517,7 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 	answered := 0
 	for _, p := range []string{platformSlack, platformDiscord} {
 		pr := platformResult{Platform: p}
-		var added, made, sign, answer []time.Duration
+		var added, made, handled, sign, answer []time.Duration
 		for _, c := range measured {
 			if c.platform != p {
 				continue
@@ -539,6 +539,7 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 				}
 				if !t.shown.IsZero() && !t.first.IsZero() {
 					added = append(added, t.shown.Sub(t.first))
+					handled = append(handled, t.handled.Sub(t.first))
 					if !t.sent.IsZero() {
 						made = append(made, t.sent.Sub(t.first))
 					}
@@ -551,7 +552,8 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 			continue
 		}
 		answered += pr.Started
-		pr.AddedLatency, pr.CallLatency, pr.SignOfLife, pr.AnswerTime = summarize(added), summarize(made), summarize(sign), summarize(answer)
+		pr.AddedLatency, pr.CallLatency, pr.HandledLatency = summarize(added), summarize(made), summarize(handled)
+		pr.SignOfLife, pr.AnswerTime = summarize(sign), summarize(answer)
 		h.stats.mu.Lock()
 		pr.Calls = h.stats.calls[p]
 		pr.RateLimited = h.stats.limited[p]

@@ -63,16 +63,20 @@ func TestSmallRun(t *testing.T) {
 	if p := r.Probe; !p.Measured || p.Completed != 6 || p.TurnsFound != 12 {
 		t.Errorf("probe %+v", p)
 	}
-	// The bot makes each call before the fake takes it, so every quantile
-	// of the call-made latency is at most the fake's.
+	// The bot makes each call before it reaches the fake, and it reaches
+	// the fake before the fake's handler runs: each quantile is at most the
+	// next one's.
 	inTimeline := 0
 	for _, w := range r.Timeline {
 		inTimeline += w.Latency.N
 	}
 	for _, p := range r.Platforms {
-		c, a := p.CallLatency, p.AddedLatency
+		c, a, h := p.CallLatency, p.AddedLatency, p.HandledLatency
 		if c.N != a.N || c.P50 > a.P50 || c.P99 > a.P99 || c.Max > a.Max {
-			t.Errorf("%s: call made %+v, taken %+v", p.Platform, c, a)
+			t.Errorf("%s: call made %+v, arrived %+v", p.Platform, c, a)
+		}
+		if h.N != a.N || a.P50 > h.P50 || a.P99 > h.P99 || a.Max > h.Max {
+			t.Errorf("%s: arrived %+v, handled %+v", p.Platform, a, h)
 		}
 		inTimeline -= a.N
 	}

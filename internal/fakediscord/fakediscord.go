@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -31,6 +30,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/arkbot/arkbot/internal/arrival"
 )
 
 // Channel types, as Discord numbers them.
@@ -205,7 +206,8 @@ func WithCallHook(f func(Call)) Option { return func(s *Server) { s.onCall = f }
 
 // Call is one REST request, as WithCallHook reports it.
 type Call struct {
-	Time    time.Time   // when it arrived
+	Time    time.Time   // when it reached the server's socket (see arrival)
+	Handled time.Time   // when its handler began: later by this process's wait for a CPU
 	Header  http.Header // the request's headers
 	Method  string      // GET, POST, PATCH, DELETE
 	Route   string      // the route pattern, e.g. "/channels/{channel}/messages/{msg}"
@@ -329,11 +331,12 @@ func New(opts ...Option) *Server {
 	}
 	s.bot.Bot = true
 	s.srv = httptest.NewUnstartedServer(s.routes())
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := arrival.Listen("127.0.0.1:0")
 	if err != nil {
 		panic(fmt.Sprintf("fakediscord: listen on 127.0.0.1: %v", err))
 	}
 	s.srv.Listener = l
+	s.srv.Config.ConnContext = arrival.ConnContext
 	s.srv.Start()
 	return s
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/arkbot/arkbot/internal/arrival"
 )
 
 var apiPrefix = regexp.MustCompile(`^/api/v\d+`)
@@ -77,7 +79,7 @@ func (s *Server) rest(auth bool, h http.HandlerFunc) http.HandlerFunc {
 		if s.onCall != nil {
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			w = sw
-			call := Call{Time: time.Now(), Header: r.Header, Method: r.Method, Route: strings.TrimPrefix(r.Pattern, r.Method+" "), Channel: r.PathValue("channel")}
+			call := Call{Time: arrival.Time(r), Handled: time.Now(), Header: r.Header, Method: r.Method, Route: strings.TrimPrefix(r.Pattern, r.Method+" "), Channel: r.PathValue("channel")}
 			if body, err := readAll(r); err == nil {
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				var b struct {

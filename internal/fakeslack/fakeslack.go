@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -32,6 +31,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/arkbot/arkbot/internal/arrival"
 )
 
 // Defaults used when Options leave a field empty.
@@ -185,7 +186,9 @@ type Call struct {
 	Team   string
 	Params url.Values  // token removed
 	Header http.Header // the request's headers
-	Time   time.Time
+	// Time is when the call reached the server's socket (see arrival),
+	// Handled when its handler began: later by this process's wait for a CPU.
+	Time, Handled time.Time
 	// Result: "ok", "error" (ok:false), "ratelimited" (HTTP 429) or "http_error".
 	Result string
 	Error  string // the error code for ok:false
@@ -260,11 +263,11 @@ func New(opts Options) *Server {
 	mux.HandleFunc("/files/", s.serveFile)
 	mux.HandleFunc("/response/", s.serveResponseURL)
 	mux.HandleFunc("/socket", s.serveSocket)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := arrival.Listen("127.0.0.1:0")
 	if err != nil {
 		panic(fmt.Sprintf("fakeslack: listen on loopback: %v", err))
 	}
-	s.hs = &httptest.Server{Listener: l, Config: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	s.hs = &httptest.Server{Listener: l, Config: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: arrival.ConnContext}}
 	s.hs.Start()
 	return s
 }
@@ -560,7 +563,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		req.team = s.teams[req.token]
 	}
 	s.callCount[method]++
-	call := Call{Method: method, Team: req.team, Params: req.params, Header: r.Header, Time: now}
+	call := Call{Method: method, Team: req.team, Params: req.params, Header: r.Header, Time: arrival.Time(r), Handled: now}
 	if s.opts.OnCall != nil {
 		defer func() { s.opts.OnCall(call) }() // after every path below has unlocked and answered
 	}

@@ -1,0 +1,48 @@
+// Package arrival tells an HTTP handler when its request reached the
+// server's socket: the kernel's receive timestamp where the system gives one
+// (Linux), else the moment the handler asks. The fakes of the load test
+// share two cores with the bot; stamping calls by arrival keeps their own
+// wait for a CPU out of the latencies they measure of the bot.
+package arrival
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Listen listens for TCP connections on addr whose reads are stamped with
+// the time the kernel received their bytes. Serve it with ConnContext.
+func Listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: stampControl}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return wrap(l), nil
+}
+
+// ConnContext is an http.Server's ConnContext: it lets Time find the
+// request's connection.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+type connKey struct{}
+
+// stamper is a connection that knows when its last read's bytes arrived.
+type stamper interface{ arrived() (time.Time, bool) }
+
+// Time is when r arrived: the receive timestamp of the last bytes read from
+// its connection (the server has read the request's head by the time the
+// handler runs, and a client sends its next request only after the
+// response), or now when there is none.
+func Time(r *http.Request) time.Time {
+	if c, ok := r.Context().Value(connKey{}).(stamper); ok {
+		if t, ok := c.arrived(); ok {
+			return t
+		}
+	}
+	return time.Now()
+}
