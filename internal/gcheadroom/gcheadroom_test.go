@@ -115,3 +115,56 @@ func TestZeroHeadroomKeepsGoPacing(t *testing.T) {
 		t.Fatalf("no headroom per unit, 1000 units: GC percent %d, want %d", got, base)
 	}
 }
+
+// grow allocates garbage at about 200 MiB/s until done says stop (given
+// the collections the runtime started on its own meanwhile) or 5 s pass,
+// and returns that count.
+func grow(done func(automatic uint64) bool) (automatic uint64) {
+	s := []metrics.Sample{{Name: "/gc/cycles/automatic:gc-cycles"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	var sink []byte
+	for deadline := time.Now().Add(5 * time.Second); !done(automatic) && time.Now().Before(deadline); {
+		sink = make([]byte, 1<<20)
+		time.Sleep(5 * time.Millisecond)
+		metrics.Read(s)
+		automatic = s[0].Value.Uint64() - before
+	}
+	runtime.KeepAlive(sink)
+	return automatic
+}
+
+func TestStartsCollectionsEarly(t *testing.T) {
+	tunable(t)
+	runtime.GC()
+	tu := Process(1 << 20)
+	t.Cleanup(func() { Process(0) })
+	tu.Add(100) // 100 MiB of headroom
+	defer tu.Add(-100)
+	before := tu.started.Load()
+	// The runtime would start the collection 4 MiB before the goal; the
+	// tuner must start it 20 MiB before, with none automatic in between.
+	if auto := grow(func(uint64) bool { return tu.started.Load() > before }); tu.started.Load() == before || auto != 0 {
+		t.Fatalf("after growing the heap to its goal: the tuner started %d collections, the runtime %d; want the tuner first",
+			tu.started.Load()-before, auto)
+	}
+}
+
+func TestNoEarlyCollectionAtGoPacing(t *testing.T) {
+	tu := Process(0)
+	tu.Add(100)
+	before := tu.started.Load()
+	auto := grow(func(auto uint64) bool { return auto >= 2 })
+	tu.Add(-100)
+	if n := tu.started.Load() - before; n != 0 || auto == 0 {
+		t.Fatalf("no headroom per unit: the tuner started %d collections (want 0), the runtime %d (want some)", n, auto)
+	}
+	// With no work in flight, the poll stops.
+	deadline := time.Now().Add(time.Second)
+	for tu.polling.Load() && time.Now().Before(deadline) {
+		time.Sleep(pollEvery)
+	}
+	if tu.polling.Load() {
+		t.Fatal("no work in flight: the tuner still polls the heap")
+	}
+}
