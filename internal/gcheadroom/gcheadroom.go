@@ -10,12 +10,15 @@
 // each collection, never below the process's own setting ($GOGC, default
 // 100). GOGC=off disables it; GOMEMLIMIT keeps bounding the heap as usual.
 //
-// While it holds the percent raised, it also starts each collection itself
-// when a fifth of the headroom is left. The runtime would start it only
-// 4 MiB before the goal when its last collection was small (it sizes that
-// runway from the last collection's work, and a process that was idle
-// until a burst had only small ones), and every allocating goroutine would
-// then assist the marking, for tens of milliseconds at a thousand answers.
+// While it holds the percent raised, it also starts each collection itself:
+// when a fifth of the headroom is left, or, in a lull (no work started for
+// half a second), once 40% of it is used, so that the mark's CPU lands
+// between bursts of new work rather than in one. Left to itself, the
+// runtime would start it only 4 MiB before the goal when its last
+// collection was small (it sizes that runway from the last collection's
+// work, and a process that was idle until a burst had only small ones),
+// and every allocating goroutine would then assist the marking, for tens
+// of milliseconds at a thousand answers.
 package gcheadroom
 
 import (
@@ -34,6 +37,10 @@ const (
 	// heap keeps growing (a thousand answers allocate ~130 MB/s, a mark
 	// takes ~100 ms of two cores' time).
 	early = 0.2
+	// In a lull, when no work has started for lull, the tuner starts the
+	// collection once lullShare of the headroom is used.
+	lull      = 500 * time.Millisecond
+	lullShare = 0.4
 	// pollEvery is how often the tuner looks at the heap while work is in
 	// flight.
 	pollEvery = 10 * time.Millisecond
@@ -45,6 +52,7 @@ type Tuner struct {
 	perUnit atomic.Uint64 // bytes of headroom per unit; 0: none
 	active  atomic.Int64
 	tunedAt atomic.Int64 // the active count the percent was last set for
+	startAt atomic.Int64 // when work last started, in ns since epoch
 
 	mu      sync.Mutex
 	base    int // the percent at rest; < 0 (GOGC=off): never tune
@@ -57,6 +65,9 @@ type Tuner struct {
 }
 
 var process = &Tuner{}
+
+// epoch makes startAt monotonic.
+var epoch = time.Now()
 
 // Process returns the process's tuner, set to perUnit bytes of headroom per
 // unit of work (0: none, Go's pacing alone). It starts following
@@ -87,6 +98,9 @@ func Process(perUnit uint64) *Tuner {
 // collection start at once, with every allocating goroutine assisting it.
 func (t *Tuner) Add(delta int) {
 	n := t.active.Add(int64(delta))
+	if delta > 0 {
+		t.startAt.Store(time.Since(epoch).Nanoseconds())
+	}
 	if n > 0 && !t.polling.Load() && t.polling.CompareAndSwap(false, true) {
 		go t.poll()
 	}
@@ -143,7 +157,8 @@ func (t *Tuner) arm() {
 
 // poll runs while work is in flight: when the percent is raised and the
 // heap has used all but the early share of its headroom since the last
-// collection, it starts the next one (once per cycle).
+// collection, or lullShare of it in a lull, it starts the next collection
+// (once per cycle).
 func (t *Tuner) poll() {
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
@@ -170,7 +185,12 @@ func (t *Tuner) poll() {
 		}
 		metrics.Read(s)
 		goal, heap, live, cycle := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Uint64()
-		if cycle == startedIn || goal <= live || float64(heap) < float64(goal)-early*float64(goal-live) {
+		if cycle == startedIn || goal <= live || heap <= live {
+			continue
+		}
+		used := float64(heap-live) / float64(goal-live)
+		quiet := time.Since(epoch)-time.Duration(t.startAt.Load()) >= lull
+		if used < 1-early && (!quiet || used < lullShare) {
 			continue
 		}
 		startedIn = cycle

@@ -116,22 +116,26 @@ func TestZeroHeadroomKeepsGoPacing(t *testing.T) {
 	}
 }
 
-// grow allocates garbage at about 200 MiB/s until done says stop (given
-// the collections the runtime started on its own meanwhile) or 5 s pass,
-// and returns that count.
-func grow(done func(automatic uint64) bool) (automatic uint64) {
+// grow allocates 1 MiB of garbage every 5 ms, calling each first (when
+// set), until done says stop (given the collections the runtime started on
+// its own meanwhile) or 5 s pass. It returns that count and the MiB it
+// allocated.
+func grow(each func(), done func(automatic uint64) bool) (automatic uint64, mib int) {
 	s := []metrics.Sample{{Name: "/gc/cycles/automatic:gc-cycles"}}
 	metrics.Read(s)
 	before := s[0].Value.Uint64()
 	var sink []byte
-	for deadline := time.Now().Add(5 * time.Second); !done(automatic) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); !done(automatic) && time.Now().Before(deadline); mib++ {
+		if each != nil {
+			each()
+		}
 		sink = make([]byte, 1<<20)
 		time.Sleep(5 * time.Millisecond)
 		metrics.Read(s)
 		automatic = s[0].Value.Uint64() - before
 	}
 	runtime.KeepAlive(sink)
-	return automatic
+	return automatic, mib
 }
 
 func TestStartsCollectionsEarly(t *testing.T) {
@@ -142,11 +146,30 @@ func TestStartsCollectionsEarly(t *testing.T) {
 	tu.Add(100) // 100 MiB of headroom
 	defer tu.Add(-100)
 	before := tu.started.Load()
-	// The runtime would start the collection 4 MiB before the goal; the
-	// tuner must start it 20 MiB before, with none automatic in between.
-	if auto := grow(func(uint64) bool { return tu.started.Load() > before }); tu.started.Load() == before || auto != 0 {
-		t.Fatalf("after growing the heap to its goal: the tuner started %d collections, the runtime %d; want the tuner first",
-			tu.started.Load()-before, auto)
+	// Work keeps starting: no lull. The runtime would start the collection
+	// 4 MiB before the goal; the tuner must start it with 20 MiB left, and
+	// not before (that is the lull's rule).
+	busy := func() { tu.Add(1); tu.Add(-1) }
+	auto, mib := grow(busy, func(uint64) bool { return tu.started.Load() > before })
+	if tu.started.Load() == before || auto != 0 || mib < 70 {
+		t.Fatalf("after %d MiB: the tuner started %d collections, the runtime %d; want the tuner first, after 70+ MiB",
+			mib, tu.started.Load()-before, auto)
+	}
+}
+
+func TestCollectsInLulls(t *testing.T) {
+	tunable(t)
+	runtime.GC()
+	tu := Process(1 << 20)
+	t.Cleanup(func() { Process(0) })
+	tu.Add(100)
+	defer tu.Add(-100)
+	before := tu.started.Load()
+	time.Sleep(lull + 100*time.Millisecond) // nothing starts: a lull
+	auto, mib := grow(nil, func(uint64) bool { return tu.started.Load() > before })
+	if tu.started.Load() == before || auto != 0 || mib > 60 {
+		t.Fatalf("in a lull, after %d MiB: the tuner started %d collections, the runtime %d; want the tuner first, by ~40 MiB",
+			mib, tu.started.Load()-before, auto)
 	}
 }
 
@@ -154,7 +177,7 @@ func TestNoEarlyCollectionAtGoPacing(t *testing.T) {
 	tu := Process(0)
 	tu.Add(100)
 	before := tu.started.Load()
-	auto := grow(func(auto uint64) bool { return auto >= 2 })
+	auto, _ := grow(nil, func(auto uint64) bool { return auto >= 2 })
 	tu.Add(-100)
 	if n := tu.started.Load() - before; n != 0 || auto == 0 {
 		t.Fatalf("no headroom per unit: the tuner started %d collections (want 0), the runtime %d (want some)", n, auto)
