@@ -116,7 +116,7 @@ func TestZeroHeadroomKeepsGoPacing(t *testing.T) {
 	}
 }
 
-// grow allocates 1 MiB of garbage every 5 ms, calling each first (when
+// grow allocates 1 MiB of garbage every 10 ms, calling each first (when
 // set), until done says stop (given the collections the runtime started on
 // its own meanwhile) or 5 s pass. It returns that count and the MiB it
 // allocated.
@@ -130,7 +130,7 @@ func grow(each func(), done func(automatic uint64) bool) (automatic uint64, mib 
 			each()
 		}
 		sink = make([]byte, 1<<20)
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 		metrics.Read(s)
 		automatic = s[0].Value.Uint64() - before
 	}
