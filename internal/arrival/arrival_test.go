@@ -93,10 +93,11 @@ func TestWithoutStamps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var arrived, before time.Time
+	type seen struct{ before, arrived time.Time }
+	got := make(chan seen, 1)
 	srv := &http.Server{ConnContext: arrival.ConnContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		before = time.Now()
-		arrived = arrival.Time(r)
+		before := time.Now()
+		got <- seen{before, arrival.Time(r)}
 	})}
 	go srv.Serve(l)
 	defer srv.Close()
@@ -105,7 +106,7 @@ func TestWithoutStamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if arrived.Before(before) {
-		t.Errorf("Time = %v before the handler asked at %v", arrived, before)
+	if g := <-got; g.arrived.Before(g.before) {
+		t.Errorf("Time = %v before the handler asked at %v", g.arrived, g.before)
 	}
 }

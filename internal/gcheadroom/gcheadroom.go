@@ -86,6 +86,9 @@ func Process(perUnit uint64) *Tuner {
 			t.arm()
 		}
 	}
+	if t.base < 0 {
+		perUnit = 0 // GOGC=off: nothing to tune
+	}
 	t.perUnit.Store(perUnit)
 	t.tuneLocked(true)
 	return t
@@ -101,7 +104,7 @@ func (t *Tuner) Add(delta int) {
 	if delta > 0 {
 		t.startAt.Store(time.Since(epoch).Nanoseconds())
 	}
-	if n > 0 && !t.polling.Load() && t.polling.CompareAndSwap(false, true) {
+	if n > 0 && t.perUnit.Load() > 0 && !t.polling.Load() && t.polling.CompareAndSwap(false, true) {
 		go t.poll()
 	}
 	if at := t.tunedAt.Load(); n-at > max(at/8, 8) {

@@ -144,7 +144,6 @@ func TestStartsCollectionsEarly(t *testing.T) {
 	tu := Process(1 << 20)
 	t.Cleanup(func() { Process(0) })
 	tu.Add(100) // 100 MiB of headroom
-	defer tu.Add(-100)
 	before := tu.started.Load()
 	// Work keeps starting: no lull. The runtime would start the collection
 	// 4 MiB before the goal; the tuner must start it with 20 MiB left, and
@@ -154,6 +153,21 @@ func TestStartsCollectionsEarly(t *testing.T) {
 	if tu.started.Load() == before || auto != 0 || mib < 70 {
 		t.Fatalf("after %d MiB: the tuner started %d collections, the runtime %d; want the tuner first, after 70+ MiB",
 			mib, tu.started.Load()-before, auto)
+	}
+	tu.Add(-100)
+	pollStops(t, tu)
+}
+
+// pollStops waits for the tuner's poll to stop, as it must within a tick or
+// two once no work is in flight.
+func pollStops(t *testing.T, tu *Tuner) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for tu.polling.Load() && time.Now().Before(deadline) {
+		time.Sleep(pollEvery)
+	}
+	if tu.polling.Load() {
+		t.Fatal("no work in flight: the tuner still polls the heap")
 	}
 }
 
@@ -174,20 +188,15 @@ func TestCollectsInLulls(t *testing.T) {
 }
 
 func TestNoEarlyCollectionAtGoPacing(t *testing.T) {
+	tunable(t) // GOGC=off: the runtime collects nothing by itself either
 	tu := Process(0)
+	pollStops(t, tu) // an earlier test's
 	tu.Add(100)
+	defer tu.Add(-100)
 	before := tu.started.Load()
 	auto, _ := grow(nil, func(auto uint64) bool { return auto >= 2 })
-	tu.Add(-100)
-	if n := tu.started.Load() - before; n != 0 || auto == 0 {
-		t.Fatalf("no headroom per unit: the tuner started %d collections (want 0), the runtime %d (want some)", n, auto)
-	}
-	// With no work in flight, the poll stops.
-	deadline := time.Now().Add(time.Second)
-	for tu.polling.Load() && time.Now().Before(deadline) {
-		time.Sleep(pollEvery)
-	}
-	if tu.polling.Load() {
-		t.Fatal("no work in flight: the tuner still polls the heap")
+	if n := tu.started.Load() - before; n != 0 || auto == 0 || tu.polling.Load() {
+		t.Fatalf("no headroom per unit: the tuner started %d collections (want 0), the runtime %d (want some); polling %v (want not)",
+			n, auto, tu.polling.Load())
 	}
 }
