@@ -164,7 +164,7 @@ func pollStops(t *testing.T, tu *Tuner) {
 	t.Helper()
 	deadline := time.Now().Add(time.Second)
 	for tu.polling.Load() && time.Now().Before(deadline) {
-		time.Sleep(pollEvery)
+		time.Sleep(minPoll)
 	}
 	if tu.polling.Load() {
 		t.Fatal("no work in flight: the tuner still polls the heap")
