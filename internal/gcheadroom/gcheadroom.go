@@ -218,18 +218,22 @@ func (t *Tuner) check(s []metrics.Sample, startedIn, allocs *uint64, at *time.Ti
 		runtime.GC() // concurrent: only this goroutine waits for it
 		return minPoll
 	}
-	// Look again in half the time the heap needs, at this rate, to reach
-	// the nearer of the two marks.
 	mark := 1 - early
 	if used < lullShare {
 		mark = lullShare
 	}
-	switch secs := (mark - used) * head / rate / 2; {
+	return nextLook((mark-used)*head, rate)
+}
+
+// nextLook is when to look at the heap again: in half the time it needs to
+// grow by left bytes at rate bytes/s, within minPoll and maxPoll.
+func nextLook(left, rate float64) time.Duration {
+	switch secs := left / rate / 2; {
 	case secs < minPoll.Seconds():
 		return minPoll
 	case secs < maxPoll.Seconds():
 		return time.Duration(secs * float64(time.Second))
-	default: // also NaN and +Inf, when nothing was allocated
+	default: // also NaN, and +Inf when nothing was allocated
 		return maxPoll
 	}
 }

@@ -1,6 +1,7 @@
 package gcheadroom
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -198,5 +199,25 @@ func TestNoEarlyCollectionAtGoPacing(t *testing.T) {
 	if n := tu.started.Load() - before; n != 0 || auto == 0 || tu.polling.Load() {
 		t.Fatalf("no headroom per unit: the tuner started %d collections (want 0), the runtime %d (want some); polling %v (want not)",
 			n, auto, tu.polling.Load())
+	}
+}
+
+func TestNextLook(t *testing.T) {
+	const mb = 1 << 20
+	for _, c := range []struct {
+		left, rate float64
+		want       time.Duration
+	}{
+		{100 * mb, 1 * mb, maxPoll},                // far, and slow: the longest wait
+		{13 * mb, 130 * mb, 50 * time.Millisecond}, // half the time to the mark
+		{1 * mb, 130 * mb, minPoll},                // near: the shortest
+		{-1 * mb, 130 * mb, minPoll},               // past it
+		{10 * mb, 0, maxPoll},                      // nothing allocated
+		{10 * mb, math.Inf(1), minPoll},            // the first look: rate unknown
+		{0, 0, maxPoll},                            // NaN
+	} {
+		if got := nextLook(c.left, c.rate); got != c.want {
+			t.Errorf("nextLook(%.0f MiB, %.0f MiB/s) = %v, want %v", c.left/mb, c.rate/mb, got, c.want)
+		}
 	}
 }
