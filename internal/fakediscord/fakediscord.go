@@ -643,9 +643,9 @@ func (s *Server) PostUserMessage(spec MessageSpec) (Message, error) {
 	s.mu.Lock()
 	if spec.ID != "" {
 		if m, ok := s.byID[spec.ID]; ok {
-			payload := s.messageJSONLocked(m, true, true)
+			payload, msg := s.messageJSONLocked(m, true, true), *m // copied under the lock: edits change m
 			s.mu.Unlock()
-			return *m, s.dispatchMessage(payload)
+			return msg, s.dispatchMessage(payload)
 		}
 	}
 	if spec.ID == "" {
@@ -667,9 +667,9 @@ func (s *Server) PostUserMessage(spec MessageSpec) (Message, error) {
 		m.Type = MessageReply
 	}
 	s.storeLocked(m)
-	payload := s.messageJSONLocked(m, true, true)
+	payload, msg := s.messageJSONLocked(m, true, true), *m
 	s.mu.Unlock()
-	return *m, s.dispatchMessage(payload)
+	return msg, s.dispatchMessage(payload)
 }
 
 // CommandOption is one option of a slash command interaction.
