@@ -163,21 +163,19 @@ func (t *Tuner) arm() {
 
 // poll runs while work is in flight: when the percent is raised and the
 // heap has used all but the early share of its headroom since the last
-// collection, or lullShare of it in a lull, it starts the next collection
-// (once per cycle).
+// collection, or lullShare of it in a lull, it starts the next collection.
+// (runtime.GC returns once that collection and its sweep are done, so the
+// next look sees the new live heap and cannot start a second one for the
+// same growth.)
 func (t *Tuner) poll() {
 	timer := time.NewTimer(minPoll)
 	defer timer.Stop()
-	s := []metrics.Sample{
+	w := &heapWatch{s: []metrics.Sample{
 		{Name: "/gc/heap/goal:bytes"},
 		{Name: "/memory/classes/heap/objects:bytes"}, // live, and garbage not yet swept
 		{Name: "/gc/heap/live:bytes"},                // after the last collection
-		{Name: "/gc/cycles/total:gc-cycles"},
-		{Name: "/gc/heap/allocs:bytes"}, // ever allocated: the growth rate
-	}
-	startedIn := uint64(math.MaxUint64)
-	var allocs uint64
-	var at time.Time
+		{Name: "/gc/heap/allocs:bytes"},              // ever allocated: the growth rate
+	}}
 	for range timer.C {
 		if t.active.Load() <= 0 {
 			t.polling.Store(false)
@@ -186,34 +184,40 @@ func (t *Tuner) poll() {
 				return
 			}
 		}
-		timer.Reset(t.check(s, &startedIn, &allocs, &at))
+		timer.Reset(t.check(w))
 	}
 }
 
+// heapWatch is what poll keeps between looks at the heap.
+type heapWatch struct {
+	s      []metrics.Sample
+	allocs uint64    // bytes ever allocated, at the last look
+	at     time.Time // when that was; zero before the first
+}
+
 // check is one look at the heap (see poll); it returns when to look next.
-func (t *Tuner) check(s []metrics.Sample, startedIn, allocs *uint64, at *time.Time) time.Duration {
+func (t *Tuner) check(w *heapWatch) time.Duration {
 	t.mu.Lock()
 	raised := t.percent > t.base
 	t.mu.Unlock()
 	if !raised {
 		return maxPoll
 	}
-	metrics.Read(s)
+	metrics.Read(w.s)
 	now := time.Now()
-	goal, heap, live, cycle := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Uint64()
+	goal, heap, live, allocs := w.s[0].Value.Uint64(), w.s[1].Value.Uint64(), w.s[2].Value.Uint64(), w.s[3].Value.Uint64()
 	rate := math.Inf(1) // bytes/s; unknown the first time: look again soon
-	if !at.IsZero() {
-		rate = float64(s[4].Value.Uint64()-*allocs) / now.Sub(*at).Seconds()
+	if !w.at.IsZero() {
+		rate = float64(allocs-w.allocs) / now.Sub(w.at).Seconds()
 	}
-	*allocs, *at = s[4].Value.Uint64(), now
-	if cycle == *startedIn || goal <= live {
+	w.allocs, w.at = allocs, now
+	if goal <= live {
 		return maxPoll
 	}
 	head := float64(goal - live)
 	used := max(float64(heap)-float64(live), 0) / head
 	quiet := time.Since(epoch)-time.Duration(t.startAt.Load()) >= lull
 	if used >= 1-early || (quiet && used >= lullShare) {
-		*startedIn = cycle
 		t.started.Add(1)
 		runtime.GC() // concurrent: only this goroutine waits for it
 		return minPoll
