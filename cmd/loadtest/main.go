@@ -59,6 +59,7 @@ import (
 	"time"
 
 	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/internal/arrival"
 )
 
 func main() {
@@ -345,7 +346,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	resumeGC()
 	progress(stderr, start, "load done in %.1fs", wall.Seconds())
 	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath,
-		CPUSeconds: end.CPU - base.CPU, HarnessCPU: harnessEnd - harnessCPU, HarnessGCs: harnessGCs}
+		CPUSeconds: end.CPU - base.CPU, HarnessCPU: harnessEnd - harnessCPU, HarnessGCs: harnessGCs, KernelStamps: arrival.Stamped()}
 	if r.Tokens > 0 {
 		r.CPUPer1kTok = r.CPUSeconds / float64(r.Tokens) * 1000
 		r.AllocPerToken = float64(end.Allocs-base.Allocs) / float64(r.Tokens)

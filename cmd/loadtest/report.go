@@ -71,7 +71,8 @@ type platformResult struct {
 	TurnsFound    int // in Redis, word for word
 	// AddedLatency runs from the fake Ark writing the first token to the
 	// first platform call showing it reaching the fake's socket (the
-	// kernel's receive timestamp, see internal/arrival); SignOfLife from the user's message to
+	// kernel's receive timestamp where result.KernelStamps, else the fake's
+	// handler taking it; see internal/arrival); SignOfLife from the user's message to
 	// the first visible reaction; AnswerTime from the message to the whole
 	// answer visible.
 	AddedLatency, SignOfLife, AnswerTime latency
@@ -114,6 +115,7 @@ type result struct {
 	Dials                          [3]int64 // HTTP connections the bot opened to Ark, Slack and Discord
 	HarnessCPU                     float64  // the harness's CPU seconds (fakes and driver), for context
 	HarnessGCs                     uint64   // its garbage collections during the load (0 unless its heap hit the limit)
+	KernelStamps                   bool     // calls' arrival is the kernel's receive timestamp, not the handler's clock
 	Targets                        []target
 	Failures                       []string // why the run failed, if it did
 	BotLog                         string
@@ -190,7 +192,12 @@ func quantile(before, after []bucket, q float64) float64 {
 // print writes the report as a table.
 func (r *result) print(w io.Writer, withTimeline bool) {
 	fmt.Fprintf(w, "\narkbot load test: %v\n", describe(r.Options))
-	fmt.Fprintf(w, "measured load: %.1f s, %d tokens streamed\n\n", r.WallSeconds, r.Tokens)
+	fmt.Fprintf(w, "measured load: %.1f s, %d tokens streamed\n", r.WallSeconds, r.Tokens)
+	if r.KernelStamps {
+		fmt.Fprintf(w, "platform calls timed on arrival at the fakes' sockets (kernel receive timestamps)\n\n")
+	} else {
+		fmt.Fprintf(w, "platform calls timed by the fakes' handlers: this kernel gives no TCP receive timestamps, so added latency includes the harness's wait for a CPU\n\n")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "platform\tanswers\tturns in Redis\tadded latency p50/p99/max ms\t(call made) p50/p99/max ms\tsign of life p50/p99/max ms\tanswer p50/p99/max s\tposts\tedits\tappends\tother /answer\t429s\t")
 	for _, p := range r.Platforms {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -45,4 +46,41 @@ func Time(r *http.Request) time.Time {
 		}
 	}
 	return time.Now()
+}
+
+// Stamped reports whether this system stamps reads of connections from
+// Listen, found once by sending a byte over loopback. Where it does not
+// (systems other than Linux, and sandboxed kernels such as gVisor that take
+// SO_TIMESTAMPNS but stamp no TCP reads), Time is the moment of asking.
+var Stamped = sync.OnceValue(probe)
+
+func probe() bool {
+	l, err := Listen("127.0.0.1:0")
+	if err != nil {
+		return false
+	}
+	defer l.Close()
+	d, err := net.DialTimeout("tcp", l.Addr().String(), time.Second)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	if _, err := d.Write([]byte{0}); err != nil {
+		return false
+	}
+	c, err := l.Accept()
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		return false
+	}
+	s, ok := c.(stamper)
+	if !ok {
+		return false
+	}
+	_, ok = s.arrived()
+	return ok
 }

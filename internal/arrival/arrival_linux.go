@@ -43,6 +43,9 @@ func (l listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return c, nil // no stamps: Time falls back to now
 	}
+	// Linux copies the option to accepted sockets; a kernel that does not
+	// gets it here, for the bytes read from now on.
+	_ = stampControl("", "", raw) // on failure Time falls back to now
 	return &conn{TCPConn: tc, raw: raw}, nil
 }
 

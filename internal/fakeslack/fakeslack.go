@@ -553,6 +553,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	arrived := arrival.Time(r) // before now: without kernel stamps it is now
 	now := time.Now()
 	s.mu.Lock()
 	if method == "apps.connections.open" {
@@ -563,7 +564,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		req.team = s.teams[req.token]
 	}
 	s.callCount[method]++
-	call := Call{Method: method, Team: req.team, Params: req.params, Header: r.Header, Time: arrival.Time(r), Handled: now}
+	call := Call{Method: method, Team: req.team, Params: req.params, Header: r.Header, Time: arrived, Handled: now}
 	if s.opts.OnCall != nil {
 		defer func() { s.opts.OnCall(call) }() // after every path below has unlocked and answered
 	}
