@@ -175,7 +175,7 @@ func (c *Client) Stream(ctx context.Context, req Request) (*Stream, error) {
 		}
 		delay := c.backoff(attempt, e.RetryAfter)
 		c.log.Warn("ark: retrying request", "model", req.Model, "code", e.Code, "status", e.Status,
-			"request_id", e.RequestID, "retry", attempt+1, "max_retries", c.retries, "delay", delay)
+			"request_id", e.RequestID, "message", e.Message, "retry", attempt+1, "max_retries", c.retries, "delay", delay)
 		metrics.ArkRetries.Inc()
 		t := time.NewTimer(delay)
 		select {

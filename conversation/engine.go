@@ -430,7 +430,7 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 			if aerr.Interrupted && res.frame.Text != "" {
 				res.frame.Note = "The answer was interrupted: " + res.frame.Note
 			}
-			log.Warn("ark error", "code", aerr.Code, "status", aerr.Status, "request_id", aerr.RequestID)
+			log.Warn("ark error", "code", aerr.Code, "status", aerr.Status, "request_id", aerr.RequestID, "message", aerr.Message)
 		default:
 			res.frame.Outcome = OutcomeInterrupted
 			res.frame.Note = "Something went wrong while I was answering. Please try again."

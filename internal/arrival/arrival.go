@@ -16,6 +16,11 @@ import (
 // Listen listens for TCP connections on addr whose reads are stamped with
 // the time the kernel received their bytes. Serve it with ConnContext.
 func Listen(addr string) (net.Listener, error) {
+	Stamped() // switches the kernel's stamping on for good, where there is any
+	return listen(addr)
+}
+
+func listen(addr string) (net.Listener, error) {
 	lc := net.ListenConfig{Control: stampControl}
 	l, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
@@ -49,17 +54,36 @@ func Time(r *http.Request) time.Time {
 }
 
 // Stamped reports whether this system stamps reads of connections from
-// Listen, found once by sending a byte over loopback. Where it does not
-// (systems other than Linux, and sandboxed kernels such as gVisor that take
-// SO_TIMESTAMPNS but stamp no TCP reads), Time is the moment of asking.
-var Stamped = sync.OnceValue(probe)
-
-func probe() bool {
-	l, err := Listen("127.0.0.1:0")
+// Listen. Where it does not (systems other than Linux, and sandboxed
+// kernels that take SO_TIMESTAMPNS but stamp no TCP reads), Time is the
+// moment of asking.
+//
+// Linux turns its receive stamping on for the first socket that asks
+// through a deferred work item, and off again when the last one closes, so
+// bytes arriving at a new listener may go unstamped. The first call
+// therefore opens a stamping listener that stays open for the life of the
+// process, holding the switch on, and sends bytes to it until one is
+// stamped, for up to half a second. Listen calls it, so a listener it
+// returns is stamped from its first byte where the system stamps at all.
+var Stamped = sync.OnceValue(func() bool {
+	l, err := listen("127.0.0.1:0")
 	if err != nil {
 		return false
 	}
-	defer l.Close()
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if stampedRead(l) {
+			return true // l stays open: it holds the kernel's stamping on
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	l.Close()
+	return false
+})
+
+// stampedRead sends one byte over a new connection to l and reports whether
+// its read was stamped.
+func stampedRead(l net.Listener) bool {
 	d, err := net.DialTimeout("tcp", l.Addr().String(), time.Second)
 	if err != nil {
 		return false
