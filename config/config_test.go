@@ -205,3 +205,36 @@ func TestGCHeadroom(t *testing.T) {
 		t.Errorf("negative headroom: %v", err)
 	}
 }
+
+func TestSlackReplicas(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k", "REPLICAS": "3"})
+	for _, tc := range []struct {
+		yaml  string
+		want  Replicas
+		share float64
+		err   string
+	}{
+		{yaml: "", want: 0, share: 1},
+		{yaml: "slack:\n  replicas: auto\n", want: 0, share: 1},
+		{yaml: "slack:\n  replicas: 4\n", want: 4, share: 0.25},
+		{yaml: "slack:\n  replicas: ${REPLICAS}\n", want: 3, share: 1.0 / 3},
+		{yaml: "slack:\n  replicas: 0\n", err: `slack.replicas (line 8): must be auto or a whole number of at least 1, not "0"`},
+		{yaml: "slack:\n  replicas: many\n", err: `slack.replicas (line 8): must be auto or a whole number of at least 1, not "many"`},
+		{yaml: "slack:\n  replicas: [2]\n", err: "slack.replicas (line 8): must be auto or a whole number"},
+	} {
+		c, err := Parse([]byte(minimal + tc.yaml))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.yaml, err)
+			continue
+		}
+		if r := c.Slack.Replicas; r != tc.want || r.Share() != tc.share || r.Auto() != (tc.want == 0) {
+			t.Errorf("%q: replicas %v (share %v), want %v (share %v)", tc.yaml, r, r.Share(), tc.want, tc.share)
+		}
+	}
+}

@@ -86,7 +86,10 @@ func expandEnv(n *yaml.Node) {
 	}
 }
 
-var durationType = reflect.TypeOf(Duration(0))
+var (
+	durationType = reflect.TypeOf(Duration(0))
+	replicasType = reflect.TypeOf(Replicas(0))
+)
 
 // checkNode walks the document beside the Go type it decodes into and reports
 // unknown keys and values of the wrong kind, each with its key path and line.
@@ -107,6 +110,13 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *fieldErrors) {
 			errs.add(where(), "must be a duration such as 30s or 2m")
 		} else if _, err := parseDuration(n.Value); err != nil {
 			errs.add(where(), "%q is not a duration: write it like 30s, 1m30s or 720h", n.Value)
+		}
+		return
+	case t == replicasType:
+		if n.Kind != yaml.ScalarNode {
+			errs.add(where(), "must be auto or a whole number of at least 1 (got %s)", kindName(n))
+		} else if _, err := parseReplicas(n.Value); err != nil {
+			errs.add(where(), "must be auto or a whole number of at least 1, not %q", n.Value)
 		}
 		return
 	case t.Kind() == reflect.Struct:
@@ -270,6 +280,52 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, nil
 	}
 	return time.ParseDuration(s)
+}
+
+// Replicas is how many bot processes share a platform's rate limits,
+// written as a number or "auto" (the zero value): count the live ones in
+// Redis.
+type Replicas int
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (r *Replicas) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseReplicas(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not auto or a whole number of at least 1", n.Line, n.Value)
+	}
+	*r = v
+	return nil
+}
+
+// Auto reports whether the live replicas are counted rather than fixed.
+func (r Replicas) Auto() bool { return r == 0 }
+
+// Share is the part of a rate limit each replica takes when the count is
+// fixed: 1/r; 1 with auto, where the live count divides at run time.
+func (r Replicas) Share() float64 {
+	if r.Auto() {
+		return 1
+	}
+	return 1 / float64(r)
+}
+
+// String implements fmt.Stringer: "auto" or the number.
+func (r Replicas) String() string {
+	if r.Auto() {
+		return "auto"
+	}
+	return strconv.Itoa(int(r))
+}
+
+func parseReplicas(s string) (Replicas, error) {
+	if s == "" || s == "auto" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, errors.New("want auto or a whole number of at least 1")
+	}
+	return Replicas(n), nil
 }
 
 // Secret is a string that never prints its value.

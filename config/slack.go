@@ -35,10 +35,11 @@ type Slack struct {
 	// MaxConcurrent bounds the messages this replica works on at once
 	// (downloads, answers); more wait in a bounded queue.
 	MaxConcurrent int `yaml:"max_concurrent"`
-	// Replicas is how many bot processes serve this workspace: each takes
-	// 1/Replicas of Slack's per-workspace rate budgets, so together they stay
-	// under Slack's limits.
-	Replicas int `yaml:"replicas"`
+	// Replicas is how many bot processes serve this workspace; each takes
+	// that share of Slack's per-workspace rate budgets, so together they
+	// stay under Slack's limits. Auto (the default) counts the live
+	// replicas through Redis heartbeats and follows as they come and go.
+	Replicas Replicas `yaml:"replicas"`
 }
 
 // Enabled reports whether the Slack adapter should run.
@@ -54,9 +55,6 @@ func (s *Slack) applyDefaults() {
 	setDefault(&s.ReplyInThreads, "mentioned")
 	setDefault(&s.Streaming, "auto")
 	setDur(&s.EditInterval, time.Second)
-	if s.Replicas == 0 {
-		s.Replicas = 1
-	}
 	if s.AllowDMs == nil {
 		t := true
 		s.AllowDMs = &t
@@ -93,9 +91,6 @@ func (s *Slack) validate(errs *fieldErrors) {
 	}
 	if s.EventsPath == s.CommandsPath {
 		errs.add("slack.commands_path", "must differ from slack.events_path (%q)", s.EventsPath)
-	}
-	if s.Replicas < 1 {
-		errs.add("slack.replicas", "must be at least 1, not %d", s.Replicas)
 	}
 	if !s.Enabled() {
 		return

@@ -60,6 +60,12 @@ var (
 		Help: "Inbound messages by platform and handling (answer, command, duplicate, limited, refused, error).",
 	}, []string{"platform", "handling"})
 
+	// Replicas is how many replicas share a platform's rate budgets, as last counted.
+	Replicas = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "arkbot_replicas",
+		Help: "Replicas sharing a platform's rate budgets, by platform, as this replica last counted them.",
+	}, []string{"platform"})
+
 	// RedisErrors counts failed store operations.
 	RedisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "arkbot_redis_errors_total",
@@ -71,7 +77,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Answers, FirstToken, Tokens, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, RedisErrors,
+		Answers, FirstToken, Tokens, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, RedisErrors,
 	)
 }
 

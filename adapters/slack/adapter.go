@@ -31,6 +31,7 @@ type Adapter struct {
 	log          *slog.Logger
 	api          *slack.Client
 	budget       *budgeter
+	presence     *presence // nil: the budget share is fixed
 	socket       bool
 	allowDMs     bool
 	editInterval time.Duration
@@ -76,6 +77,9 @@ type options struct {
 	budgets Budgets
 	grace   time.Duration
 	limit   int
+
+	presence      Presence
+	presenceEvery time.Duration
 }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -188,6 +192,12 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		workCtx:      workCtx,
 		workCancel:   workCancel,
 	}
+	if o.presence != nil {
+		if o.presenceEvery <= 0 {
+			o.presenceEvery = DefaultPresenceInterval
+		}
+		a.presence = newPresence(o.presence, o.presenceEvery)
+	}
 	return a, nil
 }
 
@@ -210,6 +220,13 @@ func (a *Adapter) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	if a.presence != nil {
+		// Count before taking events, so the first answers already spend
+		// this replica's share only.
+		a.countReplicas(ctx)
+		go a.keepCounting(ctx)
+		defer a.leave()
 	}
 	a.mu.Lock()
 	a.accepting = true

@@ -26,8 +26,9 @@ const (
 	// message per second per channel.
 	PostMessagePerMinute = 60
 	// BudgetShare is the share of each published limit the adapter plans to
-	// spend, leaving headroom for clock skew and network jitter. With several
-	// replicas serving one workspace, divide further with Budgets.Scaled.
+	// spend, leaving headroom for clock skew and network jitter. Replicas
+	// serving one workspace split it further: by their live count
+	// (WithPresence), or by a fixed number with Budgets.Scaled.
 	BudgetShare = 0.9
 )
 
@@ -114,16 +115,40 @@ type budgeter struct {
 	mu      sync.Mutex
 	buckets map[string]*bucket
 	adds    int
+	share   float64 // of each budget's rate this replica spends (see setShare)
 }
 
 type bucket struct {
 	lim          *rate.Limiter
-	blockedUntil time.Time // after a 429: nobody calls before this
+	full         rate.Limit // the budget's whole rate; lim runs at full·share
+	fullBurst    int        // and its whole burst
+	blockedUntil time.Time  // after a 429: nobody calls before this
 	used         time.Time
 }
 
+// burstShare is this replica's part of a burst: whole parts only, so that
+// the replicas' bursts together stay within it, but at least one call.
+func burstShare(burst int, f float64) int {
+	return max(int(float64(burst)*f), 1)
+}
+
 func newBudgeter(b Budgets) *budgeter {
-	return &budgeter{budgets: b, buckets: map[string]*bucket{}}
+	return &budgeter{budgets: b, buckets: map[string]*bucket{}, share: 1}
+}
+
+// setShare makes this replica spend f of every budget from now on, as
+// when 1/f replicas serve the workspace: f of its rate and of its burst.
+func (b *budgeter) setShare(f float64) {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.share = f
+	for _, k := range b.buckets {
+		if k.full != rate.Inf {
+			k.lim.SetLimitAt(now, k.full*rate.Limit(f))
+			k.lim.SetBurstAt(now, burstShare(k.fullBurst, f))
+		}
+	}
 }
 
 // get returns the bucket for a call; b.mu is held.
@@ -135,11 +160,11 @@ func (b *budgeter) get(team, channel, method string, now time.Time) *bucket {
 	}
 	k := b.buckets[key]
 	if k == nil {
-		lim := rate.NewLimiter(rate.Inf, 1)
+		k = &bucket{lim: rate.NewLimiter(rate.Inf, 1), full: rate.Inf}
 		if limited && bud.PerMinute > 0 {
-			lim = rate.NewLimiter(rate.Limit(bud.PerMinute/60), max(bud.Burst, 1))
+			k.full, k.fullBurst = rate.Limit(bud.PerMinute/60), max(bud.Burst, 1)
+			k.lim = rate.NewLimiter(k.full*rate.Limit(b.share), burstShare(k.fullBurst, b.share))
 		}
-		k = &bucket{lim: lim}
 		b.buckets[key] = k
 		b.adds++
 		if b.adds%1024 == 0 {

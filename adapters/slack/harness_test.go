@@ -171,8 +171,17 @@ const fastScale = 60 // the budgets' and the fake's rates, sped up for tests
 func setup(t *testing.T, h *scripted, mut func(*config.Slack), opts ...Option) *env {
 	t.Helper()
 	fs := fakeslack.New(fakeslack.Options{PingInterval: time.Second})
+	t.Cleanup(fs.Close) // after the adapter's cleanup: cleanups run last first
 	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann", RealName: "Ann Example", DisplayName: "Ann"})
 	fs.AddUser(fakeslack.User{ID: "U2", Name: "bob", RealName: "Bob Example"})
+	a, _ := start(t, fs, h, mut, opts...)
+	return &env{t: t, fs: fs, a: a, h: h}
+}
+
+// start runs an adapter on fs until the test ends or stop is called, and
+// waits until it is ready.
+func start(t *testing.T, fs *fakeslack.Server, h *scripted, mut func(*config.Slack), opts ...Option) (a *Adapter, stop func()) {
+	t.Helper()
 	cfg := config.Slack{
 		BotToken: config.Secret(fs.BotToken()), AppToken: config.Secret(fs.AppToken()), APIURL: fs.APIURL(),
 		ReplyInThreads: "mentioned", Streaming: "auto", EditInterval: config.Duration(20 * time.Millisecond),
@@ -190,21 +199,27 @@ func setup(t *testing.T, h *scripted, mut func(*config.Slack), opts ...Option) *
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-runErr:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-runErr:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("Run did not return after cancel")
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-		fs.Close()
-	})
-	e := &env{t: t, fs: fs, a: a, h: h}
-	e.waitFor("adapter ready", 10*time.Second, a.Ready)
-	return e
+		})
+	}
+	t.Cleanup(stop)
+	ready, cancelReady := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelReady()
+	if err := fakeslack.WaitFor(ready, a.Ready); err != nil {
+		t.Fatal("timed out waiting for the adapter to be ready")
+	}
+	return a, stop
 }
 
 func (e *env) waitFor(what string, d time.Duration, cond func() bool) {

@@ -264,6 +264,35 @@ func TestBudgeter(t *testing.T) {
 	}
 }
 
+// TestBudgetShare: a replica's share divides rates and bursts, for buckets
+// made before the share changed and after, and never leaves less than one
+// call of burst.
+func TestBudgetShare(t *testing.T) {
+	b := newBudgeter(Budgets{"chat.update": {PerMinute: 600, Burst: 5}, "chat.delete": {PerMinute: 600, Burst: 1}})
+	b.allow("T1", "", "chat.update") // made at share 1
+	b.setShare(0.5)
+	b.mu.Lock()
+	before := b.get("T1", "", "chat.update", time.Now())
+	after := b.get("T2", "", "chat.update", time.Now())
+	one := b.get("T1", "", "chat.delete", time.Now())
+	b.mu.Unlock()
+	for name, k := range map[string]*bucket{"bucket made before": before, "bucket made after": after} {
+		if k.lim.Limit() != 5 || k.lim.Burst() != 2 {
+			t.Errorf("%s the share of 1/2: %v/s, burst %d; want 5/s, burst 2", name, k.lim.Limit(), k.lim.Burst())
+		}
+	}
+	if one.lim.Burst() != 1 {
+		t.Errorf("a burst of 1 split in two: %d, want 1", one.lim.Burst())
+	}
+	b.setShare(1)
+	if before.lim.Limit() != 10 || before.lim.Burst() != 5 {
+		t.Errorf("back to the whole budget: %v/s, burst %d", before.lim.Limit(), before.lim.Burst())
+	}
+	if got := burstShare(10, 1.0/3); got != 3 {
+		t.Errorf("burstShare(10, 1/3) = %d, want 3", got)
+	}
+}
+
 func TestFinalWait(t *testing.T) {
 	// 200 answers finishing at once queue on chat.update (45 a minute): the
 	// last one's final render must be allowed the 4.4 minutes that takes.

@@ -20,9 +20,14 @@ type runner func(ctx context.Context) error
 func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error) {
 	var runners []runner
 	if cfg.Slack.Enabled() {
-		a, err := slack.New(cfg.Slack, cfg.Limits, b.engine, slack.WithLogger(b.log.With("adapter", "slack")),
+		opts := []slack.Option{slack.WithLogger(b.log.With("adapter", "slack")),
 			slack.WithShutdownGrace(cfg.Server.ShutdownTimeout.D()),
-			slack.WithBudgets(slack.DefaultBudgets().Scaled(1/float64(cfg.Slack.Replicas))))
+			slack.WithBudgets(slack.DefaultBudgets().Scaled(cfg.Slack.Replicas.Share()))}
+		if cfg.Slack.Replicas.Auto() {
+			// Replicas count each other through Redis and split the budgets.
+			opts = append(opts, slack.WithPresence(b.store, slack.DefaultPresenceInterval))
+		}
+		a, err := slack.New(cfg.Slack, cfg.Limits, b.engine, opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -234,7 +234,7 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 			return dial(ctx, network, addr)
 		}
 	}
-	engine, _, err := wire.Core(cfg, rdb, log, arkclient.WithHTTPClient(&http.Client{Transport: arkT}))
+	engine, store, err := wire.Core(cfg, rdb, log, arkclient.WithHTTPClient(&http.Client{Transport: arkT}))
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -254,11 +254,15 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 	if cfg.Slack.Enabled() {
 		budgets := slack.Budgets{} // no method listed: none limited
 		if !spec.Unlimited {
-			budgets = slack.DefaultBudgets().Scaled(spec.RateScale / float64(cfg.Slack.Replicas))
+			budgets = slack.DefaultBudgets().Scaled(spec.RateScale * cfg.Slack.Replicas.Share())
 		}
-		a, err := slack.New(cfg.Slack, cfg.Limits, engine, slack.WithLogger(log.With("adapter", "slack")),
+		opts := []slack.Option{slack.WithLogger(log.With("adapter", "slack")),
 			slack.WithShutdownGrace(b.shutdown), slack.WithBudgets(budgets),
-			slack.WithHTTPClient(&http.Client{Timeout: 30 * time.Second, Transport: stamped{slackT}}))
+			slack.WithHTTPClient(&http.Client{Timeout: 30 * time.Second, Transport: stamped{slackT}})}
+		if cfg.Slack.Replicas.Auto() {
+			opts = append(opts, slack.WithPresence(store, slack.DefaultPresenceInterval))
+		}
+		a, err := slack.New(cfg.Slack, cfg.Limits, engine, opts...)
 		if err != nil {
 			b.stop()
 			return nil, err

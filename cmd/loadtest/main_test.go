@@ -87,7 +87,7 @@ func TestSmallRun(t *testing.T) {
 
 func TestSmallRunWithRateLimits(t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "trace.out")
-	r := smallRun(t, "-platform", "slack", "-ratelimits", "-ratelimit-scale", "30", "-trace", trace)
+	r := smallRun(t, "-platform", "slack", "-ratelimits", "-ratelimit-scale", "10", "-trace", trace)
 	if len(r.Platforms) != 1 || r.Platforms[0].Completed != 12 || r.Platforms[0].RateLimited != 0 || r.Probe.Measured {
 		t.Errorf("%+v", r)
 	}

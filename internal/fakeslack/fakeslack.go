@@ -606,7 +606,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.limits != nil {
-		if wait, ok := s.limits.take(req.team, method, req.get("channel"), now); !ok {
+		if wait, ok := s.limits.take(req.team, method, req.get("channel"), arrived); !ok { // Slack counts a call when it arrives
 			s.limited++
 			call.Result = "ratelimited"
 			s.record(call)
