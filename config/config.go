@@ -269,12 +269,18 @@ func (c *Config) ModelNames() []string {
 	return names
 }
 
-// Secrets lists every secret value in the configuration, for log redaction.
+// Secrets lists every secret value in the configuration, for log
+// redaction: the tokens, the API key and the Redis URL's password.
 func (c *Config) Secrets() []string {
 	var out []string
 	for _, s := range []Secret{c.Ark.APIKey, c.Slack.BotToken, c.Slack.AppToken, c.Slack.SigningSecret, c.Discord.Token} {
 		if s != "" {
 			out = append(out, string(s))
+		}
+	}
+	if u, err := url.Parse(c.Redis.URL); err == nil && u.User != nil {
+		if pass, ok := u.User.Password(); ok && pass != "" {
+			out = append(out, pass)
 		}
 	}
 	return out

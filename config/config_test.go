@@ -238,3 +238,15 @@ func TestSlackReplicas(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretsIncludeTheRedisPassword(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "sk-1", "REDIS_URL": "redis://user:pa55word@redis:6379/0"})
+	c, err := Parse([]byte(minimal + "redis:\n  url: ${REDIS_URL}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(c.Secrets(), " ")
+	if !strings.Contains(got, "sk-1") || !strings.Contains(got, "pa55word") {
+		t.Errorf("Secrets() = %q, want the API key and the Redis password", got)
+	}
+}

@@ -1,6 +1,6 @@
 // Command bot runs the Ark chat bot on Slack, Discord, or a terminal console.
 //
-//	bot [-config config.yaml] [-console] [-check-config]
+//	bot [-config config.yaml] [-console] [-check-config] [-check]
 //
 // With no messenger credentials configured it runs the console; with no
 // redis.url it uses an embedded in-memory Redis.
@@ -40,6 +40,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "config.yaml", "path of the configuration file")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	checkAll := fs.Bool("check", false, "validate the configuration, then try Ark with every registered model, Redis, and the Slack and Discord tokens, and exit (1 if any check fails)")
 	forceConsole := fs.Bool("console", false, "chat in this terminal (the default when no messenger is configured)")
 	probe := fs.String("healthcheck", "", "GET this URL, exit 0 if it answers 2xx (for container health checks)")
 	if err := fs.Parse(args); err != nil {
@@ -53,8 +54,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "%v\n", err)
 		return 1
 	}
-	if *check {
+	if *check || *checkAll {
 		fmt.Fprintf(stdout, "%s: OK (%d models, default %s)\n", *cfgPath, len(cfg.Models), cfg.DefaultModel)
+		if *checkAll && checkLive(ctx, cfg, stdout) > 0 {
+			return 1
+		}
 		return 0
 	}
 	useConsole := *forceConsole || (!cfg.Slack.Enabled() && !cfg.Discord.Enabled())

@@ -193,6 +193,11 @@ func WithApplication(appID, botUserID, botName string) Option {
 	return func(s *Server) { s.appID, s.bot.ID, s.bot.Username = appID, botUserID, botName }
 }
 
+// WithApplicationFlags sets the application's flags that GET
+// /applications/@me reports (default 1<<19, the Message Content intent
+// switched on in the Developer Portal; 0 is the switch off).
+func WithApplicationFlags(flags int) Option { return func(s *Server) { s.appFlags = flags } }
+
 // WithRateLimit switches on per-channel rate limiting of message create,
 // edit and delete: at most limit requests per window per channel.
 func WithRateLimit(limit int, per time.Duration) Option {
@@ -239,6 +244,7 @@ type Server struct {
 
 	token            string
 	appID            string
+	appFlags         int
 	bot              User
 	heartbeat        time.Duration
 	callbackDeadline time.Duration
@@ -305,6 +311,7 @@ func New(opts ...Option) *Server {
 	s := &Server{
 		token:            "fake-token",
 		appID:            "100000000000000001",
+		appFlags:         1 << 19, // GATEWAY_MESSAGE_CONTENT_LIMITED: the portal's Message Content switch on
 		bot:              User{ID: "100000000000000001", Username: "arkbot", Bot: true},
 		heartbeat:        41250 * time.Millisecond,
 		callbackDeadline: 3 * time.Second,

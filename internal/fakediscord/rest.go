@@ -286,7 +286,7 @@ func (s *Server) getMe(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getApplication(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"id": s.appID, "name": s.bot.Username, "description": "", "bot_public": true,
-		"bot_require_code_grant": false, "flags": 0, "bot": userJSON(s.bot),
+		"bot_require_code_grant": false, "flags": s.appFlags, "bot": userJSON(s.bot),
 	})
 }
 

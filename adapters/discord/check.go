@@ -1,0 +1,48 @@
+package discord
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/arkbot/arkbot/config"
+)
+
+// Application flags that say the Message Content intent is switched on
+// (https://discord.com/developers/docs/resources/application#application-object-application-flags).
+const (
+	flagMessageContent        = 1 << 18 // approved, for verified bots
+	flagMessageContentLimited = 1 << 19 // the Developer Portal's switch, under 100 guilds
+)
+
+// Check verifies cfg's bot token against the Discord API without opening a
+// gateway connection: who the bot is, and whether its application has the
+// Message Content intent on (without it mentions arrive empty). It returns
+// a line describing the bot, or an error saying what to fix.
+func Check(ctx context.Context, cfg config.Discord) (string, error) {
+	release, err := useAPIBase(cfg.APIURL)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	s, err := discordgo.New("Bot " + cfg.Token.Value())
+	if err != nil {
+		return "", fmt.Errorf("discord: %w", err)
+	}
+	s.Client = &http.Client{Timeout: 15 * time.Second}
+	me, err := s.User("@me", discordgo.WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("the bot token was refused (%w): copy it again from the Developer Portal → Bot → Reset Token", err)
+	}
+	app, err := s.Application("@me") // bounded by the client's timeout: discordgo takes no context here
+	if err != nil {
+		return "", fmt.Errorf("bot %s (%s): reading its application: %w", me.Username, me.ID, err)
+	}
+	if app.Flags&(flagMessageContent|flagMessageContentLimited) == 0 {
+		return "", fmt.Errorf("bot %s (%s): the Message Content intent is off, so mentions would arrive empty: enable it in the Developer Portal → Bot → Privileged Gateway Intents", me.Username, me.ID)
+	}
+	return fmt.Sprintf("bot %s (%s), application %s, Message Content intent on", me.Username, me.ID, app.ID), nil
+}

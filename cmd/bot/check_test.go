@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/fakediscord"
+	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/redistest"
+)
+
+// checkConfig writes a config with both messengers on, tokens from the
+// environment.
+func checkConfig(t *testing.T, ark *fakeark.Server, redisURL string, fs *fakeslack.Server, fd *fakediscord.Server, slackBot, discordToken string) string {
+	t.Helper()
+	t.Setenv("T_SLACK_BOT", slackBot)
+	t.Setenv("T_SLACK_APP", fs.AppToken())
+	t.Setenv("T_DISCORD", discordToken)
+	return writeConfig(t, ark.URL, redisURL, fmt.Sprintf(`
+slack:
+  bot_token: ${T_SLACK_BOT}
+  app_token: ${T_SLACK_APP}
+  api_url: %s
+discord:
+  token: ${T_DISCORD}
+  api_url: %s
+`, fs.APIURL(), fd.APIURL()))
+}
+
+func runCheck(t *testing.T, cfg string) (string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"-check", "-config", cfg}, strings.NewReader(""), &out, &errb)
+	if errb.Len() > 0 {
+		t.Logf("stderr: %s", errb.String())
+	}
+	return out.String(), code
+}
+
+// -check tries each registered model on Ark, Redis and both messengers'
+// tokens: a model not activated is named with what to do, the rest pass,
+// and no secret is printed.
+func TestCheckTriesArkModelsRedisAndTokens(t *testing.T) {
+	rs := redistest.New(t)
+	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	defer ark.Close()
+	ark.SetHandler(func(r fakeark.Request) fakeark.Response {
+		if r.Model == "deepseek-r1-250528" {
+			return fakeark.Response{Status: 404, ErrorCode: "ModelNotOpen",
+				ErrorMessage: "Your account has not activated the model deepseek-r1. Please activate the model service in the Ark Console. Request id: 0217-check"}
+		}
+		return fakeark.Response{Content: []string{"ok"}}
+	})
+	fs := fakeslack.New(fakeslack.Options{})
+	defer fs.Close()
+	fd := fakediscord.New()
+	defer fd.Close()
+
+	out, code := runCheck(t, checkConfig(t, ark, rs.URL, fs, fd, fs.BotToken(), fd.Token()))
+	t.Log("\n" + out)
+	if code != 1 {
+		t.Errorf("exit %d with a model not activated, want 1", code)
+	}
+	for _, want := range []string{
+		"ark: " + ark.URL + "/chat/completions",
+		"  ok    doubao (doubao-seed-1-6-250615): answers, first token in ",
+		"  FAIL  deepseek-r1 (deepseek-r1-250528): ",
+		"开通管理",
+		"request id: 0217-check",
+		"  ok    redis://127.0.0.1:",
+		"  ok    tokens: team ", "Socket Mode connections allowed",
+		"  ok    token: bot arkbot", "Message Content intent on",
+		"1 check(s) failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	for _, secret := range []string{testKey, fs.BotToken(), fs.AppToken(), fd.Token()} {
+		if strings.Contains(out, secret) {
+			t.Errorf("a secret was printed: %q", secret)
+		}
+	}
+	reqs := ark.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests to Ark, want one per model (a model not activated is not retried)", len(reqs))
+	}
+	for _, r := range reqs {
+		if mt, _ := r.Body["max_tokens"].(float64); mt != 16 || r.Body["stream"] != true {
+			t.Errorf("%s: max_tokens %v, stream %v: want a small streamed request", r.Model, r.Body["max_tokens"], r.Body["stream"])
+		}
+	}
+}
+
+// Each failure says what to fix: a refused Slack token, the Discord
+// application's Message Content intent switched off, Redis unreachable.
+func TestCheckNamesWhatToFix(t *testing.T) {
+	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	defer ark.Close()
+	fs := fakeslack.New(fakeslack.Options{})
+	defer fs.Close()
+	fd := fakediscord.New(fakediscord.WithApplicationFlags(0))
+	defer fd.Close()
+
+	out, code := runCheck(t, checkConfig(t, ark, "redis://:hunter2-password@127.0.0.1:1/0", fs, fd, "xoxb-not-the-token", fd.Token()))
+	t.Log("\n" + out)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		"  ok    doubao (doubao-seed-1-6-250615)",
+		"  ok    deepseek-r1 (deepseek-r1-250528)",
+		"  FAIL  redis://127.0.0.1:1/0: PING: ", "is Redis running and is redis.url right?",
+		"  FAIL  tokens: bot token: auth.test: invalid_auth: use the Bot User OAuth Token (xoxb-…)",
+		"  FAIL  token: bot arkbot", "Message Content intent is off", "Privileged Gateway Intents",
+		"3 check(s) failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Error("the Redis password was printed")
+	}
+}
+
+// With everything right, -check passes and exits 0.
+func TestCheckPasses(t *testing.T) {
+	rs := redistest.New(t)
+	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	defer ark.Close()
+	fs := fakeslack.New(fakeslack.Options{})
+	defer fs.Close()
+	fd := fakediscord.New()
+	defer fd.Close()
+	out, code := runCheck(t, checkConfig(t, ark, rs.URL, fs, fd, fs.BotToken(), fd.Token()))
+	if code != 0 || !strings.Contains(out, "all checks passed") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
