@@ -63,19 +63,18 @@ func checkLive(ctx context.Context, cfg *config.Config, out io.Writer) int {
 	detail, err := checkRedis(ctx, cfg.Redis)
 	report(redisName(cfg.Redis), detail, err)
 
-	if cfg.Slack.Enabled() {
-		fmt.Fprintf(out, "slack: %s\n", cfg.Slack.APIURL)
+	messenger := func(name, apiURL, what string, check func(context.Context) (string, error)) {
+		fmt.Fprintf(out, "%s: %s\n", name, apiURL)
 		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-		detail, err := slack.Check(ctx, cfg.Slack)
-		cancel()
-		report("tokens", detail, err)
+		defer cancel()
+		detail, err := check(ctx)
+		report(what, detail, err)
+	}
+	if cfg.Slack.Enabled() {
+		messenger("slack", cfg.Slack.APIURL, "tokens", func(ctx context.Context) (string, error) { return slack.Check(ctx, cfg.Slack) })
 	}
 	if cfg.Discord.Enabled() {
-		fmt.Fprintf(out, "discord: %s\n", cfg.Discord.APIURL)
-		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-		detail, err := discord.Check(ctx, cfg.Discord)
-		cancel()
-		report("token", detail, err)
+		messenger("discord", cfg.Discord.APIURL, "token", func(ctx context.Context) (string, error) { return discord.Check(ctx, cfg.Discord) })
 	}
 	if failed == 0 {
 		fmt.Fprintln(out, "all checks passed")
