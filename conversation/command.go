@@ -18,6 +18,9 @@ const (
 	CmdModels = "models"
 	CmdReset  = "reset"
 	CmdUsage  = "usage"
+	// CmdRetry answers the conversation's latest question again, replacing
+	// the latest answer in its memory; "regenerate" is the same command.
+	CmdRetry = "retry"
 )
 
 // ParseCommand reads a command at the start of text: "/name arg…" (also
@@ -45,5 +48,9 @@ func ParseCommand(text string) (Command, bool) {
 			return Command{}, false
 		}
 	}
-	return Command{Name: strings.ToLower(name), Arg: strings.TrimSpace(arg)}, true
+	name = strings.ToLower(name)
+	if name == "regenerate" {
+		name = CmdRetry
+	}
+	return Command{Name: name, Arg: strings.TrimSpace(arg)}, true
 }

@@ -39,6 +39,7 @@ func (e *Engine) help() string {
 		"• `/model <name>`: switch model (in a thread: for this thread; elsewhere: for the whole channel)",
 		"• `/models`: list the models with their descriptions",
 		"• `/reset`: forget this conversation and start fresh",
+		"• `/retry`: answer the latest question again (with the model in use now), replacing the latest answer",
 		"• `/usage`: your token usage today and your limits",
 		"• `/help`: this message",
 	}, "\n")

@@ -84,11 +84,26 @@ func NewEngine(cfg *config.Config, store *Store, ark Streamer, opts ...Option) *
 
 // Messages shown to users by the engine.
 const (
-	msgMemoryDown = "⚠️ I can't reach my memory (Redis) right now, so I can't answer safely. Please try again in a moment."
-	msgBusy       = "⚠️ I'm still busy with an earlier message in this conversation. Please try again in a moment."
-	msgRestarting = "⚠️ I'm restarting right now. Please send that again in a few seconds."
-	msgEmpty      = "You mentioned me without a question. Ask me anything, or type /help."
+	msgMemoryDown     = "⚠️ I can't reach my memory (Redis) right now, so I can't answer safely. Please try again in a moment."
+	msgBusy           = "⚠️ I'm still busy with an earlier message in this conversation. Please try again in a moment."
+	msgRestarting     = "⚠️ I'm restarting right now. Please send that again in a few seconds."
+	msgEmpty          = "You mentioned me without a question. Ask me anything, or type /help."
+	msgNothingToRetry = "There is no answer in this conversation to redo yet: ask me something first."
+	msgNotLatest      = "Only the latest answer in a conversation can be redone, and this one has newer messages after it. Retry the latest answer instead."
 )
+
+// retryRefusal says why the latest question q (ok: there is one) can't be
+// answered again for a /retry naming question id (empty: the latest).
+// Questions saved before turns had IDs match any id.
+func retryRefusal(q Turn, ok bool, id string) string {
+	switch {
+	case !ok:
+		return msgNothingToRetry
+	case id != "" && q.ID != "" && q.ID != id:
+		return msgNotLatest
+	}
+	return ""
+}
 
 // Handle implements Handler.
 func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
@@ -126,6 +141,20 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 		log.Debug("duplicate delivery dropped")
 		return nil
 	}
+	if isCmd && cmd.Name == CmdRetry {
+		// Refused without a sign of life when there is nothing to redo; the
+		// answer checks again under the thread's lock.
+		q, ok, err := e.store.LastQuestion(ctx, m.ThreadKey())
+		if note := retryRefusal(q, ok, cmd.Arg); err != nil || note != "" {
+			metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
+			if err != nil {
+				metrics.RedisErrors.WithLabelValues("load").Inc()
+				note = msgMemoryDown
+			}
+			return r.Notice(ctx, note)
+		}
+		return e.answer(ctx, log, m, r, adm, &cmd)
+	}
 	if isCmd {
 		metrics.Messages.WithLabelValues(m.Platform, "command").Inc()
 		text, err := e.command(ctx, m, cmd, adm)
@@ -140,7 +169,7 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 		metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
 		return r.Notice(ctx, msgEmpty)
 	}
-	return e.answer(ctx, log, m, r, adm)
+	return e.answer(ctx, log, m, r, adm, nil)
 }
 
 // enter registers an answer in flight unless the engine is shutting down.
@@ -208,8 +237,10 @@ func (e *Engine) currentModel(ctx context.Context, m Message) *config.Model {
 	return e.modelFor(tm, cm)
 }
 
-// answer runs one model answer: lock, build context, stream, save.
-func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission) error {
+// answer runs one model answer: lock, build context, stream, save. A retry
+// (a /retry command) answers the thread's latest question again and
+// replaces its answer.
+func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission, retry *Command) error {
 	start := e.now()
 	// Stop and shutdown cancel the answer; the caller's ctx does too.
 	actx, cancel := context.WithCancelCause(ctx)
@@ -254,9 +285,26 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 		metrics.Messages.WithLabelValues(m.Platform, "limited").Inc()
 		return e.finish(r, Frame{Model: model.Name, Final: true, Outcome: OutcomeFailed, Note: note})
 	}
+	var (
+		text    string
+		notices []string
+	)
+	questionID := m.ID
+	if retry != nil {
+		q, ok := thread.DropLastExchange()
+		if note := retryRefusal(q, ok, retry.Arg); note != "" {
+			metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
+			return e.finish(r, Frame{Model: model.Name, Final: true, Outcome: OutcomeFailed, Note: note})
+		}
+		// The question as saved, attachments' text included; its images
+		// were never saved. It keeps its ID and time.
+		text, m.Time, questionID = q.Text, time.Unix(q.Time, 0), q.ID
+		notices = []string{"↻ A new answer to: “" + excerpt(q.Text, 80) + "”"}
+	} else {
+		text, notices = e.userText(m, model)
+	}
 	metrics.Messages.WithLabelValues(m.Platform, "answer").Inc()
 
-	text, notices := e.userText(m, model)
 	req, promptEst, ok := e.buildRequest(m, model, thread.Turns, text)
 	if !ok {
 		note := fmt.Sprintf("Your message is too long for %s: about %d tokens, but only %d fit in its context window. Shorten it, or pick a model with a larger window with /model.",
@@ -294,7 +342,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 			spent = int64(res.usage.TotalTokens)
 		}
 		turns := []Turn{
-			{Role: "user", Text: text, User: m.User.Name, Tokens: userTokens, Time: m.Time.Unix()},
+			{ID: questionID, Role: "user", Text: text, User: m.User.Name, Tokens: userTokens, Time: m.Time.Unix()},
 			{Role: "assistant", Text: res.frame.Text, Model: model.Name, Tokens: max(answerTokens, 1), Time: now.Unix()},
 		}
 		saveErr = thread.Save(context.WithoutCancel(ctx), turns, Usage{User: m.userKey(), Model: model.Name, Tokens: spent}, now)
@@ -560,4 +608,13 @@ func countTokens(model string, u *arkclient.Usage) {
 			metrics.Tokens.WithLabelValues(model, kind).Add(float64(n))
 		}
 	}
+}
+
+// excerpt is text's first n characters on one line, with "…" when cut.
+func excerpt(text string, n int) string {
+	text = strings.Join(strings.Fields(text), " ")
+	if r := []rune(text); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return text
 }

@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -503,6 +504,76 @@ func TestLongAnswerKeepsItsLock(t *testing.T) {
 		}
 		if n, err := rdb.Exists(context.Background(), rg.store.lockKey(msg("").ThreadKey())).Result(); err != nil || n != 0 {
 			t.Errorf("lock still there after the answer: %d, %v", n, err)
+		}
+	})
+}
+
+// /retry answers the latest question again with the model in use now and
+// replaces the latest answer in memory; a retry that fails keeps the old
+// answer; with nothing answered yet it says so.
+func TestRetryReplacesTheLatestAnswer(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		if r := rg.ask(t, msg("/retry")); r.begun != 0 || !strings.Contains(r.notice(), "no answer in this conversation to redo") {
+			t.Errorf("retry with nothing to redo: begun %d, notices %q", r.begun, r.notices)
+		}
+		n := 0
+		rg.ark.SetHandler(func(req fakeark.Request) fakeark.Response {
+			n++
+			return fakeark.Response{Content: []string{fmt.Sprintf("answer %d to %s", n, req.Messages[len(req.Messages)-1].Text)}}
+		})
+		first := msg("first question")
+		rg.ask(t, first)
+		second := msg("second question")
+		rg.ask(t, second)
+		rg.ask(t, msg("/model deepseek-r1"))
+		// A button under the first answer names its question: not the latest.
+		if r := rg.ask(t, msg("/retry "+first.ID)); r.begun != 0 || !strings.Contains(r.notice(), "Only the latest answer") {
+			t.Errorf("retry of an older answer: begun %d, notices %q", r.begun, r.notices)
+		}
+		r := rg.ask(t, msg("/regenerate "+second.ID))
+		if f := r.final(); f.Outcome != OutcomeDone || f.Text != "answer 3 to second question" || f.Model != "deepseek-r1" ||
+			!strings.Contains(f.Note, "A new answer to: “second question”") {
+			t.Fatalf("retry: %+v", f)
+		}
+		reqs := rg.ark.Requests()
+		got := reqs[len(reqs)-1]
+		if got.Model != "deepseek-r1-250528" || len(got.Messages) != 4 || got.Messages[3].Text != "second question" || got.Messages[2].Text != "answer 1 to first question" {
+			t.Fatalf("retry request: model %s, messages %+v", got.Model, got.Messages)
+		}
+
+		// The new answer keeps its question's ID: a button under it works.
+		if q, ok, err := rg.store.LastQuestion(context.Background(), first.ThreadKey()); err != nil || !ok || q.ID != second.ID {
+			t.Fatalf("latest question %+v, %v, %v; want ID %s", q, ok, err, second.ID)
+		}
+
+		// The stored thread holds the new answer in place of the old one.
+		rg.ask(t, msg("third question"))
+		reqs = rg.ark.Requests()
+		var texts []string
+		for _, m := range reqs[len(reqs)-1].Messages[1:] {
+			texts = append(texts, m.Text)
+		}
+		want := []string{"first question", "answer 1 to first question", "second question", "answer 3 to second question", "third question"}
+		if strings.Join(texts, "|") != strings.Join(want, "|") {
+			t.Fatalf("history after a retry:\n got %q\nwant %q", texts, want)
+		}
+
+		rg.ask(t, msg("/model doubao"))
+
+		// A retry that fails before any text keeps the answer it would replace.
+		rg.ark.SetHandler(func(fakeark.Request) fakeark.Response {
+			return fakeark.Response{Status: 404, ErrorCode: "ModelNotOpen"}
+		})
+		if f := rg.ask(t, msg("/retry")).final(); f.Outcome != OutcomeFailed {
+			t.Fatalf("failed retry: %+v", f)
+		}
+		rg.ark.SetHandler(nil)
+		rg.ask(t, msg("fourth"))
+		reqs = rg.ark.Requests()
+		last := reqs[len(reqs)-1].Messages
+		if len(last) != 8 || last[6].Text != "answer 4 to third question" {
+			t.Fatalf("a failed retry changed the history: %+v", last)
 		}
 	})
 }

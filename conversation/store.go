@@ -17,7 +17,8 @@ import (
 
 // Turn is one saved message of a conversation.
 type Turn struct {
-	Role   string `json:"role"` // "user" or "assistant"
+	ID     string `json:"id,omitempty"` // a question's platform message ID (Message.ID), for /retry
+	Role   string `json:"role"`         // "user" or "assistant"
 	Text   string `json:"text"`
 	User   string `json:"user,omitempty"`  // author's display name (user turns)
 	Model  string `json:"model,omitempty"` // registered model name (assistant turns)
@@ -199,6 +200,45 @@ type Thread struct {
 	Turns []Turn
 	token string
 	store *Store
+	drop  int // turns Save removes from the end before appending
+}
+
+// DropLastExchange takes the latest question and its answer out of the
+// thread; Save then replaces them in Redis. It returns the question, or
+// false when the thread does not end with a question and its answer.
+func (t *Thread) DropLastExchange() (question Turn, ok bool) {
+	question, ok = lastQuestion(t.Turns)
+	if ok {
+		t.Turns = t.Turns[:len(t.Turns)-2]
+		t.drop += 2
+	}
+	return question, ok
+}
+
+// LastQuestion reads the thread's latest question without locking it,
+// false when the thread does not end with a question and its answer.
+func (s *Store) LastQuestion(ctx context.Context, thread string) (Turn, bool, error) {
+	raw, err := s.rdb.LRange(ctx, s.turnsKey(thread), -2, -1).Result()
+	if err != nil {
+		return Turn{}, false, err
+	}
+	turns := make([]Turn, 0, 2)
+	for _, r := range raw {
+		var turn Turn
+		if json.Unmarshal([]byte(r), &turn) == nil {
+			turns = append(turns, turn)
+		}
+	}
+	q, ok := lastQuestion(turns)
+	return q, ok, nil
+}
+
+func lastQuestion(turns []Turn) (Turn, bool) {
+	n := len(turns)
+	if n < 2 || turns[n-2].Role != "user" || turns[n-1].Role != "assistant" {
+		return Turn{}, false
+	}
+	return turns[n-2], true
 }
 
 // Lock takes the thread's lock (waiting up to LockWait for an answer in
@@ -257,12 +297,14 @@ func (t *Thread) Release(ctx context.Context) error {
 	return releaseScript.Run(ctx, t.store.rdb, []string{t.store.lockKey(t.Key)}, t.token).Err()
 }
 
-// saveScript appends turns, trims, refreshes TTLs and releases the lock, all
-// or nothing. It refuses (returns 0) when the lock is no longer ours, so a
-// replica that lost its lock can't interleave turns with the new holder.
+// saveScript drops the turns a retry replaces, appends turns, trims,
+// refreshes TTLs and releases the lock, all or nothing. It refuses (returns
+// 0) when the lock is no longer ours, so a replica that lost its lock can't
+// interleave turns with the new holder.
 var saveScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
-for i = 5, #ARGV do redis.call("RPUSH", KEYS[2], ARGV[i]) end
+for i = 1, tonumber(ARGV[5]) do redis.call("RPOP", KEYS[2]) end
+for i = 6, #ARGV do redis.call("RPUSH", KEYS[2], ARGV[i]) end
 redis.call("LTRIM", KEYS[2], -tonumber(ARGV[2]), -1)
 redis.call("PEXPIRE", KEYS[2], ARGV[3])
 redis.call("HSET", KEYS[3], "updated", ARGV[4])
@@ -282,11 +324,12 @@ type Usage struct {
 	Tokens int64
 }
 
-// Save appends turns and releases the lock in one atomic script, and counts
-// the user's tokens in the same pipeline.
+// Save appends turns (in place of those dropped by DropLastExchange) and
+// releases the lock in one atomic script, and counts the user's tokens in
+// the same pipeline.
 func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time) error {
 	s := t.store
-	args := []any{t.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix()}
+	args := []any{t.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix(), t.drop}
 	for _, turn := range turns {
 		b, err := json.Marshal(turn)
 		if err != nil {
