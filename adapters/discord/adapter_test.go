@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -128,7 +129,7 @@ func testAskDeferredThenStreamed(t *testing.T, hs *harness) {
 		t.Fatalf("dedupe key = %s", msg.DedupeKey())
 	}
 	answer := hs.answerTo(channelID, echo.ID)
-	if len(answer) != 1 || answer[0].Content != "Answer to: What is Go?" || len(answer[0].CustomIDs()) != 0 {
+	if len(answer) != 1 || answer[0].Content != "Answer to: What is Go?" || !slices.Equal(answer[0].CustomIDs(), []string{retryPrefix + ref.ID}) {
 		t.Fatalf("answer = %+v", answer)
 	}
 	if answer[0].Edits == 0 {
@@ -506,8 +507,11 @@ func testLongAnswerSplitsWithoutBreakingFencesOrWords(t *testing.T, hs *harness)
 		if strings.Count(p.Content, "```")%2 != 0 {
 			t.Errorf("piece %d leaves a fence open:\n%s", i, p.Content)
 		}
-		if strings.Contains(p.Content, cursor) || len(p.CustomIDs()) != 0 {
+		if strings.Contains(p.Content, cursor) || hasStop(p) {
 			t.Errorf("piece %d still marked in progress", i)
+		}
+		if retry := len(p.CustomIDs()) > 0; retry != (i == len(msgs)-1) {
+			t.Errorf("piece %d of %d has buttons %v: only the last one carries Retry", i, len(msgs), p.CustomIDs())
 		}
 		joined = append(joined, p.Content)
 	}
@@ -540,7 +544,7 @@ func TestRateLimitedFinalTextComplete(t *testing.T) {
 	var joined []string
 	for _, p := range msgs {
 		joined = append(joined, p.Content)
-		if strings.Contains(p.Content, cursor) || len(p.CustomIDs()) != 0 {
+		if strings.Contains(p.Content, cursor) || hasStop(p) {
 			t.Errorf("in-progress mark left: %q", p.Content)
 		}
 	}
@@ -600,7 +604,7 @@ func testStopButton(t *testing.T, hs *harness) {
 	}
 	final := hs.answerTo(channelID, u.ID)
 	last := final[len(final)-1]
-	if len(last.CustomIDs()) != 0 || strings.Contains(last.Content, cursor) || !strings.HasSuffix(last.Content, "\n-# ⏹️ Stopped.") ||
+	if !slices.Equal(last.CustomIDs(), []string{retryPrefix + u.ID}) || strings.Contains(last.Content, cursor) || !strings.HasSuffix(last.Content, "\n-# ⏹️ Stopped.") ||
 		!strings.HasPrefix(final[0].Content, "streaming words") {
 		t.Fatalf("after stop: %q", texts(final))
 	}
@@ -687,7 +691,7 @@ func testHandlerErrorKeepsStreamedText(t *testing.T, hs *harness) {
 		t.Fatalf("answer = %q", texts(a))
 	}
 	if !strings.HasPrefix(a[0].Content, "partial words") || !strings.Contains(a[0].Content, "Something went wrong") ||
-		strings.Contains(a[0].Content, cursor) || len(a[0].CustomIDs()) != 0 {
+		strings.Contains(a[0].Content, cursor) || hasStop(a[0]) {
 		t.Fatalf("answer = %q", a[0].Content)
 	}
 }
@@ -766,7 +770,7 @@ func TestManyConcurrentAnswers(t *testing.T) {
 		for _, p := range pieces {
 			joined = append(joined, p.Content)
 			e += p.Edits
-			if strings.Contains(p.Content, cursor) || len(p.CustomIDs()) != 0 {
+			if strings.Contains(p.Content, cursor) || hasStop(p) {
 				t.Errorf("answer to %s left in progress", u.ID)
 			}
 		}

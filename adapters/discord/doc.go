@@ -20,6 +20,10 @@
 //     end; answers over 2,000 characters continue in further messages split by
 //     conversation.Split; a final note (an error in plain words, "Stopped.")
 //     is appended as a small line.
+//   - A finished answer's last message carries a Retry button: the engine's
+//     /retry, answering the same question again (with the model in use now)
+//     as a reply to the old answer, which then replaces it in the
+//     conversation's memory. Only the latest answer can be redone.
 //
 // Conversation keys are described on (*Adapter).onMessage; the streaming and
 // rate-budget design in reply.go and budget.go.

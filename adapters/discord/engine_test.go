@@ -1,7 +1,9 @@
 package discord
 
 import (
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +55,7 @@ models:
 				return false
 			}
 			last := msgs[len(msgs)-1]
-			return !strings.Contains(last.Content, cursor) && last.Content != placeholder && len(last.CustomIDs()) == 0
+			return !strings.Contains(last.Content, cursor) && last.Content != placeholder && !hasStop(last)
 		})
 		if err != nil {
 			t.Fatalf("no finished answer to %s: %q", id, texts(msgs))
@@ -132,4 +134,99 @@ models:
 		t.Fatalf("stopped answer = %q", texts(got))
 	}
 	t.Logf("stopped answer ends with %q", last[max(0, len(last)-80):])
+}
+
+// TestRetryButton: a finished answer carries Retry; a click takes the
+// button off at once and the engine answers the same question again, as a
+// reply to the old answer, which then carries Retry itself. After a newer
+// question, an older answer's Retry is refused in a private notice.
+func TestRetryButton(t *testing.T) {
+	mr, err := embedredis.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := mr.Client()
+	t.Cleanup(func() { rdb.Close(); mr.Close() })
+	ark := fakeark.New()
+	t.Cleanup(ark.Close)
+	n := 0
+	ark.SetHandler(func(r fakeark.Request) fakeark.Response {
+		n++ // one request at a time: the thread's lock orders them
+		return fakeark.Response{Content: []string{fmt.Sprintf("take %d on %s", n, r.Messages[len(r.Messages)-1].Text)}}
+	})
+	cfg, err := config.Parse([]byte("ark: {api_key: k}\nmodels:\n  - {name: doubao, id: doubao-seed-1-6-250615}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := arkclient.New(ark.URL, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := conversation.NewStore(rdb, conversation.StoreOptions{Prefix: "retry", TTL: time.Hour, MaxTurns: 20,
+		LockTTL: 5 * time.Second, LockWait: 10 * time.Second, DedupeTTL: time.Hour})
+	hs := start(t, setup{engine: conversation.NewEngine(cfg, store, client, conversation.WithLogger(slog.New(slog.DiscardHandler)))})
+
+	// finished waits for the answer replying to id to be done and returns it.
+	finished := func(id string) fakediscord.Message {
+		t.Helper()
+		var a []fakediscord.Message
+		if err := hs.fake.WaitFor(10*time.Second, func() bool {
+			a = hs.answerTo(channelID, id)
+			return len(a) == 1 && !hasStop(a[0]) && a[0].Content != placeholder
+		}); err != nil {
+			t.Fatalf("no finished answer to %s: %q", id, texts(a))
+		}
+		return a[0]
+	}
+	q1 := hs.mention(alice, channelID, "first question")
+	a1 := finished(q1.ID)
+	if a1.Content != "take 1 on first question" || !slices.Equal(a1.CustomIDs(), []string{retryPrefix + q1.ID}) {
+		t.Fatalf("first answer %q with buttons %v", a1.Content, a1.CustomIDs())
+	}
+
+	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionMessageComponent, ChannelID: channelID, GuildID: guildID,
+		User: bob, CustomID: a1.CustomIDs()[0], MessageID: a1.ID})
+	if cb, err := hs.fake.WaitCallback(ref.ID, 5*time.Second); err != nil || cb.Type != fakediscord.CallbackUpdateMessage {
+		t.Fatalf("the click's callback: %+v, %v", cb, err)
+	}
+	a1b := finished(a1.ID)
+	if !strings.HasPrefix(a1b.Content, "take 2 on first question") || !strings.Contains(a1b.Content, "A new answer to: “first question”") ||
+		!slices.Equal(a1b.CustomIDs(), []string{retryPrefix + q1.ID}) {
+		t.Fatalf("the new answer %q with buttons %v", a1b.Content, a1b.CustomIDs())
+	}
+	if old, _ := hs.fake.Message(a1.ID); len(old.CustomIDs()) != 0 || old.Content != a1.Content {
+		t.Errorf("the clicked answer: %q with buttons %v; want its text, without the button", old.Content, old.CustomIDs())
+	}
+
+	// A reply to the new answer continues the same conversation: Ark sees
+	// the first question once, with the second take only.
+	q2 := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Content: "second question", ReplyTo: a1b.ID})
+	finished(q2.ID)
+	reqs := ark.Requests()
+	var sent []string
+	for _, m := range reqs[len(reqs)-1].Messages[1:] {
+		sent = append(sent, m.Text)
+	}
+	if want := []string{"first question", "take 2 on first question", "second question"}; !slices.Equal(sent, want) {
+		t.Fatalf("context after a retry: %q, want %q", sent, want)
+	}
+
+	// Retry on the superseded answer: a private notice, no new answer.
+	ref = hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionMessageComponent, ChannelID: channelID, GuildID: guildID,
+		User: alice, CustomID: a1b.CustomIDs()[0], MessageID: a1b.ID})
+	var notice fakediscord.Message
+	if err := hs.fake.WaitFor(5*time.Second, func() bool {
+		for _, m := range hs.fake.Messages(channelID) {
+			if m.InteractionID == ref.ID && m.Ephemeral() {
+				notice = m
+				return true
+			}
+		}
+		return false
+	}); err != nil || !strings.Contains(notice.Content, "Only the latest answer") {
+		t.Fatalf("notice %q, %v", notice.Content, err)
+	}
+	if len(ark.Requests()) != len(reqs) || len(hs.answerTo(channelID, a1b.ID)) != 0 {
+		t.Fatalf("a superseded answer was redone: %d requests, was %d; answers to it %q", len(ark.Requests()), len(reqs), texts(hs.answerTo(channelID, a1b.ID)))
+	}
 }

@@ -361,3 +361,13 @@ func (hs *harness) interact(spec fakediscord.InteractionSpec) fakediscord.Intera
 }
 
 var errScripted = errors.New("scripted failure")
+
+// hasStop reports whether m carries a Stop button: an answer in progress.
+func hasStop(m fakediscord.Message) bool {
+	for _, id := range m.CustomIDs() {
+		if strings.HasPrefix(id, stopPrefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -292,6 +292,7 @@ func (a *Adapter) onAsk(in *discordgo.Interaction, data discordgo.ApplicationCom
 		&interactionSink{a: a, in: in, originalUsed: echoID != ""},
 		&interactionSink{a: a, in: in, ephemeral: true, originalUsed: true},
 		chainRoot)
+	r.question = msg.ID
 	a.handle(msg, r)
 }
 
@@ -416,11 +417,15 @@ func modelChoices(models []conversation.ModelChoice, typed string) []*discordgo.
 	return out
 }
 
-// onComponent handles the Stop button. Only the asker or an admin may stop
-// an answer. A button left behind by an answer that no longer runs (the
-// bot restarted) is cleaned up instead.
+// onComponent handles the Stop and Retry buttons. Only the asker or an
+// admin may stop an answer. A Stop button left behind by an answer that no
+// longer runs (the bot restarted) is cleaned up instead.
 func (a *Adapter) onComponent(in *discordgo.Interaction) {
 	data := in.MessageComponentData()
+	if question, ok := strings.CutPrefix(data.CustomID, retryPrefix); ok {
+		a.onRetry(in, question)
+		return
+	}
 	key, ok := strings.CutPrefix(data.CustomID, stopPrefix)
 	if !ok {
 		_ = a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate})
@@ -457,4 +462,40 @@ func (a *Adapter) onComponent(in *discordgo.Interaction) {
 		Type: discordgo.InteractionResponseUpdateMessage,
 		Data: &discordgo.InteractionResponseData{Content: content, Components: []discordgo.MessageComponent{}, AllowedMentions: noMentions()},
 	})
+}
+
+// onRetry answers the Retry button under a finished answer: the engine's
+// /retry for the question that answer replied to, in the same conversation
+// (the thread, the reply chain, the DM). The button goes at once, so a
+// double click asks once; the new answer replies to the old one, keeping
+// the chain. The engine refuses, in a private notice, when newer messages
+// followed.
+func (a *Adapter) onRetry(in *discordgo.Interaction, question string) {
+	ch := a.quickChannelInfo(in)
+	if in.Message == nil || !a.checkAccess(in, ch) {
+		return
+	}
+	if a.respond(in, &discordgo.InteractionResponse{
+		Type: discordgo.InteractionResponseUpdateMessage,
+		Data: &discordgo.InteractionResponseData{Content: in.Message.Content, Components: []discordgo.MessageComponent{}, AllowedMentions: noMentions()},
+	}) != nil {
+		return
+	}
+	msg, ok := a.baseMessage(in, ch)
+	if !ok {
+		return
+	}
+	msg.Text = "/" + conversation.CmdRetry + " " + question
+	chainRoot := ""
+	if !msg.DM && !ch.isThread() {
+		chainRoot = a.chainRoot(a.baseCtx, in.ChannelID, in.Message)
+		msg.Thread, msg.InThread = chainRoot, true
+	}
+	r := a.newReply(msg.DedupeKey(),
+		&channelSink{a: a, channelID: in.ChannelID, replyTo: in.Message.ID},
+		nil,
+		&interactionSink{a: a, in: in, ephemeral: true, originalUsed: true},
+		chainRoot)
+	r.question = question
+	a.handle(msg, r)
 }

@@ -149,7 +149,7 @@ func (a *Adapter) onMessage(m *discordgo.Message) {
 
 	sink := &channelSink{a: a, channelID: m.ChannelID, replyTo: m.ID}
 	r := a.newReply(msg.DedupeKey(), sink, nil, sink, chainRoot)
-	r.addressed = msg.Mentioned
+	r.addressed, r.question = msg.Mentioned, msg.ID
 	a.handle(msg, r)
 }
 

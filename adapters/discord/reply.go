@@ -29,6 +29,7 @@ const (
 	thinkingMsg = "💭 *Thinking…*"
 	maxNote     = 300
 	stopPrefix  = "stop:"
+	retryPrefix = "retry:"
 )
 
 // Streaming design.
@@ -231,6 +232,7 @@ func (a *Adapter) webhookEdit(ctx context.Context, in *discordgo.Interaction, ms
 type reply struct {
 	a         *Adapter
 	key       string // the message's DedupeKey, behind the Stop button
+	question  string // the question's message ID, behind the Retry button ("": no button)
 	sink      sink
 	fallback  sink // used when the sink may not post (missing permissions)
 	notices   sink
@@ -243,14 +245,15 @@ type reply struct {
 	last     conversation.Frame
 	rendered bool
 	final    bool
+	answered bool // the final frame has text: it can be redone
 	noticed  int
 }
 
 type shown struct {
 	id      string
 	content string
-	button  bool
-	gone    bool // deleted by someone else
+	button  string // the CustomID of its button, "" for none
+	gone    bool   // deleted by someone else
 }
 
 func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chainRoot string) *reply {
@@ -279,7 +282,7 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	}
 	r.last, r.rendered = f, true
 	if f.Final {
-		r.final = true
+		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
 		defer cancel()
 		return r.syncLocked(fctx, layout(f), false, true)
@@ -351,7 +354,7 @@ func (r *reply) finish(err error) {
 				f.Note = "Something went wrong while answering. Please try again."
 			}
 		}
-		r.final = true
+		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
 		if err := r.syncLocked(ctx, layout(f), false, true); err != nil {
 			r.a.log.Warn("could not finish an answer", "key", r.key, "err", err)
 		}
@@ -389,11 +392,21 @@ type op struct {
 }
 
 // syncLocked brings the answer's messages to want. live marks an answer in
-// progress: the last message carries the Stop button. With wait, every call
+// progress: the last message carries the Stop button; a finished answer's
+// last message carries the Retry button. With wait, every call
 // waits for budget and retries; without, the first call that finds no
 // budget (or fails) ends the sync — a later frame catches up.
 func (r *reply) syncLocked(ctx context.Context, want []string, live, wait bool) error {
-	btn := func(i int) bool { return live && i == len(want)-1 && r.key != "" && len(stopPrefix+r.key) <= 100 }
+	btn := func(i int) string {
+		switch {
+		case i != len(want)-1:
+		case live && r.key != "" && len(stopPrefix+r.key) <= 100:
+			return stopPrefix + r.key
+		case !live && r.answered && r.question != "" && len(retryPrefix+r.question) <= 100:
+			return retryPrefix + r.question
+		}
+		return ""
+	}
 	have := len(r.msgs)
 	var ops []op
 	if !live {
@@ -449,16 +462,20 @@ func (r *reply) syncLocked(ctx context.Context, want []string, live, wait bool) 
 	return errors.Join(errs...)
 }
 
-func stopButton(key string) []discordgo.MessageComponent {
-	return []discordgo.MessageComponent{discordgo.ActionsRow{Components: []discordgo.MessageComponent{
-		discordgo.Button{Label: "Stop", Style: discordgo.SecondaryButton, CustomID: stopPrefix + key, Emoji: &discordgo.ComponentEmoji{Name: "⏹️"}},
-	}}}
+// button is the row holding the button with that CustomID: Stop for an
+// answer in progress, Retry for a finished one.
+func button(customID string) []discordgo.MessageComponent {
+	b := discordgo.Button{Label: "Stop", Style: discordgo.SecondaryButton, CustomID: customID, Emoji: &discordgo.ComponentEmoji{Name: "⏹️"}}
+	if strings.HasPrefix(customID, retryPrefix) {
+		b.Label, b.Emoji = "Retry", &discordgo.ComponentEmoji{Name: "🔄"}
+	}
+	return []discordgo.MessageComponent{discordgo.ActionsRow{Components: []discordgo.MessageComponent{b}}}
 }
 
-func (r *reply) apply(ctx context.Context, o op, want []string, btn func(int) bool, wait bool) error {
+func (r *reply) apply(ctx context.Context, o op, want []string, btn func(int) string, wait bool) error {
 	var comps []discordgo.MessageComponent
-	if o.kind != opDelete && btn(o.i) {
-		comps = stopButton(r.key)
+	if o.kind != opDelete && btn(o.i) != "" {
+		comps = button(btn(o.i))
 	}
 	switch o.kind {
 	case opPost:
