@@ -17,6 +17,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,7 @@ type snapshot struct {
 	SchedWait  []bucket
 	Redis      int64    // Redis round trips so far
 	RedisSetup int64    // connection handshakes, not in Redis
+	RedisBeats int64    // replica-count heartbeats (slack.replicas: auto), not in Redis
 	Dials      [3]int64 // HTTP connections opened to Ark, Slack and Discord so far
 	Err        string
 }
@@ -92,13 +94,21 @@ type bucket struct {
 
 // roundTrips counts Redis round trips: one per command or pipeline sent,
 // as conversation/roundtrips_test.go does, keeping apart the handshake
-// go-redis makes on each new pooled connection (HELLO, CLIENT SETINFO).
-type roundTrips struct{ n, setup atomic.Int64 }
+// go-redis makes on each new pooled connection (HELLO, CLIENT SETINFO) and
+// the replica count's heartbeat (every 10 s, not per turn).
+type roundTrips struct{ n, setup, beats atomic.Int64 }
 
 func (h *roundTrips) count(cmds ...redis.Cmder) {
 	for _, c := range cmds {
 		switch c.Name() {
-		case "hello", "auth", "client", "select":
+		case "hello", "auth", "client", "select", "multi":
+		case "zadd":
+			if k, _ := c.Args()[1].(string); strings.Contains(k, ":replicas:") {
+				h.beats.Add(1)
+				return
+			}
+			h.n.Add(1)
+			return
 		default:
 			h.n.Add(1)
 			return
@@ -471,6 +481,7 @@ func (b *bot) snap(gc bool) snapshot {
 		GCCPU:      samples[7].Value.Float64(),
 		Redis:      b.rt.n.Load(),
 		RedisSetup: b.rt.setup.Load(),
+		RedisBeats: b.rt.beats.Load(),
 		Dials:      [3]int64{b.dials[0].Load(), b.dials[1].Load(), b.dials[2].Load()},
 	}
 	s.CPU, s.MaxRSS = rusage()

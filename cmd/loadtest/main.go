@@ -357,7 +357,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	r.HarnessWaitP50, r.HarnessWaitP99 = quantile(harnessWait, hw, 0.5), quantile(harnessWait, hw, 0.99)
 	r.GCCycles, r.GCCPUSeconds = end.GCCycles-base.GCCycles, end.GCCPU-base.GCCPU
 	found := h.verify(context.WithoutCancel(ctx), loadSet.all)
-	r.RedisHandshakes = end.RedisSetup - base.RedisSetup
+	r.RedisHandshakes, r.RedisHeartbeats = end.RedisSetup-base.RedisSetup, end.RedisBeats-base.RedisBeats
 	for i := range r.Dials {
 		r.Dials[i] = end.Dials[i] - base.Dials[i]
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestMain lets the test binary be the bot process too, as the command is.
@@ -133,5 +136,20 @@ func TestSummaries(t *testing.T) {
 	}
 	if m := questionRE.FindStringSubmatch(question("ps3", 12)); m == nil || m[1] != "ps3" || m[2] != "12" {
 		t.Errorf("question not recognized: %v", m)
+	}
+}
+
+// TestRoundTripCount: a command or pipeline is one round trip; connection
+// handshakes and the replica count's heartbeat are counted apart.
+func TestRoundTripCount(t *testing.T) {
+	ctx := context.Background()
+	var h roundTrips
+	h.count(redis.NewCmd(ctx, "evalsha", "abc", 1, "k"))
+	h.count(redis.NewStatusCmd(ctx, "multi"), redis.NewIntCmd(ctx, "hset", "p:thread:{t}:meta", "model", "m"), redis.NewSliceCmd(ctx, "exec"))
+	h.count(redis.NewStatusCmd(ctx, "hello", 3), redis.NewStatusCmd(ctx, "client", "setinfo"))
+	h.count(redis.NewStatusCmd(ctx, "multi"), redis.NewIntCmd(ctx, "zadd", "p:replicas:{slack}", 1, "me"), redis.NewSliceCmd(ctx, "exec"))
+	h.count(redis.NewIntCmd(ctx, "zadd", "p:other", 1, "x"))
+	if n, setup, beats := h.n.Load(), h.setup.Load(), h.beats.Load(); n != 3 || setup != 1 || beats != 1 {
+		t.Fatalf("round trips %d, handshakes %d, heartbeats %d; want 3, 1, 1", n, setup, beats)
 	}
 }

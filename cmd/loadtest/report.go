@@ -112,6 +112,7 @@ type result struct {
 	Timeline                       []window // added latency over the load
 	RedisPerTurn                   float64  // Redis round trips per answered turn
 	RedisHandshakes                int64    // not counted in it: handshakes of new pooled connections
+	RedisHeartbeats                int64    // nor the replica count's heartbeats (one per 10 s)
 	Dials                          [3]int64 // HTTP connections the bot opened to Ark, Slack and Discord
 	HarnessCPU                     float64  // the harness's CPU seconds (fakes and driver), for context
 	HarnessGCs                     uint64   // its garbage collections during the load (0 unless its heap hit the limit)
@@ -220,8 +221,8 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 		r.SchedWaitP50, r.SchedWaitP99, r.GCCycles, r.GCCPUSeconds)
 	fmt.Fprintf(w, "harness (fakes and driver): CPU %.1f s, %d GCs; its goroutines waited p50 %.2f ms, p99 %.1f ms\n",
 		r.HarnessCPU, r.HarnessGCs, r.HarnessWaitP50, r.HarnessWaitP99)
-	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
-		r.RedisPerTurn, r.RedisHandshakes, r.Dials[0], r.Dials[1], r.Dials[2])
+	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections, %d replica-count heartbeats); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
+		r.RedisPerTurn, r.RedisHandshakes, r.RedisHeartbeats, r.Dials[0], r.Dials[1], r.Dials[2])
 	if p := r.Probe; p.Measured {
 		fmt.Fprintf(w, "memory probe (%d more conversations x 1 turn, %d/%d answers, %d/%d turns in Redis): per active stream (%d streaming) heap %.1f KiB, stack %.1f KiB, %.1f goroutines; per finished conversation %.0f B of heap\n",
 			p.Conversations, p.Completed, p.Conversations, p.TurnsFound, 2*p.Conversations, p.Streams,
