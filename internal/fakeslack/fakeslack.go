@@ -75,13 +75,22 @@ type Options struct {
 	// answered (its Result set), outside the server's lock, on the request's
 	// goroutine: a load test's way to timestamp what the bot did.
 	OnCall func(Call)
+	// Scopes are the bot token's OAuth scopes, sent as Slack does in the
+	// X-OAuth-Scopes header of every answer to a bot-token call
+	// (default DefaultScopes).
+	Scopes []string
 }
+
+// DefaultScopes are the bot scopes slack-app-manifest.yaml asks for.
+var DefaultScopes = []string{"app_mentions:read", "chat:write", "channels:history", "groups:history", "im:history",
+	"mpim:history", "commands", "users:read", "files:read", "assistant:write"}
 
 // Server is a fake Slack. Its methods are safe for concurrent use.
 type Server struct {
-	opts Options
-	hs   *httptest.Server
-	up   websocket.Upgrader
+	opts   Options
+	scopes string // X-OAuth-Scopes
+	hs     *httptest.Server
+	up     websocket.Upgrader
 
 	tsCounter  atomic.Int64
 	envCounter atomic.Int64
@@ -240,8 +249,12 @@ func New(opts Options) *Server {
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = defaultPingInterval
 	}
+	if opts.Scopes == nil {
+		opts.Scopes = DefaultScopes
+	}
 	s := &Server{
-		opts: opts,
+		opts:   opts,
+		scopes: strings.Join(opts.Scopes, ","),
 		// slack-go sends Origin: https://api.slack.com, as Slack expects.
 		up:         websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }},
 		teams:      map[string]string{opts.BotToken: opts.TeamID},
@@ -618,6 +631,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	resp := s.dispatch(&req, now)
+	if req.team != "" && method != "apps.connections.open" {
+		w.Header().Set("X-OAuth-Scopes", s.scopes)
+	}
 	call.Result = "ok"
 	if e, failed := resp.(errorResponse); failed {
 		call.Result, call.Error = "error", e.Error
