@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ func (s *Server) routes() http.Handler {
 	api.HandleFunc("GET /gateway", s.rest(false, s.getGateway))
 	api.HandleFunc("GET /gateway/bot", s.rest(true, s.getGatewayBot))
 	api.HandleFunc("GET /users/@me", s.rest(true, s.getMe))
+	api.HandleFunc("GET /users/@me/guilds", s.rest(true, s.getMyGuilds))
 	api.HandleFunc("GET /oauth2/applications/@me", s.rest(true, s.getApplication))
 	api.HandleFunc("GET /applications/@me", s.rest(true, s.getApplication))
 	api.HandleFunc("PUT /applications/{app}/commands", s.rest(true, s.putCommands))
@@ -281,6 +283,24 @@ func (s *Server) getGatewayBot(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getMe(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, userJSON(s.bot))
+}
+
+// getMyGuilds lists the guilds the bot is in as partial guild objects, by
+// ID (limit, before and after are not needed by the bot's few guilds).
+func (s *Server) getMyGuilds(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.guilds))
+	for id := range s.guilds {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]map[string]any, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, map[string]any{"id": id, "name": s.guilds[id], "icon": nil, "banner": nil, "owner": false,
+			"permissions": "309237763072", "features": []string{}})
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getApplication(w http.ResponseWriter, r *http.Request) {
