@@ -73,7 +73,8 @@ func (a *Adapter) keepCounting(ctx context.Context) {
 // countReplicas heartbeats once and sets this replica's budget share.
 func (a *Adapter) countReplicas(ctx context.Context) {
 	pr := a.presence
-	ctx, cancel := context.WithTimeout(ctx, pr.every)
+	// Short: Run waits for the first count, and Redis answers at once or not at all.
+	ctx, cancel := context.WithTimeout(ctx, min(pr.every, 2*time.Second))
 	defer cancel()
 	n, err := pr.p.Heartbeat(ctx, presenceGroup, pr.member, 3*pr.every)
 	if err != nil {
