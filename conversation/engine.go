@@ -289,7 +289,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 		text    string
 		notices []string
 	)
-	questionID := m.ID
+	questionID, asker := m.ID, m.User.Name
 	if retry != nil {
 		q, ok := thread.DropLastExchange()
 		if note := retryRefusal(q, ok, retry.Arg); note != "" {
@@ -297,8 +297,8 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 			return e.finish(r, Frame{Model: model.Name, Final: true, Outcome: OutcomeFailed, Note: note})
 		}
 		// The question as saved, attachments' text included; its images
-		// were never saved. It keeps its ID and time.
-		text, m.Time, questionID = q.Text, time.Unix(q.Time, 0), q.ID
+		// were never saved. It keeps its ID, time and asker.
+		text, m.Time, questionID, asker = q.Text, time.Unix(q.Time, 0), q.ID, q.User
 		notices = []string{"↻ A new answer to: “" + excerpt(q.Text, 80) + "”"}
 	} else {
 		text, notices = e.userText(m, model)
@@ -342,7 +342,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 			spent = int64(res.usage.TotalTokens)
 		}
 		turns := []Turn{
-			{ID: questionID, Role: "user", Text: text, User: m.User.Name, Tokens: userTokens, Time: m.Time.Unix()},
+			{ID: questionID, Role: "user", Text: text, User: asker, Tokens: userTokens, Time: m.Time.Unix()},
 			{Role: "assistant", Text: res.frame.Text, Model: model.Name, Tokens: max(answerTokens, 1), Time: now.Unix()},
 		}
 		saveErr = thread.Save(context.WithoutCancel(ctx), turns, Usage{User: m.userKey(), Model: model.Name, Tokens: spent}, now)

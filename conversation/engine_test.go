@@ -531,7 +531,9 @@ func TestRetryReplacesTheLatestAnswer(t *testing.T) {
 		if r := rg.ask(t, msg("/retry "+first.ID)); r.begun != 0 || !strings.Contains(r.notice(), "Only the latest answer") {
 			t.Errorf("retry of an older answer: begun %d, notices %q", r.begun, r.notices)
 		}
-		r := rg.ask(t, msg("/regenerate "+second.ID))
+		again := msg("/regenerate " + second.ID)
+		again.User.Name = "Bob"
+		r := rg.ask(t, again)
 		if f := r.final(); f.Outcome != OutcomeDone || f.Text != "answer 3 to second question" || f.Model != "deepseek-r1" ||
 			!strings.Contains(f.Note, "A new answer to: “second question”") {
 			t.Fatalf("retry: %+v", f)
@@ -542,9 +544,10 @@ func TestRetryReplacesTheLatestAnswer(t *testing.T) {
 			t.Fatalf("retry request: model %s, messages %+v", got.Model, got.Messages)
 		}
 
-		// The new answer keeps its question's ID: a button under it works.
-		if q, ok, err := rg.store.LastQuestion(context.Background(), first.ThreadKey()); err != nil || !ok || q.ID != second.ID {
-			t.Fatalf("latest question %+v, %v, %v; want ID %s", q, ok, err, second.ID)
+		// The new answer keeps its question's ID (a button under it works)
+		// and asker, whoever asked for the retry.
+		if q, ok, err := rg.store.LastQuestion(context.Background(), first.ThreadKey()); err != nil || !ok || q.ID != second.ID || q.User != "Ada" {
+			t.Fatalf("latest question %+v, %v, %v; want ID %s by Ada", q, ok, err, second.ID)
 		}
 
 		// The stored thread holds the new answer in place of the old one.
