@@ -493,7 +493,7 @@ func (a *Adapter) onRetry(in *discordgo.Interaction, question string) {
 	}
 	r := a.newReply(msg.DedupeKey(),
 		&channelSink{a: a, channelID: in.ChannelID, replyTo: in.Message.ID},
-		nil,
+		&interactionSink{a: a, in: in, originalUsed: true}, // where the bot may not post, as /ask does
 		&interactionSink{a: a, in: in, ephemeral: true, originalUsed: true},
 		chainRoot)
 	r.question = question
