@@ -250,3 +250,11 @@ func TestSecretsIncludeTheRedisPassword(t *testing.T) {
 		t.Errorf("Secrets() = %q, want the API key and the Redis password", got)
 	}
 }
+
+func TestSlackPathsDiffer(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	_, err := Parse([]byte(minimal + "slack:\n  interactivity_path: /slack/events\n"))
+	if err == nil || !strings.Contains(err.Error(), `slack.interactivity_path: must differ from slack.events_path ("/slack/events")`) {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -15,9 +15,11 @@ type Slack struct {
 	SigningSecret Secret `yaml:"signing_secret"`
 	// APIURL is the Web API base, for proxies and tests.
 	APIURL string `yaml:"api_url"`
-	// EventsPath and CommandsPath are served on server.addr in HTTP mode.
-	EventsPath   string `yaml:"events_path"`
-	CommandsPath string `yaml:"commands_path"`
+	// EventsPath, CommandsPath and InteractivityPath (button clicks) are
+	// served on server.addr in HTTP mode.
+	EventsPath        string `yaml:"events_path"`
+	CommandsPath      string `yaml:"commands_path"`
+	InteractivityPath string `yaml:"interactivity_path"`
 	// ReplyInThreads: mentioned (follow-ups in a thread the bot answered in,
 	// without a new mention) or always (every thread message in an allowed channel).
 	ReplyInThreads string `yaml:"reply_in_threads"`
@@ -52,6 +54,7 @@ func (s *Slack) applyDefaults() {
 	setDefault(&s.APIURL, "https://slack.com/api/")
 	setDefault(&s.EventsPath, "/slack/events")
 	setDefault(&s.CommandsPath, "/slack/commands")
+	setDefault(&s.InteractivityPath, "/slack/interactivity")
 	setDefault(&s.ReplyInThreads, "mentioned")
 	setDefault(&s.Streaming, "auto")
 	setDur(&s.EditInterval, time.Second)
@@ -84,13 +87,18 @@ func (s *Slack) validate(errs *fieldErrors) {
 	if s.MaxConcurrent < 0 {
 		errs.add("slack.max_concurrent", "must not be negative")
 	}
-	for _, p := range []struct{ key, val string }{{"slack.events_path", s.EventsPath}, {"slack.commands_path", s.CommandsPath}} {
+	paths := []struct{ key, val string }{{"slack.events_path", s.EventsPath}, {"slack.commands_path", s.CommandsPath}, {"slack.interactivity_path", s.InteractivityPath}}
+	for _, p := range paths {
 		if !strings.HasPrefix(p.val, "/") {
 			errs.add(p.key, "must be a path starting with /, not %q", p.val)
 		}
 	}
-	if s.EventsPath == s.CommandsPath {
-		errs.add("slack.commands_path", "must differ from slack.events_path (%q)", s.EventsPath)
+	for i, p := range paths {
+		for _, q := range paths[:i] {
+			if p.val == q.val {
+				errs.add(p.key, "must differ from %s (%q)", q.key, q.val)
+			}
+		}
 	}
 	if !s.Enabled() {
 		return

@@ -142,6 +142,9 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	if cfg.CommandsPath == "" {
 		cfg.CommandsPath = "/slack/commands"
 	}
+	if cfg.InteractivityPath == "" {
+		cfg.InteractivityPath = "/slack/interactivity"
+	}
 	switch cfg.ReplyInThreads {
 	case "":
 		cfg.ReplyInThreads = "mentioned"
@@ -236,7 +239,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 		err = a.runSocket(ctx)
 	} else {
 		a.ready.Store(true)
-		a.log.Info("serving the HTTP Events API", "events_path", a.cfg.EventsPath, "commands_path", a.cfg.CommandsPath)
+		a.log.Info("serving the HTTP Events API", "events_path", a.cfg.EventsPath, "commands_path", a.cfg.CommandsPath, "interactivity_path", a.cfg.InteractivityPath)
 		<-ctx.Done()
 	}
 	a.ready.Store(false)
@@ -434,6 +437,9 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 		if evt.Request != nil {
 			a.ack(ctx, smc, evt.Request.EnvelopeID, nil)
 		}
+		if cb, ok := evt.Data.(slack.InteractionCallback); ok {
+			a.onInteraction(cb)
+		}
 	}
 }
 
@@ -508,7 +514,7 @@ func (a *Adapter) process(ctx context.Context, d *draft, target *replyTarget, lo
 		a.attachments(ctx, &m, d.files, log)
 	}
 	if target == nil {
-		target = &replyTarget{team: m.Workspace, channel: m.Channel, thread: m.Thread, user: m.User.ID, dm: m.DM}
+		target = &replyTarget{team: m.Workspace, channel: m.Channel, thread: m.Thread, user: m.User.ID, dm: m.DM, question: m.ID}
 	}
 	r := a.newReply(*target, log)
 	if err := a.h.Handle(ctx, m, r); err != nil && ctx.Err() == nil {
@@ -537,6 +543,7 @@ func (a *Adapter) HTTPHandler() http.Handler {
 func (a *Adapter) Register(mux *http.ServeMux) {
 	mux.HandleFunc(a.cfg.EventsPath, a.serveEvents)
 	mux.HandleFunc(a.cfg.CommandsPath, a.serveCommands)
+	mux.HandleFunc(a.cfg.InteractivityPath, a.serveInteractivity)
 }
 
 // verified reads the body and checks Slack's signature, answering the

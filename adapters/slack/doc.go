@@ -9,7 +9,8 @@
 //     manifest", pick the workspace, and paste slack-app-manifest.yaml from
 //     the repository root. It asks for the bot scopes, subscribes to the
 //     events, registers /model, /models, /reset, /help and /usage, enables
-//     Socket Mode and the App Home messages tab.
+//     Socket Mode, interactivity (the Retry button under answers) and the
+//     App Home messages tab.
 //  2. "Install to Workspace". Copy the Bot User OAuth Token (xoxb-…) into
 //     SLACK_BOT_TOKEN.
 //  3. Socket Mode (the default, no public URL needed): under "Basic
@@ -18,8 +19,10 @@
 //     HTTP mode instead: set socket_mode_enabled to false in the manifest,
 //     put the "Signing Secret" in SLACK_SIGNING_SECRET and leave
 //     slack.app_token empty; point the Event Subscriptions request URL at
-//     https://<host>/slack/events and every slash command at
-//     https://<host>/slack/commands (slack.events_path, slack.commands_path).
+//     https://<host>/slack/events, every slash command at
+//     https://<host>/slack/commands and Interactivity at
+//     https://<host>/slack/interactivity (slack.events_path,
+//     slack.commands_path, slack.interactivity_path).
 //  4. Invite the bot to the channels it should answer in (/invite @Ark Bot).
 //
 // Configuration (slack: in the YAML file):

@@ -180,7 +180,7 @@ func setup(t *testing.T, h *scripted, mut func(*config.Slack), opts ...Option) *
 
 // start runs an adapter on fs until the test ends or stop is called, and
 // waits until it is ready.
-func start(t *testing.T, fs *fakeslack.Server, h *scripted, mut func(*config.Slack), opts ...Option) (a *Adapter, stop func()) {
+func start(t *testing.T, fs *fakeslack.Server, h conversation.Handler, mut func(*config.Slack), opts ...Option) (a *Adapter, stop func()) {
 	t.Helper()
 	cfg := config.Slack{
 		BotToken: config.Secret(fs.BotToken()), AppToken: config.Secret(fs.AppToken()), APIURL: fs.APIURL(),

@@ -38,6 +38,8 @@ type replyTarget struct {
 	dm            bool
 	responseURL   string // slash commands: where Notice replies ephemerally
 	slash         bool
+	question      string // the question's message ID, behind the Retry button ("": no button)
+	private       bool   // notices only the user sees (a button click's refusals)
 }
 
 type renderMode int
@@ -52,6 +54,7 @@ const (
 type post struct {
 	ts          string
 	shown       string // Markdown it shows now
+	button      bool   // it carries the Retry button
 	lastEdit    time.Time
 	placeholder bool
 }
@@ -179,7 +182,7 @@ func (r *reply) Notice(ctx context.Context, text string) error {
 	if strings.TrimSpace(text) == "" {
 		return nil
 	}
-	if r.t.slash {
+	if r.t.slash || r.t.private {
 		mrk := MarkdownToMrkdwn(text)
 		if r.t.responseURL != "" {
 			err := r.a.call(ctx, mustDeliver, r.t.team, "", "response_url", func(ctx context.Context) error {
@@ -192,8 +195,12 @@ func (r *reply) Notice(ctx context.Context, text string) error {
 			}
 			r.log.Warn("response_url reply failed; trying chat.postEphemeral", "err", err)
 		}
+		opts := []slack.MsgOption{slack.MsgOptionText(mrk, false)}
+		if r.t.thread != "" {
+			opts = append(opts, slack.MsgOptionTS(r.t.thread))
+		}
 		return r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.postEphemeral", func(ctx context.Context) error {
-			_, err := r.a.api.PostEphemeralContext(ctx, r.t.channel, r.t.user, slack.MsgOptionText(mrk, false))
+			_, err := r.a.api.PostEphemeralContext(ctx, r.t.channel, r.t.user, opts...)
 			return err
 		})
 	}
@@ -272,7 +279,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 			return true, err
 		}
 	}
-	if err := r.stopSegment(ctx, rest+note); err != nil {
+	if err := r.stopSegment(ctx, rest+note, r.retryBlocks(f)...); err != nil {
 		r.log.Warn("chat.stopStream failed; posting the rest instead", "err", err)
 		pre := r.reopenAt(text)
 		r.seg = nil
@@ -406,12 +413,15 @@ func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) er
 	return nil
 }
 
-// stopSegment stops the current stream, appending md.
-func (r *reply) stopSegment(ctx context.Context, md string) error {
+// stopSegment stops the current stream, appending md and, under it, blocks.
+func (r *reply) stopSegment(ctx context.Context, md string, blocks ...slack.Block) error {
 	seg := r.seg
 	var opts []slack.MsgOption
 	if md != "" {
 		opts = append(opts, slack.MsgOptionMarkdownText(md))
+	}
+	if len(blocks) > 0 {
+		opts = append(opts, slack.MsgOptionBlocks(blocks...))
 	}
 	err := r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.stopStream", func(ctx context.Context) error {
 		_, _, err := r.a.api.StopStreamContext(ctx, r.t.channel, seg.ts, opts...)
@@ -531,8 +541,12 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 	}
 	var errs []error
 	for i, p := range pieces {
+		var extra []slack.Block
+		if i == last {
+			extra = r.retryBlocks(f)
+		}
 		if i >= len(r.posts) {
-			if _, err := r.postMarkdown(ctx, prio, p); err != nil {
+			if _, err := r.postMarkdown(ctx, prio, p, extra...); err != nil {
 				if !errors.Is(err, errSkipped) {
 					errs = append(errs, err)
 				}
@@ -541,7 +555,7 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 			continue
 		}
 		po := r.posts[i]
-		if po.shown == p {
+		if po.shown == p && po.button == (len(extra) > 0) {
 			continue
 		}
 		if wait := time.Until(po.lastEdit.Add(r.a.editInterval)); wait > 0 {
@@ -553,12 +567,12 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 				break
 			}
 		}
-		err := r.edit(ctx, prio, po, p)
+		err := r.edit(ctx, prio, po, p, extra...)
 		if err != nil && f.Final && messageGone(err) {
 			// Someone deleted the message: post the piece again.
 			var ts string
-			if ts, err = r.postRaw(ctx, prio, p); err == nil {
-				po.ts, po.shown, po.lastEdit, po.placeholder = ts, p, time.Now(), false
+			if ts, err = r.postRaw(ctx, prio, p, extra...); err == nil {
+				po.ts, po.shown, po.lastEdit, po.placeholder, po.button = ts, p, time.Now(), false, len(extra) > 0
 			}
 		}
 		if err != nil && !errors.Is(err, errSkipped) {
@@ -603,13 +617,14 @@ func (r *reply) showReasoningInPlaceholder(ctx context.Context, reasoning string
 	}
 }
 
-// postMarkdown posts md as a new message of the answer and tracks it.
-func (r *reply) postMarkdown(ctx context.Context, p priority, md string) (string, error) {
-	ts, err := r.postRaw(ctx, p, md)
+// postMarkdown posts md (and extra blocks under it) as a new message of the
+// answer and tracks it.
+func (r *reply) postMarkdown(ctx context.Context, p priority, md string, extra ...slack.Block) (string, error) {
+	ts, err := r.postRaw(ctx, p, md, extra...)
 	if err != nil {
 		return "", err
 	}
-	r.posts = append(r.posts, &post{ts: ts, shown: md, lastEdit: time.Now()})
+	r.posts = append(r.posts, &post{ts: ts, shown: md, lastEdit: time.Now(), button: len(extra) > 0})
 	return ts, nil
 }
 
@@ -622,8 +637,8 @@ func (r *reply) newPost(ctx context.Context, p priority, md string, placeholder 
 	return nil
 }
 
-func (r *reply) postRaw(ctx context.Context, p priority, md string) (string, error) {
-	opts := append(contentOptions(md), slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl())
+func (r *reply) postRaw(ctx context.Context, p priority, md string, extra ...slack.Block) (string, error) {
+	opts := append(contentOptions(md, extra...), slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl())
 	if r.t.thread != "" {
 		opts = append(opts, slack.MsgOptionTS(r.t.thread))
 	}
@@ -636,27 +651,36 @@ func (r *reply) postRaw(ctx context.Context, p priority, md string) (string, err
 	return ts, err
 }
 
-func (r *reply) edit(ctx context.Context, p priority, po *post, md string) error {
+func (r *reply) edit(ctx context.Context, p priority, po *post, md string, extra ...slack.Block) error {
 	err := r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", func(ctx context.Context) error {
-		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, po.ts, contentOptions(md)...)
+		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, po.ts, contentOptions(md, extra...)...)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	po.shown, po.lastEdit, po.placeholder = md, time.Now(), false
+	po.shown, po.lastEdit, po.placeholder, po.button = md, time.Now(), false, len(extra) > 0
 	return nil
 }
 
-// contentOptions carries standard Markdown in a markdown block, with a
-// mrkdwn rendering as the notification text.
-func contentOptions(md string) []slack.MsgOption {
+// retryBlocks is the Retry button for the last message of a finished
+// answer with text, when the answer's question is known.
+func (r *reply) retryBlocks(f conversation.Frame) []slack.Block {
+	if !f.Final || r.t.question == "" || strings.TrimSpace(f.Text) == "" {
+		return nil
+	}
+	return []slack.Block{retryBlock(r.t.question)}
+}
+
+// contentOptions carries standard Markdown in a markdown block (extra
+// blocks under it), with a mrkdwn rendering as the notification text.
+func contentOptions(md string, extra ...slack.Block) []slack.MsgOption {
 	if strings.TrimSpace(md) == "" {
 		md = "…"
 	}
 	return []slack.MsgOption{
 		slack.MsgOptionText(fallbackText(md), false),
-		slack.MsgOptionBlocks(slack.NewMarkdownBlock("", md)),
+		slack.MsgOptionBlocks(append([]slack.Block{slack.NewMarkdownBlock("", md)}, extra...)...),
 	}
 }
 

@@ -155,6 +155,42 @@ type Message struct {
 	Updated   time.Time
 }
 
+// Button is a button in a message's actions blocks.
+type Button struct {
+	BlockID, ActionID, Value, Text string
+}
+
+// Buttons lists the buttons in the message's actions blocks.
+func (m Message) Buttons() []Button {
+	var blocks []struct {
+		Type     string `json:"type"`
+		BlockID  string `json:"block_id"`
+		Elements []struct {
+			Type     string `json:"type"`
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+			Text     struct {
+				Text string `json:"text"`
+			} `json:"text"`
+		} `json:"elements"`
+	}
+	if m.Blocks == "" || json.Unmarshal([]byte(m.Blocks), &blocks) != nil {
+		return nil
+	}
+	var out []Button
+	for _, b := range blocks {
+		if b.Type != "actions" {
+			continue
+		}
+		for _, e := range b.Elements {
+			if e.Type == "button" {
+				out = append(out, Button{BlockID: b.BlockID, ActionID: e.ActionID, Value: e.Value, Text: e.Text.Text})
+			}
+		}
+	}
+	return out
+}
+
 // Visible is what a user reads: Markdown if the message has any, else Text.
 func (m Message) Visible() string {
 	if m.Markdown != "" {
@@ -980,6 +1016,13 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 		}
 		if req.method == "chat.stopStream" {
 			m.Streaming = false
+			if b := req.get("blocks"); b != "" {
+				var bl []any
+				if json.Unmarshal([]byte(b), &bl) != nil {
+					return apiError("invalid_blocks_format")
+				}
+				m.Blocks = b // shown under the streamed text
+			}
 		}
 		m.Updated = now
 		return messageResponse{OK: true, Channel: ch, TS: m.TS}

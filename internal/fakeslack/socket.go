@@ -317,6 +317,53 @@ func (s *Server) SendEvent(o EventOptions, event map[string]any) (Sent, error) {
 	return Sent{EnvelopeID: o.EnvelopeID, EventID: o.EventID}, s.sendEnvelope(env)
 }
 
+// BlockAction is the block_actions payload of user clicking the button
+// with actionID on message m, as Slack sends it over Socket Mode (in an
+// "interactive" envelope) and posts it to the interactivity URL (form field
+// payload): the message as it stands, its blocks included.
+func (s *Server) BlockAction(user string, m Message, actionID string) map[string]any {
+	var blocks any = []any{}
+	if m.Blocks != "" {
+		_ = json.Unmarshal([]byte(m.Blocks), &blocks)
+	}
+	var act map[string]any
+	for _, b := range m.Buttons() {
+		if b.ActionID == actionID {
+			act = map[string]any{"type": "button", "action_id": b.ActionID, "block_id": b.BlockID, "value": b.Value,
+				"text": map[string]any{"type": "plain_text", "text": b.Text, "emoji": true}, "action_ts": s.NextTS()}
+		}
+	}
+	if act == nil {
+		act = map[string]any{"type": "button", "action_id": actionID, "action_ts": s.NextTS()}
+	}
+	msg := map[string]any{"type": "message", "user": m.User, "bot_id": m.BotID, "ts": m.TS, "text": m.Text, "blocks": blocks}
+	if m.ThreadTS != "" {
+		msg["thread_ts"] = m.ThreadTS
+	}
+	container := map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": false}
+	if m.ThreadTS != "" {
+		container["thread_ts"] = m.ThreadTS
+	}
+	return map[string]any{
+		"type": "block_actions", "api_app_id": DefaultAppID, "token": "verification-token-unused",
+		"trigger_id": formatID("trig-", s.idCounter.Add(1)),
+		"team":       map[string]any{"id": s.opts.TeamID, "domain": "fake"},
+		"user":       map[string]any{"id": user, "username": user, "team_id": s.opts.TeamID},
+		"channel":    map[string]any{"id": m.Channel, "name": m.Channel},
+		"container":  container, "message": msg,
+		"response_url": s.ResponseURL(),
+		"actions":      []any{act},
+	}
+}
+
+// SendInteractive sends an "interactive" envelope carrying payload (say a
+// BlockAction) to a connected client.
+func (s *Server) SendInteractive(payload map[string]any) (Sent, error) {
+	id := s.newEnvelopeID()
+	env := map[string]any{"envelope_id": id, "type": "interactive", "payload": payload, "accepts_response_payload": false}
+	return Sent{EnvelopeID: id}, s.sendEnvelope(env)
+}
+
 func (s *Server) newEnvelopeID() string {
 	return formatID("env-", s.envCounter.Add(1))
 }

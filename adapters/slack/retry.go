@@ -1,0 +1,154 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/metrics"
+)
+
+// The Retry button under a finished answer: its action's value is the
+// question's message ID, for the engine's /retry.
+const (
+	retryActionID = "arkbot_retry"
+	retryBlockID  = "arkbot_retry"
+)
+
+func retryBlock(question string) slack.Block {
+	label := slack.NewTextBlockObject(slack.PlainTextType, "🔄 Retry", true, false)
+	return slack.NewActionBlock(retryBlockID, slack.NewButtonBlockElement(retryActionID, question, label))
+}
+
+// onInteraction handles an interactive payload: a click on Retry.
+func (a *Adapter) onInteraction(cb slack.InteractionCallback) {
+	if cb.Type != slack.InteractionTypeBlockActions {
+		return
+	}
+	for _, act := range cb.ActionCallback.BlockActions {
+		if act != nil && act.ActionID == retryActionID && act.Value != "" {
+			a.onRetry(cb, act.Value, act.ActionTs)
+			return
+		}
+	}
+}
+
+// onRetry runs the engine's /retry for the question a Retry button names,
+// in the conversation of the message it sits on (its thread, or the top of
+// a DM). The button is taken off that message first, so a second click has
+// nothing to press; refusals (a newer answer exists) are shown only to the
+// clicker.
+func (a *Adapter) onRetry(cb slack.InteractionCallback, question, actionTS string) {
+	channel, user, team := cb.Channel.ID, cb.User.ID, cb.Team.ID
+	if channel == "" || user == "" {
+		return
+	}
+	dm := strings.HasPrefix(channel, "D")
+	if reason := a.allowed(channel, user, dm); reason != "" {
+		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "ignored").Inc()
+		a.log.Debug("retry refused", "channel", channel, "user", user, "reason", reason)
+		return
+	}
+	msgTS, thread := cb.Container.MessageTs, cb.Container.ThreadTs
+	if msgTS == "" {
+		msgTS = cb.Message.Timestamp
+	}
+	if thread == "" {
+		thread = cb.Message.ThreadTimestamp
+	}
+	id := retryID(msgTS, actionTS, cb.TriggerID)
+	m := conversation.Message{
+		Platform:  conversation.PlatformSlack,
+		Workspace: team,
+		Channel:   channel,
+		Thread:    thread,
+		ID:        "retry:" + id,
+		User:      conversation.User{ID: user, Admin: a.cfg.Admins.Contains(user), CanSwitchModel: true},
+		Text:      "/" + conversation.CmdRetry + " " + question,
+		DM:        dm,
+		Mentioned: true,
+		InThread:  thread != "",
+		Time:      time.Now(),
+	}
+	target := &replyTarget{team: team, channel: channel, thread: thread, user: user, dm: dm, question: question, private: true}
+	log := a.log.With("team", team, "channel", channel, "retry_of", question)
+	blocks := cb.Message.Blocks.BlockSet
+	a.dispatch("retry", func(ctx context.Context) {
+		a.takeRetryOff(ctx, team, channel, msgTS, cb.Message.Text, blocks, log)
+		a.process(ctx, &draft{msg: m}, target, log)
+	})
+}
+
+// retryWindow groups clicks on one message into one retry: a double click
+// (or Slack's redelivery) asks once, a click a while later asks again.
+const retryWindow = 10 * time.Second
+
+// retryID is the dedupe ID of a click on the Retry button of message ts:
+// the message and the retryWindow the click fell in (by its action_ts),
+// else the click's own trigger ID.
+func retryID(ts, actionTS, trigger string) string {
+	if ts == "" || actionTS == "" {
+		return trigger
+	}
+	return ts + ":" + strconv.FormatInt(parseTS(actionTS).UnixNano()/int64(retryWindow), 10)
+}
+
+// takeRetryOff edits the clicked message back to its blocks without the
+// Retry button. Blocks slack-go can't read back are left alone rather than
+// risk the message's text.
+func (a *Adapter) takeRetryOff(ctx context.Context, team, channel, ts, text string, blocks []slack.Block, log *slog.Logger) {
+	var keep []slack.Block
+	for _, b := range blocks {
+		switch v := b.(type) {
+		case *slack.UnknownBlock:
+			return
+		case *slack.ActionBlock:
+			if v.BlockID == retryBlockID {
+				continue
+			}
+		}
+		keep = append(keep, b)
+	}
+	if ts == "" || len(keep) == len(blocks) || len(keep) == 0 {
+		return
+	}
+	err := a.call(ctx, mustDeliver, team, channel, "chat.update", func(ctx context.Context) error {
+		_, _, _, err := a.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(keep...))
+		return err
+	})
+	if err != nil {
+		log.Debug("could not take the Retry button off", "ts", ts, "err", err)
+	}
+}
+
+// serveInteractivity serves slack.interactivity_path in HTTP mode: Slack
+// posts a click as a signed form whose payload field holds the JSON.
+func (a *Adapter) serveInteractivity(w http.ResponseWriter, r *http.Request) {
+	body := a.verified(w, r)
+	if body == nil {
+		return
+	}
+	if !a.takingHTTP() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	v, err := url.ParseQuery(string(body))
+	var cb slack.InteractionCallback
+	if err == nil {
+		err = json.Unmarshal([]byte(v.Get("payload")), &cb)
+	}
+	if err != nil {
+		http.Error(w, "invalid payload", http.StatusBadRequest)
+		return
+	}
+	a.onInteraction(cb)
+	w.WriteHeader(http.StatusOK)
+}

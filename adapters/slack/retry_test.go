@@ -1,0 +1,222 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/arkbot/arkbot/arkclient"
+	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/embedredis"
+	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/fakeslack"
+)
+
+// engineFor is the real engine on an embedded Redis and a fake Ark whose
+// answers are numbered takes: "take N on <question>".
+func engineFor(t *testing.T) (*conversation.Engine, *fakeark.Server) {
+	t.Helper()
+	mr, err := embedredis.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := mr.Client()
+	t.Cleanup(func() { rdb.Close(); mr.Close() })
+	ark := fakeark.New()
+	t.Cleanup(ark.Close)
+	var n atomic.Int64
+	ark.SetHandler(func(r fakeark.Request) fakeark.Response {
+		return fakeark.Response{Content: fakeark.SplitWords(fmt.Sprintf("take %d on %s", n.Add(1), r.Messages[len(r.Messages)-1].Text))}
+	})
+	cfg, err := config.Parse([]byte("ark: {api_key: k}\nmodels:\n  - {name: doubao, id: doubao-seed-1-6-250615}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := arkclient.New(ark.URL, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := conversation.NewStore(rdb, conversation.StoreOptions{Prefix: "retry", TTL: time.Hour, MaxTurns: 20,
+		LockTTL: 5 * time.Second, LockWait: 10 * time.Second, DedupeTTL: time.Hour})
+	return conversation.NewEngine(cfg, store, client, conversation.WithLogger(slog.New(slog.DiscardHandler)),
+		conversation.WithRenderInterval(conversation.PlatformSlack, 20*time.Millisecond)), ark
+}
+
+// retryButton returns the Retry button of m, failing the test if it has none.
+func retryButton(t *testing.T, m fakeslack.Message) fakeslack.Button {
+	t.Helper()
+	for _, b := range m.Buttons() {
+		if b.ActionID == retryActionID {
+			return b
+		}
+	}
+	t.Fatalf("no Retry button on %q (blocks %s)", m.Visible(), m.Blocks)
+	return fakeslack.Button{}
+}
+
+// answers waits until the thread (or, with thread "", the channel's top
+// level) holds n finished bot messages and returns them.
+func answers(t *testing.T, fs *fakeslack.Server, channel, thread string, n int) []fakeslack.Message {
+	t.Helper()
+	var got []fakeslack.Message
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := fakeslack.WaitFor(ctx, func() bool {
+		got = got[:0]
+		msgs := fs.Messages(channel)
+		if thread != "" {
+			msgs = fs.Replies(channel, thread)
+		}
+		for _, m := range msgs {
+			if m.User != fs.BotUserID() {
+				continue
+			}
+			if m.Streaming || strings.HasSuffix(m.Visible(), cursorMark) || strings.Contains(m.Visible(), "Thinking…") {
+				return false
+			}
+			got = append(got, m)
+		}
+		return len(got) == n
+	})
+	if err != nil {
+		var vis []string
+		for _, m := range got {
+			vis = append(vis, m.Visible())
+		}
+		t.Fatalf("want %d finished answers, have %q", n, vis)
+	}
+	return got
+}
+
+func TestRetryButtonInAThread(t *testing.T) {
+	engine, ark := engineFor(t)
+	fs := fakeslack.New(fakeslack.Options{})
+	t.Cleanup(fs.Close)
+	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann"})
+	fs.AddUser(fakeslack.User{ID: "U2", Name: "bob"})
+	start(t, fs, engine, nil)
+	e := &env{t: t, fs: fs}
+
+	ts := fs.NextTS()
+	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> first question", ts, ""))
+	a1 := answers(t, fs, "C1", ts, 1)[0]
+	if a1.Visible() != "take 1 on first question" || !a1.Streamed {
+		t.Fatalf("first answer %+v", a1)
+	}
+	if b := retryButton(t, a1); b.Value != "C1:"+ts {
+		t.Fatalf("Retry names %q, want the question C1:%s", b.Value, ts)
+	}
+
+	// A double click: two clicks (each its own trigger) moments apart.
+	for range 2 {
+		clickOver(t, fs, fs.BlockAction("U2", a1, retryActionID))
+	}
+	got := answers(t, fs, "C1", ts, 2)
+	a2 := got[1]
+	if !strings.HasPrefix(a2.Visible(), "take 2 on first question") || !strings.Contains(a2.Visible(), "A new answer to: “first question”") {
+		t.Fatalf("the new answer: %q", a2.Visible())
+	}
+	retryButton(t, a2)
+	time.Sleep(200 * time.Millisecond) // a second retry would be under way by now
+	if n := len(ark.Requests()); n != 2 {
+		t.Fatalf("%d requests to Ark: a double click asked twice", n)
+	}
+
+	// A newer question; then the older answer's Retry is refused privately.
+	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> second question", fs.NextTS(), ts))
+	answers(t, fs, "C1", ts, 3)
+	clickOver(t, fs, fs.BlockAction("U1", a2, retryActionID))
+	e.waitFor("a private refusal", 5*time.Second, func() bool {
+		for _, eph := range fs.Ephemerals() {
+			if eph.User == "U1" && eph.ThreadTS == ts && strings.Contains(eph.Text, "Only the latest answer") {
+				return true
+			}
+		}
+		return false
+	})
+	if len(answers(t, fs, "C1", ts, 3)) != 3 || len(ark.Requests()) != 3 {
+		t.Fatal("a superseded answer was redone")
+	}
+}
+
+// clickOver sends a click over Socket Mode and waits for its ack.
+func clickOver(t *testing.T, fs *fakeslack.Server, payload map[string]any) {
+	t.Helper()
+	sent, err := fs.SendInteractive(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := fs.WaitAck(ctx, sent.EnvelopeID); err != nil {
+		t.Fatalf("click not acked: %v", err)
+	}
+}
+
+// TestRetryButtonOverHTTP: in HTTP mode a click arrives as a signed form
+// on slack.interactivity_path; an unsigned one is refused. In a top-level
+// DM the answer is posted and edited (update mode), and the clicked
+// message loses its button.
+func TestRetryButtonOverHTTP(t *testing.T) {
+	engine, _ := engineFor(t)
+	fs := fakeslack.New(fakeslack.Options{})
+	t.Cleanup(fs.Close)
+	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann"})
+	a, _ := start(t, fs, engine, func(c *config.Slack) { c.AppToken, c.SigningSecret = "", "s3cret" })
+	hs := httptest.NewServer(a.HTTPHandler())
+	t.Cleanup(hs.Close)
+	srv := hs.URL
+	e := &env{t: t, fs: fs}
+
+	ev := fs.EventCallback(&fakeslack.EventOptions{}, fakeslack.UserMessage("D1", "im", "U1", "hello there", fs.NextTS(), ""))
+	if code, _, _ := httpPost(t, srv+"/slack/events", "application/json", ev, fakeslack.Sign("s3cret", time.Now(), ev)); code != 200 {
+		t.Fatalf("event: %d", code)
+	}
+	a1 := answers(t, fs, "D1", "", 1)[0]
+	if a1.Streamed || a1.Visible() != "take 1 on hello there" {
+		t.Fatalf("answer %+v", a1)
+	}
+	retryButton(t, a1)
+
+	payload, _ := json.Marshal(fs.BlockAction("U1", a1, retryActionID))
+	form := []byte(url.Values{"payload": {string(payload)}}.Encode())
+	if code, _, _ := httpPost(t, srv+"/slack/interactivity", "application/x-www-form-urlencoded", form, fakeslack.Sign("wrong", time.Now(), form)); code != 401 {
+		t.Fatalf("badly signed click: %d, want 401", code)
+	}
+	if code, _, _ := httpPost(t, srv+"/slack/interactivity", "application/x-www-form-urlencoded", form, fakeslack.Sign("s3cret", time.Now(), form)); code != 200 {
+		t.Fatalf("click: %d", code)
+	}
+	got := answers(t, fs, "D1", "", 2)
+	if !strings.HasPrefix(got[1].Visible(), "take 2 on hello there") {
+		t.Fatalf("the new answer: %q", got[1].Visible())
+	}
+	retryButton(t, got[1])
+	e.waitFor("the button off the clicked answer", 5*time.Second, func() bool {
+		m, _ := fs.Message("D1", a1.TS)
+		return len(m.Buttons()) == 0 && m.Visible() == a1.Visible()
+	})
+}
+
+func TestRetryID(t *testing.T) {
+	a := retryID("1700000000.000100", "1700000010.100000", "trig-1")
+	if b := retryID("1700000000.000100", "1700000010.900000", "trig-2"); a != b {
+		t.Errorf("a double click: %q and %q, want one ID", a, b)
+	}
+	if b := retryID("1700000000.000100", "1700000031.000000", "trig-3"); a == b {
+		t.Errorf("a click 20 s later has the same ID %q", a)
+	}
+	if b := retryID("1700000000.000200", "1700000010.100000", "trig-4"); a == b {
+		t.Errorf("another message's button has the same ID %q", a)
+	}
+	if b := retryID("", "1700000010.100000", "trig-5"); b != "trig-5" {
+		t.Errorf("without the message's ts: %q, want the trigger", b)
+	}
+}
