@@ -1,17 +1,13 @@
 package discord
 
 import (
-	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/arkbot/arkbot/arkclient"
-	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/embedredis"
+	"github.com/arkbot/arkbot/internal/enginetest"
 	"github.com/arkbot/arkbot/internal/fakeark"
 	"github.com/arkbot/arkbot/internal/fakediscord"
 )
@@ -19,31 +15,9 @@ import (
 // TestWithRealEngine runs the adapter against the real engine, an embedded
 // Redis and a fake Ark: the seams between adapter and core.
 func TestWithRealEngine(t *testing.T) {
-	mr, err := embedredis.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := mr.Client()
-	t.Cleanup(func() { rdb.Close(); mr.Close() })
 	ark := fakeark.New(fakeark.WithTiming(5*time.Millisecond, 5*time.Millisecond))
 	t.Cleanup(ark.Close)
-	cfg, err := config.Parse([]byte(`
-ark: {api_key: k}
-models:
-  - {name: doubao, id: doubao-seed-1-6-250615, vision: true}
-  - {name: deepseek-r1, id: deepseek-r1-250528}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := arkclient.New(ark.URL, "k", arkclient.WithRetries(1, time.Millisecond, 10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := conversation.NewStore(rdb, conversation.StoreOptions{Prefix: "e2e", TTL: time.Hour, MaxTurns: 20,
-		LockTTL: 5 * time.Second, LockWait: 10 * time.Second, DedupeTTL: time.Hour})
-	engine := conversation.NewEngine(cfg, store, client, conversation.WithLogger(slog.New(slog.DiscardHandler)),
-		conversation.WithRenderInterval(conversation.PlatformDiscord, 50*time.Millisecond))
+	engine := enginetest.New(t, ark, conversation.WithRenderInterval(conversation.PlatformDiscord, 50*time.Millisecond))
 	hs := start(t, setup{engine: engine})
 
 	final := func(channel, id string) []fakediscord.Message {
@@ -92,7 +66,7 @@ models:
 	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: alice,
 		Command: "model", Options: []fakediscord.CommandOption{{Name: "name", Type: 3, Value: "deepseek-r1"}}})
 	var orig fakediscord.Message
-	err = hs.fake.WaitFor(5*time.Second, func() bool {
+	err := hs.fake.WaitFor(5*time.Second, func() bool {
 		orig, _ = hs.fake.OriginalResponse(ref.ID)
 		return orig.Content != ""
 	})
@@ -141,30 +115,10 @@ models:
 // reply to the old answer, which then carries Retry itself. After a newer
 // question, an older answer's Retry is refused in a private notice.
 func TestRetryButton(t *testing.T) {
-	mr, err := embedredis.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := mr.Client()
-	t.Cleanup(func() { rdb.Close(); mr.Close() })
 	ark := fakeark.New()
 	t.Cleanup(ark.Close)
-	n := 0
-	ark.SetHandler(func(r fakeark.Request) fakeark.Response {
-		n++ // one request at a time: the thread's lock orders them
-		return fakeark.Response{Content: []string{fmt.Sprintf("take %d on %s", n, r.Messages[len(r.Messages)-1].Text)}}
-	})
-	cfg, err := config.Parse([]byte("ark: {api_key: k}\nmodels:\n  - {name: doubao, id: doubao-seed-1-6-250615}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := arkclient.New(ark.URL, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := conversation.NewStore(rdb, conversation.StoreOptions{Prefix: "retry", TTL: time.Hour, MaxTurns: 20,
-		LockTTL: 5 * time.Second, LockWait: 10 * time.Second, DedupeTTL: time.Hour})
-	hs := start(t, setup{engine: conversation.NewEngine(cfg, store, client, conversation.WithLogger(slog.New(slog.DiscardHandler)))})
+	enginetest.Takes(ark)
+	hs := start(t, setup{engine: enginetest.New(t, ark)})
 
 	// finished waits for the answer replying to id to be done and returns it.
 	finished := func(id string) fakediscord.Message {

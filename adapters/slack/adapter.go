@@ -627,12 +627,8 @@ func (a *Adapter) serveEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
-	body := a.verified(w, r)
+	body := a.verifiedWork(w, r)
 	if body == nil {
-		return
-	}
-	if !a.takingHTTP() {
-		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
 	cmd, err := parseSlashForm(body)
@@ -646,6 +642,18 @@ func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// verifiedWork is a signed request's body when the adapter takes work now;
+// otherwise it answers 401 or 503 (Slack retries, perhaps elsewhere) and
+// returns nil.
+func (a *Adapter) verifiedWork(w http.ResponseWriter, r *http.Request) []byte {
+	body := a.verified(w, r)
+	if body != nil && !a.takingHTTP() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return nil
+	}
+	return body
 }
 
 // takingHTTP reports whether HTTP events are accepted now.

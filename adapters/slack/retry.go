@@ -132,12 +132,8 @@ func (a *Adapter) takeRetryOff(ctx context.Context, team, channel, ts, text stri
 // serveInteractivity serves slack.interactivity_path in HTTP mode: Slack
 // posts a click as a signed form whose payload field holds the JSON.
 func (a *Adapter) serveInteractivity(w http.ResponseWriter, r *http.Request) {
-	body := a.verified(w, r)
+	body := a.verifiedWork(w, r)
 	if body == nil {
-		return
-	}
-	if !a.takingHTTP() {
-		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
 	v, err := url.ParseQuery(string(body))

@@ -3,19 +3,15 @@ package slack
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/arkbot/arkbot/arkclient"
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/embedredis"
+	"github.com/arkbot/arkbot/internal/enginetest"
 	"github.com/arkbot/arkbot/internal/fakeark"
 	"github.com/arkbot/arkbot/internal/fakeslack"
 )
@@ -24,30 +20,10 @@ import (
 // answers are numbered takes: "take N on <question>".
 func engineFor(t *testing.T) (*conversation.Engine, *fakeark.Server) {
 	t.Helper()
-	mr, err := embedredis.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := mr.Client()
-	t.Cleanup(func() { rdb.Close(); mr.Close() })
 	ark := fakeark.New()
 	t.Cleanup(ark.Close)
-	var n atomic.Int64
-	ark.SetHandler(func(r fakeark.Request) fakeark.Response {
-		return fakeark.Response{Content: fakeark.SplitWords(fmt.Sprintf("take %d on %s", n.Add(1), r.Messages[len(r.Messages)-1].Text))}
-	})
-	cfg, err := config.Parse([]byte("ark: {api_key: k}\nmodels:\n  - {name: doubao, id: doubao-seed-1-6-250615}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := arkclient.New(ark.URL, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := conversation.NewStore(rdb, conversation.StoreOptions{Prefix: "retry", TTL: time.Hour, MaxTurns: 20,
-		LockTTL: 5 * time.Second, LockWait: 10 * time.Second, DedupeTTL: time.Hour})
-	return conversation.NewEngine(cfg, store, client, conversation.WithLogger(slog.New(slog.DiscardHandler)),
-		conversation.WithRenderInterval(conversation.PlatformSlack, 20*time.Millisecond)), ark
+	enginetest.Takes(ark)
+	return enginetest.New(t, ark, conversation.WithRenderInterval(conversation.PlatformSlack, 20*time.Millisecond)), ark
 }
 
 // retryButton returns the Retry button of m, failing the test if it has none.

@@ -1,0 +1,55 @@
+// Package enginetest wires the real conversation engine for adapter tests:
+// an embedded Redis, the given fake Ark, and two registered models (doubao,
+// the default, with vision; deepseek-r1).
+package enginetest
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/arkbot/arkbot/arkclient"
+	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/embedredis"
+	"github.com/arkbot/arkbot/internal/fakeark"
+)
+
+// New returns an engine answering through ark, its store on an embedded
+// Redis stopped when t ends; opts follow a discarding logger.
+func New(t testing.TB, ark *fakeark.Server, opts ...conversation.Option) *conversation.Engine {
+	t.Helper()
+	mr, err := embedredis.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := mr.Client()
+	t.Cleanup(func() { rdb.Close(); mr.Close() })
+	cfg, err := config.Parse([]byte(`
+ark: {api_key: k}
+models:
+  - {name: doubao, id: doubao-seed-1-6-250615, vision: true}
+  - {name: deepseek-r1, id: deepseek-r1-250528}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := arkclient.New(ark.URL, "k", arkclient.WithRetries(1, time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := conversation.NewStore(rdb, conversation.StoreOptions{Prefix: "e2e", TTL: time.Hour, MaxTurns: 20,
+		LockTTL: 5 * time.Second, LockWait: 10 * time.Second, DedupeTTL: time.Hour})
+	return conversation.NewEngine(cfg, store, client, append([]conversation.Option{conversation.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+}
+
+// Takes makes ark answer "take N on <the question>", N counting its
+// answers from 1, word by word.
+func Takes(ark *fakeark.Server) {
+	var n atomic.Int64
+	ark.SetHandler(func(r fakeark.Request) fakeark.Response {
+		return fakeark.Response{Content: fakeark.SplitWords(fmt.Sprintf("take %d on %s", n.Add(1), r.Messages[len(r.Messages)-1].Text))}
+	})
+}
