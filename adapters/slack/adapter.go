@@ -130,12 +130,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	if cfg.AppToken != "" && !strings.HasPrefix(cfg.AppToken.Value(), "xapp-") {
 		return nil, errors.New("slack.app_token must be an app-level token (xapp-…) with the connections:write scope")
 	}
-	if cfg.APIURL == "" {
-		cfg.APIURL = slack.APIURL
-	}
-	if !strings.HasSuffix(cfg.APIURL, "/") {
-		cfg.APIURL += "/"
-	}
+	cfg.APIURL = apiURL(cfg.APIURL)
 	if cfg.EventsPath == "" {
 		cfg.EventsPath = "/slack/events"
 	}

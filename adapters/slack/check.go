@@ -38,7 +38,7 @@ var botScopes = []struct{ scope, without string }{
 func Check(ctx context.Context, cfg config.Slack) (string, error) {
 	scopes := &scopeRecorder{next: http.DefaultTransport}
 	client := &http.Client{Timeout: 15 * time.Second, Transport: scopes}
-	opts := []slack.Option{slack.OptionAPIURL(withSlash(cfg.APIURL)), slack.OptionHTTPClient(client)}
+	opts := []slack.Option{slack.OptionAPIURL(apiURL(cfg.APIURL)), slack.OptionHTTPClient(client)}
 	if cfg.AppToken != "" {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken.Value()))
 	}
@@ -124,11 +124,13 @@ func hint(err error, todo string) string {
 	return ""
 }
 
-func withSlash(u string) string {
+// apiURL is slack.api_url as slack-go wants it: Slack's own when empty,
+// ending in a slash.
+func apiURL(u string) string {
 	if u == "" {
 		return slack.APIURL
 	}
-	if u[len(u)-1] != '/' {
+	if !strings.HasSuffix(u, "/") {
 		return u + "/"
 	}
 	return u

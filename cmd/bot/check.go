@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
+	"net/url"
 	"sync"
 	"time"
 
@@ -130,16 +130,15 @@ func checkRedis(ctx context.Context, cfg config.Redis) (string, error) {
 	return detail, nil
 }
 
-// redisName names the Redis without its password.
+// redisName names the Redis without its user, password or options.
 func redisName(cfg config.Redis) string {
 	if cfg.URL == "" {
 		return "embedded"
 	}
-	name, _, _ := strings.Cut(cfg.URL, "?")
-	if scheme, rest, ok := strings.Cut(name, "://"); ok {
-		if _, host, ok := strings.Cut(rest, "@"); ok {
-			return scheme + "://" + host
-		}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return "redis.url" // openRedis reports what is wrong with it
 	}
-	return name
+	u.User, u.RawQuery = nil, ""
+	return u.String()
 }

@@ -102,15 +102,12 @@ func (h *roundTrips) count(cmds ...redis.Cmder) {
 	for _, c := range cmds {
 		switch c.Name() {
 		case "hello", "auth", "client", "select", "multi":
-		case "zadd":
-			if k, _ := c.Args()[1].(string); strings.Contains(k, ":replicas:") {
-				h.beats.Add(1)
-				return
-			}
-			h.n.Add(1)
-			return
 		default:
-			h.n.Add(1)
+			if c.Name() == "zadd" && strings.Contains(fmt.Sprint(c.Args()[1]), ":replicas:") {
+				h.beats.Add(1)
+			} else {
+				h.n.Add(1)
+			}
 			return
 		}
 	}
