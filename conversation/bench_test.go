@@ -64,14 +64,11 @@ func BenchmarkStoreTurn(b *testing.B) {
 		i++
 		m := msg("x")
 		m.ID = fmt.Sprint(i)
-		if _, err := s.Admit(ctx, m, []string{"doubao"}, time.Now()); err != nil {
-			b.Fatal(err)
+		adm, err := s.Admit(ctx, m, []string{"doubao"}, time.Now(), true)
+		if err != nil || adm.Thread == nil {
+			b.Fatal(adm, err)
 		}
-		th, err := s.Lock(ctx, "thread")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := th.Save(ctx, turns, Usage{User: "u", Model: "doubao", Tokens: 10}, time.Now()); err != nil {
+		if err := adm.Thread.Save(ctx, turns, Usage{User: "u", Model: "doubao", Tokens: 10}, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}

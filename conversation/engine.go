@@ -115,20 +115,15 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 	defer e.inflight.Done()
 
 	cmd, isCmd := ParseCommand(m.Text)
-	var (
-		adm Admission
-		err error
-	)
-	if !m.Mentioned {
-		// A follow-up nobody addressed to the bot: answer only where the bot
-		// is talking (checked in the admission's round trip), and say
-		// nothing otherwise, not even that Redis is down.
-		var talking bool
-		if adm, talking, err = e.store.AdmitFollowUp(ctx, m, e.cfg.ModelNames(), e.now()); err != nil || !talking {
-			return err
-		}
-	} else {
-		adm, err = e.store.Admit(ctx, m, e.cfg.ModelNames(), e.now())
+	retry := isCmd && cmd.Name == CmdRetry
+	empty := !isCmd && strings.TrimSpace(m.Text) == "" && len(m.Images) == 0 && len(m.Files) == 0
+	// A message to answer takes its thread's lock in the admission's round
+	// trip. A follow-up nobody addressed to the bot is answered only where
+	// the bot is talking (checked in the same round trip); elsewhere the bot
+	// says nothing, not even that Redis is down.
+	adm, err := e.store.Admit(ctx, m, e.cfg.ModelNames(), e.now(), retry || !isCmd && !empty)
+	if err != nil && !m.Mentioned {
+		return err
 	}
 	if err != nil {
 		metrics.RedisErrors.WithLabelValues("admit").Inc()
@@ -136,16 +131,25 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 		log.Error("redis unavailable", "err", err)
 		return errors.Join(err, r.Notice(ctx, msgMemoryDown))
 	}
+	if !adm.Talking {
+		return nil
+	}
 	if !adm.First {
 		metrics.Messages.WithLabelValues(m.Platform, "duplicate").Inc()
 		log.Debug("duplicate delivery dropped")
 		return nil
 	}
-	if isCmd && cmd.Name == CmdRetry {
+	if retry {
 		// Refused without a sign of life when there is nothing to redo; the
 		// answer checks again under the thread's lock.
-		q, ok, err := e.store.LastQuestion(ctx, m.ThreadKey())
+		q, ok := Turn{}, false
+		if adm.Thread != nil {
+			q, ok = lastQuestion(adm.Thread.Turns)
+		} else {
+			q, ok, err = e.store.LastQuestion(ctx, m.ThreadKey())
+		}
 		if note := retryRefusal(q, ok, cmd.Arg); err != nil || note != "" {
+			e.release(ctx, log, adm.Thread)
 			metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
 			if err != nil {
 				metrics.RedisErrors.WithLabelValues("load").Inc()
@@ -165,11 +169,21 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 		}
 		return r.Notice(ctx, text)
 	}
-	if strings.TrimSpace(m.Text) == "" && len(m.Images) == 0 && len(m.Files) == 0 {
+	if empty {
 		metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
 		return r.Notice(ctx, msgEmpty)
 	}
 	return e.answer(ctx, log, m, r, adm, nil)
+}
+
+// release unlocks t, if not nil, without saving.
+func (e *Engine) release(ctx context.Context, log *slog.Logger, t *Thread) {
+	if t == nil {
+		return
+	}
+	if err := t.Release(context.WithoutCancel(ctx)); err != nil {
+		log.Warn("release failed", "err", err)
+	}
 }
 
 // enter registers an answer in flight unless the engine is shutting down.
@@ -250,10 +264,20 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	e.running.Store(m.DedupeKey(), cancel)
 	defer e.running.Delete(m.DedupeKey())
 
+	// The lock from the admission is renewed from here on; without one,
+	// the answer shows a sign of life and then waits for the thread.
+	var stopRenew func()
+	thread := adm.Thread
+	if thread != nil {
+		stopRenew = e.keepLock(actx, log, thread)
+	}
 	if err := r.Begin(actx); err != nil {
 		log.Warn("begin failed", "err", err)
 	}
-	thread, err := e.store.Lock(actx, m.ThreadKey())
+	var err error
+	if thread == nil {
+		thread, err = e.store.Lock(actx, m.ThreadKey())
+	}
 	if err != nil {
 		metrics.Messages.WithLabelValues(m.Platform, "error").Inc()
 		note := msgMemoryDown
@@ -271,12 +295,12 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	released := false
 	defer func() {
 		if !released {
-			if err := thread.Release(context.WithoutCancel(ctx)); err != nil {
-				log.Warn("release failed", "err", err)
-			}
+			e.release(ctx, log, thread)
 		}
 	}()
-	stopRenew := e.keepLock(actx, log, thread)
+	if stopRenew == nil {
+		stopRenew = e.keepLock(actx, log, thread)
+	}
 	defer stopRenew() // idempotent; also stopped before saving
 
 	model := e.modelFor(thread.Model, adm.ChannelModel)

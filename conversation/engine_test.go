@@ -508,6 +508,38 @@ func TestLongAnswerKeepsItsLock(t *testing.T) {
 	})
 }
 
+// The lock an answer takes in its admission is renewed from the start: a
+// sign of life slower than the lock's TTL (a platform's rate limit) doesn't
+// let a second message take the thread, and the answer is saved.
+func TestSlowSignOfLifeKeepsTheAdmissionsLock(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		opt := storeOptions(prefix)
+		opt.LockTTL, opt.LockWait = 300*time.Millisecond, 50*time.Millisecond
+		rg.store = NewStore(rdb, opt)
+		rg.engine.store = rg.store
+		slow := &recorder{t: t, slowSign: time.Second}
+		done := make(chan struct{})
+		go func() { _ = rg.engine.Handle(context.Background(), msg("first"), slow); close(done) }()
+		time.Sleep(700 * time.Millisecond) // over two TTLs into the sign of life
+		if f := rg.ask(t, msg("meanwhile")).final(); f.Outcome != OutcomeFailed || f.Note != msgBusy {
+			t.Errorf("second message: %+v, want the busy note", f)
+		}
+		<-done
+		if f := slow.final(); f.Outcome != OutcomeDone || f.Note != "" {
+			t.Errorf("answer after a slow sign of life: %+v", f)
+		}
+		th, err := rg.store.Lock(context.Background(), msg("").ThreadKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer th.Release(context.Background())
+		if len(th.Turns) != 2 || th.Turns[0].Text != "first" {
+			t.Errorf("saved turns %+v", th.Turns)
+		}
+	})
+}
+
 // /retry answers the latest question again with the model in use now and
 // replaces the latest answer in memory; a retry that fails keeps the old
 // answer; with nothing answered yet it says so.

@@ -101,11 +101,13 @@ type recorder struct {
 	frames   []Frame
 	notices  []string
 	inRender bool
-	delay    time.Duration
+	delay    time.Duration // each Render takes this long
+	slowSign time.Duration // Begin takes this long
 	times    []time.Time
 }
 
 func (r *recorder) Begin(context.Context) error {
+	time.Sleep(r.slowSign)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.begun++

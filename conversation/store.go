@@ -76,13 +76,10 @@ func (s *Store) usageKey(user, day, model string) string {
 	return s.key("usage", user, day+":"+model)
 }
 
-// markerKey is the key marking a message as seen. An unaddressed
-// follow-up's marker shares its thread's hash tag, for admitFollowUp.
+// markerKey is the key marking a message as seen. It shares its thread's
+// hash tag, so admitScript marks it and locks the thread in one Cluster slot.
 func (s *Store) markerKey(m Message) string {
-	if !m.Mentioned {
-		return s.key("event", m.ThreadKey(), m.DedupeKey())
-	}
-	return s.key("event", m.DedupeKey(), "")
+	return s.key("event", m.ThreadKey(), m.DedupeKey())
 }
 
 // Day names the UTC day used for daily quotas.
@@ -91,74 +88,95 @@ func Day(t time.Time) string { return t.UTC().Format("2006-01-02") }
 // Admission is what Admit learned in one round trip.
 type Admission struct {
 	First        bool             // the message was not seen before
+	Talking      bool             // a mention, or a follow-up in a thread the bot talks in
 	ChannelModel string           // the channel's model choice, "" if none
 	UsedToday    int64            // the user's tokens today, all models
 	UsedByModel  map[string]int64 // the user's tokens today per model name
+	// Thread is the message's thread, locked and loaded, when Admit was
+	// asked to lock it and the thread was free; nil otherwise (then Lock
+	// waits for it). Save or Release it.
+	Thread *Thread
 }
 
-// Admit marks the message as seen (SET NX) and, in the same pipeline, reads
-// the channel's model choice and the user's usage today (one MGET: a user's
-// usage keys share a hash tag).
-func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.Time) (Admission, error) {
-	adm, _, err := s.admit(ctx, m, models, now, false)
-	return adm, err
-}
+// lockAndLoadLua takes the lock (KEYS[1], token ARGV[1], ARGV[2] ms) and,
+// only if it got it, returns {1, the thread's model, its turns} (KEYS[2]
+// turns, KEYS[3] meta); else it returns {0, the lock's TTL}.
+const lockAndLoadLua = `
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+  return {1, redis.call("HGET", KEYS[3], "model") or "", redis.call("LRANGE", KEYS[2], 0, -1)}
+end
+return {0, redis.call("PTTL", KEYS[1])}
+`
 
-// AdmitFollowUp is Admit for a message not addressed to the bot (m.Mentioned
-// false: a thread follow-up without a mention), which is for the bot only
-// where it holds a conversation: in the same round trip it checks that the
-// thread has one and only then marks the message as seen. talking is false
-// when it has none; nothing is written then.
-func (s *Store) AdmitFollowUp(ctx context.Context, m Message, models []string, now time.Time) (adm Admission, talking bool, err error) {
-	return s.admit(ctx, m, models, now, true)
-}
+// lockAndLoad takes the lock and, only if it got it, reads the thread.
+var lockAndLoad = redis.NewScript(lockAndLoadLua)
 
-// admitFollowUp marks a follow-up as seen only if its thread has turns. The
-// marker shares the thread's hash tag, so the script stays in one Cluster slot.
-var admitFollowUp = redis.NewScript(`
-if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
-if redis.call("SET", KEYS[2], "1", "NX", "PX", ARGV[1]) then return 1 end
-return 0
+// admitScript marks a message as seen (KEYS[4], for ARGV[4] ms) and, when
+// asked, tries lockAndLoadLua on its thread in the same step. It returns
+// {-1} for a follow-up (ARGV[3] = "1") in a thread without turns, leaving
+// nothing behind; {0} for a message seen before; {1} for a new one, and
+// then lockAndLoadLua's reply if ARGV[1], the lock token, isn't empty.
+var admitScript = redis.NewScript(`
+if ARGV[3] == "1" and redis.call("EXISTS", KEYS[2]) == 0 then return {-1} end
+if not redis.call("SET", KEYS[4], "1", "NX", "PX", ARGV[4]) then return {0} end
+if ARGV[1] == "" then return {1} end
+local function lock()` + lockAndLoadLua + `end
+local r = lock()
+table.insert(r, 1, 1)
+return r
 `)
 
-func (s *Store) admit(ctx context.Context, m Message, models []string, now time.Time, followUp bool) (Admission, bool, error) {
+// Admit marks m as seen and, in the same round trip, reads the channel's
+// model choice and the user's usage today (one MGET: a user's usage keys
+// share a hash tag). A follow-up (m.Mentioned false) is for the bot only
+// where it holds a conversation: Admit checks that its thread has turns and
+// only then marks it; Talking is false when it has none, and nothing is
+// written then. With lock, Admit also tries to lock and load the thread of
+// a new message (see Admission.Thread), saving the answer a round trip.
+func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.Time, lock bool) (Admission, error) {
 	day := Day(now)
 	usageKeys := []string{s.usageKey(m.userKey(), day, "")}
 	for _, name := range models {
 		usageKeys = append(usageKeys, s.usageKey(m.userKey(), day, name))
 	}
+	thread := m.ThreadKey()
+	token, followUp := "", "0"
+	if lock {
+		token = randomToken()
+	}
+	if !m.Mentioned {
+		followUp = "1"
+	}
 	var (
-		first   *redis.BoolCmd
 		script  *redis.Cmd
 		chModel *redis.StringCmd
 		used    *redis.SliceCmd
 	)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if followUp {
-			keys := []string{s.turnsKey(m.ThreadKey()), s.markerKey(m)}
-			script = admitFollowUp.Eval(ctx, p, keys, s.opt.DedupeTTL.Milliseconds()) // EVALSHA has no NOSCRIPT fallback in a pipeline
-		} else {
-			first = p.SetNX(ctx, s.markerKey(m), 1, s.opt.DedupeTTL)
-		}
+		keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread), s.markerKey(m)}
+		// EVALSHA has no NOSCRIPT fallback in a pipeline.
+		script = admitScript.Eval(ctx, p, keys, token, s.opt.LockTTL.Milliseconds(), followUp, s.opt.DedupeTTL.Milliseconds())
 		chModel = p.Get(ctx, s.channelKey(m.ChannelKey()))
 		used = p.MGet(ctx, usageKeys...)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return Admission{}, false, fmt.Errorf("admit: %w", err)
+		return Admission{}, fmt.Errorf("admit: %w", err)
+	}
+	res, err := script.Slice()
+	if err != nil {
+		return Admission{}, fmt.Errorf("admit: %w", err)
 	}
 	a := Admission{ChannelModel: chModel.Val(), UsedByModel: map[string]int64{}}
-	if followUp {
-		n, err := script.Int()
-		if err != nil {
-			return Admission{}, false, fmt.Errorf("admit: %w", err)
-		}
-		if n < 0 {
-			return Admission{}, false, nil
-		}
-		a.First = n == 1
-	} else {
-		a.First = first.Val()
+	switch res[0].(int64) {
+	case -1:
+		return a, nil
+	case 1:
+		a.First = true
+	}
+	a.Talking = true
+	if len(res) > 1 && res[1].(int64) == 1 {
+		a.Thread = s.loaded(thread, token, res[2:])
 	}
 	for i, v := range used.Val() {
 		str, _ := v.(string)
@@ -169,7 +187,20 @@ func (s *Store) admit(ctx context.Context, m Message, models []string, now time.
 			a.UsedByModel[models[i-1]] = n
 		}
 	}
-	return a, true, nil
+	return a, nil
+}
+
+// loaded is the thread locked with token, from lockAndLoadLua's reply after
+// its leading 1: the model and the turns.
+func (s *Store) loaded(thread, token string, res []any) *Thread {
+	t := &Thread{Key: thread, Model: res[0].(string), token: token, store: s}
+	for _, raw := range res[1].([]any) {
+		var turn Turn
+		if json.Unmarshal([]byte(raw.(string)), &turn) == nil {
+			t.Turns = append(t.Turns, turn)
+		}
+	}
+	return t
 }
 
 // Allow applies a per-minute request limit for key across all replicas and
@@ -184,14 +215,6 @@ func (s *Store) Allow(ctx context.Context, key string, perMinute int) (time.Dura
 	}
 	return 0, nil
 }
-
-// lockAndLoad takes the lock and, only if it got it, reads the thread.
-var lockAndLoad = redis.NewScript(`
-if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
-  return {1, redis.call("HGET", KEYS[3], "model") or "", redis.call("LRANGE", KEYS[2], 0, -1)}
-end
-return {0, redis.call("PTTL", KEYS[1])}
-`)
 
 // Thread is a locked conversation, loaded. Save or Release it.
 type Thread struct {
@@ -255,14 +278,7 @@ func (s *Store) Lock(ctx context.Context, thread string) (*Thread, error) {
 			return nil, fmt.Errorf("lock: %w", err)
 		}
 		if res[0].(int64) == 1 {
-			t := &Thread{Key: thread, Model: res[1].(string), token: token, store: s}
-			for _, raw := range res[2].([]any) {
-				var turn Turn
-				if json.Unmarshal([]byte(raw.(string)), &turn) == nil {
-					t.Turns = append(t.Turns, turn)
-				}
-			}
-			return t, nil
+			return s.loaded(thread, token, res[1:]), nil
 		}
 		if time.Now().Add(backoff).After(deadline) {
 			return nil, ErrBusy

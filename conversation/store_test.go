@@ -99,7 +99,7 @@ func TestStoreTrimsAndExpires(t *testing.T) {
 		if ttl <= 0 || ttl > opt.TTL {
 			t.Errorf("turns TTL %v", ttl)
 		}
-		adm, err := s.Admit(ctx, Message{Platform: "slack", User: User{ID: "U1"}, ID: "x"}, []string{"doubao", "other"}, time.Now())
+		adm, err := s.Admit(ctx, Message{Platform: "slack", User: User{ID: "U1"}, ID: "x", Mentioned: true}, []string{"doubao", "other"}, time.Now(), false)
 		if err != nil || adm.UsedToday != 50 || adm.UsedByModel["doubao"] != 50 || adm.UsedByModel["other"] != 0 {
 			t.Fatalf("usage %+v %v", adm, err)
 		}
@@ -107,14 +107,16 @@ func TestStoreTrimsAndExpires(t *testing.T) {
 }
 
 // A follow-up is admitted only in a thread the bot talks in, and one that
-// isn't leaves nothing behind in Redis.
+// isn't leaves nothing behind in Redis, lock asked for or not.
 func TestAdmitFollowUp(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		s := NewStore(rdb, storeOptions(prefix))
 		ctx := context.Background()
 		m := Message{Platform: "slack", Workspace: "T1", Channel: "C1", Thread: "100.1", ID: "C1:100.2", User: User{ID: "U1"}}
-		if _, talking, err := s.AdmitFollowUp(ctx, m, []string{"doubao"}, time.Now()); err != nil || talking {
-			t.Fatalf("follow-up in a thread without conversation: talking %v, %v", talking, err)
+		for _, lock := range []bool{false, true} {
+			if adm, err := s.Admit(ctx, m, []string{"doubao"}, time.Now(), lock); err != nil || adm.Talking || adm.First || adm.Thread != nil {
+				t.Fatalf("follow-up in a thread without conversation (lock %v): %+v, %v", lock, adm, err)
+			}
 		}
 		if keys := rdb.Keys(ctx, prefix+":*").Val(); len(keys) != 0 {
 			t.Fatalf("an ignored follow-up wrote %v", keys)
@@ -126,12 +128,62 @@ func TestAdmitFollowUp(t *testing.T) {
 		if err := th.Save(ctx, []Turn{{Role: "user", Text: "hi"}, {Role: "assistant", Text: "hello"}}, Usage{User: "slack:U1", Model: "doubao", Tokens: 7}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		adm, talking, err := s.AdmitFollowUp(ctx, m, []string{"doubao"}, time.Now())
-		if err != nil || !talking || !adm.First || adm.UsedToday != 7 || adm.UsedByModel["doubao"] != 7 {
-			t.Fatalf("follow-up in the bot's thread: %+v talking %v, %v", adm, talking, err)
+		adm, err := s.Admit(ctx, m, []string{"doubao"}, time.Now(), false)
+		if err != nil || !adm.Talking || !adm.First || adm.Thread != nil || adm.UsedToday != 7 || adm.UsedByModel["doubao"] != 7 {
+			t.Fatalf("follow-up in the bot's thread: %+v, %v", adm, err)
 		}
-		if adm, talking, err := s.AdmitFollowUp(ctx, m, nil, time.Now()); err != nil || !talking || adm.First {
-			t.Fatalf("redelivered follow-up: %+v talking %v, %v", adm, talking, err)
+		if adm, err := s.Admit(ctx, m, nil, time.Now(), true); err != nil || !adm.Talking || adm.First || adm.Thread != nil {
+			t.Fatalf("redelivered follow-up: %+v, %v", adm, err)
+		}
+		if n := rdb.Exists(ctx, s.lockKey(m.ThreadKey())).Val(); n != 0 {
+			t.Fatal("a redelivered message took the thread's lock")
+		}
+	})
+}
+
+// Asked to, Admit locks and loads a new message's thread in its round trip;
+// a busy thread is left to Lock, which waits for it.
+func TestAdmitLocks(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		s := NewStore(rdb, storeOptions(prefix))
+		ctx := context.Background()
+		m := Message{Platform: "discord", Workspace: "G1", Channel: "C1", Thread: "T1", ID: "m1", User: User{ID: "U1"}, Mentioned: true}
+		th, err := s.Lock(ctx, m.ThreadKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := th.Save(ctx, []Turn{{Role: "user", Text: "hi"}, {Role: "assistant", Text: "hello", Model: "doubao"}}, Usage{}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetThreadModel(ctx, m.ThreadKey(), "other"); err != nil {
+			t.Fatal(err)
+		}
+		adm, err := s.Admit(ctx, m, []string{"doubao"}, time.Now(), true)
+		if err != nil || !adm.First || !adm.Talking || adm.Thread == nil {
+			t.Fatalf("admission of a new mention with lock: %+v, %v", adm, err)
+		}
+		if got := adm.Thread; got.Key != m.ThreadKey() || got.Model != "other" || len(got.Turns) != 2 || got.Turns[1].Text != "hello" {
+			t.Fatalf("thread loaded %+v", got)
+		}
+		if ttl := rdb.PTTL(ctx, s.lockKey(m.ThreadKey())).Val(); ttl <= 0 || ttl > storeOptions("").LockTTL {
+			t.Fatalf("lock TTL %v", ttl)
+		}
+		// Held: a second message is admitted without the lock.
+		m2 := m
+		m2.ID = "m2"
+		adm2, err := s.Admit(ctx, m2, nil, time.Now(), true)
+		if err != nil || !adm2.First || adm2.Thread != nil {
+			t.Fatalf("admission while the thread is locked: %+v, %v", adm2, err)
+		}
+		if err := adm.Thread.Save(ctx, []Turn{{Role: "user", Text: "q"}, {Role: "assistant", Text: "a"}}, Usage{}, time.Now()); err != nil {
+			t.Fatalf("saving with the admission's lock: %v", err)
+		}
+		th, err = s.Lock(ctx, m.ThreadKey())
+		if err != nil || len(th.Turns) != 4 {
+			t.Fatalf("after the save: %+v, %v", th, err)
+		}
+		if err := th.Release(ctx); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
@@ -140,7 +192,9 @@ func TestStoreKeysShareTheThreadsHashTag(t *testing.T) {
 	s := NewStore(nil, storeOptions("p"))
 	k := "slack:T1:C1:1712345.0001"
 	followUp := Message{Platform: "slack", Workspace: "T1", Channel: "C1", Thread: "1712345.0001", ID: "C1:1712345.0002"}
-	for _, key := range []string{s.turnsKey(k), s.metaKey(k), s.lockKey(k), s.markerKey(followUp)} {
+	mention := followUp
+	mention.Mentioned = true
+	for _, key := range []string{s.turnsKey(k), s.metaKey(k), s.lockKey(k), s.markerKey(followUp), s.markerKey(mention)} {
 		if !strings.Contains(key, "{"+k+"}") {
 			t.Errorf("%s lacks the hash tag", key)
 		}
