@@ -90,6 +90,7 @@ type options struct {
 	trace                string
 	timeline             bool
 	gcHeadroomKiB        int
+	harnessProcs         int
 	botLog               string
 	logLevel             string
 	flags                map[string]any // every flag's value, for the report
@@ -118,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the bot process during the load's first 4 s to this file (go tool trace)")
 	fs.StringVar(&o.harnessProfile, "harness-cpuprofile", "", "write a CPU profile of this process (the fakes and the simulated users) during the load to this file")
 	fs.IntVar(&o.gcHeadroomKiB, "gc-headroom-kib", config.DefaultGCHeadroomKiB, "the bot's server.gc_headroom_kib (0: Go's own GC pacing)")
+	fs.IntVar(&o.harnessProcs, "harness-procs", 1, "how many CPUs this process (the fakes and the simulated users) may use at once, its GOMAXPROCS; the bot process keeps all (0: all here too)")
 	fs.BoolVar(&o.timeline, "timeline", false, "also print the added latency per quarter second of the load (to line up with GODEBUG=gctrace=1)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the bot process at the busiest moment to this file")
 	fs.StringVar(&o.botLog, "botlog", "", "write the bot's log here (default: a temporary file)")
@@ -143,6 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-gc-headroom-kib must not be negative")
 	case o.ttft < 0 || o.tokenInterval < 0 || o.ramp < 0 || o.slackEdit < 0 || o.discordEdit < 0:
 		return o, errors.New("durations must not be negative")
+	case o.harnessProcs < 0:
+		return o, errors.New("-harness-procs must not be negative")
 	case o.rateScale <= 0:
 		return o, errors.New("-ratelimit-scale must be positive")
 	case o.timeout < 10*time.Second:
@@ -213,6 +217,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// (see pauseGC). The bot process keeps Go's defaults (or GOGC, if set).
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+	}
+	// The fakes stand in for services on other machines, but here they share
+	// the bot's CPUs: with as many threads as the bot running at once, the
+	// kernel time-slices the bot's between theirs and a first token waits
+	// milliseconds for its thread's turn. One CPU for the fakes (enough for
+	// the default load, whose answers keep their pace) leaves the bot at
+	// least the other, and both whenever the fakes idle.
+	if o.harnessProcs > 0 {
+		runtime.GOMAXPROCS(o.harnessProcs)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
