@@ -5,7 +5,7 @@
 //	    [-ramp 1s] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
-//	    [-gc-headroom-kib 256] [-timeout 110s]
+//	    [-gc-headroom-kib 256] [-harness-procs 1] [-timeout 110s]
 //
 // On 127.0.0.1 only, it starts a fake Ark streaming at the given pace, fake
 // Slack and Discord APIs (their rate limits emulated with -ratelimits) and a
@@ -32,7 +32,8 @@
 // of the bot process for the load's first seconds, -harness-cpuprofile
 // profiles this process (fakes and simulated users) during the load.
 // -gc-headroom-kib sets the bot's server.gc_headroom_kib, to weigh memory
-// against collections.
+// against collections. -harness-procs is how many CPUs this process may use
+// at once (default 1, 0 for all); the bot process always has all.
 //
 // Without -ratelimits the adapters' own rate budgets are off too, as on a
 // platform without limits, so latency is the bot's own; with it, the fakes
