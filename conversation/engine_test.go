@@ -477,16 +477,23 @@ func TestRedisOutage(t *testing.T) {
 	}
 }
 
+// shortLockRig is a rig whose thread locks last 300 ms unless renewed, and
+// whose messages wait only 50 ms for a busy thread.
+func shortLockRig(t *testing.T, rdb redis.UniversalClient, prefix string) *rig {
+	rg := newRig(t, rdb, prefix)
+	opt := storeOptions(prefix)
+	opt.LockTTL, opt.LockWait = 300*time.Millisecond, 50*time.Millisecond
+	rg.store = NewStore(rdb, opt)
+	rg.engine.store = rg.store
+	return rg
+}
+
 // An answer that outlasts the thread lock's TTL renews it: a message sent
 // meanwhile finds the thread busy, and the lock is gone once the answer
 // is saved.
 func TestLongAnswerKeepsItsLock(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
-		rg := newRig(t, rdb, prefix)
-		opt := storeOptions(prefix)
-		opt.LockTTL, opt.LockWait = 300*time.Millisecond, 50*time.Millisecond
-		rg.store = NewStore(rdb, opt)
-		rg.engine.store = rg.store
+		rg := shortLockRig(t, rdb, prefix)
 		words := make([]string, 40)
 		for i := range words {
 			words[i] = "w "
@@ -513,11 +520,7 @@ func TestLongAnswerKeepsItsLock(t *testing.T) {
 // let a second message take the thread, and the answer is saved.
 func TestSlowSignOfLifeKeepsTheAdmissionsLock(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
-		rg := newRig(t, rdb, prefix)
-		opt := storeOptions(prefix)
-		opt.LockTTL, opt.LockWait = 300*time.Millisecond, 50*time.Millisecond
-		rg.store = NewStore(rdb, opt)
-		rg.engine.store = rg.store
+		rg := shortLockRig(t, rdb, prefix)
 		slow := &recorder{t: t, slowSign: time.Second}
 		done := make(chan struct{})
 		go func() { _ = rg.engine.Handle(context.Background(), msg("first"), slow); close(done) }()
