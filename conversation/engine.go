@@ -303,6 +303,9 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	}
 	defer stopRenew() // idempotent; also stopped before saving
 
+	if m.ResolveName != nil {
+		m.User.Name = m.ResolveName()
+	}
 	model := e.modelFor(thread.Model, adm.ChannelModel)
 	log = log.With("model", model.Name)
 	if note := e.refuse(actx, m, model, adm); note != "" {

@@ -615,3 +615,40 @@ func TestRetryReplacesTheLatestAnswer(t *testing.T) {
 		}
 	})
 }
+
+// An adapter's name lookup is waited for only after the sign of life, and
+// the name it gives is the one the prompt and the saved question carry.
+func TestResolveNameAfterTheSignOfLife(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		r := &recorder{t: t}
+		m := msg("hello")
+		m.User.Name = ""
+		m.ResolveName = func() string {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.begun != 1 {
+				t.Errorf("name asked for with %d signs of life shown", r.begun)
+			}
+			return "Grace"
+		}
+		if err := rg.engine.Handle(context.Background(), m, r); err != nil {
+			t.Fatal(err)
+		}
+		if f := r.final(); f.Outcome != OutcomeDone {
+			t.Fatalf("answer %+v", f)
+		}
+		reqs := rg.ark.Requests()
+		if len(reqs) != 1 || !strings.Contains(reqs[0].Messages[0].Text, "Grace") {
+			t.Fatalf("system prompt without the resolved name: %+v", reqs)
+		}
+		th, err := rg.store.Lock(context.Background(), m.ThreadKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer th.Release(context.Background())
+		if len(th.Turns) != 2 || th.Turns[0].User != "Grace" {
+			t.Errorf("saved question %+v", th.Turns)
+		}
+	})
+}

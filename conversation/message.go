@@ -47,6 +47,10 @@ type Message struct {
 	// or conversation; /model then switches the thread, else the channel.
 	InThread bool
 	Time     time.Time
+	// ResolveName, if set, returns User.Name from a lookup the adapter has
+	// started and may not have finished: the engine calls it only after the
+	// answer's sign of life, so a slow lookup never delays that.
+	ResolveName func() string
 }
 
 // User is who wrote a message.

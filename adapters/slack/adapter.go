@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -497,14 +498,11 @@ func (a *Adapter) onSlash(cmd slack.SlashCommand) string {
 	return ""
 }
 
-// process completes a message (user name, attachments) and hands it to the engine.
+// process completes a message (attachments; the user's name on its way) and
+// hands it to the engine.
 func (a *Adapter) process(ctx context.Context, d *draft, target *replyTarget, log *slog.Logger) {
 	m := d.msg
-	if name := a.users.name(ctx, a, m.Workspace, m.User.ID); name != "" {
-		m.User.Name = name
-	} else if m.User.Name == "" {
-		m.User.Name = m.User.ID
-	}
+	m.ResolveName = a.users.later(ctx, a, m.Workspace, m.User.ID, cmp.Or(m.User.Name, m.User.ID))
 	if len(d.files) > 0 {
 		a.attachments(ctx, &m, d.files, log)
 	}

@@ -2,6 +2,7 @@ package slack
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -41,21 +42,39 @@ const (
 
 func newUserCache() *userCache { return &userCache{m: map[string]userEntry{}} }
 
+// later returns a func that returns the user's display name (fallback if
+// Slack can't tell): at once from the cache, else from a users.info call
+// started now, so the engine's sign of life doesn't wait for it.
+func (c *userCache) later(ctx context.Context, a *Adapter, team, id, fallback string) func() string {
+	if e, fresh := c.get(team, id); fresh {
+		return func() string { return cmp.Or(e.name, fallback) }
+	}
+	name := make(chan string, 1)
+	go func() { name <- c.name(ctx, a, team, id) }()
+	return sync.OnceValue(func() string { return cmp.Or(<-name, fallback) })
+}
+
+// get returns the cached entry for the user, and whether it is fresh.
+func (c *userCache) get(team, id string) (userEntry, bool) {
+	c.mu.Lock()
+	e, ok := c.m[team+"|"+id]
+	c.mu.Unlock()
+	return e, ok && time.Now().Before(e.expires)
+}
+
 // name returns the user's display name, from the cache or users.info; ""
 // if Slack can't tell.
 func (c *userCache) name(ctx context.Context, a *Adapter, team, id string) string {
 	key := team + "|" + id
 	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.m[key]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	e, fresh := c.get(team, id)
+	if fresh {
 		return e.name
 	}
 	lctx, cancel := context.WithTimeout(ctx, userTimeout)
 	defer cancel()
 	var u *slack.User
-	// Best effort: the answer's first sign of life waits for this, so when
+	// Best effort: the answer's request to Ark waits for this, so when
 	// many new users write at once and the Tier-4 budget is spent, the
 	// answer goes on with the user's ID (or a stale name) rather than wait
 	// up to userTimeout; the next message asks again.

@@ -47,6 +47,9 @@ func newScripted() *scripted {
 func (h *scripted) Handle(ctx context.Context, m conversation.Message, r conversation.Reply) error {
 	h.active.Add(1)
 	defer h.active.Add(-1)
+	if m.ResolveName != nil { // as the engine does, though before the sign of life
+		m.User.Name, m.ResolveName = m.ResolveName(), nil
+	}
 	h.mu.Lock()
 	h.calls = append(h.calls, m)
 	dup := h.seen[m.DedupeKey()]
