@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -81,9 +82,13 @@ func (a *Adapter) onRetry(cb slack.InteractionCallback, question, actionTS strin
 	target := &replyTarget{team: team, channel: channel, thread: thread, user: user, dm: dm, question: question, private: true}
 	log := a.log.With("team", team, "channel", channel, "retry_of", question)
 	blocks := cb.Message.Blocks.BlockSet
+	// The button comes off alongside the new answer, not before it: under
+	// the channel's chat.update budget its edit could wait seconds.
 	a.dispatch("retry", func(ctx context.Context) {
-		a.takeRetryOff(ctx, team, channel, msgTS, cb.Message.Text, blocks, log)
+		var wg sync.WaitGroup
+		wg.Go(func() { a.takeRetryOff(ctx, team, channel, msgTS, cb.Message.Text, blocks, log) })
 		a.process(ctx, &draft{msg: m}, target, log)
+		wg.Wait()
 	})
 }
 

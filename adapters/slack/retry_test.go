@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,9 +142,18 @@ func clickOver(t *testing.T, fs *fakeslack.Server, payload map[string]any) {
 // on slack.interactivity_path; an unsigned one is refused. In a top-level
 // DM the answer is posted and edited (update mode), and the clicked
 // message loses its button.
+// Over HTTP, and with the button's removal slow (a chat.update budget
+// spent, say): the new answer doesn't wait for it.
 func TestRetryButtonOverHTTP(t *testing.T) {
 	engine, _ := engineFor(t)
-	fs := fakeslack.New(fakeslack.Options{})
+	const slow = 1500 * time.Millisecond
+	var slowTS atomic.Value // the clicked answer's ts, once known
+	slowTS.Store("")
+	fs := fakeslack.New(fakeslack.Options{OnCall: func(c fakeslack.Call) {
+		if c.Method == "chat.update" && c.Params.Get("ts") == slowTS.Load() { // the fake answers when this returns
+			time.Sleep(slow)
+		}
+	}})
 	t.Cleanup(fs.Close)
 	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann"})
 	a, _ := start(t, fs, engine, func(c *config.Slack) { c.AppToken, c.SigningSecret = "", "s3cret" })
@@ -167,10 +177,15 @@ func TestRetryButtonOverHTTP(t *testing.T) {
 	if code, _, _ := httpPost(t, srv+"/slack/interactivity", "application/x-www-form-urlencoded", form, fakeslack.Sign("wrong", time.Now(), form)); code != 401 {
 		t.Fatalf("badly signed click: %d, want 401", code)
 	}
+	slowTS.Store(a1.TS)
+	clicked := time.Now()
 	if code, _, _ := httpPost(t, srv+"/slack/interactivity", "application/x-www-form-urlencoded", form, fakeslack.Sign("s3cret", time.Now(), form)); code != 200 {
 		t.Fatalf("click: %d", code)
 	}
 	got := answers(t, fs, "D1", "", 2)
+	if d := time.Since(clicked); d >= slow {
+		t.Errorf("the new answer took %v: it waited for the button's removal", d)
+	}
 	if !strings.HasPrefix(got[1].Visible(), "take 2 on hello there") {
 		t.Fatalf("the new answer: %q", got[1].Visible())
 	}
