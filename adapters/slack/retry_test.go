@@ -141,9 +141,8 @@ func clickOver(t *testing.T, fs *fakeslack.Server, payload map[string]any) {
 // TestRetryButtonOverHTTP: in HTTP mode a click arrives as a signed form
 // on slack.interactivity_path; an unsigned one is refused. In a top-level
 // DM the answer is posted and edited (update mode), and the clicked
-// message loses its button.
-// Over HTTP, and with the button's removal slow (a chat.update budget
-// spent, say): the new answer doesn't wait for it.
+// message loses its button; the new answer doesn't wait for that removal,
+// made slow here (as a spent chat.update budget would).
 func TestRetryButtonOverHTTP(t *testing.T) {
 	engine, _ := engineFor(t)
 	const slow = 1500 * time.Millisecond
