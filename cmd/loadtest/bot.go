@@ -66,12 +66,11 @@ type command struct {
 
 // snapshot is the bot process's resource use at one moment.
 type snapshot struct {
-	CPU        float64 // user + system seconds so far (getrusage)
-	MaxRSS     int64   // peak resident set, bytes
-	Allocs     uint64  // heap bytes allocated so far
-	AllocObjs  uint64  // heap objects allocated so far
-	Live       uint64  // heap bytes in objects (live after a GC; else live plus garbage)
-	Stacks     uint64  // goroutine stack bytes
+	usage
+	Allocs     uint64 // heap bytes allocated so far
+	AllocObjs  uint64 // heap objects allocated so far
+	Live       uint64 // heap bytes in objects (live after a GC; else live plus garbage)
+	Stacks     uint64 // goroutine stack bytes
 	Goroutines int
 	Streams    int     // answers streaming now (arkbot_active_streams)
 	GCCycles   uint64  // garbage collections so far
@@ -84,6 +83,16 @@ type snapshot struct {
 	RedisBeats int64    // replica-count heartbeats (slack.replicas: auto), not in Redis
 	Dials      [3]int64 // HTTP connections opened to Ark, Slack and Discord so far
 	Err        string
+}
+
+// usage is a process's resource use so far, from getrusage.
+type usage struct {
+	CPU    float64 // user + system seconds
+	SysCPU float64 // of which in the kernel
+	MaxRSS int64   // peak resident set, bytes
+	// Faults counts page faults: each new page of memory the process
+	// touches costs one (about 10 µs of CPU in a virtual machine).
+	Faults int64
 }
 
 // bucket is one bucket of a histogram: N values up to Le.
@@ -481,7 +490,7 @@ func (b *bot) snap(gc bool) snapshot {
 		RedisBeats: b.rt.beats.Load(),
 		Dials:      [3]int64{b.dials[0].Load(), b.dials[1].Load(), b.dials[2].Load()},
 	}
-	s.CPU, s.MaxRSS = rusage()
+	s.usage = rusage()
 	s.SchedWait = buckets(samples[5].Value.Float64Histogram())
 	for _, p := range []string{conversation.PlatformSlack, conversation.PlatformDiscord} {
 		var m dto.Metric

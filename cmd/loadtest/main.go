@@ -317,7 +317,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 		}
 	}
 	resumeGC := pauseGC(len(loadSet.all) * o.turns)
-	harnessCPU, _ := rusage()
+	harnessUse := rusage()
 	harnessWait := schedWait()
 	harnessGCs := gcCycles()
 
@@ -355,12 +355,13 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	harnessEnd, _ := rusage()
+	harnessEnd := rusage()
 	harnessGCs = gcCycles() - harnessGCs
 	resumeGC()
 	progress(stderr, start, "load done in %.1fs", wall.Seconds())
 	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath,
-		CPUSeconds: end.CPU - base.CPU, HarnessCPU: harnessEnd - harnessCPU, HarnessGCs: harnessGCs, KernelStamps: arrival.Stamped()}
+		CPUSeconds: end.CPU - base.CPU, SysCPUSeconds: end.SysCPU - base.SysCPU, Faults: end.Faults - base.Faults,
+		HarnessCPU: harnessEnd.CPU - harnessUse.CPU, HarnessFaults: harnessEnd.Faults - harnessUse.Faults, HarnessGCs: harnessGCs, KernelStamps: arrival.Stamped()}
 	if r.Tokens > 0 {
 		r.CPUPer1kTok = r.CPUSeconds / float64(r.Tokens) * 1000
 		r.AllocPerToken = float64(end.Allocs-base.Allocs) / float64(r.Tokens)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -60,8 +61,11 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("%s: %+v", p.Platform, p)
 		}
 	}
-	if r.Tokens != 12*20 || r.CPUSeconds <= 0 || r.PeakRSS <= 0 || r.RedisPerTurn <= 0 || r.HarnessGCs != 0 {
-		t.Errorf("tokens %d, CPU %v, RSS %d, Redis %v, harness GCs %d", r.Tokens, r.CPUSeconds, r.PeakRSS, r.RedisPerTurn, r.HarnessGCs)
+	if r.Tokens != 12*20 || r.CPUSeconds <= 0 || r.SysCPUSeconds > r.CPUSeconds || r.PeakRSS <= 0 || r.RedisPerTurn <= 0 || r.HarnessGCs != 0 {
+		t.Errorf("tokens %d, CPU %v (kernel %v), RSS %d, Redis %v, harness GCs %d", r.Tokens, r.CPUSeconds, r.SysCPUSeconds, r.PeakRSS, r.RedisPerTurn, r.HarnessGCs)
+	}
+	if runtime.GOOS == "linux" && (r.Faults <= 0 || r.HarnessFaults < 0) {
+		t.Errorf("page faults: bot %d, harness %d", r.Faults, r.HarnessFaults)
 	}
 	if p := r.Probe; !p.Measured || p.Completed != 6 || p.TurnsFound != 12 {
 		t.Errorf("probe %+v", p)

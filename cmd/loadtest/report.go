@@ -96,6 +96,8 @@ type result struct {
 	Platforms     []platformResult
 	Tokens        int64   // streamed by the fake Ark in measured answers
 	CPUSeconds    float64 // the bot process's, during the measured load
+	SysCPUSeconds float64 // of which in the kernel (system calls, page faults)
+	Faults        int64   // the bot process's page faults during the load
 	CPUPer1kTok   float64 // CPU seconds per 1,000 streamed tokens
 	AllocPerToken float64 // heap bytes allocated per token
 	ObjsPerToken  float64 // heap objects allocated per token
@@ -115,6 +117,7 @@ type result struct {
 	RedisHeartbeats                int64    // nor the replica count's heartbeats (one per 10 s)
 	Dials                          [3]int64 // HTTP connections the bot opened to Ark, Slack and Discord
 	HarnessCPU                     float64  // the harness's CPU seconds (fakes and driver), for context
+	HarnessFaults                  int64    // its page faults during the load
 	HarnessGCs                     uint64   // its garbage collections during the load (0 unless its heap hit the limit)
 	KernelStamps                   bool     // calls' arrival is the kernel's receive timestamp, not the handler's clock
 	Targets                        []target
@@ -215,12 +218,12 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 		fmt.Fprintf(w, "%s: the fake's handlers took those first-token calls p50/p99/max %.1f / %.1f / %.1f ms after the token (the harness's wait for a CPU added)\n",
 			p.Platform, p.HandledLatency.P50, p.HandledLatency.P99, p.HandledLatency.Max)
 	}
-	fmt.Fprintf(w, "\nbot process: CPU %.1f s = %.3f s per 1,000 tokens; allocations %.0f B, %.1f objects per token; peak RSS %.0f MiB\n",
-		r.CPUSeconds, r.CPUPer1kTok, r.AllocPerToken, r.ObjsPerToken, float64(r.PeakRSS)/(1<<20))
+	fmt.Fprintf(w, "\nbot process: CPU %.1f s (%.1f s in the kernel) = %.3f s per 1,000 tokens; allocations %.0f B, %.1f objects per token; peak RSS %.0f MiB, %d page faults\n",
+		r.CPUSeconds, r.SysCPUSeconds, r.CPUPer1kTok, r.AllocPerToken, r.ObjsPerToken, float64(r.PeakRSS)/(1<<20), r.Faults)
 	fmt.Fprintf(w, "bot scheduling: runnable goroutines waited p50 %.2f ms, p99 %.1f ms for a CPU; %d GCs took %.1f s CPU\n",
 		r.SchedWaitP50, r.SchedWaitP99, r.GCCycles, r.GCCPUSeconds)
-	fmt.Fprintf(w, "harness (fakes and driver): CPU %.1f s, %d GCs; its goroutines waited p50 %.2f ms, p99 %.1f ms\n",
-		r.HarnessCPU, r.HarnessGCs, r.HarnessWaitP50, r.HarnessWaitP99)
+	fmt.Fprintf(w, "harness (fakes and driver): CPU %.1f s, %d GCs, %d page faults; its goroutines waited p50 %.2f ms, p99 %.1f ms\n",
+		r.HarnessCPU, r.HarnessGCs, r.HarnessFaults, r.HarnessWaitP50, r.HarnessWaitP99)
 	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections, %d replica-count heartbeats); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
 		r.RedisPerTurn, r.RedisHandshakes, r.RedisHeartbeats, r.Dials[0], r.Dials[1], r.Dials[2])
 	if p := r.Probe; p.Measured {

@@ -7,17 +7,16 @@ import (
 	"syscall"
 )
 
-// rusage returns this process's CPU time (user + system, seconds) and peak
-// resident set size (bytes), from getrusage.
-func rusage() (cpu float64, maxRSS int64) {
+// rusage returns this process's resource use so far, from getrusage.
+func rusage() usage {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0, 0
+		return usage{}
 	}
-	cpu = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-	maxRSS = int64(ru.Maxrss)
+	u := usage{CPU: float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9, SysCPU: float64(ru.Stime.Nano()) / 1e9,
+		MaxRSS: int64(ru.Maxrss), Faults: int64(ru.Minflt + ru.Majflt)}
 	if runtime.GOOS != "darwin" {
-		maxRSS *= 1024 // kilobytes everywhere but macOS
+		u.MaxRSS *= 1024 // kilobytes everywhere but macOS
 	}
-	return cpu, maxRSS
+	return u
 }
