@@ -2,7 +2,7 @@
 //
 //	go run ./cmd/loadtest [-conversations 1000] [-turns 3] [-platform both]
 //	    [-ttft 500ms] [-ttft-jitter 0.5] [-token-interval 25ms] [-tokens 120]
-//	    [-ramp 1s] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
+//	    [-ramp 1s] [-warmup -1] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
 //	    [-gc-headroom-kib 256] [-harness-procs 1] [-timeout 110s]
@@ -16,6 +16,12 @@
 // M turns each: on Slack in a thread of a channel of its own, on Discord in
 // a thread of its own; the first message mentions the bot, the follow-ups
 // don't. -ramp 0 -ttft-jitter 0 is the worst case: everything in lockstep.
+//
+// Before the measured load, a warm-up wave of as many other new
+// conversations, one turn each (-warmup; 2 with -ratelimits), gives the bot
+// process what one that has served before has: connections in its pools, a
+// heap and stacks grown to size. The warm-up's own figures, a fresh
+// process's first burst, are reported apart as the cold start.
 //
 // It prints a table (and with -json writes it): the latency the bot adds
 // between the fake Ark writing an answer's first token and the first
@@ -77,6 +83,7 @@ type options struct {
 	ttft, tokenInterval  time.Duration
 	ttftJitter           float64
 	ramp                 time.Duration
+	warmup               int
 	tokens               int
 	ratelimits           bool
 	rateScale            float64
@@ -108,6 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.tokenInterval, "token-interval", 25*time.Millisecond, "the fake Ark's time between tokens")
 	fs.Float64Var(&o.ttftJitter, "ttft-jitter", 0.5, "each answer's time to first token is -ttft times 1±this, at random (0: all alike)")
 	fs.DurationVar(&o.ramp, "ramp", time.Second, "the conversations begin at random moments within this span (0: all at once)")
+	fs.IntVar(&o.warmup, "warmup", -1, "new conversations, one turn each, warming the bot up before the measured load (reported as its cold start; -1: as many as -conversations, or 2 with -ratelimits)")
 	fs.IntVar(&o.tokens, "tokens", 120, "tokens (words) per answer")
 	fs.BoolVar(&o.ratelimits, "ratelimits", false, "emulate Slack's and Discord's rate limits, and use the adapters' budgets")
 	fs.Float64Var(&o.rateScale, "ratelimit-scale", 1, "with -ratelimits, multiply every platform rate (fakes and budgets) by this, to compress time")
@@ -131,6 +139,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	if o.warmup == -1 {
+		// Under rate limits a warm-up would only double the run: what it
+		// measures is 429s and complete answers, not latency.
+		o.warmup = o.conversations
+		if o.ratelimits {
+			o.warmup = min(o.conversations, 2)
+		}
+	}
 	switch {
 	case o.platform != "slack" && o.platform != "discord" && o.platform != "both":
 		return o, fmt.Errorf("-platform must be slack, discord or both, not %q", o.platform)
@@ -140,6 +156,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-turns must be 1 to 100")
 	case o.tokens < 1 || o.tokens > 250:
 		return o, errors.New("-tokens must be 1 to 250 (an answer stays one Discord message)")
+	case o.warmup < -1 || o.warmup > 100000:
+		return o, errors.New("-warmup must be -1 (as many as -conversations) or 0 to 100000")
 	case o.ttftJitter < 0 || o.ttftJitter > 1:
 		return o, errors.New("-ttft-jitter must be 0 to 1")
 	case o.gcHeadroomKiB < 0:
@@ -260,7 +278,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	start := time.Now()
 	loadSet := makeConvs(o, o.conversations, "", true)
 	probeSet := makeConvs(o, o.conversations, "p", false)
-	warmSet := makeConvs(o, min(o.conversations, 2), "w", false)
+	warmSet := makeConvs(o, o.warmup, "w", false)
 	all := append(append(append([]*conv(nil), loadSet.all...), probeSet.all...), warmSet.all...)
 	h, err := startFakes(o, all)
 	if err != nil {
@@ -284,16 +302,21 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	if err := h.startBot(ctx, max(loadSet.slack, warmSet.slack), max(loadSet.discord, warmSet.discord), logFile); err != nil {
 		return nil, fmt.Errorf("%w (bot log: %s)", err, logPath)
 	}
-	progress(stderr, start, "bot connected (Slack %d, Discord %d conversations); warming up", loadSet.slack, loadSet.discord)
+	progress(stderr, start, "bot connected (Slack %d, Discord %d conversations); warming up with %d more x 1 turn", loadSet.slack, loadSet.discord, len(warmSet.all))
 
-	// A few exchanges first: connections, Lua scripts, caches.
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	// The warm-up: the fresh process's first burst, measured as such.
+	fresh, err := h.bot.snap(false, "")
+	if err != nil {
+		return nil, err
+	}
+	wctx, wcancel := context.WithTimeout(ctx, max(45*time.Second, o.timeout/4))
 	h.run(wctx, warmSet.all, 1, nil, nil)
 	wcancel()
 	base, err := h.bot.snap(true, "")
 	if err != nil {
 		return nil, err
 	}
+	cold := coldStart(warmSet.all, fresh, base)
 	if o.cpuProfile != "" {
 		var s snapshot
 		if err := h.bot.exchange(command{Cmd: "cpuprofile", Path: o.cpuProfile}, &s, 10*time.Second); err != nil || s.Err != "" {
@@ -359,7 +382,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	harnessGCs = gcCycles() - harnessGCs
 	resumeGC()
 	progress(stderr, start, "load done in %.1fs", wall.Seconds())
-	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath,
+	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath, Cold: cold,
 		CPUSeconds: end.CPU - base.CPU, SysCPUSeconds: end.SysCPU - base.SysCPU, Faults: end.Faults - base.Faults,
 		HarnessCPU: harnessEnd.CPU - harnessUse.CPU, HarnessFaults: harnessEnd.Faults - harnessUse.Faults, HarnessGCs: harnessGCs, KernelStamps: arrival.Stamped()}
 	if r.Tokens > 0 {
@@ -554,48 +577,75 @@ func (h *harness) idle() (snapshot, error) {
 	return h.bot.do(command{Cmd: "snap", GC: true, CloseIdle: true})
 }
 
+// samples are the durations measured in some conversations' turns.
+type samples struct {
+	started, completed                 int
+	added, made, handled, sign, answer []time.Duration
+}
+
+// add takes in c's turns and returns why c stopped early, if it did.
+func (m *samples) add(c *conv) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.turns {
+		m.started++
+		if !t.final.IsZero() {
+			m.completed++
+			m.answer = append(m.answer, t.final.Sub(t.event))
+		}
+		if !t.sign.IsZero() {
+			m.sign = append(m.sign, t.sign.Sub(t.event))
+		}
+		if !t.shown.IsZero() && !t.first.IsZero() {
+			m.added = append(m.added, t.shown.Sub(t.first))
+			m.handled = append(m.handled, t.handled.Sub(t.first))
+			if !t.sent.IsZero() {
+				m.made = append(m.made, t.sent.Sub(t.first))
+			}
+		}
+	}
+	return c.err
+}
+
+// coldStart sums up the warm-up wave from the bot's snapshots before and
+// after it.
+func coldStart(convs []*conv, before, after snapshot) coldResult {
+	var m samples
+	for _, c := range convs {
+		_ = m.add(c) // a conversation that stopped early shows as incomplete
+	}
+	cr := coldResult{Conversations: len(convs), Completed: m.completed,
+		AddedLatency: summarize(m.added), SignOfLife: summarize(m.sign),
+		CPUSeconds: after.CPU - before.CPU, Faults: after.Faults - before.Faults}
+	for i := range cr.Dials {
+		cr.Dials[i] = after.Dials[i] - before.Dials[i]
+	}
+	return cr
+}
+
 // results fills in the per-platform figures.
 func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redisTrips int64) {
 	answered := 0
 	for _, p := range []string{platformSlack, platformDiscord} {
 		pr := platformResult{Platform: p}
-		var added, made, handled, sign, answer []time.Duration
+		var m samples
 		for _, c := range measured {
 			if c.platform != p {
 				continue
 			}
 			pr.Conversations++
-			c.mu.Lock()
-			if c.err != nil {
-				r.Failures = append(r.Failures, fmt.Sprintf("conversation %s: %v", c.id, c.err))
+			if err := m.add(c); err != nil {
+				r.Failures = append(r.Failures, fmt.Sprintf("conversation %s: %v", c.id, err))
 			}
-			for _, t := range c.turns {
-				pr.Started++
-				pr.TurnsExpected += 2
-				if !t.final.IsZero() {
-					pr.Completed++
-					answer = append(answer, t.final.Sub(t.event))
-				}
-				if !t.sign.IsZero() {
-					sign = append(sign, t.sign.Sub(t.event))
-				}
-				if !t.shown.IsZero() && !t.first.IsZero() {
-					added = append(added, t.shown.Sub(t.first))
-					handled = append(handled, t.handled.Sub(t.first))
-					if !t.sent.IsZero() {
-						made = append(made, t.sent.Sub(t.first))
-					}
-				}
-			}
-			c.mu.Unlock()
 			pr.TurnsFound += found[c]
 		}
 		if pr.Conversations == 0 {
 			continue
 		}
+		pr.Started, pr.Completed, pr.TurnsExpected = m.started, m.completed, 2*m.started
 		answered += pr.Started
-		pr.AddedLatency, pr.CallLatency, pr.HandledLatency = summarize(added), summarize(made), summarize(handled)
-		pr.SignOfLife, pr.AnswerTime = summarize(sign), summarize(answer)
+		pr.AddedLatency, pr.CallLatency, pr.HandledLatency = summarize(m.added), summarize(m.made), summarize(m.handled)
+		pr.SignOfLife, pr.AnswerTime = summarize(m.sign), summarize(m.answer)
 		h.stats.mu.Lock()
 		pr.Calls = h.stats.calls[p]
 		pr.RateLimited = h.stats.limited[p]
@@ -625,6 +675,9 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 
 // judge checks the targets.
 func (r *result) judge(o options) {
+	if c := r.Cold; c.Completed != c.Conversations {
+		r.Failures = append(r.Failures, fmt.Sprintf("warm-up: %d of %d answers completed", c.Completed, c.Conversations))
+	}
 	var p99 float64
 	all, lost := 0, 0
 	limited := 0

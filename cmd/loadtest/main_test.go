@@ -67,6 +67,11 @@ func TestSmallRun(t *testing.T) {
 	if runtime.GOOS == "linux" && (r.Faults <= 0 || r.HarnessFaults < 0) {
 		t.Errorf("page faults: bot %d, harness %d", r.Faults, r.HarnessFaults)
 	}
+	// The warm-up: as many conversations, one turn each, on the fresh
+	// process, which dials Ark for them.
+	if c := r.Cold; c.Conversations != 6 || c.Completed != 6 || c.AddedLatency.N != 6 || c.SignOfLife.N != 6 || c.CPUSeconds <= 0 || c.Dials[0] < 1 {
+		t.Errorf("cold start %+v", c)
+	}
 	if p := r.Probe; !p.Measured || p.Completed != 6 || p.TurnsFound != 12 {
 		t.Errorf("probe %+v", p)
 	}
@@ -95,7 +100,7 @@ func TestSmallRun(t *testing.T) {
 func TestSmallRunWithRateLimits(t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "trace.out")
 	r := smallRun(t, "-platform", "slack", "-ratelimits", "-ratelimit-scale", "10", "-trace", trace)
-	if len(r.Platforms) != 1 || r.Platforms[0].Completed != 12 || r.Platforms[0].RateLimited != 0 || r.Probe.Measured {
+	if len(r.Platforms) != 1 || r.Platforms[0].Completed != 12 || r.Platforms[0].RateLimited != 0 || r.Probe.Measured || r.Cold.Completed != 2 {
 		t.Errorf("%+v", r)
 	}
 	// The bot stopped before the trace's span ended: it is complete all
@@ -107,14 +112,20 @@ func TestSmallRunWithRateLimits(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	for _, bad := range [][]string{{"-platform", "irc"}, {"-conversations", "0"}, {"-tokens", "1000"}, {"-ttft-jitter", "2"}, {"extra"}} {
+	for _, bad := range [][]string{{"-platform", "irc"}, {"-conversations", "0"}, {"-tokens", "1000"}, {"-ttft-jitter", "2"}, {"-warmup", "-2"}, {"extra"}} {
 		if _, err := parseFlags(bad, new(bytes.Buffer)); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
 	}
 	o, err := parseFlags(nil, new(bytes.Buffer))
-	if err != nil || o.conversations != 1000 || o.turns != 3 || o.timeout != 110*time.Second || o.flags["platform"] != "both" {
+	if err != nil || o.conversations != 1000 || o.warmup != 1000 || o.turns != 3 || o.timeout != 110*time.Second || o.flags["platform"] != "both" {
 		t.Errorf("defaults %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"-conversations", "50", "-warmup", "0"}, new(bytes.Buffer)); err != nil || o.warmup != 0 {
+		t.Errorf("-warmup 0: %d, %v", o.warmup, err)
+	}
+	if o, err := parseFlags([]string{"-conversations", "50", "-ratelimits"}, new(bytes.Buffer)); err != nil || o.warmup != 2 {
+		t.Errorf("-ratelimits: warm-up %d, %v", o.warmup, err)
 	}
 }
 

@@ -110,6 +110,7 @@ type result struct {
 	HarnessWaitP50, HarnessWaitP99 float64
 	GCCycles                       uint64
 	GCCPUSeconds                   float64
+	Cold                           coldResult // the warm-up wave
 	Probe                          probeResult
 	Timeline                       []window // added latency over the load
 	RedisPerTurn                   float64  // Redis round trips per answered turn
@@ -125,6 +126,20 @@ type result struct {
 	BotLog                         string
 	BotLogWarnings                 int
 	BotLogFirstLines               []string
+}
+
+// coldResult is the warm-up wave: a fresh bot process's first burst, as
+// many new conversations as -warmup, one turn each, before the measured
+// load. A bot that has been idle for minutes meets its next burst much the
+// same way: its pooled connections expired, its heap given back.
+type coldResult struct {
+	Conversations int
+	Completed     int
+	AddedLatency  latency
+	SignOfLife    latency
+	CPUSeconds    float64  // the bot process's, during the wave
+	Faults        int64    // its page faults during the wave
+	Dials         [3]int64 // HTTP connections it opened to Ark, Slack and Discord
 }
 
 // probeResult is the memory probe: a second wave of as many conversations,
@@ -226,6 +241,11 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 		r.HarnessCPU, r.HarnessGCs, r.HarnessFaults, r.HarnessWaitP50, r.HarnessWaitP99)
 	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections, %d replica-count heartbeats); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
 		r.RedisPerTurn, r.RedisHandshakes, r.RedisHeartbeats, r.Dials[0], r.Dials[1], r.Dials[2])
+	if c := r.Cold; c.Conversations > 0 {
+		fmt.Fprintf(w, "cold start (the warm-up before it: %d new conversations x 1 turn on the fresh bot process, %d/%d answers): added latency p50/p99/max %.1f / %.1f / %.1f ms, sign of life %.0f / %.0f / %.0f ms; bot CPU %.1f s, %d page faults; HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
+			c.Conversations, c.Completed, c.Conversations, c.AddedLatency.P50, c.AddedLatency.P99, c.AddedLatency.Max,
+			c.SignOfLife.P50, c.SignOfLife.P99, c.SignOfLife.Max, c.CPUSeconds, c.Faults, c.Dials[0], c.Dials[1], c.Dials[2])
+	}
 	if p := r.Probe; p.Measured {
 		fmt.Fprintf(w, "memory probe (%d more conversations x 1 turn, %d/%d answers, %d/%d turns in Redis): per active stream (%d streaming) heap %.1f KiB, stack %.1f KiB, %.1f goroutines; per finished conversation %.0f B of heap\n",
 			p.Conversations, p.Completed, p.Conversations, p.TurnsFound, 2*p.Conversations, p.Streams,
