@@ -18,6 +18,7 @@ const (
 	CmdModels = "models"
 	CmdReset  = "reset"
 	CmdUsage  = "usage"
+	CmdStop   = "stop"
 	// CmdRetry answers the conversation's latest question again, replacing
 	// the latest answer in its memory; "regenerate" is the same command.
 	CmdRetry = "retry"

@@ -28,6 +28,8 @@ func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admissio
 		return "🧹 Done: I've forgotten this conversation. Your next message starts fresh (the model choice stays).", nil
 	case CmdUsage:
 		return e.usage(m, adm), nil
+	case CmdStop:
+		return e.stopThread(ctx, m)
 	}
 	return fmt.Sprintf("I don't know the command /%s. Type /help for the list.", c.Name), nil
 }
@@ -40,6 +42,7 @@ func (e *Engine) help() string {
 		"• `/models`: list the models with their descriptions",
 		"• `/reset`: forget this conversation and start fresh",
 		"• `/retry`: answer the latest question again (with the model in use now), replacing the latest answer",
+		"• `/stop`: stop the answer in progress in this conversation (what it said so far is kept)",
 		"• `/usage`: your token usage today and your limits",
 		"• `/help`: this message",
 	}, "\n")
@@ -148,4 +151,20 @@ func (e *Engine) usage(m Message, adm Admission) string {
 	midnight := e.now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
 	fmt.Fprintf(&b, "Counters reset in %s.", midnight.Sub(e.now()).Round(time.Minute))
 	return b.String()
+}
+
+// stopThread stops the answer in progress in m's conversation: here, or
+// on whichever replica runs it.
+func (e *Engine) stopThread(ctx context.Context, m Message) (string, error) {
+	if e.stopLocal(m.ThreadKey()) {
+		return msgStopped, nil
+	}
+	held, err := e.store.RequestStop(ctx, m.ThreadKey())
+	if err != nil {
+		return "", err
+	}
+	if !held {
+		return msgNothingToStop, nil
+	}
+	return msgStopped, nil
 }

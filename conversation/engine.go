@@ -36,6 +36,7 @@ type Engine struct {
 	// Shutdown setting closing. A mutex around both was a hot spot when a
 	// thousand answers began and ended at once.
 	running  sync.Map
+	threads  sync.Map // thread key to the *answering that holds its lock
 	mu       sync.RWMutex
 	closing  bool
 	inflight sync.WaitGroup
@@ -90,7 +91,12 @@ const (
 	msgEmpty          = "You mentioned me without a question. Ask me anything, or type /help."
 	msgNothingToRetry = "There is no answer in this conversation to redo yet: ask me something first."
 	msgNotLatest      = "Only the latest answer in a conversation can be redone, and this one has newer messages after it. Retry the latest answer instead."
+	msgStopped        = "⏹️ Stopped the answer in progress; what it said so far stays."
+	msgNothingToStop  = "There's no answer in progress in this conversation to stop."
 )
+
+// answering is an answer holding its thread's lock, for /stop.
+type answering struct{ cancel context.CancelCauseFunc }
 
 // retryRefusal says why the latest question q (ok: there is one) can't be
 // answered again for a /retry naming question id (empty: the latest).
@@ -206,6 +212,34 @@ func (e *Engine) Stop(dedupeKey string) bool {
 	return ok
 }
 
+// stopLocal stops the answer this process runs in thread, if any.
+func (e *Engine) stopLocal(thread string) bool {
+	a, ok := e.threads.Load(thread)
+	if ok {
+		a.(*answering).cancel(errStopped)
+	}
+	return ok
+}
+
+// ListenForStops stops this process's answers that /stop asks any replica
+// to stop, until ctx ends; ready (if not nil) is called each time it
+// subscribes.
+// While Redis is down, /stop works only on the replica running the answer.
+func (e *Engine) ListenForStops(ctx context.Context, ready func()) {
+	for {
+		err := e.store.StopRequests(ctx, ready, func(thread string) { e.stopLocal(thread) })
+		if err == nil {
+			return
+		}
+		e.log.Warn("not listening for /stop from other replicas; retrying in 5s", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
 // Shutdown stops taking messages, lets answers in flight finish until ctx
 // ends, then interrupts the rest (they say so in the chat) and waits for
 // them to save and release their locks.
@@ -302,6 +336,9 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 		stopRenew = e.keepLock(actx, log, thread)
 	}
 	defer stopRenew() // idempotent; also stopped before saving
+	holder := &answering{cancel: cancel}
+	e.threads.Store(thread.Key, holder)
+	defer e.threads.CompareAndDelete(thread.Key, holder)
 
 	if m.ResolveName != nil {
 		m.User.Name = m.ResolveName()

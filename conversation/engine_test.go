@@ -652,3 +652,54 @@ func TestResolveNameAfterTheSignOfLife(t *testing.T) {
 		}
 	})
 }
+
+// /stop typed in a conversation stops its answer in progress, on this
+// replica or on the one running it, and says when there is none.
+func TestStopCommand(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		a := newRig(t, rdb, prefix)
+		b := newRig(t, rdb, prefix)
+		ctx, cancel := context.WithCancel(context.Background())
+		listening := make(chan struct{}, 1)
+		done := make(chan struct{})
+		go func() { a.engine.ListenForStops(ctx, func() { listening <- struct{}{} }); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		select {
+		case <-listening:
+		case <-time.After(5 * time.Second):
+			t.Fatal("not listening for stop requests")
+		}
+		if got := b.ask(t, msg("/stop")).notice(); got != msgNothingToStop {
+			t.Errorf("/stop with nothing running: %q", got)
+		}
+		for _, by := range []*rig{a, b} { // the replica running the answer, then another one
+			a.ark.Enqueue(fakeark.Response{Content: []string{"one ", "two ", "three ", "four"}, PerChunk: 300 * time.Millisecond})
+			r := &recorder{t: t}
+			answered := make(chan struct{})
+			go func() { a.engine.Handle(context.Background(), msg("count slowly"), r); close(answered) }()
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) { // stop once "one " is on screen
+				r.mu.Lock()
+				shown := len(r.frames) > 0
+				r.mu.Unlock()
+				if shown {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			stop := msg("/stop")
+			stop.User = User{ID: "u2", Name: "Grace"}
+			if got := by.ask(t, stop).notice(); got != msgStopped {
+				t.Errorf("/stop: %q", got)
+			}
+			select {
+			case <-answered:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the answer did not stop")
+			}
+			if f := r.final(); f.Outcome != OutcomeStopped || f.Text == "" || strings.Contains(f.Text, "four") {
+				t.Errorf("stopped answer: %+v", f)
+			}
+		}
+	})
+}

@@ -413,6 +413,54 @@ func (s *Store) SetChannelModel(ctx context.Context, channel, model string) erro
 	return s.rdb.Set(ctx, s.channelKey(channel), model, 0).Err()
 }
 
+// stopChannel is the Pub/Sub channel on which replicas ask each other to
+// stop a thread's answer.
+func (s *Store) stopChannel() string { return s.opt.Prefix + ":stop" }
+
+// RequestStop asks every replica to stop the answer in progress in thread,
+// in one round trip, and reports whether an answer holds the thread's lock.
+func (s *Store) RequestStop(ctx context.Context, thread string) (bool, error) {
+	var held *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		held = p.Exists(ctx, s.lockKey(thread))
+		p.Publish(ctx, s.stopChannel(), thread)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("stop: %w", err)
+	}
+	return held.Val() > 0, nil
+}
+
+// StopRequests calls stop with the thread of each RequestStop from any
+// replica until ctx ends (then it returns nil). It calls ready, if not
+// nil, once subscribed; once it is, go-redis resubscribes by itself after an outage.
+func (s *Store) StopRequests(ctx context.Context, ready func(), stop func(thread string)) error {
+	ps := s.rdb.Subscribe(ctx, s.stopChannel())
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("subscribe to stop requests: %w", err)
+	}
+	if ready != nil {
+		ready()
+	}
+	ch := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			stop(msg.Payload)
+		}
+	}
+}
+
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 

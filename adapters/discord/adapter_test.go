@@ -34,7 +34,7 @@ func testStartupRegistersCommandsAndIdentifies(t *testing.T, hs *harness) {
 			t.Errorf("/model options = %+v", c.Options)
 		}
 	}
-	if strings.Join(names, ",") != "ask,model,models,reset,help,usage" {
+	if strings.Join(names, ",") != "ask,model,models,reset,help,usage,stop" {
 		t.Errorf("commands = %v", names)
 	}
 	ids := hs.fake.Identifies()
@@ -95,7 +95,7 @@ func TestShardingGlobalCommandsAndGatewayURL(t *testing.T) {
 	if len(ids) != 1 || ids[0].Shard != [2]int{1, 2} {
 		t.Fatalf("identify = %+v", ids)
 	}
-	if len(hs.fake.Commands()[""]) != 6 {
+	if len(hs.fake.Commands()[""]) != 7 {
 		t.Fatalf("global commands = %v", hs.fake.Commands())
 	}
 	if n := hs.fake.Stats().Requests["GET /gateway"]; n != 0 || gw != hs.fake.GatewayURL() {
@@ -421,7 +421,7 @@ func testModelAutocompleteAndSwitch(t *testing.T, hs *harness) {
 	if m := hs.h.waitCall(t, ref.ID); m.Text != "/model" {
 		t.Fatalf("/model = %+v", m)
 	}
-	for _, cmd := range []string{"models", "reset", "help", "usage"} {
+	for _, cmd := range []string{"models", "reset", "help", "usage", "stop"} {
 		ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: cmd})
 		if m := hs.h.waitCall(t, ref.ID); m.Text != "/"+cmd {
 			t.Fatalf("/%s = %+v", cmd, m)

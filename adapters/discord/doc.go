@@ -14,7 +14,7 @@
 //     that conversation; in a thread the whole thread is one conversation and
 //     follow-ups need no mention (discord.thread_followups). DMs need no
 //     mention (discord.allow_dms).
-//   - /model [name] (with autocomplete), /models, /reset, /help, /usage:
+//   - /model [name] (with autocomplete), /models, /reset, /stop, /help, /usage:
 //     ephemeral answers from the engine's text commands.
 //   - Streaming answers carry a cursor (" ▌") and a Stop button until they
 //     end; answers over 2,000 characters continue in further messages split by

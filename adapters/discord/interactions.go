@@ -34,6 +34,7 @@ func commandList(allowDMs bool) []*discordgo.ApplicationCommand {
 		{Name: "reset", Description: "Forget this thread's conversation"},
 		{Name: "help", Description: "How to talk to the bot"},
 		{Name: "usage", Description: "Your token usage today"},
+		{Name: "stop", Description: "Stop the answer in progress in this thread"},
 	}
 	for _, c := range cmds {
 		c.DMPermission = &dm
@@ -187,14 +188,14 @@ func (a *Adapter) onCommand(in *discordgo.Interaction) {
 	switch data.Name {
 	case "ask":
 		a.onAsk(in, data, ch)
-	case "model", "models", "reset", "help", "usage":
+	case "model", "models", "reset", "help", "usage", "stop":
 		a.onSlash(in, data, ch)
 	default:
 		a.respondEphemeral(in, "I don't know that command.")
 	}
 }
 
-// onSlash runs /model, /models, /reset, /help and /usage: deferred
+// onSlash runs /model, /models, /reset, /help, /usage and /stop: deferred
 // ephemerally, mapped to the engine's text commands, answered by Notice
 // into the deferred response.
 func (a *Adapter) onSlash(in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo) {

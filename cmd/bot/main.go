@@ -156,6 +156,8 @@ func (b *bot) serve(ctx context.Context, cfg *config.Config) int {
 		return 1
 	}
 	b.routes(mux)
+	// /stop reaches the answer whichever replica runs it.
+	runners = append(runners, func(ctx context.Context) error { b.engine.ListenForStops(ctx, nil); return nil })
 	srv := &http.Server{Addr: cfg.Server.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, len(runners)+1)
 	go func() {

@@ -267,6 +267,11 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 		b.done = append(b.done, done)
 		ready = append(ready, isReady)
 	}
+	var listening atomic.Bool
+	run(func(ctx context.Context) error {
+		engine.ListenForStops(ctx, func() { listening.Store(true) })
+		return nil
+	}, listening.Load)
 	if cfg.Slack.Enabled() {
 		budgets := slack.Budgets{} // no method listed: none limited
 		if !spec.Unlimited {
