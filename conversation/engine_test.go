@@ -97,6 +97,36 @@ func TestEngineIgnoresUnaddressedFollowupsOutsideItsThreads(t *testing.T) {
 	})
 }
 
+// A follow-up written while the bot's first answer in a thread streams
+// (nothing saved yet, but the thread locked) is answered after it.
+func TestFollowUpDuringTheFirstAnswer(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.ark.Enqueue(fakeark.Response{Content: []string{"first ", "answer"}, PerChunk: 200 * time.Millisecond})
+		first := msg("start")
+		first.Thread = "t-first"
+		r := &recorder{t: t}
+		done := make(chan struct{})
+		go func() { rg.engine.Handle(context.Background(), first, r); close(done) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if held, _ := rdb.Exists(context.Background(), rg.store.lockKey(first.ThreadKey())).Result(); held == 1 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		m := msg("and also")
+		m.Thread, m.Mentioned = "t-first", false
+		if f := rg.ask(t, m).final(); f.Text != "You said: and also" {
+			t.Fatalf("follow-up during the first answer: %+v", f)
+		}
+		<-done
+		if f := r.final(); f.Text != "first answer" {
+			t.Fatalf("first answer: %+v", f)
+		}
+	})
+}
+
 func TestModelCommands(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		rg := newRig(t, rdb, prefix)

@@ -113,11 +113,12 @@ var lockAndLoad = redis.NewScript(lockAndLoadLua)
 
 // admitScript marks a message as seen (KEYS[4], for ARGV[4] ms) and, when
 // asked, tries lockAndLoadLua on its thread in the same step. It returns
-// {-1} for a follow-up (ARGV[3] = "1") in a thread without turns, leaving
-// nothing behind; {0} for a message seen before; {1} for a new one, and
+// {-1} for a follow-up (ARGV[3] = "1") in a thread without turns and not
+// locked (a thread's first answer holds the lock before it saves a turn),
+// leaving nothing behind; {0} for a message seen before; {1} for a new one, and
 // then lockAndLoadLua's reply if ARGV[1], the lock token, isn't empty.
 var admitScript = redis.NewScript(`
-if ARGV[3] == "1" and redis.call("EXISTS", KEYS[2]) == 0 then return {-1} end
+if ARGV[3] == "1" and redis.call("EXISTS", KEYS[2], KEYS[1]) == 0 then return {-1} end
 if not redis.call("SET", KEYS[4], "1", "NX", "PX", ARGV[4]) then return {0} end
 if ARGV[1] == "" then return {1} end
 local function lock()` + lockAndLoadLua + `end
@@ -131,7 +132,8 @@ return r
 // share a hash tag). A follow-up (m.Mentioned false) is for the bot only
 // where it holds a conversation: Admit checks that its thread has turns and
 // only then marks it; Talking is false when it has none, and nothing is
-// written then. With lock, Admit also tries to lock and load the thread of
+// written then; a thread whose first answer is under way counts as one
+// with turns. With lock, Admit also tries to lock and load the thread of
 // a new message (see Admission.Thread), saving the answer a round trip.
 func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.Time, lock bool) (Admission, error) {
 	day := Day(now)

@@ -210,3 +210,42 @@ func TestRetryID(t *testing.T) {
 		t.Errorf("without the message's ts: %q, want the trigger", b)
 	}
 }
+
+// !stop typed in the thread, without a mention, ends the thread's first
+// answer while it streams, keeping what it wrote, and says so in the thread.
+func TestStopInAThread(t *testing.T) {
+	engine, ark := engineFor(t)
+	ark.Enqueue(fakeark.Response{Content: fakeark.SplitWords("one two three four five six seven eight nine ten"), PerChunk: 150 * time.Millisecond})
+	fs := fakeslack.New(fakeslack.Options{})
+	t.Cleanup(fs.Close)
+	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann"})
+	start(t, fs, engine, nil)
+	e := &env{t: t, fs: fs}
+
+	ts := fs.NextTS()
+	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> count slowly", ts, ""))
+	bot := func() []fakeslack.Message {
+		var out []fakeslack.Message
+		for _, m := range fs.Replies("C1", ts) {
+			if m.User == fs.BotUserID() {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	e.waitFor("the answer streaming", 5*time.Second, func() bool {
+		r := bot()
+		return len(r) == 1 && r[0].Streaming && strings.Contains(r[0].Visible(), "one")
+	})
+	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("C1", "channel", "U1", "!stop", fs.NextTS(), ts))
+	e.waitFor("the answer stopped and the notice", 5*time.Second, func() bool {
+		r := bot()
+		return len(r) == 2 && !r[0].Streaming && strings.Contains(r[0].Visible(), "Stopped.") && strings.Contains(r[1].Visible(), "Stopped the answer in progress")
+	})
+	if a := bot()[0].Visible(); !strings.HasPrefix(a, "one") || strings.Contains(a, "ten") {
+		t.Fatalf("stopped answer %q", a)
+	}
+	if n := len(ark.Requests()); n != 1 {
+		t.Fatalf("%d requests to Ark: !stop was taken for a question", n)
+	}
+}
