@@ -42,7 +42,7 @@ func (e *Engine) help() string {
 		"• `/models`: list the models with their descriptions",
 		"• `/reset`: forget this conversation and start fresh",
 		"• `/retry`: answer the latest question again (with the model in use now), replacing the latest answer",
-		"• `/stop`: stop the answer in progress in this conversation (what it said so far is kept)",
+		"• `/stop`: stop the answer in progress in this conversation, if you asked it (what it said so far is kept)",
 		"• `/usage`: your token usage today and your limits",
 		"• `/help`: this message",
 	}, "\n")
@@ -153,18 +153,24 @@ func (e *Engine) usage(m Message, adm Admission) string {
 	return b.String()
 }
 
-// stopThread stops the answer in progress in m's conversation: here, or
-// on whichever replica runs it.
+// stopThread stops the answer in progress in m's conversation, here or on
+// whichever replica runs it, when m's author asked it or is an admin.
 func (e *Engine) stopThread(ctx context.Context, m Message) (string, error) {
-	if e.stopLocal(m.ThreadKey()) {
+	thread := m.ThreadKey()
+	if owner, ok := e.localOwner(thread); ok {
+		if owner != m.userKey() && !m.User.Admin {
+			return msgNotYours, nil
+		}
+		e.stopLocal(thread)
 		return msgStopped, nil
 	}
-	held, err := e.store.RequestStop(ctx, m.ThreadKey())
-	if err != nil {
+	switch out, err := e.store.RequestStop(ctx, thread, m.userKey(), m.User.Admin); {
+	case err != nil:
 		return "", err
-	}
-	if !held {
+	case out == StopNothing:
 		return msgNothingToStop, nil
+	case out == StopRefused:
+		return msgNotYours, nil
 	}
 	return msgStopped, nil
 }

@@ -93,10 +93,14 @@ const (
 	msgNotLatest      = "Only the latest answer in a conversation can be redone, and this one has newer messages after it. Retry the latest answer instead."
 	msgStopped        = "⏹️ Stopped the answer in progress; what it said so far stays."
 	msgNothingToStop  = "There's no answer in progress in this conversation to stop."
+	msgNotYours       = "Only the person who asked, or an admin, can stop the answer in progress."
 )
 
 // answering is an answer holding its thread's lock, for /stop.
-type answering struct{ cancel context.CancelCauseFunc }
+type answering struct {
+	cancel context.CancelCauseFunc
+	owner  string // the asker's user key
+}
 
 // retryRefusal says why the latest question q (ok: there is one) can't be
 // answered again for a /retry naming question id (empty: the latest).
@@ -221,6 +225,15 @@ func (e *Engine) stopLocal(thread string) bool {
 	return ok
 }
 
+// localOwner returns the asker of the answer this process runs in thread.
+func (e *Engine) localOwner(thread string) (string, bool) {
+	a, ok := e.threads.Load(thread)
+	if !ok {
+		return "", false
+	}
+	return a.(*answering).owner, true
+}
+
 // ListenForStops stops this process's answers that /stop asks any replica
 // to stop, until ctx ends; ready (if not nil) is called each time it
 // subscribes.
@@ -310,7 +323,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	}
 	var err error
 	if thread == nil {
-		thread, err = e.store.Lock(actx, m.ThreadKey())
+		thread, err = e.store.Lock(actx, m.ThreadKey(), m.userKey())
 	}
 	if err != nil {
 		metrics.Messages.WithLabelValues(m.Platform, "error").Inc()
@@ -336,7 +349,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 		stopRenew = e.keepLock(actx, log, thread)
 	}
 	defer stopRenew() // idempotent; also stopped before saving
-	holder := &answering{cancel: cancel}
+	holder := &answering{cancel: cancel, owner: m.userKey()}
 	e.threads.Store(thread.Key, holder)
 	defer e.threads.CompareAndDelete(thread.Key, holder)
 

@@ -351,7 +351,7 @@ func TestShutdownInterruptsVisibly(t *testing.T) {
 			t.Errorf("message during shutdown: %q", n)
 		}
 		// The lock was released: another engine can take the thread at once.
-		th, err := rg.store.Lock(context.Background(), msg("").ThreadKey())
+		th, err := rg.store.Lock(context.Background(), msg("").ThreadKey(), "test:u1")
 		if err != nil {
 			t.Fatalf("lock still held after shutdown: %v", err)
 		}
@@ -562,7 +562,7 @@ func TestSlowSignOfLifeKeepsTheAdmissionsLock(t *testing.T) {
 		if f := slow.final(); f.Outcome != OutcomeDone || f.Note != "" {
 			t.Errorf("answer after a slow sign of life: %+v", f)
 		}
-		th, err := rg.store.Lock(context.Background(), msg("").ThreadKey())
+		th, err := rg.store.Lock(context.Background(), msg("").ThreadKey(), "test:u1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -672,7 +672,7 @@ func TestResolveNameAfterTheSignOfLife(t *testing.T) {
 		if len(reqs) != 1 || !strings.Contains(reqs[0].Messages[0].Text, "Grace") {
 			t.Fatalf("system prompt without the resolved name: %+v", reqs)
 		}
-		th, err := rg.store.Lock(context.Background(), m.ThreadKey())
+		th, err := rg.store.Lock(context.Background(), m.ThreadKey(), "test:u1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -684,7 +684,8 @@ func TestResolveNameAfterTheSignOfLife(t *testing.T) {
 }
 
 // /stop typed in a conversation stops its answer in progress, on this
-// replica or on the one running it, and says when there is none.
+// replica or on the one running it, for the asker or an admin; it says
+// when there is none, or when the answer is someone else's.
 func TestStopCommand(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		a := newRig(t, rdb, prefix)
@@ -702,7 +703,12 @@ func TestStopCommand(t *testing.T) {
 		if got := b.ask(t, msg("/stop")).notice(); got != msgNothingToStop {
 			t.Errorf("/stop with nothing running: %q", got)
 		}
-		for _, by := range []*rig{a, b} { // the replica running the answer, then another one
+		grace := User{ID: "u2", Name: "Grace"}
+		admin := User{ID: "u3", Name: "Root", Admin: true}
+		for _, c := range []struct {
+			by   *rig
+			user User
+		}{{a, msg("").User}, {b, msg("").User}, {b, admin}} { // the asker here and from another replica, an admin elsewhere
 			a.ark.Enqueue(fakeark.Response{Content: []string{"one ", "two ", "three ", "four"}, PerChunk: 300 * time.Millisecond})
 			r := &recorder{t: t}
 			answered := make(chan struct{})
@@ -717,10 +723,17 @@ func TestStopCommand(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
+			for _, by := range []*rig{a, b} { // someone else may not, here or elsewhere
+				m := msg("/stop")
+				m.User = grace
+				if got := by.ask(t, m).notice(); got != msgNotYours {
+					t.Errorf("/stop by another user: %q", got)
+				}
+			}
 			stop := msg("/stop")
-			stop.User = User{ID: "u2", Name: "Grace"}
-			if got := by.ask(t, stop).notice(); got != msgStopped {
-				t.Errorf("/stop: %q", got)
+			stop.User = c.user
+			if got := c.by.ask(t, stop).notice(); got != msgStopped {
+				t.Errorf("/stop by %s: %q", c.user.Name, got)
 			}
 			select {
 			case <-answered:
@@ -728,7 +741,7 @@ func TestStopCommand(t *testing.T) {
 				t.Fatal("the answer did not stop")
 			}
 			if f := r.final(); f.Outcome != OutcomeStopped || f.Text == "" || strings.Contains(f.Text, "four") {
-				t.Errorf("stopped answer: %+v", f)
+				t.Errorf("stopped answer (by %s): %+v", c.user.Name, f)
 			}
 		}
 	})

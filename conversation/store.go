@@ -144,7 +144,7 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 	thread := m.ThreadKey()
 	token, followUp := "", "0"
 	if lock {
-		token = randomToken()
+		token = lockToken(m.userKey())
 	}
 	if !m.Mentioned {
 		followUp = "1"
@@ -266,11 +266,12 @@ func lastQuestion(turns []Turn) (Turn, bool) {
 	return turns[n-2], true
 }
 
-// Lock takes the thread's lock (waiting up to LockWait for an answer in
-// progress, on any replica) and loads its turns and model in the same round
-// trip. The lock expires after LockTTL unless renewed with Renew.
-func (s *Store) Lock(ctx context.Context, thread string) (*Thread, error) {
-	token := randomToken()
+// Lock takes the thread's lock for owner, the asker's user key (waiting up
+// to LockWait for an answer in progress, on any replica), and loads its
+// turns and model in the same round trip. The lock expires after LockTTL
+// unless renewed with Renew.
+func (s *Store) Lock(ctx context.Context, thread, owner string) (*Thread, error) {
+	token := lockToken(owner)
 	keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread)}
 	deadline := time.Now().Add(s.opt.LockWait)
 	backoff := 20 * time.Millisecond
@@ -419,19 +420,32 @@ func (s *Store) SetChannelModel(ctx context.Context, channel, model string) erro
 // stop a thread's answer.
 func (s *Store) stopChannel() string { return s.opt.Prefix + ":stop" }
 
+// StopOutcome is what RequestStop did.
+type StopOutcome int
+
+// RequestStop's outcomes.
+const (
+	StopNothing   StopOutcome = iota // no answer holds the thread's lock
+	StopRefused                      // the answer is someone else's, and by is no admin
+	StopRequested                    // every replica was asked to stop it
+)
+
 // RequestStop asks every replica to stop the answer in progress in thread,
-// in one round trip, and reports whether an answer holds the thread's lock.
-func (s *Store) RequestStop(ctx context.Context, thread string) (bool, error) {
-	var held *redis.IntCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		held = p.Exists(ctx, s.lockKey(thread))
-		p.Publish(ctx, s.stopChannel(), thread)
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("stop: %w", err)
+// if it was asked by by (a user key) or admin is set.
+func (s *Store) RequestStop(ctx context.Context, thread, by string, admin bool) (StopOutcome, error) {
+	token, err := s.rdb.Get(ctx, s.lockKey(thread)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return StopNothing, nil
+	case err != nil:
+		return 0, fmt.Errorf("stop: %w", err)
+	case !admin && lockOwner(token) != by:
+		return StopRefused, nil
 	}
-	return held.Val() > 0, nil
+	if err := s.rdb.Publish(ctx, s.stopChannel(), thread).Err(); err != nil {
+		return 0, fmt.Errorf("stop: %w", err)
+	}
+	return StopRequested, nil
 }
 
 // StopRequests calls stop with the thread of each RequestStop from any
@@ -466,10 +480,18 @@ func (s *Store) StopRequests(ctx context.Context, ready func(), stop func(thread
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
-func randomToken() string {
+// lockToken is a thread lock's value: its owner's user key and a random
+// part that makes it this answer's.
+func lockToken(owner string) string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return owner + " " + hex.EncodeToString(b)
+}
+
+// lockOwner is the owner named in a lock's value.
+func lockOwner(token string) string {
+	owner, _, _ := strings.Cut(token, " ")
+	return owner
 }
 
 // userKey identifies the author across the platform for quotas.

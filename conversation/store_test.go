@@ -17,16 +17,16 @@ func TestStoreLockIsExclusiveAndExpiresWhenTheHolderDies(t *testing.T) {
 		opt.LockTTL, opt.LockWait = 300*time.Millisecond, 100*time.Millisecond
 		a, b := NewStore(rdb, opt), NewStore(rdb, opt)
 
-		held, err := a.Lock(ctx, "k")
+		held, err := a.Lock(ctx, "k", "test:u1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Lock(ctx, "k"); !errors.Is(err, ErrBusy) {
+		if _, err := b.Lock(ctx, "k", "test:u1"); !errors.Is(err, ErrBusy) {
 			t.Fatalf("second lock: %v, want ErrBusy", err)
 		}
 		// The holder "dies": never renews. Its lock expires and b takes over.
 		time.Sleep(350 * time.Millisecond)
-		taken, err := b.Lock(ctx, "k")
+		taken, err := b.Lock(ctx, "k", "test:u1")
 		if err != nil {
 			t.Fatalf("the dead holder's lock did not expire: %v", err)
 		}
@@ -37,7 +37,7 @@ func TestStoreLockIsExclusiveAndExpiresWhenTheHolderDies(t *testing.T) {
 		if err := taken.Save(ctx, []Turn{{Role: "user", Text: "q"}, {Role: "assistant", Text: "a"}}, Usage{}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		th, err := a.Lock(ctx, "k")
+		th, err := a.Lock(ctx, "k", "test:u1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +54,7 @@ func TestStoreRenewKeepsTheLock(t *testing.T) {
 		opt := storeOptions(prefix)
 		opt.LockTTL, opt.LockWait = 200*time.Millisecond, 50*time.Millisecond
 		s := NewStore(rdb, opt)
-		th, err := s.Lock(ctx, "k")
+		th, err := s.Lock(ctx, "k", "test:u1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,11 +64,11 @@ func TestStoreRenewKeepsTheLock(t *testing.T) {
 				t.Fatalf("renew %d: %v %v", i, ok, err)
 			}
 		}
-		if _, err := s.Lock(ctx, "k"); !errors.Is(err, ErrBusy) {
+		if _, err := s.Lock(ctx, "k", "test:u1"); !errors.Is(err, ErrBusy) {
 			t.Fatalf("renewed lock was taken: %v", err)
 		}
 		th.Release(ctx)
-		if _, err := s.Lock(ctx, "k"); err != nil {
+		if _, err := s.Lock(ctx, "k", "test:u1"); err != nil {
 			t.Fatalf("released lock not free: %v", err)
 		}
 	})
@@ -81,7 +81,7 @@ func TestStoreTrimsAndExpires(t *testing.T) {
 		opt.MaxTurns = 4
 		s := NewStore(rdb, opt)
 		for i := 0; i < 5; i++ {
-			th, err := s.Lock(ctx, "k")
+			th, err := s.Lock(ctx, "k", "test:u1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func TestStoreTrimsAndExpires(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		th, _ := s.Lock(ctx, "k")
+		th, _ := s.Lock(ctx, "k", "test:u1")
 		defer th.Release(ctx)
 		if len(th.Turns) != 4 || th.Turns[0].Text != "d" {
 			t.Fatalf("want the newest 4 turns from d, got %+v", th.Turns)
@@ -121,7 +121,7 @@ func TestAdmitFollowUp(t *testing.T) {
 		if keys := rdb.Keys(ctx, prefix+":*").Val(); len(keys) != 0 {
 			t.Fatalf("an ignored follow-up wrote %v", keys)
 		}
-		th, err := s.Lock(ctx, m.ThreadKey())
+		th, err := s.Lock(ctx, m.ThreadKey(), "test:u1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestAdmitLocks(t *testing.T) {
 		s := NewStore(rdb, storeOptions(prefix))
 		ctx := context.Background()
 		m := Message{Platform: "discord", Workspace: "G1", Channel: "C1", Thread: "T1", ID: "m1", User: User{ID: "U1"}, Mentioned: true}
-		th, err := s.Lock(ctx, m.ThreadKey())
+		th, err := s.Lock(ctx, m.ThreadKey(), "test:u1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func TestAdmitLocks(t *testing.T) {
 		if err := adm.Thread.Save(ctx, []Turn{{Role: "user", Text: "q"}, {Role: "assistant", Text: "a"}}, Usage{}, time.Now()); err != nil {
 			t.Fatalf("saving with the admission's lock: %v", err)
 		}
-		th, err = s.Lock(ctx, m.ThreadKey())
+		th, err = s.Lock(ctx, m.ThreadKey(), "test:u1")
 		if err != nil || len(th.Turns) != 4 {
 			t.Fatalf("after the save: %+v, %v", th, err)
 		}

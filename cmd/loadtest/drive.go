@@ -370,7 +370,7 @@ func (h *harness) verifyOne(ctx context.Context, store *conversation.Store, c *c
 	if len(turns) == 0 {
 		return 0
 	}
-	th, err := store.Lock(ctx, m.ThreadKey())
+	th, err := store.Lock(ctx, m.ThreadKey(), "loadtest:verify")
 	if err != nil {
 		return 0
 	}
