@@ -13,7 +13,7 @@ import (
 func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admission) (string, error) {
 	switch c.Name {
 	case CmdHelp:
-		return e.help(), nil
+		return e.help(m), nil
 	case CmdModels:
 		return e.modelList(ctx, m)
 	case CmdModel:
@@ -34,8 +34,8 @@ func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admissio
 	return fmt.Sprintf("I don't know the command /%s. Type /help for the list.", c.Name), nil
 }
 
-func (e *Engine) help() string {
-	return strings.Join([]string{
+func (e *Engine) help(m Message) string {
+	lines := []string{
 		"**What I can do**: ask me anything; I answer with Volcengine Ark models and remember the conversation.",
 		"• `/model`: show the model in use here and the ones you can pick",
 		"• `/model <name>`: switch model (in a thread: for this thread; elsewhere: for the whole channel)",
@@ -45,7 +45,11 @@ func (e *Engine) help() string {
 		"• `/stop`: stop the answer in progress in this conversation, if you asked it (what it said so far is kept)",
 		"• `/usage`: your token usage today and your limits",
 		"• `/help`: this message",
-	}, "\n")
+	}
+	if m.Platform == PlatformSlack {
+		lines = append(lines, "In a thread Slack keeps `/` for its own commands: type `!stop`, `!retry`, `!model deepseek-r1`…, or mention me first (`@me /stop`).")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (e *Engine) modelList(ctx context.Context, m Message) (string, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/redistest"
 )
 
 func TestEngineAnswersAndRemembers(t *testing.T) {
@@ -745,4 +746,23 @@ func TestStopCommand(t *testing.T) {
 			}
 		}
 	})
+}
+
+// /help lists every command, and on Slack says how to type them in a
+// thread, where Slack takes "/" for its own commands.
+func TestHelp(t *testing.T) {
+	rg := newRig(t, redistest.New(t).Client(), "help")
+	for _, platform := range []string{"test", PlatformSlack} {
+		m := msg("/help")
+		m.Platform = platform
+		help := rg.ask(t, m).notice()
+		for _, c := range []string{CmdModel, CmdModels, CmdReset, CmdRetry, CmdStop, CmdUsage, CmdHelp} {
+			if !strings.Contains(help, "`/"+c) {
+				t.Errorf("%s: /help does not list /%s", platform, c)
+			}
+		}
+		if slack := strings.Contains(help, "`!stop`"); slack != (platform == PlatformSlack) {
+			t.Errorf("%s: /help says how to type commands in a Slack thread: %v", platform, slack)
+		}
+	}
 }
