@@ -236,8 +236,8 @@ func (e *Engine) localOwner(thread string) (string, bool) {
 
 // ListenForStops stops this process's answers that /stop asks any replica
 // to stop, until ctx ends; ready (if not nil) is called each time it
-// subscribes.
-// While Redis is down, /stop works only on the replica running the answer.
+// subscribes. While Redis is down, /stop works only on the replica running
+// the answer.
 func (e *Engine) ListenForStops(ctx context.Context, ready func()) {
 	for {
 		err := e.store.StopRequests(ctx, ready, func(thread string) { e.stopLocal(thread) })
@@ -313,10 +313,13 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 
 	// The lock from the admission is renewed from here on; without one,
 	// the answer shows a sign of life and then waits for the thread.
+	// Whoever holds the thread's lock is /stop's to find.
+	holder := &answering{cancel: cancel, owner: m.userKey()}
 	var stopRenew func()
 	thread := adm.Thread
 	if thread != nil {
 		stopRenew = e.keepLock(actx, log, thread)
+		e.threads.Store(thread.Key, holder)
 	}
 	if err := r.Begin(actx); err != nil {
 		log.Warn("begin failed", "err", err)
@@ -345,13 +348,12 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 			e.release(ctx, log, thread)
 		}
 	}()
+	defer e.threads.CompareAndDelete(thread.Key, holder)
 	if stopRenew == nil {
 		stopRenew = e.keepLock(actx, log, thread)
+		e.threads.Store(thread.Key, holder)
 	}
 	defer stopRenew() // idempotent; also stopped before saving
-	holder := &answering{cancel: cancel, owner: m.userKey()}
-	e.threads.Store(thread.Key, holder)
-	defer e.threads.CompareAndDelete(thread.Key, holder)
 
 	if m.ResolveName != nil {
 		m.User.Name = m.ResolveName()
