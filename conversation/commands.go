@@ -171,6 +171,10 @@ func (e *Engine) stopThread(ctx context.Context, m Message) (string, error) {
 	switch out, err := e.store.RequestStop(ctx, thread, m.userKey(), m.User.Admin); {
 	case err != nil:
 		return "", err
+	case out == StopNothing && m.Platform == PlatformDiscord && !m.InThread:
+		// A reply chain is a conversation of its own, out of a slash
+		// command's reach; its answer carries a Stop button.
+		return msgNothingToStop + " An answer in a reply chain has a Stop button under it.", nil
 	case out == StopNothing:
 		return msgNothingToStop, nil
 	case out == StopRefused:

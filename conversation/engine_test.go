@@ -704,6 +704,11 @@ func TestStopCommand(t *testing.T) {
 		if got := b.ask(t, msg("/stop")).notice(); got != msgNothingToStop {
 			t.Errorf("/stop with nothing running: %q", got)
 		}
+		inChannel := msg("/stop")
+		inChannel.Platform, inChannel.Thread, inChannel.InThread = PlatformDiscord, "", false
+		if got := b.ask(t, inChannel).notice(); !strings.HasPrefix(got, msgNothingToStop) || !strings.Contains(got, "Stop button") {
+			t.Errorf("/stop in a Discord channel with nothing running: %q", got)
+		}
 		grace := User{ID: "u2", Name: "Grace"}
 		admin := User{ID: "u3", Name: "Root", Admin: true}
 		for _, c := range []struct {
