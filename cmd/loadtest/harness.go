@@ -65,8 +65,8 @@ func startFakes(o options, convs []*conv) (*harness, error) {
 	}
 	h.ark = fakeark.New(fakeark.WithAPIKey(arkKey), fakeark.WithFirstChunkHook(h.onFirstChunk))
 	h.ark.SetHandler(h.answer)
-	h.fs = fakeslack.New(fakeslack.Options{OnCall: h.onSlackCall})
-	dopts := []fakediscord.Option{fakediscord.WithCallHook(h.onDiscordCall)}
+	h.fs = fakeslack.New(fakeslack.Options{OnCall: h.onSlackCall, EchoOwn: o.echo})
+	dopts := []fakediscord.Option{fakediscord.WithCallHook(h.onDiscordCall), fakediscord.WithEchoOwnMessages(o.echo), fakediscord.WithEchoOwnEdits(o.echo)}
 	if o.ratelimits {
 		h.fs.SetRateLimits(&fakeslack.RateLimits{Scale: o.rateScale})
 		dopts = append(dopts, fakediscord.WithRateLimit(5, time.Duration(float64(5*time.Second)/o.rateScale)))

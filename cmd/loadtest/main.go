@@ -2,7 +2,7 @@
 //
 //	go run ./cmd/loadtest [-conversations 1000] [-turns 3] [-platform both]
 //	    [-ttft 500ms] [-ttft-jitter 0.5] [-token-interval 25ms] [-tokens 120]
-//	    [-ramp 1s] [-warmup -1] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
+//	    [-ramp 1s] [-warmup -1] [-echo] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
 //	    [-gc-headroom-kib 256] [-harness-procs 1] [-timeout 110s]
@@ -22,6 +22,12 @@
 // process what one that has served before has: connections in its pools, a
 // heap and stacks grown to size. The warm-up's own figures, a fresh
 // process's first burst, are reported apart as the cold start.
+//
+// As on Slack and Discord, the bot hears of its own posts and edits: the
+// fakes send each back to it as an event (a message or message_changed
+// event over Socket Mode, MESSAGE_CREATE or MESSAGE_UPDATE on the
+// gateway), which it must read, decode and drop; -echo=false leaves them
+// out.
 //
 // It prints a table (and with -json writes it): the latency the bot adds
 // between the fake Ark writing an answer's first token and the first
@@ -86,6 +92,7 @@ type options struct {
 	warmup               int
 	tokens               int
 	ratelimits           bool
+	echo                 bool
 	rateScale            float64
 	redisURL             string
 	slackEdit            time.Duration
@@ -117,6 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.ramp, "ramp", time.Second, "the conversations begin at random moments within this span (0: all at once)")
 	fs.IntVar(&o.warmup, "warmup", -1, "new conversations, one turn each, warming the bot up before the measured load (reported as its cold start; -1: as many as -conversations, or 2 with -ratelimits)")
 	fs.IntVar(&o.tokens, "tokens", 120, "tokens (words) per answer")
+	fs.BoolVar(&o.echo, "echo", true, "the fakes send the bot its own posts and edits back as events, as Slack and Discord do (false: leave that cost out)")
 	fs.BoolVar(&o.ratelimits, "ratelimits", false, "emulate Slack's and Discord's rate limits, and use the adapters' budgets")
 	fs.Float64Var(&o.rateScale, "ratelimit-scale", 1, "with -ratelimits, multiply every platform rate (fakes and budgets) by this, to compress time")
 	fs.StringVar(&o.redisURL, "redis", "", "a Redis server to use (redis://host:port/db); empty: an embedded one")

@@ -118,8 +118,14 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	o, err := parseFlags(nil, new(bytes.Buffer))
-	if err != nil || o.conversations != 1000 || o.warmup != 1000 || o.turns != 3 || o.timeout != 110*time.Second || o.flags["platform"] != "both" {
+	if err != nil || o.conversations != 1000 || o.warmup != 1000 || o.turns != 3 || o.timeout != 110*time.Second || o.flags["platform"] != "both" || !o.echo {
 		t.Errorf("defaults %+v, %v", o, err)
+	}
+	if d := describe(o.flags); !strings.Contains(d, "its own posts and edits echoed to it") {
+		t.Errorf("the description does not say the bot hears its own messages: %s", d)
+	}
+	if o, _ := parseFlags([]string{"-echo=false"}, new(bytes.Buffer)); o.echo || !strings.Contains(describe(o.flags), "no echoes") {
+		t.Errorf("-echo=false: %v, %s", o.echo, describe(o.flags))
 	}
 	if o, err := parseFlags([]string{"-conversations", "50", "-warmup", "0"}, new(bytes.Buffer)); err != nil || o.warmup != 0 {
 		t.Errorf("-warmup 0: %d, %v", o.warmup, err)

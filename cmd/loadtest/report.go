@@ -294,13 +294,17 @@ func describe(o map[string]any) string {
 	if u, _ := o["redis"].(string); u != "" {
 		redis = "Redis " + u
 	}
+	echo := "its own posts and edits echoed to it"
+	if o["echo"] == false {
+		echo = "no echoes of its own posts and edits"
+	}
 	fakes := "the fakes on all CPUs"
 	if n, _ := o["harness-procs"].(int); n > 0 {
 		fakes = fmt.Sprintf("the fakes on %d CPU(s)", n)
 	}
-	return fmt.Sprintf("%v conversations x %v turns on %v, begun within %v; Ark TTFT %v ±%v%%, %v tokens every %v; renders Slack %v, Discord %v; %s; GC headroom %v KiB per answer; %s; %s",
+	return fmt.Sprintf("%v conversations x %v turns on %v, begun within %v; Ark TTFT %v ±%v%%, %v tokens every %v; renders Slack %v, Discord %v; %s; %s; GC headroom %v KiB per answer; %s; %s",
 		o["conversations"], o["turns"], o["platform"], o["ramp"], o["ttft"], o["ttft-jitter"].(float64)*100, o["tokens"], o["token-interval"],
-		o["slack-edit-interval"], o["discord-edit-interval"], limits, o["gc-headroom-kib"], redis, fakes)
+		o["slack-edit-interval"], o["discord-edit-interval"], limits, echo, o["gc-headroom-kib"], redis, fakes)
 }
 
 // writeJSON writes the report to path.

@@ -238,6 +238,12 @@ func WithRecommendedShards(n int) Option { return func(s *Server) { s.shards = n
 // MESSAGE_CREATE dispatches, as on Discord (default true).
 func WithEchoOwnMessages(on bool) Option { return func(s *Server) { s.echoOwn = on } }
 
+// WithEchoOwnEdits controls whether the bot's edits of its channel
+// messages come back as MESSAGE_UPDATE dispatches carrying the edited
+// message, as on Discord (default false: most tests have no use for them;
+// the load test turns them on to pay for them as a real bot does).
+func WithEchoOwnEdits(on bool) Option { return func(s *Server) { s.echoEdits = on } }
+
 // Server is a fake Discord. Create it with New, stop it with Close.
 type Server struct {
 	srv *httptest.Server
@@ -251,6 +257,7 @@ type Server struct {
 	tokenTTL         time.Duration
 	shards           int
 	echoOwn          bool
+	echoEdits        bool
 	onCall           func(Call)
 
 	idSeq atomic.Int64

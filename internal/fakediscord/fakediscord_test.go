@@ -325,3 +325,32 @@ func TestMessageWireFormat(t *testing.T) {
 		"flags": 0, "pending": false, "nick": "annie"}
 	check("gateway", gateway, want)
 }
+
+// With WithEchoOwnEdits, the bot's edits come back as MESSAGE_UPDATE with
+// the edited message, after the PATCH is answered; without it, nothing.
+func TestEchoOwnEdits(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		s := New(WithEchoOwnEdits(on), WithEchoOwnMessages(false))
+		s.AddChannel(Channel{ID: "200", GuildID: "300", Type: ChannelText, Name: "general"})
+		c := dial(t, s)
+		read(t, c) // hello
+		_ = c.WriteJSON(map[string]any{"op": 2, "d": map[string]any{"token": "Bot " + s.Token(), "intents": 37377}})
+		read(t, c) // READY
+		read(t, c) // GUILD_CREATE
+		_, body := do(t, s, "POST", "/channels/200/messages", map[string]any{"content": "one"})
+		var m struct{ ID string }
+		_ = json.Unmarshal(body, &m)
+		if resp, _ := do(t, s, "PATCH", "/channels/200/messages/"+m.ID, map[string]any{"content": "one two"}); resp.StatusCode != 200 {
+			t.Fatalf("edit: %d", resp.StatusCode)
+		}
+		_ = c.WriteJSON(map[string]any{"op": 1, "d": 3})
+		f := read(t, c)
+		if on && (f.T != "MESSAGE_UPDATE" || !strings.Contains(string(f.D), `"content":"one two"`) || !strings.Contains(string(f.D), m.ID)) {
+			t.Fatalf("with echo: %+v %s", f, f.D)
+		}
+		if !on && f.Op != 11 {
+			t.Fatalf("without echo, the next frame is %+v %s", f, f.D)
+		}
+		s.Close()
+	}
+}

@@ -459,7 +459,7 @@ func (s *Server) postCallback(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 	if echo != nil {
-		s.echo(w, echo.GuildID, echo.encode())
+		s.echo(w, "MESSAGE_CREATE", echo.GuildID, echo.encode())
 	}
 }
 
@@ -585,7 +585,7 @@ func (s *Server) postFollowup(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}
 	if echo {
-		s.echo(w, out.GuildID, b)
+		s.echo(w, "MESSAGE_CREATE", out.GuildID, b)
 	}
 }
 
@@ -658,18 +658,18 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	b := out.encode()
 	writeEncoded(w, http.StatusOK, b)
 	if s.echoOwn {
-		s.echo(w, out.GuildID, b)
+		s.echo(w, "MESSAGE_CREATE", out.GuildID, b)
 	}
 }
 
-// echo dispatches the bot's own new message, encoded, back to it as
-// MESSAGE_CREATE, as Discord does, once the request that made it is
-// answered: Discord does not hold a REST response until the gateway has
-// delivered the event, and a fake that did would charge its dispatch queue
-// to the bot's latency.
-func (s *Server) echo(w http.ResponseWriter, guildID string, msg []byte) {
+// echo dispatches the bot's own new or edited message, encoded, back to it
+// as event, as Discord does, once the request that made it is answered:
+// Discord does not hold a REST response until the gateway has delivered the
+// event, and a fake that did would charge its dispatch queue to the bot's
+// latency.
+func (s *Server) echo(w http.ResponseWriter, event, guildID string, msg []byte) {
 	_ = http.NewResponseController(w).Flush()
-	_ = s.dispatch("MESSAGE_CREATE", guildID, msg)
+	_ = s.dispatch(event, guildID, msg)
 }
 
 func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
@@ -734,7 +734,11 @@ func (s *Server) patchMessage(w http.ResponseWriter, r *http.Request) {
 	s.notifyLocked()
 	out := s.messageJSONLocked(m, true, false)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, out)
+	b := out.encode()
+	writeEncoded(w, http.StatusOK, b)
+	if s.echoEdits {
+		s.echo(w, "MESSAGE_UPDATE", out.GuildID, b)
+	}
 }
 
 func (s *Server) deleteMessage(w http.ResponseWriter, r *http.Request) {

@@ -71,6 +71,13 @@ type Options struct {
 	PingInterval time.Duration
 	// Logf, if set, receives one line per notable event (not per call).
 	Logf func(format string, args ...any)
+	// EchoOwn sends the bot's own messages back to it over Socket Mode, as
+	// Slack does to an app subscribed to message.* events: a message event
+	// (with bot_id) for each new one, a message_changed event for each
+	// update, stream append and stream stop, each after the call that made
+	// it has been answered. Off by default; the load test turns it on so
+	// the bot pays for them as it would on Slack.
+	EchoOwn bool
 	// OnCall, if set, is called with every Web API call once it has been
 	// answered (its Result set), outside the server's lock, on the request's
 	// goroutine: a load test's way to timestamp what the bot did.
@@ -589,6 +596,7 @@ type apiRequest struct {
 	team   string
 	token  string
 	params url.Values
+	echo   map[string]any // with Options.EchoOwn: the event the call gives rise to
 }
 
 func (r *apiRequest) get(key string) string { return r.params.Get(key) }
@@ -677,6 +685,37 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.record(call)
 	s.mu.Unlock()
 	writeJSON(w, resp)
+	if req.echo != nil {
+		_ = http.NewResponseController(w).Flush()
+		_, _ = s.SendEvent(EventOptions{TeamID: req.team}, req.echo)
+	}
+}
+
+// echoOf is the event Slack sends the bot about its own message m, new or
+// changed (Options.EchoOwn), or nil.
+func (s *Server) echoOf(m *Message, changed bool) map[string]any {
+	if !s.opts.EchoOwn {
+		return nil
+	}
+	msg := map[string]any{"type": "message", "user": m.User, "bot_id": m.BotID, "app_id": DefaultAppID,
+		"text": m.Text, "ts": m.TS}
+	if m.Markdown != "" && m.Text == "" {
+		msg["text"] = m.Markdown
+	}
+	if m.ThreadTS != "" {
+		msg["thread_ts"] = m.ThreadTS
+	}
+	chType := "channel"
+	if strings.HasPrefix(m.Channel, "D") {
+		chType = "im"
+	}
+	if !changed {
+		msg["channel"], msg["channel_type"], msg["event_ts"] = m.Channel, chType, m.TS
+		return msg
+	}
+	ts := s.NextTS()
+	return map[string]any{"type": "message", "subtype": "message_changed", "hidden": true, "channel": m.Channel,
+		"channel_type": chType, "ts": ts, "event_ts": ts, "message": msg}
 }
 
 // record appends a call, up to maxRecordedCalls; s.mu is held.
@@ -948,6 +987,7 @@ func (s *Server) postMessage(req *apiRequest, now time.Time) any {
 	m := &Message{Channel: ch, TS: s.NextTS(), ThreadTS: req.get("thread_ts"), User: s.opts.BotUserID, BotID: s.opts.BotID,
 		Text: text, Markdown: markdown, Blocks: blocks, Created: now, Updated: now}
 	s.store(m)
+	req.echo = s.echoOf(m, false)
 	resp := postMessageResponse{OK: true, Channel: ch, TS: m.TS}
 	resp.Message.Text, resp.Message.TS, resp.Message.ThreadTS = text, m.TS, m.ThreadTS
 	return resp
@@ -971,6 +1011,7 @@ func (s *Server) update(req *apiRequest, now time.Time) any {
 	m.Text, m.Markdown, m.Blocks = text, markdown, blocks
 	m.Edits++
 	m.Updated = now
+	req.echo = s.echoOf(m, true)
 	return updateResponse{OK: true, Channel: m.Channel, TS: m.TS, Text: text}
 }
 
@@ -995,6 +1036,7 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 		m := &Message{Channel: ch, TS: s.NextTS(), ThreadTS: thread, User: s.opts.BotUserID, BotID: s.opts.BotID,
 			Markdown: md, Streaming: true, Streamed: true, Created: now, Updated: now}
 		s.store(m)
+		req.echo = s.echoOf(m, false)
 		return messageResponse{OK: true, Channel: ch, TS: m.TS}
 	default:
 		m := s.find(ch, req.get("ts"))
@@ -1025,6 +1067,7 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 			}
 		}
 		m.Updated = now
+		req.echo = s.echoOf(m, true)
 		return messageResponse{OK: true, Channel: ch, TS: m.TS}
 	}
 }

@@ -368,3 +368,73 @@ func TestWireFormat(t *testing.T) {
 		t.Errorf("IDs: %s, %s, %s", o.EventID, env, ts)
 	}
 }
+
+// With EchoOwn, the bot's own posts come back over Socket Mode as message
+// events with its bot_id, and its updates and stream calls as
+// message_changed, each once the call is answered.
+func TestEchoOwn(t *testing.T) {
+	s := New(Options{EchoOwn: true})
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	api := client(s)
+	_, wsURL, err := api.StartSocketModeContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var hello map[string]any
+	if err := conn.ReadJSON(&hello); err != nil || hello["type"] != "hello" {
+		t.Fatalf("hello = %v, %v", hello, err)
+	}
+	if err := s.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := func() map[string]any {
+		t.Helper()
+		var env struct {
+			Type    string `json:"type"`
+			Payload struct {
+				Event map[string]any `json:"event"`
+			} `json:"payload"`
+		}
+		if err := conn.ReadJSON(&env); err != nil || env.Type != "events_api" {
+			t.Fatalf("envelope %+v, %v", env, err)
+		}
+		return env.Payload.Event
+	}
+	thread := s.NextTS()
+	_, ts, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("hi", false), slack.MsgOptionTS(thread))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e["type"] != "message" || e["subtype"] != nil || e["bot_id"] != DefaultBotID || e["ts"] != ts || e["thread_ts"] != thread || e["text"] != "hi" {
+		t.Fatalf("echo of a post = %v", e)
+	}
+	if _, _, _, err := api.UpdateMessageContext(ctx, "C1", ts, slack.MsgOptionText("hi there", false)); err != nil {
+		t.Fatal(err)
+	}
+	e := next()
+	msg, _ := e["message"].(map[string]any)
+	if e["subtype"] != "message_changed" || e["channel"] != "C1" || msg["text"] != "hi there" || msg["ts"] != ts || msg["bot_id"] != DefaultBotID {
+		t.Fatalf("echo of an update = %v", e)
+	}
+	_, sts, err := api.StartStreamContext(ctx, "C1", slack.MsgOptionTS(thread), slack.MsgOptionMarkdownText("a"),
+		slack.MsgOptionRecipientUserID("U1"), slack.MsgOptionRecipientTeamID(DefaultTeamID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e["ts"] != sts || e["subtype"] != nil {
+		t.Fatalf("echo of a stream's start = %v", e)
+	}
+	if _, _, err := api.AppendStreamContext(ctx, "C1", sts, slack.MsgOptionMarkdownText("b")); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e["subtype"] != "message_changed" || e["message"].(map[string]any)["text"] != "ab" {
+		t.Fatalf("echo of an append = %v", e)
+	}
+}
