@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
-	"github.com/slack-go/slack/socketmode"
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
@@ -339,113 +338,7 @@ func (a *Adapter) dispatch(what string, fn func(ctx context.Context)) bool {
 	return true
 }
 
-// ---- Socket Mode ----
-
-func (a *Adapter) runSocket(ctx context.Context) error {
-	smc := socketmode.New(a.api)
-	runErr := make(chan error, 1)
-	go func() { runErr <- smc.RunContext(ctx) }()
-	for {
-		select {
-		case <-ctx.Done():
-			select {
-			case <-runErr:
-			case <-time.After(5 * time.Second):
-			}
-			return nil
-		case err := <-runErr:
-			if ctx.Err() != nil {
-				return nil
-			}
-			metrics.PlatformCall("slack", "apps.connections.open", "error")
-			return fmt.Errorf("slack socket mode: %w (check slack.app_token: an xapp-… token with connections:write, and Socket Mode enabled for the app)", err)
-		case evt := <-smc.Events:
-			a.socketEvent(ctx, smc, evt)
-		}
-	}
-}
-
-func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt socketmode.Event) {
-	switch evt.Type {
-	case socketmode.EventTypeConnecting:
-		a.log.Debug("socket mode connecting")
-	case socketmode.EventTypeConnected:
-		metrics.PlatformCall("slack", "apps.connections.open", "ok")
-		a.ready.Store(true)
-		a.log.Info("socket mode connected")
-	case socketmode.EventTypeHello:
-		a.ready.Store(true)
-	case socketmode.EventTypeConnectionError:
-		a.ready.Store(false)
-		result := "error"
-		if e, ok := evt.Data.(*slack.ConnectionErrorEvent); ok {
-			if _, limited := rateLimited(e.ErrorObj); limited {
-				result = "ratelimited"
-			}
-			a.log.Warn("socket mode connection failed; retrying", "attempt", e.Attempt, "backoff", e.Backoff, "err", e.ErrorObj)
-		}
-		metrics.PlatformCall("slack", "apps.connections.open", result)
-	case socketmode.EventTypeInvalidAuth:
-		a.ready.Store(false)
-		a.log.Error("socket mode: invalid app token (slack.app_token)")
-	case socketmode.EventTypeDisconnect:
-		a.ready.Store(false)
-		a.log.Info("socket mode: Slack asked to reconnect")
-	case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
-		a.log.Warn("socket mode error", "type", evt.Type, "data", fmt.Sprint(evt.Data))
-	case socketmode.EventTypeErrorBadMessage:
-		// slack-go could not parse it (an event type it doesn't know): ack it
-		// and read it ourselves.
-		bad, ok := evt.Data.(*socketmode.ErrorBadMessage)
-		if !ok {
-			return
-		}
-		var req socketmode.Request
-		if json.Unmarshal(bad.Message, &req) != nil || req.EnvelopeID == "" {
-			return
-		}
-		a.ack(ctx, smc, req.EnvelopeID, nil)
-		if req.Type == socketmode.RequestTypeEventsAPI {
-			a.onEvent(req.Payload, req.RetryAttempt)
-		}
-	case socketmode.EventTypeEventsAPI:
-		if evt.Request == nil {
-			return
-		}
-		a.ack(ctx, smc, evt.Request.EnvelopeID, nil)
-		a.onEvent(evt.Request.Payload, evt.Request.RetryAttempt)
-	case socketmode.EventTypeSlashCommand:
-		if evt.Request == nil {
-			return
-		}
-		cmd, ok := evt.Data.(slack.SlashCommand)
-		if !ok {
-			a.ack(ctx, smc, evt.Request.EnvelopeID, nil)
-			return
-		}
-		refusal := a.onSlash(cmd)
-		var payload any
-		if refusal != "" {
-			payload = map[string]string{"response_type": "ephemeral", "text": refusal}
-		}
-		a.ack(ctx, smc, evt.Request.EnvelopeID, payload)
-	case socketmode.EventTypeInteractive:
-		if evt.Request != nil {
-			a.ack(ctx, smc, evt.Request.EnvelopeID, nil)
-		}
-		if cb, ok := evt.Data.(slack.InteractionCallback); ok {
-			a.onInteraction(cb)
-		}
-	}
-}
-
-func (a *Adapter) ack(ctx context.Context, smc *socketmode.Client, envelopeID string, payload any) {
-	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := smc.AckCtx(actx, envelopeID, payload); err != nil {
-		a.log.Warn("socket mode ack failed", "envelope", envelopeID, "err", err)
-	}
-}
+// ---- Socket Mode: see socket.go ----
 
 // ---- events → messages ----
 

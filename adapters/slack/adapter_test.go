@@ -557,16 +557,39 @@ func TestImagesAndFiles(t *testing.T) {
 	}
 }
 
+// Slack's disconnect, then a connection dropped without a word: the
+// adapter reconnects after each and keeps answering.
 func TestReconnects(t *testing.T) {
 	h := newScripted()
 	e := setup(t, h, nil)
-	e.fs.Disconnect()
-	e.waitFor("reconnect", 10*time.Second, func() bool { return e.fs.Connections() >= 1 && e.fs.CallCount("apps.connections.open") >= 2 })
-	e.waitFor("ready again", 5*time.Second, e.a.Ready)
-	ts := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> still there?", ts, ""))
-	if msgs := e.final("C1", ts); msgs[0].Visible() != "Answer to: still there?" {
-		t.Fatalf("after reconnect: %+v", msgs)
+	for i, drop := range []func(){e.fs.Disconnect, e.fs.DropConnections} {
+		drop()
+		e.waitFor("reconnect", 10*time.Second, func() bool { return e.fs.Connections() >= 1 && e.fs.CallCount("apps.connections.open") >= 2+i })
+		e.waitFor("ready again", 5*time.Second, e.a.Ready)
+		ts := e.fs.NextTS()
+		e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> still there?", ts, ""))
+		if msgs := e.final("C1", ts); msgs[0].Visible() != "Answer to: still there?" {
+			t.Fatalf("after reconnect %d: %+v", i, msgs)
+		}
+	}
+}
+
+// An app token Slack refuses stops the adapter with an error that says
+// what to fix; no retry would mend it.
+func TestRefusedAppToken(t *testing.T) {
+	fs := fakeslack.New(fakeslack.Options{})
+	t.Cleanup(fs.Close)
+	cfg := config.Slack{BotToken: config.Secret(fs.BotToken()), AppToken: "xapp-1-wrong", APIURL: fs.APIURL(),
+		ReplyInThreads: "mentioned", Streaming: "auto", EditInterval: config.Duration(20 * time.Millisecond)}
+	a, err := New(cfg, config.Limits{}, newScripted(), WithLogger(newTestLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = a.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "slack.app_token") || ctx.Err() != nil {
+		t.Fatalf("Run with a refused app token: %v", err)
 	}
 }
 

@@ -1,0 +1,202 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/slack-go/slack"
+
+	"github.com/arkbot/arkbot/metrics"
+)
+
+// The Socket Mode client. slack-go's socketmode.Client decodes each
+// envelope four times (the frame, the request, slackevents' outer and typed
+// inner event) and passes it through three goroutines before the adapter
+// sees it; Slack sends a bot its own posts and edits too, about five
+// envelopes per streamed answer, and at a thousand answers that decoding
+// was a tenth of the bot's CPU (see the README's performance section).
+// This client reads each frame once into an envelope whose payload stays
+// raw, acknowledges it at once, and hands the payload to the same handlers
+// as the HTTP Events API.
+
+const (
+	// socketPingGap is how long a connection may stay silent (Slack pings
+	// every few seconds) before it counts as dead; slack-go waits as long.
+	socketPingGap = 30 * time.Second
+	// socketWriteTimeout bounds an acknowledgement or a pong.
+	socketWriteTimeout = 10 * time.Second
+	// socketReadLimit caps one frame; Slack's envelopes are a few KB, an
+	// interaction payload with a large message some tens.
+	socketReadLimit = 4 << 20
+	// socketMaxBackoff caps the wait between failed connection attempts.
+	socketMaxBackoff = 30 * time.Second
+)
+
+// envelope is one Socket Mode message, its payload left undecoded.
+type envelope struct {
+	Type         string          `json:"type"`
+	EnvelopeID   string          `json:"envelope_id"`
+	Payload      json.RawMessage `json:"payload"`
+	RetryAttempt int             `json:"retry_attempt"`
+	Reason       string          `json:"reason"` // of a disconnect
+}
+
+// ackMessage acknowledges an envelope, with a response payload for a
+// slash command.
+type ackMessage struct {
+	EnvelopeID string `json:"envelope_id"`
+	Payload    any    `json:"payload,omitempty"`
+}
+
+// runSocket keeps a Socket Mode connection open until ctx ends,
+// reconnecting when Slack asks or the connection breaks. It returns an
+// error only when Slack refuses the app token, which no retry mends.
+func (a *Adapter) runSocket(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		began := time.Now()
+		err := a.socketSession(ctx)
+		a.ready.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if wait, limited := rateLimited(err); limited {
+			metrics.PlatformCall("slack", "apps.connections.open", "ratelimited")
+			backoff = max(backoff, wait)
+		} else if refused(err) {
+			metrics.PlatformCall("slack", "apps.connections.open", "error")
+			return fmt.Errorf("slack socket mode: %w (check slack.app_token: an xapp-… token with connections:write, and Socket Mode enabled for the app)", err)
+		}
+		if err == nil { // Slack asked for a new connection: at once
+			continue
+		}
+		if time.Since(began) > time.Minute {
+			backoff = time.Second // the last connection served a while
+		}
+		a.log.Warn("socket mode connection lost; reconnecting", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, socketMaxBackoff)
+	}
+}
+
+// refused reports whether apps.connections.open refused the token itself.
+func refused(err error) bool {
+	var se slack.SlackErrorResponse
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Err {
+	case "invalid_auth", "not_authed", "not_allowed_token_type", "account_inactive", "token_revoked", "token_expired", "missing_scope", "no_permission":
+		return true
+	}
+	return false
+}
+
+// socketSession opens one connection and serves it until it breaks, ctx
+// ends (both return an error or nil) or Slack sends a disconnect (nil).
+func (a *Adapter) socketSession(ctx context.Context) error {
+	_, url, err := a.api.StartSocketModeContext(ctx)
+	if err != nil {
+		return err
+	}
+	metrics.PlatformCall("slack", "apps.connections.open", "ok")
+	dialer := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: socketPingGap}
+	conn, resp, err := dialer.DialContext(ctx, url, http.Header{"Origin": {"https://api.slack.com"}})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer conn.Close()
+	defer context.AfterFunc(ctx, func() { _ = conn.Close() })() // unblocks the read at shutdown
+	conn.SetReadLimit(socketReadLimit)
+	alive := func() { _ = conn.SetReadDeadline(time.Now().Add(socketPingGap)) }
+	alive()
+	conn.SetPingHandler(func(data string) error {
+		alive()
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(socketWriteTimeout))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+			a.log.Debug("socket mode pong failed", "err", err)
+		}
+		return nil
+	})
+	for {
+		_, frame, err := conn.ReadMessage()
+		if err != nil {
+			return err
+		}
+		alive()
+		var env envelope
+		if err := json.Unmarshal(frame, &env); err != nil {
+			a.log.Warn("unreadable socket mode message", "err", err)
+			continue
+		}
+		if err := a.onEnvelope(conn, env); err != nil {
+			return err
+		}
+		if env.Type == "disconnect" {
+			a.log.Info("socket mode: Slack asked to reconnect", "reason", env.Reason)
+			return nil
+		}
+	}
+}
+
+// onEnvelope acknowledges and handles one envelope; an error means the
+// connection failed.
+func (a *Adapter) onEnvelope(conn *websocket.Conn, env envelope) error {
+	switch env.Type {
+	case "hello":
+		a.ready.Store(true)
+		a.log.Info("socket mode connected")
+		return nil
+	case "slash_commands":
+		var cmd slack.SlashCommand
+		if err := json.Unmarshal(env.Payload, &cmd); err != nil {
+			a.log.Warn("unreadable slash command", "err", err)
+			return ack(conn, env.EnvelopeID, nil)
+		}
+		var payload any
+		if refusal := a.onSlash(cmd); refusal != "" {
+			payload = map[string]string{"response_type": "ephemeral", "text": refusal}
+		}
+		return ack(conn, env.EnvelopeID, payload)
+	}
+	if env.EnvelopeID != "" {
+		if err := ack(conn, env.EnvelopeID, nil); err != nil {
+			return err
+		}
+	}
+	switch env.Type {
+	case "events_api":
+		a.onEvent(env.Payload, env.RetryAttempt)
+	case "interactive":
+		var cb slack.InteractionCallback
+		if err := json.Unmarshal(env.Payload, &cb); err != nil {
+			a.log.Warn("unreadable interaction", "err", err)
+			return nil
+		}
+		a.onInteraction(cb)
+	}
+	return nil
+}
+
+// ack acknowledges an envelope, from the connection's reading goroutine
+// (the only one that writes frames; pongs are control frames).
+func ack(conn *websocket.Conn, envelopeID string, payload any) error {
+	b, err := json.Marshal(ackMessage{EnvelopeID: envelopeID, Payload: payload})
+	if err != nil {
+		return err
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(socketWriteTimeout))
+	return conn.WriteMessage(websocket.TextMessage, b)
+}
