@@ -258,7 +258,13 @@ type Server struct {
 	shards           int
 	echoOwn          bool
 	echoEdits        bool
-	onCall           func(Call)
+	// echoes queues the bot's own new and edited messages for one
+	// goroutine to dispatch in order, apart from the REST call: a handler
+	// that dispatched them itself would hold its keep-alive connection,
+	// and the bot's next call on it, while the gateway write waits.
+	echoes chan echoed
+	stop   chan struct{} // closed by Close
+	onCall func(Call)
 
 	idSeq atomic.Int64
 	// dmu serializes dispatches so sequence numbers go out in order.
@@ -325,6 +331,8 @@ func New(opts ...Option) *Server {
 		tokenTTL:         15 * time.Minute,
 		shards:           1,
 		echoOwn:          true,
+		echoes:           make(chan echoed, 1<<14),
+		stop:             make(chan struct{}),
 		windows:          map[string]*window{},
 		injected:         map[string]injected429{},
 		guilds:           map[string]string{},
@@ -352,7 +360,26 @@ func New(opts ...Option) *Server {
 	s.srv.Listener = l
 	s.srv.Config.ConnContext = arrival.ConnContext
 	s.srv.Start()
+	go s.sendEchoes()
 	return s
+}
+
+// echoed is a dispatch of the bot's own message.
+type echoed struct {
+	event, guildID string
+	data           []byte
+}
+
+// sendEchoes dispatches queued echoes in order until the server closes.
+func (s *Server) sendEchoes() {
+	for {
+		select {
+		case e := <-s.echoes:
+			_ = s.dispatch(e.event, e.guildID, e.data)
+		case <-s.stop:
+			return
+		}
+	}
 }
 
 // URL is the server's base address, http://127.0.0.1:port.
@@ -382,6 +409,7 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
+	close(s.stop)
 	conns := make([]*gwConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)

@@ -662,14 +662,17 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// echo dispatches the bot's own new or edited message, encoded, back to it
-// as event, as Discord does, once the request that made it is answered:
-// Discord does not hold a REST response until the gateway has delivered the
-// event, and a fake that did would charge its dispatch queue to the bot's
-// latency.
+// echo queues the bot's own new or edited message, encoded, to come back
+// to it as event, as Discord does, once the request that made it is
+// answered: Discord does not hold a REST response, nor the connection it
+// came on, until the gateway has delivered the event, and a fake that did
+// would charge its dispatch queue to the bot's latency.
 func (s *Server) echo(w http.ResponseWriter, event, guildID string, msg []byte) {
 	_ = http.NewResponseController(w).Flush()
-	_ = s.dispatch(event, guildID, msg)
+	select {
+	case s.echoes <- echoed{event, guildID, msg}:
+	case <-s.stop:
+	}
 }
 
 func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {

@@ -74,8 +74,8 @@ type Options struct {
 	// EchoOwn sends the bot's own messages back to it over Socket Mode, as
 	// Slack does to an app subscribed to message.* events: a message event
 	// (with bot_id) for each new one, a message_changed event for each
-	// update, stream append and stream stop, each after the call that made
-	// it has been answered. Off by default; the load test turns it on so
+	// update, stream append and stream stop, in order, from a queue apart
+	// from the calls that made them. Off by default; the load test turns it on so
 	// the bot pays for them as it would on Slack.
 	EchoOwn bool
 	// OnCall, if set, is called with every Web API call once it has been
@@ -98,6 +98,11 @@ type Server struct {
 	scopes string // X-OAuth-Scopes
 	hs     *httptest.Server
 	up     websocket.Upgrader
+	// echoes queues the bot's own messages for one goroutine to send
+	// (Options.EchoOwn), as Slack's event system does, apart from the API
+	// call: a handler that sent them itself would hold its keep-alive
+	// connection, and the bot's next call on it, while a busy bot reads.
+	echoes chan echo
 
 	tsCounter  atomic.Int64
 	envCounter atomic.Int64
@@ -311,6 +316,7 @@ func New(opts Options) *Server {
 		acks:       map[string]Ack{},
 		ackWaiters: map[string][]chan struct{}{},
 		done:       make(chan struct{}),
+		echoes:     make(chan echo, 1<<14),
 	}
 	s.tsCounter.Store(time.Now().UnixMicro())
 	s.users[opts.BotUserID] = User{ID: opts.BotUserID, TeamID: opts.TeamID, Name: "arkbot", RealName: "Ark Bot", DisplayName: "Ark Bot", IsBot: true}
@@ -325,6 +331,9 @@ func New(opts Options) *Server {
 	}
 	s.hs = &httptest.Server{Listener: l, Config: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: arrival.ConnContext}}
 	s.hs.Start()
+	if opts.EchoOwn {
+		go s.sendEchoes()
+	}
 	return s
 }
 
@@ -686,8 +695,28 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	writeJSON(w, resp)
 	if req.echo != nil {
-		_ = http.NewResponseController(w).Flush()
-		_, _ = s.SendEvent(EventOptions{TeamID: req.team}, req.echo)
+		select {
+		case s.echoes <- echo{team: req.team, event: req.echo}:
+		case <-s.done:
+		}
+	}
+}
+
+// echo is an event about the bot's own message, to send it.
+type echo struct {
+	team  string
+	event map[string]any
+}
+
+// sendEchoes sends queued echoes in order until the server closes.
+func (s *Server) sendEchoes() {
+	for {
+		select {
+		case e := <-s.echoes:
+			_, _ = s.SendEvent(EventOptions{TeamID: e.team}, e.event)
+		case <-s.done:
+			return
+		}
 	}
 }
 
