@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/bwmarrin/discordgo"
-	"github.com/gorilla/websocket"
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
@@ -63,6 +62,9 @@ type options struct {
 	channelWindow time.Duration
 	globalPerSec  float64
 	shutdownWait  time.Duration
+	// invalidSessionWait is the least wait after an INVALID_SESSION; the
+	// wait is random, up to five times that (Discord asks for 1–5 s).
+	invalidSessionWait time.Duration
 }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -161,6 +163,8 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		channelWindow: DefaultChannelWindow,
 		globalPerSec:  DefaultGlobalPerSec,
 		shutdownWait:  15 * time.Second,
+
+		invalidSessionWait: time.Second,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -279,25 +283,17 @@ func (a *Adapter) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("discord: %w", err)
 	}
-	client := *a.client
-	if a.cfg.GatewayURL != "" {
-		next := client.Transport
-		if next == nil {
-			next = http.DefaultTransport
-		}
-		client.Transport = gatewayOverride{next: next, url: a.cfg.GatewayURL, route: strings.TrimRight(a.cfg.APIURL, "/") + "/gateway"}
-	}
-	s.Client = &client
-	s.Identify.Intents = Intents
-	s.ShardID, s.ShardCount = a.cfg.ShardID, a.cfg.ShardCount
+	s.Client = a.client
 	s.StateEnabled = false // the adapter keeps its own bounded caches
 	s.ShouldRetryOnRateLimit = true
-	s.ShouldReconnectOnError = true
-	s.Identify.Presence.Status = "online"
-	s.Identify.Properties.Browser = "arkbot"
 	setDiscordgoLogger()
 	a.sess = s
-	a.addHandlers(s)
+	s.AddHandler(func(_ *discordgo.Session, rl *discordgo.RateLimit) {
+		// discordgo retries the request after rl.RetryAfter, holding the bucket.
+		a.stats.rateLimited.Add(1)
+		metrics.PlatformCall("discord", routeName(rl.URL), "ratelimited")
+		a.log.Debug("rate limited by Discord; discordgo retries", "route", routeName(rl.URL), "retry_after", rl.RetryAfter)
+	})
 
 	me, err := s.User("@me", discordgo.WithContext(ctx))
 	a.observe("users.me", err)
@@ -315,6 +311,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 		a.botID = me.ID
 		a.idMu.Unlock()
 	}
+	addr := a.cfg.GatewayURL
 	if gb, err := s.GatewayBot(discordgo.WithContext(ctx)); err == nil {
 		a.observe("gateway.bot", nil)
 		if gb.Shards > a.cfg.ShardCount {
@@ -323,57 +320,46 @@ func (a *Adapter) Run(ctx context.Context) error {
 		if gb.SessionStartLimit.Total > 0 && gb.SessionStartLimit.Remaining < 10 {
 			a.log.Warn("few gateway session starts left today", "remaining", gb.SessionStartLimit.Remaining, "reset_after_ms", gb.SessionStartLimit.ResetAfter)
 		}
+		if addr == "" {
+			addr = gb.URL
+		}
 	} else if ctx.Err() == nil {
 		a.observe("gateway.bot", err)
 		a.log.Debug("GET /gateway/bot failed", "err", err)
 	}
-
-	if err := a.open(ctx, s); err != nil {
-		return err
-	}
-	if ctx.Err() == nil {
-		select {
-		case <-a.readyCh:
-		case <-ctx.Done():
-		case <-time.After(30 * time.Second):
-			a.log.Warn("no READY from the gateway within 30 s")
+	// The gateway's address: discord.gateway_url, else what GET
+	// /gateway/bot said, asked again only while unknown.
+	gatewayURL := func(ctx context.Context) (string, error) {
+		if addr != "" {
+			return addr, nil
 		}
+		gb, err := s.GatewayBot(discordgo.WithContext(ctx))
+		a.observe("gateway.bot", err)
+		if err != nil {
+			return "", fmt.Errorf("GET /gateway/bot: %w", err)
+		}
+		addr = gb.URL
+		return addr, nil
+	}
+
+	gateway := make(chan error, 1)
+	go func() { gateway <- a.runGateway(ctx, gatewayURL) }()
+	select {
+	case <-a.readyCh:
+	case err := <-gateway:
+		a.shutdown()
+		return err
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+		a.log.Warn("no READY from the gateway within 30 s")
 	}
 	if ctx.Err() == nil {
 		a.registerCommands(ctx)
 		a.log.Info("Discord adapter running", "invite_url", a.InviteURL(), "shard", a.cfg.ShardID, "shards", a.cfg.ShardCount)
 	}
-
-	<-ctx.Done()
+	err = <-gateway // nil once ctx ends; an error no reconnection mends
 	a.shutdown()
-	return nil
-}
-
-// open opens the gateway, retrying transient failures with backoff.
-func (a *Adapter) open(ctx context.Context, s *discordgo.Session) error {
-	backoff := time.Second
-	for {
-		err := s.Open()
-		if err == nil {
-			return nil
-		}
-		if websocket.IsCloseError(err, 4004) {
-			return errors.New("discord: the gateway rejected the bot token (4004)")
-		}
-		if websocket.IsCloseError(err, 4014) {
-			return errors.New("discord: disallowed intents (4014): enable the Message Content intent in the Developer Portal → Bot → Privileged Gateway Intents")
-		}
-		if websocket.IsCloseError(err, 4010, 4011) {
-			return fmt.Errorf("discord: invalid shard configuration: %w", err)
-		}
-		a.log.Warn("could not open the Discord gateway; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Minute)
-	}
+	return err
 }
 
 func (a *Adapter) shutdown() {
@@ -389,9 +375,6 @@ func (a *Adapter) shutdown() {
 		a.log.Warn("answers still running at shutdown", "waited", a.opts.shutdownWait)
 	}
 	a.ready.Store(false)
-	if err := a.sess.Close(); err != nil {
-		a.log.Debug("closing the gateway", "err", err)
-	}
 	// Handlers that started before closing finish quickly now that the
 	// base context is cancelled; wait for them briefly so none outlives Run.
 	select {
@@ -416,56 +399,6 @@ func (a *Adapter) track(fn func()) {
 		}
 	}()
 	fn()
-}
-
-func (a *Adapter) addHandlers(s *discordgo.Session) {
-	s.AddHandler(func(_ *discordgo.Session, r *discordgo.Ready) {
-		a.idMu.Lock()
-		if r.User != nil {
-			a.botID = r.User.ID
-		}
-		if r.Application != nil && r.Application.ID != "" {
-			a.appID = r.Application.ID
-		}
-		a.idMu.Unlock()
-		for _, g := range r.Guilds {
-			a.cacheGuild(g)
-		}
-		a.ready.Store(true)
-		a.readyOnce.Do(func() { close(a.readyCh) })
-		a.log.Info("connected to the Discord gateway", "guilds", len(r.Guilds))
-	})
-	s.AddHandler(func(_ *discordgo.Session, _ *discordgo.Resumed) { a.ready.Store(true) })
-	s.AddHandler(func(_ *discordgo.Session, _ *discordgo.Disconnect) { a.ready.Store(false) })
-	s.AddHandler(func(_ *discordgo.Session, g *discordgo.GuildCreate) { a.cacheGuild(g.Guild) })
-	s.AddHandler(func(_ *discordgo.Session, t *discordgo.ThreadCreate) { a.cacheChannel(t.Channel) })
-	s.AddHandler(func(_ *discordgo.Session, c *discordgo.ChannelCreate) { a.cacheChannel(c.Channel) })
-	s.AddHandler(func(_ *discordgo.Session, t *discordgo.ThreadListSync) {
-		for _, c := range t.Threads {
-			a.cacheChannel(c)
-		}
-	})
-	s.AddHandler(func(_ *discordgo.Session, rl *discordgo.RateLimit) {
-		// discordgo retries the request after rl.RetryAfter, holding the bucket.
-		a.stats.rateLimited.Add(1)
-		metrics.PlatformCall("discord", routeName(rl.URL), "ratelimited")
-		a.log.Debug("rate limited by Discord; discordgo retries", "route", routeName(rl.URL), "retry_after", rl.RetryAfter)
-	})
-	s.AddHandler(func(_ *discordgo.Session, m *discordgo.MessageCreate) {
-		a.track(func() { a.onMessage(m.Message) })
-	})
-	// Interactions are taken from the raw event: discordgo v0.29 drops the
-	// interaction's channel object, which says whether it came from a thread.
-	s.AddHandler(func(_ *discordgo.Session, e *discordgo.Event) {
-		if e.Type != "INTERACTION_CREATE" {
-			return
-		}
-		ic, ok := e.Struct.(*discordgo.InteractionCreate)
-		if !ok || ic.Interaction == nil {
-			return
-		}
-		a.track(func() { a.onInteraction(ic.Interaction, e.RawData) })
-	})
 }
 
 // observe counts one REST call in the metrics and the adapter's stats.

@@ -1,11 +1,7 @@
 package discord
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -86,31 +82,4 @@ func setEndpoints(discordBase, api string) {
 	discordgo.EndpointOAuth2Applications = discordgo.EndpointOAuth2 + "applications"
 	discordgo.EndpointOauth2 = discordgo.EndpointOAuth2
 	discordgo.EndpointOauth2Applications = discordgo.EndpointOAuth2Applications
-}
-
-// gatewayOverride answers discordgo's GET {api}/gateway with a configured
-// address (discord.gateway_url). discordgo's Session.Open always asks that
-// route and keeps the answer in an unexported field, so the HTTP client is
-// the one place to substitute it. Other requests pass through.
-type gatewayOverride struct {
-	next  http.RoundTripper
-	url   string // the gateway to use
-	route string // {api}/gateway, the route to answer
-}
-
-func (g gatewayOverride) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodGet && strings.TrimSuffix(req.URL.Scheme+"://"+req.URL.Host+req.URL.Path, "/") == g.route {
-		body, _ := json.Marshal(map[string]string{"url": g.url})
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return &http.Response{
-			Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-			Header:        http.Header{"Content-Type": {"application/json"}},
-			Body:          io.NopCloser(bytes.NewReader(body)),
-			ContentLength: int64(len(body)),
-			Request:       req,
-		}, nil
-	}
-	return g.next.RoundTrip(req)
 }

@@ -180,6 +180,10 @@ type Stats struct {
 	RateLimited int
 	// Identifies and Resumes count gateway sessions started and resumed.
 	Identifies, Resumes int
+	// Heartbeats counts HEARTBEATs (op 1) received; HeartbeatSeq is the
+	// last one's sequence number (0 for null).
+	Heartbeats   int
+	HeartbeatSeq int64
 }
 
 // Option configures a Server.
@@ -288,6 +292,8 @@ type Server struct {
 	sessions     map[string]*gwSession
 	conns        map[*gwConn]struct{}
 	identifies   []Identify
+	dials        []string
+	noAcks       bool
 	changed      chan struct{} // closed and replaced on every change
 	closed       bool
 	wg           sync.WaitGroup
@@ -390,6 +396,10 @@ func (s *Server) APIURL() string { return s.srv.URL + "/api/v10/" }
 
 // GatewayURL is the gateway websocket address GET /gateway returns.
 func (s *Server) GatewayURL() string { return "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/ws" }
+
+// ResumeURL is the address READY gives as resume_gateway_url, where
+// clients should reconnect to RESUME.
+func (s *Server) ResumeURL() string { return s.GatewayURL() + "/resume" }
 
 // Token is the bot token the fake accepts.
 func (s *Server) Token() string { return s.token }

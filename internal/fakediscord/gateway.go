@@ -86,6 +86,7 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.conns[c] = struct{}{}
+	s.dials = append(s.dials, r.URL.RequestURI())
 	s.mu.Unlock()
 	defer func() {
 		c.close()
@@ -116,7 +117,14 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 		}
 		switch p.Op {
 		case 1: // heartbeat
-			if c.writeJSON(map[string]any{"op": 11, "d": nil, "s": nil, "t": nil}) != nil {
+			var seq int64 // null before the first dispatch
+			_ = json.Unmarshal(p.D, &seq)
+			s.mu.Lock()
+			s.stats.Heartbeats++
+			s.stats.HeartbeatSeq = seq
+			silent := s.noAcks
+			s.mu.Unlock()
+			if !silent && c.writeJSON(map[string]any{"op": 11, "d": nil, "s": nil, "t": nil}) != nil {
 				return
 			}
 		case 2: // identify
@@ -186,7 +194,7 @@ func (s *Server) identify(c *gwConn, raw json.RawMessage) bool {
 		})
 	}
 	ready := map[string]any{
-		"v": 10, "user": userJSON(s.bot), "session_id": sess.id, "resume_gateway_url": s.GatewayURL(),
+		"v": 10, "user": userJSON(s.bot), "session_id": sess.id, "resume_gateway_url": s.ResumeURL(),
 		"guilds": nonNil(guilds), "private_channels": []any{}, "shard": shard,
 		"application": map[string]any{"id": s.appID, "flags": 0},
 	}
@@ -362,16 +370,88 @@ func (s *Server) WaitConnected(n int, timeout time.Duration) error {
 	return s.WaitFor(timeout, func() bool { return s.Connected() >= n })
 }
 
-// DropConnections closes every gateway connection without a close frame, as
-// a network failure would; clients then reconnect and RESUME.
-func (s *Server) DropConnections() {
+// liveConns lists the open gateway connections.
+func (s *Server) liveConns() []*gwConn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	conns := make([]*gwConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
+	return conns
+}
+
+// Reconnect sends RECONNECT (op 7) on every gateway connection, as Discord
+// does before it moves a session: clients reconnect and RESUME.
+func (s *Server) Reconnect() {
+	for _, c := range s.liveConns() {
+		_ = c.writeJSON(map[string]any{"op": 7, "d": nil, "s": nil, "t": nil})
+	}
+}
+
+// RequestHeartbeat sends HEARTBEAT (op 1) on every gateway connection:
+// Discord's way to ask for one at once.
+func (s *Server) RequestHeartbeat() {
+	for _, c := range s.liveConns() {
+		_ = c.writeJSON(map[string]any{"op": 1, "d": nil, "s": nil, "t": nil})
+	}
+}
+
+// Sequence is the highest sequence number dispatched to any session.
+func (s *Server) Sequence() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, sess := range s.sessions {
+		n = max(n, sess.seq)
+	}
+	return n
+}
+
+// InvalidateSessions sends INVALID_SESSION (op 9) on every gateway
+// connection with d = resumable; when not resumable the sessions are
+// forgotten, so only a new IDENTIFY is accepted.
+func (s *Server) InvalidateSessions(resumable bool) {
+	if !resumable {
+		s.mu.Lock()
+		clear(s.sessions)
+		s.mu.Unlock()
+	}
+	for _, c := range s.liveConns() {
+		_ = c.writeJSON(map[string]any{"op": 9, "d": resumable, "s": nil, "t": nil})
+	}
+}
+
+// CloseConnections closes every gateway connection with a close frame of
+// code (e.g. 4000 unknown error, resumable; 4004 authentication failed,
+// fatal).
+func (s *Server) CloseConnections(code int, reason string) {
+	for _, c := range s.liveConns() {
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+		c.close()
+	}
+}
+
+// SetHeartbeatAcks switches the HEARTBEAT_ACKs (op 11) off and on: a
+// connection that stops acknowledging is a zombie its client must replace.
+func (s *Server) SetHeartbeatAcks(on bool) {
+	s.mu.Lock()
+	s.noAcks = !on
 	s.mu.Unlock()
-	for _, c := range conns {
+}
+
+// Dials lists the request URI (path and query) of every gateway
+// connection so far, in order.
+func (s *Server) Dials() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.dials...)
+}
+
+// DropConnections closes every gateway connection without a close frame, as
+// a network failure would; clients then reconnect and RESUME.
+func (s *Server) DropConnections() {
+	for _, c := range s.liveConns() {
 		c.close()
 	}
 }

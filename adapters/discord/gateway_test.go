@@ -1,0 +1,179 @@
+package discord
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/internal/fakediscord"
+)
+
+func withInvalidSessionWait(d time.Duration) Option {
+	return func(o *options) { o.invalidSessionWait = d }
+}
+
+// The connection lifecycle against the fake gateway: heartbeats carrying
+// the last sequence number, and each way a connection ends resumed on
+// READY's resume address or identified anew, as Discord documents; after
+// each the bot still answers, and an event sent while it was away arrives
+// exactly once.
+func TestGatewayLifecycle(t *testing.T) {
+	hs := start(t, setup{
+		fakeOpts: []fakediscord.Option{fakediscord.WithHeartbeatInterval(100 * time.Millisecond)},
+		opts:     []Option{withInvalidSessionWait(10 * time.Millisecond)},
+	})
+	fake := hs.fake
+	const first = "/ws/?encoding=json&v=10" // discordgo adds the slash to what GET /gateway/bot gives
+	const resume = "/ws/resume?encoding=json&v=10"
+	if d := fake.Dials(); len(d) != 1 || d[0] != first {
+		t.Fatalf("dials = %q", d)
+	}
+	if id := fake.Identifies(); len(id) != 1 || id[0].Intents != int(Intents) || id[0].Shard != [2]int{0, 1} {
+		t.Fatalf("identify = %+v", id)
+	}
+	answered := func(text string) {
+		t.Helper()
+		u := hs.mention(alice, channelID, text)
+		hs.h.waitCall(t, u.ID)
+	}
+	answered("hello")
+	// Heartbeats keep coming and carry the last dispatch's number.
+	beats := fake.Stats().Heartbeats
+	if err := fake.WaitFor(5*time.Second, func() bool {
+		st := fake.Stats()
+		return st.Heartbeats >= beats+3 && st.HeartbeatSeq == fake.Sequence()
+	}); err != nil {
+		t.Fatalf("heartbeats: %+v, sequence %d", fake.Stats(), fake.Sequence())
+	}
+
+	steps := []struct {
+		name    string
+		end     func()
+		resumed bool
+	}{
+		{"RECONNECT (op 7)", fake.Reconnect, true},
+		{"dropped connection", fake.DropConnections, true},
+		{"resumable INVALID_SESSION", func() { fake.InvalidateSessions(true) }, true},
+		{"zombie (no heartbeat ACK)", func() {
+			fake.SetHeartbeatAcks(false)
+			if err := fake.WaitFor(5*time.Second, func() bool { return fake.Connected() == 0 }); err != nil {
+				t.Fatal("the zombie connection was kept")
+			}
+			fake.SetHeartbeatAcks(true)
+		}, true},
+		{"close 4000 (unknown error)", func() { fake.CloseConnections(4000, "Unknown error.") }, true},
+		{"INVALID_SESSION, not resumable", func() { fake.InvalidateSessions(false) }, false},
+		{"close 4009 (session timed out)", func() { fake.CloseConnections(4009, "Session timed out.") }, false},
+	}
+	for _, step := range steps {
+		before := fake.Stats()
+		dials := len(fake.Dials())
+		step.end()
+		err := fake.WaitFor(10*time.Second, func() bool {
+			st := fake.Stats()
+			if step.resumed {
+				return st.Resumes == before.Resumes+1 && fake.Connected() == 1
+			}
+			return st.Identifies == before.Identifies+1 && fake.Connected() == 1
+		})
+		if err != nil {
+			t.Fatalf("%s: not back: %+v", step.name, fake.Stats())
+		}
+		d := fake.Dials()
+		if want := map[bool]string{true: resume, false: first}[step.resumed]; d[len(d)-1] != want {
+			t.Fatalf("%s: reconnected at %s, want %s", step.name, d[len(d)-1], want)
+		}
+		if st := fake.Stats(); st.Resumes+st.Identifies != before.Resumes+before.Identifies+1 || len(d) < dials+1 {
+			t.Fatalf("%s: %+v after %+v, dials %q", step.name, st, before, d)
+		}
+		if err := fake.WaitFor(5*time.Second, hs.a.Ready); err != nil {
+			t.Fatalf("%s: adapter not ready", step.name)
+		}
+		answered("still there after " + step.name + "?")
+	}
+
+	// An event dispatched while the connection is down is replayed on
+	// RESUME once, not again with what the bot had already seen.
+	before := fake.Stats().Resumes
+	fake.DropConnections()
+	if err := fake.WaitFor(5*time.Second, func() bool { return fake.Connected() == 0 }); err != nil {
+		t.Fatal("the connection did not drop")
+	}
+	u := hs.mention(alice, channelID, "sent while away")
+	if err := fake.WaitFor(10*time.Second, func() bool { return fake.Stats().Resumes == before+1 }); err != nil {
+		t.Fatal("no resume after the drop")
+	}
+	hs.h.waitCall(t, u.ID)
+	time.Sleep(200 * time.Millisecond)
+	if n := len(hs.h.callsFor(u.ID)); n != 1 {
+		t.Fatalf("the message sent while away was handled %d times", n)
+	}
+}
+
+// A HEARTBEAT from Discord is answered at once, not at the next interval.
+func TestGatewayHeartbeatOnRequest(t *testing.T) {
+	hs := start(t, setup{fakeOpts: []fakediscord.Option{fakediscord.WithHeartbeatInterval(time.Hour)}})
+	before := hs.fake.Stats().Heartbeats
+	hs.fake.RequestHeartbeat()
+	if err := hs.fake.WaitFor(2*time.Second, func() bool { return hs.fake.Stats().Heartbeats > before }); err != nil {
+		t.Fatalf("no heartbeat: %+v", hs.fake.Stats())
+	}
+}
+
+// Close codes no reconnection mends end Run with what to fix; the token
+// is never in the error.
+func TestGatewayFatalCloseCodes(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		want string
+	}{
+		{4004, "Reset Token"},
+		{4014, "Message Content intent"},
+		{4011, "discord.shard_count"},
+	} {
+		fake := fakediscord.New()
+		fake.AddGuild(guildID, "Test guild")
+		a, err := New(config.Discord{Token: config.Secret(fake.Token()), APIURL: fake.APIURL()}, config.Limits{}, newScriptHandler(), WithLogger(testLogger()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		if err := fake.WaitFor(10*time.Second, a.Ready); err != nil {
+			t.Fatalf("%d: not ready", tc.code)
+		}
+		fake.CloseConnections(tc.code, "refused")
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), fake.Token()) {
+				t.Fatalf("%d: Run = %v", tc.code, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d: Run kept going", tc.code)
+		}
+		if a.Ready() {
+			t.Errorf("%d: still ready", tc.code)
+		}
+		cancel()
+		fake.Close()
+	}
+}
+
+func TestWithGatewayQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"wss://gateway.discord.gg":             "wss://gateway.discord.gg/?encoding=json&v=10",
+		"wss://gateway-us-east1-b.discord.gg/": "wss://gateway-us-east1-b.discord.gg/?encoding=json&v=10",
+		"ws://127.0.0.1:9/ws?compress=no&v=9":  "ws://127.0.0.1:9/ws?compress=no&encoding=json&v=10",
+		"https://discord.com/api/v10/gateway":  "",
+		"not a url":                            "",
+		"wss://":                               "",
+	} {
+		got, err := withGatewayQuery(in, "10")
+		if (err != nil) != (want == "") || got != want {
+			t.Errorf("withGatewayQuery(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
