@@ -1,7 +1,8 @@
 // Package discord connects Discord to the conversation engine.
 //
-// It keeps a gateway connection (discordgo; intents Guilds, GuildMessages,
-// DirectMessages and the privileged MessageContent), turns @mentions,
+// It keeps a gateway connection of its own (gateway.go; intents Guilds,
+// GuildMessages, DirectMessages and the privileged MessageContent) and
+// makes its REST calls with discordgo, whose types it shares; it turns @mentions,
 // replies to the bot, thread follow-ups, DMs and slash commands into
 // conversation.Message values, and implements conversation.Reply by posting
 // and editing Discord messages.
