@@ -258,7 +258,7 @@ func (a *Adapter) gatewayConn(ctx context.Context, gatewayURL func(context.Conte
 			}
 			a.onDispatch(p.T, p.D, sess)
 		case opHeartbeat:
-			if err := beats.beat(); err != nil {
+			if err := beats.beat(false); err != nil {
 				return err
 			}
 		case opHeartbeatAck:
@@ -359,7 +359,7 @@ func (h *heartbeater) run() {
 			_ = h.c.ws.Close()
 			return
 		}
-		if h.beat() != nil {
+		if h.beat(true) != nil {
 			_ = h.c.ws.Close()
 			return
 		}
@@ -367,9 +367,13 @@ func (h *heartbeater) run() {
 	}
 }
 
-// beat sends one heartbeat with the last sequence number seen.
-func (h *heartbeater) beat() error {
-	h.acked.Store(false)
+// beat sends one heartbeat with the last sequence number seen. Only the
+// interval's beats await their ACK: one Discord asked for, answered just
+// before an interval's beat, must not make that beat's check fail.
+func (h *heartbeater) beat(awaitAck bool) error {
+	if awaitAck {
+		h.acked.Store(false)
+	}
 	var seq any
 	if s := h.sess.seq.Load(); s > 0 {
 		seq = s
