@@ -182,23 +182,29 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // until it ends; the error says how.
 func (a *Adapter) gatewayConn(ctx context.Context, gatewayURL func(context.Context) (string, error), sess *gatewaySession) error {
 	addr := sess.resumeURL
-	if sess.id == "" || addr == "" {
+	resuming := sess.id != "" && addr != ""
+	if !resuming {
 		var err error
 		if addr, err = gatewayURL(ctx); err != nil {
 			return err
 		}
 	}
 	addr, err := withGatewayQuery(addr, a.apiVersion())
-	if err != nil {
-		return err
-	}
-	dialer := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: gatewayHelloTimeout}
-	ws, resp, err := dialer.DialContext(ctx, addr, nil)
-	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close()
+	var ws *websocket.Conn
+	if err == nil {
+		dialer := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: gatewayHelloTimeout}
+		var resp *http.Response
+		ws, resp, err = dialer.DialContext(ctx, addr, nil)
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
 	}
 	if err != nil {
 		metrics.PlatformCall("discord", "gateway.connect", "error")
+		if resuming {
+			// The node READY named is gone: resume on the main gateway.
+			sess.resumeURL = ""
+		}
 		return fmt.Errorf("dial the gateway: %w", err)
 	}
 	metrics.PlatformCall("discord", "gateway.connect", "ok")

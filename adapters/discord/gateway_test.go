@@ -2,6 +2,7 @@ package discord
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,27 @@ func TestGatewayLifecycle(t *testing.T) {
 	if n := len(hs.h.callsFor(u.ID)); n != 1 {
 		t.Fatalf("the message sent while away was handled %d times", n)
 	}
+}
+
+// When READY's resume address can't be reached, the session resumes on
+// the main gateway instead of retrying a node that is gone.
+func TestGatewayResumeAddressGone(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "ws://" + l.Addr().String() + "/ws"
+	l.Close()
+	hs := start(t, setup{fakeOpts: []fakediscord.Option{fakediscord.WithResumeURL(gone)}})
+	hs.fake.DropConnections()
+	if err := hs.fake.WaitFor(10*time.Second, func() bool { return hs.fake.Stats().Resumes == 1 && hs.fake.Connected() == 1 }); err != nil {
+		t.Fatalf("no resume: %v", hs.fake.Stats())
+	}
+	if d := hs.fake.Dials(); len(d) != 2 || d[1] != "/ws/?encoding=json&v=10" || hs.fake.Stats().Identifies != 1 {
+		t.Fatalf("dials %q, %v", d, hs.fake.Stats())
+	}
+	u := hs.mention(alice, channelID, "back?")
+	hs.h.waitCall(t, u.ID)
 }
 
 // A HEARTBEAT from Discord is answered at once, not at the next interval.

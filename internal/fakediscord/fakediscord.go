@@ -235,6 +235,10 @@ func WithInteractionDeadline(callback, token time.Duration) Option {
 	return func(s *Server) { s.callbackDeadline, s.tokenTTL = callback, token }
 }
 
+// WithResumeURL sets the resume_gateway_url READY gives (default
+// ResumeURL()), e.g. an address where nothing listens.
+func WithResumeURL(u string) Option { return func(s *Server) { s.resumeURL = u } }
+
 // WithRecommendedShards sets the shard count GET /gateway/bot recommends.
 func WithRecommendedShards(n int) Option { return func(s *Server) { s.shards = n } }
 
@@ -260,6 +264,7 @@ type Server struct {
 	callbackDeadline time.Duration
 	tokenTTL         time.Duration
 	shards           int
+	resumeURL        string
 	echoOwn          bool
 	echoEdits        bool
 	// echoes queues the bot's own new and edited messages for one
@@ -399,7 +404,12 @@ func (s *Server) GatewayURL() string { return "ws" + strings.TrimPrefix(s.srv.UR
 
 // ResumeURL is the address READY gives as resume_gateway_url, where
 // clients should reconnect to RESUME.
-func (s *Server) ResumeURL() string { return s.GatewayURL() + "/resume" }
+func (s *Server) ResumeURL() string {
+	if s.resumeURL != "" {
+		return s.resumeURL
+	}
+	return s.GatewayURL() + "/resume"
+}
 
 // Token is the bot token the fake accepts.
 func (s *Server) Token() string { return s.token }
