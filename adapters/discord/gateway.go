@@ -109,8 +109,10 @@ func closeCodeError(err error) error {
 		return errors.New("discord: disallowed intents (4014): enable the Message Content intent in the Developer Portal → Bot → Privileged Gateway Intents")
 	case 4010, 4011:
 		return fmt.Errorf("discord: invalid shard configuration (%d %s): check discord.shard_id and discord.shard_count", ce.Code, ce.Text)
-	case 4012, 4013:
-		return fmt.Errorf("discord: the gateway refused the connection (%d %s)", ce.Code, ce.Text)
+	case 4012:
+		return errors.New("discord: invalid API version (4012): discord.api_url must name a version the gateway serves, like https://discord.com/api/v10/")
+	case 4013:
+		return fmt.Errorf("discord: the gateway refused the bot's intents (4013 %s)", ce.Text)
 	}
 	return nil
 }

@@ -154,6 +154,7 @@ func TestGatewayFatalCloseCodes(t *testing.T) {
 		{4004, "Reset Token"},
 		{4014, "Message Content intent"},
 		{4011, "discord.shard_count"},
+		{4012, "discord.api_url"},
 	} {
 		fake := fakediscord.New()
 		fake.AddGuild(guildID, "Test guild")
