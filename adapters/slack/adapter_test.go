@@ -562,7 +562,8 @@ func TestImagesAndFiles(t *testing.T) {
 func TestReconnects(t *testing.T) {
 	h := newScripted()
 	e := setup(t, h, nil)
-	for i, drop := range []func(){e.fs.Disconnect, e.fs.DropConnections} {
+	refresh := func() { e.fs.Disconnect(200 * time.Millisecond) }
+	for i, drop := range []func(){refresh, e.fs.DropConnections} {
 		drop()
 		e.waitFor("reconnect", 10*time.Second, func() bool { return e.fs.Connections() >= 1 && e.fs.CallCount("apps.connections.open") >= 2+i })
 		e.waitFor("ready again", 5*time.Second, e.a.Ready)
@@ -572,6 +573,56 @@ func TestReconnects(t *testing.T) {
 			t.Fatalf("after reconnect %d: %+v", i, msgs)
 		}
 	}
+}
+
+// When Slack replaces a connection, the next one opens before the old one
+// closes: there is never a moment with no connection for an event to take,
+// and an event sent while both are open, or just after the old one closed,
+// is answered.
+func TestRefreshKeepsAConnection(t *testing.T) {
+	h := newScripted()
+	e := setup(t, h, nil)
+	for round := 1; round <= 3; round++ {
+		opens := e.fs.CallCount("apps.connections.open")
+		e.fs.Disconnect(300 * time.Millisecond)
+		e.waitFor("the next connection", 5*time.Second, func() bool {
+			return e.fs.CallCount("apps.connections.open") == opens+1 && e.fs.Connections() == 2
+		})
+		during := e.fs.NextTS()
+		e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> during", during, ""))
+		e.waitFor("the old connection closed", 5*time.Second, func() bool { return e.fs.Connections() == 1 })
+		after := e.fs.NextTS()
+		e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> after", after, ""))
+		for ts, want := range map[string]string{during: "Answer to: during", after: "Answer to: after"} {
+			if msgs := e.final("C1", ts); msgs[0].Visible() != want {
+				t.Fatalf("round %d: %+v", round, msgs)
+			}
+		}
+		if g := e.fs.Gaps(); g != 0 {
+			t.Fatalf("round %d: %d moments without a connection", round, g)
+		}
+		if !e.a.Ready() {
+			t.Fatalf("round %d: not ready", round)
+		}
+	}
+}
+
+// A disconnect for too many connections is not answered with another one
+// at once: the adapter backs off, then connects again.
+func TestTooManyWebsockets(t *testing.T) {
+	e := setup(t, newScripted(), nil)
+	opens := e.fs.CallCount("apps.connections.open")
+	if err := e.fs.SendEnvelope(map[string]any{"type": "disconnect", "reason": "too_many_websockets"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := e.fs.CallCount("apps.connections.open"); n != opens {
+		t.Fatalf("reconnected at once: %d opens", n-opens)
+	}
+	e.waitFor("the connection after the backoff", 5*time.Second, func() bool {
+		return e.fs.CallCount("apps.connections.open") == opens+1 && e.fs.Connections() == 1
+	})
+	e.waitFor("ready again", 5*time.Second, e.a.Ready)
 }
 
 // An app token Slack refuses stops the adapter with an error that says

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -35,7 +36,14 @@ const (
 	socketReadLimit = 4 << 20
 	// socketMaxBackoff caps the wait between failed connection attempts.
 	socketMaxBackoff = 30 * time.Second
+	// socketRetireAfter bounds how long a connection Slack asked to
+	// replace keeps serving beside its successor; Slack closes it sooner.
+	socketRetireAfter = 20 * time.Second
 )
+
+// errTooManySockets ends a connection Slack closed because the app has
+// more Socket Mode connections than it allows (10).
+var errTooManySockets = errors.New("slack refused another socket mode connection (too_many_websockets: at most 10 per app, counting every replica's)")
 
 // envelope is one Socket Mode message, its payload left undecoded.
 type envelope struct {
@@ -54,13 +62,32 @@ type ackMessage struct {
 }
 
 // runSocket keeps a Socket Mode connection open until ctx ends,
-// reconnecting when Slack asks or the connection breaks. It returns an
+// reconnecting when the connection breaks. When Slack asks for a new
+// connection (a disconnect message, sent some seconds before it closes the
+// old one), the next one opens at once while the old one keeps serving
+// until Slack closes it, so no event waits for a connection. It returns an
 // error only when Slack refuses the app token, which no retry mends.
 func (a *Adapter) runSocket(ctx context.Context) error {
+	var retiring sync.WaitGroup
+	defer retiring.Wait()
 	backoff := time.Second
 	for {
 		began := time.Now()
-		err := a.socketSession(ctx)
+		replaced := make(chan struct{})
+		var once sync.Once
+		done := make(chan error, 1)
+		go func() { done <- a.socketSession(ctx, func() { once.Do(func() { close(replaced) }) }) }()
+		var err error
+		select {
+		case <-replaced:
+			retiring.Add(1)
+			go func() {
+				defer retiring.Done()
+				a.log.Debug("socket mode: retired connection closed", "err", <-done)
+			}()
+			continue
+		case err = <-done:
+		}
 		a.ready.Store(false)
 		if ctx.Err() != nil {
 			return nil
@@ -71,9 +98,6 @@ func (a *Adapter) runSocket(ctx context.Context) error {
 		} else if refused(err) {
 			metrics.PlatformCall("slack", "apps.connections.open", "error")
 			return fmt.Errorf("slack socket mode: %w (check slack.app_token: an xapp-… token with connections:write, and Socket Mode enabled for the app)", err)
-		}
-		if err == nil { // Slack asked for a new connection: at once
-			continue
 		}
 		if time.Since(began) > time.Minute {
 			backoff = time.Second // the last connection served a while
@@ -101,9 +125,10 @@ func refused(err error) bool {
 	return false
 }
 
-// socketSession opens one connection and serves it until it breaks, ctx
-// ends (both return an error or nil) or Slack sends a disconnect (nil).
-func (a *Adapter) socketSession(ctx context.Context) error {
+// socketSession opens one connection and serves it until it breaks or ctx
+// ends. When Slack sends a disconnect it calls replace, and serves on until
+// Slack closes the connection or socketRetireAfter passes.
+func (a *Adapter) socketSession(ctx context.Context, replace func()) error {
 	_, url, err := a.api.StartSocketModeContext(ctx)
 	if err != nil {
 		return err
@@ -120,7 +145,14 @@ func (a *Adapter) socketSession(ctx context.Context) error {
 	defer conn.Close()
 	defer context.AfterFunc(ctx, func() { _ = conn.Close() })() // unblocks the read at shutdown
 	conn.SetReadLimit(socketReadLimit)
-	alive := func() { _ = conn.SetReadDeadline(time.Now().Add(socketPingGap)) }
+	var retireBy time.Time // set once Slack asked to replace the connection
+	alive := func() {
+		deadline := time.Now().Add(socketPingGap)
+		if !retireBy.IsZero() && retireBy.Before(deadline) {
+			deadline = retireBy
+		}
+		_ = conn.SetReadDeadline(deadline)
+	}
 	alive()
 	conn.SetPingHandler(func(data string) error {
 		alive()
@@ -145,8 +177,15 @@ func (a *Adapter) socketSession(ctx context.Context) error {
 			return err
 		}
 		if env.Type == "disconnect" {
-			a.log.Info("socket mode: Slack asked to reconnect", "reason", env.Reason)
-			return nil
+			if env.Reason == "too_many_websockets" {
+				return errTooManySockets
+			}
+			if retireBy.IsZero() {
+				a.log.Info("socket mode: Slack is replacing the connection; opening the next", "reason", env.Reason)
+				retireBy = time.Now().Add(socketRetireAfter)
+				alive()
+				replace()
+			}
 		}
 	}
 }

@@ -124,6 +124,7 @@ type Server struct {
 	nativeOff   bool
 	limits      *limiter
 	conns       map[*wsConn]bool
+	gaps        int // times the last Socket Mode connection closed
 	acks        map[string]Ack
 	ackWaiters  map[string][]chan struct{}
 	connWaiters []chan struct{}

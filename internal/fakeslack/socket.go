@@ -77,6 +77,9 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, conn)
+		if len(s.conns) == 0 {
+			s.gaps++
+		}
 		s.mu.Unlock()
 		conn.close()
 	}()
@@ -157,11 +160,31 @@ func (s *Server) WaitConnected(ctx context.Context) error {
 }
 
 // Disconnect asks every client to reconnect, as Slack does before it
-// rotates a connection ({"type":"disconnect","reason":"refresh_requested"}).
-func (s *Server) Disconnect() {
-	for _, c := range s.connections() {
+// rotates a connection ({"type":"disconnect","reason":"refresh_requested"}),
+// and closes those connections after grace, as Slack does some seconds
+// later. Events sent meanwhile go to any open connection, old or new.
+func (s *Server) Disconnect(grace time.Duration) {
+	conns := s.connections()
+	for _, c := range conns {
 		_ = c.write(map[string]any{"type": "disconnect", "reason": "refresh_requested", "debug_info": map[string]any{"host": "fakeslack"}})
 	}
+	go func() {
+		select {
+		case <-time.After(grace):
+		case <-s.done:
+		}
+		for _, c := range conns {
+			c.close()
+		}
+	}()
+}
+
+// Gaps counts the times the last open Socket Mode connection closed:
+// moments when Slack would have had nowhere to send an event.
+func (s *Server) Gaps() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gaps
 }
 
 // DropConnections closes every Socket Mode connection without warning.
