@@ -210,23 +210,25 @@ func (a *Adapter) onEnvelope(conn *websocket.Conn, env envelope) error {
 		}
 		return ack(conn, env.EnvelopeID, payload)
 	}
+	// An envelope read is handled even when its ack can't be written (the
+	// connection closing under it): Slack then sends it again, and the
+	// engine drops the repeat.
+	var err error
 	if env.EnvelopeID != "" {
-		if err := ack(conn, env.EnvelopeID, nil); err != nil {
-			return err
-		}
+		err = ack(conn, env.EnvelopeID, nil)
 	}
 	switch env.Type {
 	case "events_api":
 		a.onEvent(env.Payload, env.RetryAttempt)
 	case "interactive":
 		var cb slack.InteractionCallback
-		if err := json.Unmarshal(env.Payload, &cb); err != nil {
-			a.log.Warn("unreadable interaction", "err", err)
-			return nil
+		if jerr := json.Unmarshal(env.Payload, &cb); jerr != nil {
+			a.log.Warn("unreadable interaction", "err", jerr)
+			return err
 		}
 		a.onInteraction(cb)
 	}
-	return nil
+	return err
 }
 
 // ack acknowledges an envelope, from the connection's reading goroutine

@@ -306,3 +306,35 @@ func (p *botProc) kill() {
 		<-p.exited
 	}
 }
+
+// churn replaces the bot's event connections every d, as Slack and
+// Discord do now and then: Slack asks for a new Socket Mode connection and
+// closes the old one a grace later, Discord sends RECONNECT. The returned
+// func stops it and says how many times it did.
+func (h *harness) churn(d time.Duration) (stop func() int) {
+	if d <= 0 {
+		return func() int { return 0 }
+	}
+	done := make(chan struct{})
+	count := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { count <- n }()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			h.fs.Disconnect(min(d/2, 10*time.Second))
+			h.fd.Reconnect()
+			n++
+		}
+	}()
+	return func() int {
+		close(done)
+		return <-count
+	}
+}

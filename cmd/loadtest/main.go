@@ -2,7 +2,7 @@
 //
 //	go run ./cmd/loadtest [-conversations 1000] [-turns 3] [-platform both]
 //	    [-ttft 500ms] [-ttft-jitter 0.5] [-token-interval 25ms] [-tokens 120]
-//	    [-ramp 1s] [-warmup -1] [-echo] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
+//	    [-ramp 1s] [-warmup -1] [-echo] [-churn 0] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
 //	    [-gc-headroom-kib 256] [-harness-procs 1] [-timeout 110s]
@@ -28,6 +28,12 @@
 // event over Socket Mode, MESSAGE_CREATE or MESSAGE_UPDATE on the
 // gateway), which it must read, decode and drop; -echo=false leaves them
 // out.
+//
+// With -churn d, every d of the measured load the fakes replace the bot's
+// event connections as Slack and Discord do now and then: Slack asks for a
+// new Socket Mode connection and closes the old one a grace later (half of
+// d, at most 10 s), Discord sends RECONNECT and the bot resumes its session.
+// No answer may be lost to it.
 //
 // It prints a table (and with -json writes it): the latency the bot adds
 // between the fake Ark writing an answer's first token and the first
@@ -93,6 +99,7 @@ type options struct {
 	tokens               int
 	ratelimits           bool
 	echo                 bool
+	churn                time.Duration
 	rateScale            float64
 	redisURL             string
 	slackEdit            time.Duration
@@ -125,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.warmup, "warmup", -1, "new conversations, one turn each, warming the bot up before the measured load (reported as its cold start; -1: as many as -conversations, or 2 with -ratelimits)")
 	fs.IntVar(&o.tokens, "tokens", 120, "tokens (words) per answer")
 	fs.BoolVar(&o.echo, "echo", true, "the fakes send the bot its own posts and edits back as events, as Slack and Discord do (false: leave that cost out)")
+	fs.DurationVar(&o.churn, "churn", 0, "replace the bot's event connections this often during the load, as Slack (a refresh) and Discord (RECONNECT) do now and then (0: never)")
 	fs.BoolVar(&o.ratelimits, "ratelimits", false, "emulate Slack's and Discord's rate limits, and use the adapters' budgets")
 	fs.Float64Var(&o.rateScale, "ratelimit-scale", 1, "with -ratelimits, multiply every platform rate (fakes and budgets) by this, to compress time")
 	fs.StringVar(&o.redisURL, "redis", "", "a Redis server to use (redis://host:port/db); empty: an embedded one")
@@ -164,6 +172,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-turns must be 1 to 100")
 	case o.tokens < 1 || o.tokens > 250:
 		return o, errors.New("-tokens must be 1 to 250 (an answer stays one Discord message)")
+	case o.churn < 0:
+		return o, errors.New("-churn must be 0 (never) or a positive interval")
 	case o.warmup < -1 || o.warmup > 100000:
 		return o, errors.New("-warmup must be -1 (as many as -conversations) or 0 to 100000")
 	case o.ttftJitter < 0 || o.ttftJitter > 1:
@@ -372,11 +382,13 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 			}
 		}
 	}
+	stopChurn := h.churn(o.churn)
 	h.run(dctx, loadSet.all, o.turns, func(finished int) {
 		if s, err := h.bot.snap(false, ""); err == nil {
 			progress(stderr, start, "%d/%d conversations finished, %d answers streaming", finished, len(loadSet.all), s.Streams)
 		}
 	}, atMid)
+	churns := stopChurn()
 	wall := time.Since(launch)
 	if o.harnessProfile != "" {
 		pprof.StopCPUProfile()
@@ -390,7 +402,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	harnessGCs = gcCycles() - harnessGCs
 	resumeGC()
 	progress(stderr, start, "load done in %.1fs", wall.Seconds())
-	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath, Cold: cold,
+	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath, Cold: cold, Churns: churns,
 		CPUSeconds: end.CPU - base.CPU, SysCPUSeconds: end.SysCPU - base.SysCPU, Faults: end.Faults - base.Faults,
 		HarnessCPU: harnessEnd.CPU - harnessUse.CPU, HarnessFaults: harnessEnd.Faults - harnessUse.Faults, HarnessGCs: harnessGCs, KernelStamps: arrival.Stamped()}
 	if r.Tokens > 0 {

@@ -111,8 +111,25 @@ func TestSmallRunWithRateLimits(t *testing.T) {
 	}
 }
 
+// Under connection churn (a Slack refresh and a Discord RECONNECT every
+// 100 ms) no answer is lost.
+func TestSmallRunWithChurn(t *testing.T) {
+	r := smallRun(t, "-churn", "100ms")
+	if r.Churns < 2 {
+		t.Errorf("%d churns", r.Churns)
+	}
+	for _, p := range r.Platforms {
+		if p.Completed != 6 || p.TurnsFound != 12 {
+			t.Errorf("%s: %+v", p.Platform, p)
+		}
+	}
+	if !strings.Contains(describe(r.Options), "event connections replaced every 100ms") {
+		t.Errorf("the description leaves the churn out: %s", describe(r.Options))
+	}
+}
+
 func TestFlags(t *testing.T) {
-	for _, bad := range [][]string{{"-platform", "irc"}, {"-conversations", "0"}, {"-tokens", "1000"}, {"-ttft-jitter", "2"}, {"-warmup", "-2"}, {"extra"}} {
+	for _, bad := range [][]string{{"-churn", "-1s"}, {"-platform", "irc"}, {"-conversations", "0"}, {"-tokens", "1000"}, {"-ttft-jitter", "2"}, {"-warmup", "-2"}, {"extra"}} {
 		if _, err := parseFlags(bad, new(bytes.Buffer)); err == nil {
 			t.Errorf("%v accepted", bad)
 		}

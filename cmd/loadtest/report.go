@@ -117,6 +117,7 @@ type result struct {
 	RedisHandshakes                int64    // not counted in it: handshakes of new pooled connections
 	RedisHeartbeats                int64    // nor the replica count's heartbeats (one per 10 s)
 	Dials                          [3]int64 // HTTP connections the bot opened to Ark, Slack and Discord
+	Churns                         int      // times the event connections were replaced during the load (-churn)
 	HarnessCPU                     float64  // the harness's CPU seconds (fakes and driver), for context
 	HarnessFaults                  int64    // its page faults during the load
 	HarnessGCs                     uint64   // its garbage collections during the load (0 unless its heap hit the limit)
@@ -241,6 +242,9 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 		r.HarnessCPU, r.HarnessGCs, r.HarnessFaults, r.HarnessWaitP50, r.HarnessWaitP99)
 	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections, %d replica-count heartbeats); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
 		r.RedisPerTurn, r.RedisHandshakes, r.RedisHeartbeats, r.Dials[0], r.Dials[1], r.Dials[2])
+	if r.Churns > 0 {
+		fmt.Fprintf(w, "event connections replaced %d times during the load (-churn %s: a Slack refresh, a Discord RECONNECT)\n", r.Churns, r.Options["churn"])
+	}
 	if c := r.Cold; c.Conversations > 0 {
 		fmt.Fprintf(w, "cold start (the warm-up before it: %d new conversations x 1 turn on the fresh bot process, %d/%d answers): added latency p50/p99/max %.1f / %.1f / %.1f ms, sign of life %.0f / %.0f / %.0f ms; bot CPU %.1f s, %d page faults; HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
 			c.Conversations, c.Completed, c.Conversations, c.AddedLatency.P50, c.AddedLatency.P99, c.AddedLatency.Max,
@@ -297,6 +301,9 @@ func describe(o map[string]any) string {
 	echo := "its own posts and edits echoed to it"
 	if o["echo"] == false {
 		echo = "no echoes of its own posts and edits"
+	}
+	if d, _ := o["churn"].(string); d != "" && d != "0s" {
+		echo += "; event connections replaced every " + d
 	}
 	fakes := "the fakes on all CPUs"
 	if n, _ := o["harness-procs"].(int); n > 0 {

@@ -301,7 +301,8 @@ func inShard(guildID string, shard [2]int) bool {
 
 // Dispatch sends an event (op 0, with the next sequence number) to every
 // identified session whose shard owns the event's guild_id (DMs: shard 0).
-// A session whose connection dropped keeps the event for RESUME.
+// A session whose connection dropped or fails the write keeps the event
+// for RESUME; only an event no session takes is an error.
 func (s *Server) Dispatch(event string, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
@@ -343,13 +344,14 @@ func (s *Server) dispatch(event, guildID string, data []byte) error {
 	if len(targets) == 0 {
 		return errors.New("fakediscord: no gateway session for " + event)
 	}
-	var firstErr error
 	for _, t := range targets {
-		if err := s.sendLocked(t.sess, t.conn, event, data); err != nil && firstErr == nil {
-			firstErr = err
+		if err := s.sendLocked(t.sess, t.conn, event, data); err != nil && t.conn != nil {
+			// As on Discord, the session keeps the event for RESUME; the
+			// connection that could not take it is done.
+			t.conn.close()
 		}
 	}
-	return firstErr
+	return nil
 }
 
 // Connected counts gateway sessions with a live connection.
