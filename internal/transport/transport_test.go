@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,5 +45,75 @@ func TestNewReusesConnectionsUnderConcurrency(t *testing.T) {
 	// 200 requests, at most 40 at a time: the idle pool keeps them all.
 	if n := conns.Load(); n > 40 {
 		t.Errorf("%d connections for 200 requests 40 at a time", n)
+	}
+}
+
+// Over TLS the transport negotiates HTTP/2 where the server offers it (as
+// Go's default does), so concurrent streams to Ark share a connection
+// instead of one each.
+func TestHTTP2OverTLS(t *testing.T) {
+	var conns atomic.Int64
+	release := make(chan struct{})
+	var inFlight sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			http.Error(w, r.Proto, http.StatusHTTPVersionNotSupported)
+			return
+		}
+		if r.URL.Path == "/warm" {
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.(http.Flusher).Flush()
+		inFlight.Done()
+		<-release // a stream held open, as an answer is
+	}))
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	tr := New(50)
+	tr.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	// One request first, as a bot's first answer is: requests racing to a
+	// host not yet connected may each dial before HTTP/2 is known.
+	resp, err := c.Get(srv.URL + "/warm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("negotiated %s", resp.Proto)
+	}
+	const streams = 40
+	inFlight.Add(streams)
+	var wg sync.WaitGroup
+	for range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(srv.URL + "/stream")
+			if err != nil {
+				t.Error(err)
+				inFlight.Done()
+				return
+			}
+			defer resp.Body.Close()
+			if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+				t.Errorf("%s %d", resp.Proto, resp.StatusCode)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+		}()
+	}
+	inFlight.Wait() // all 40 streams open at once
+	close(release)
+	wg.Wait()
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d streams took %d connections", streams, n)
 	}
 }
