@@ -10,14 +10,19 @@ import (
 	"testing"
 )
 
+// countConns counts the connections srv accepts into n.
+func countConns(srv *httptest.Server, n *atomic.Int64) {
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.Add(1)
+		}
+	}
+}
+
 func TestNewReusesConnectionsUnderConcurrency(t *testing.T) {
 	var conns atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	countConns(srv, &conns)
 	srv.Start()
 	defer srv.Close()
 	tr := New(50)
@@ -69,11 +74,7 @@ func TestHTTP2OverTLS(t *testing.T) {
 		<-release // a stream held open, as an answer is
 	}))
 	srv.EnableHTTP2 = true
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	countConns(srv, &conns)
 	srv.StartTLS()
 	defer srv.Close()
 	tr := New(50)
