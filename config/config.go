@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -101,6 +102,21 @@ type Server struct {
 	// gather before Go collects it (default 256; 0: Go's own pacing, GOGC).
 	// More means fewer collections under load, at that much memory each.
 	GCHeadroomKiB *int `yaml:"gc_headroom_kib"`
+	// MaxStarting is how many answers may be in their set-up at once
+	// (default 8 per CPU; 0: no limit): see StartLimit.
+	MaxStarting *int `yaml:"max_starting"`
+}
+
+// StartLimit returns max_starting: how many answers the bot sets up at
+// once (the admission's Redis round trip, the sign of life, the request
+// to Ark); a burst of new messages beyond it waits its turn, so that the
+// answers already streaming keep their pace. The default is 8 per CPU
+// the process may use (GOMAXPROCS); 0 means no limit.
+func (s Server) StartLimit() int {
+	if s.MaxStarting != nil {
+		return *s.MaxStarting
+	}
+	return DefaultStartingPerCPU * runtime.GOMAXPROCS(0)
 }
 
 // GCHeadroom returns gc_headroom_kib in bytes (the default when unset).
@@ -122,6 +138,8 @@ type Console struct {
 const (
 	DefaultBaseURL       = "https://ark.cn-beijing.volces.com/api/v3"
 	DefaultGCHeadroomKiB = 256
+	// DefaultStartingPerCPU is server.max_starting's default per CPU.
+	DefaultStartingPerCPU = 8
 )
 
 func (c *Config) applyDefaults() {
@@ -192,6 +210,9 @@ func (c *Config) validate() error {
 	}
 	if kib := c.Server.GCHeadroomKiB; kib != nil && (*kib < 0 || *kib > 1<<20) {
 		errs.add("server.gc_headroom_kib", "must be 0 (Go's own GC pacing) to 1048576 (1 GiB per answer), not %d", *kib)
+	}
+	if n := c.Server.MaxStarting; n != nil && (*n < 0 || *n > 1<<16) {
+		errs.add("server.max_starting", "must be 0 (no limit) to 65536 answers set up at once, not %d", *n)
 	}
 	if c.Ark.MaxRetries < 0 {
 		errs.add("ark.max_retries", "must not be negative")

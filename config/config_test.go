@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,30 @@ func TestGCHeadroom(t *testing.T) {
 	_, err := Parse([]byte(minimal + "server:\n  gc_headroom_kib: -5\n"))
 	if err == nil || !strings.Contains(err.Error(), "server.gc_headroom_kib: must be 0") {
 		t.Errorf("negative headroom: %v", err)
+	}
+}
+
+func TestMaxStarting(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	for _, tc := range []struct {
+		yaml string
+		want int
+	}{
+		{"", DefaultStartingPerCPU * runtime.GOMAXPROCS(0)},
+		{"server:\n  max_starting: 0\n", 0},
+		{"server:\n  max_starting: 5\n", 5},
+	} {
+		c, err := Parse([]byte(minimal + tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := c.Server.StartLimit(); got != tc.want {
+			t.Errorf("%q: %d, want %d", tc.yaml, got, tc.want)
+		}
+	}
+	_, err := Parse([]byte(minimal + "server:\n  max_starting: -1\n"))
+	if err == nil || !strings.Contains(err.Error(), "server.max_starting: must be 0 (no limit)") {
+		t.Errorf("negative max_starting: %v", err)
 	}
 }
 

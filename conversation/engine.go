@@ -30,6 +30,7 @@ type Engine struct {
 	interval map[string]time.Duration
 	now      func() time.Time
 	onStream func(delta int)
+	starts   *startGate // nil: no limit on set-ups at once
 
 	// Answers in flight: running maps DedupeKey to its cancel func; mu
 	// orders enter (read-locked, so answers never wait on each other) with
@@ -75,7 +76,7 @@ func NewEngine(cfg *config.Config, store *Store, ark Streamer, opts ...Option) *
 	e := &Engine{
 		cfg: cfg, store: store, ark: ark, log: slog.Default(),
 		interval: map[string]time.Duration{}, now: time.Now,
-		base: base, stopAll: stop,
+		base: base, stopAll: stop, starts: newStartGate(cfg.Server.StartLimit(), startHold),
 	}
 	for _, o := range opts {
 		o(e)
@@ -123,6 +124,13 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 		return r.Notice(ctx, msgRestarting)
 	}
 	defer e.inflight.Done()
+	// A burst of messages is set up a few at a time (server.max_starting);
+	// an answer gives its slot back as it sends its request to Ark.
+	started, err := e.starts.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer started()
 
 	cmd, isCmd := ParseCommand(m.Text)
 	retry := isCmd && cmd.Name == CmdRetry
@@ -167,7 +175,7 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 			}
 			return r.Notice(ctx, note)
 		}
-		return e.answer(ctx, log, m, r, adm, &cmd)
+		return e.answer(ctx, log, m, r, adm, &cmd, started)
 	}
 	if isCmd {
 		metrics.Messages.WithLabelValues(m.Platform, "command").Inc()
@@ -183,7 +191,7 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 		metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
 		return r.Notice(ctx, msgEmpty)
 	}
-	return e.answer(ctx, log, m, r, adm, nil)
+	return e.answer(ctx, log, m, r, adm, nil, started)
 }
 
 // release unlocks t, if not nil, without saving.
@@ -301,7 +309,7 @@ func (e *Engine) currentModel(ctx context.Context, m Message) *config.Model {
 // answer runs one model answer: lock, build context, stream, save. A retry
 // (a /retry command) answers the thread's latest question again and
 // replaces its answer.
-func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission, retry *Command) error {
+func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission, retry *Command, started func()) error {
 	start := e.now()
 	// Stop and shutdown cancel the answer; the caller's ctx does too.
 	actx, cancel := context.WithCancelCause(ctx)
@@ -396,6 +404,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 		e.onStream(1)
 	}
 	p := newPacer(r, e.renderInterval(m.Platform), log)
+	started()
 	res := e.stream(actx, log, m, p, model, req, start)
 	metrics.ActiveStreams.WithLabelValues(m.Platform).Dec()
 	if e.onStream != nil {

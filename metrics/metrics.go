@@ -66,6 +66,13 @@ var (
 		Help: "Replicas sharing a platform's rate budgets, by platform, as this replica last counted them.",
 	}, []string{"platform"})
 
+	// StartWait is how long messages waited for a free set-up slot.
+	StartWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "arkbot_start_wait_seconds",
+		Help:    "How long a message waited for one of server.max_starting set-up slots before the bot began on it.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
+
 	// RedisErrors counts failed store operations.
 	RedisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "arkbot_redis_errors_total",
@@ -77,7 +84,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Answers, FirstToken, Tokens, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, RedisErrors,
+		Answers, FirstToken, Tokens, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, StartWait, RedisErrors,
 	)
 }
 

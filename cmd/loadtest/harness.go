@@ -114,14 +114,18 @@ const arkKey = "loadtest-ark-key"
 // the fakes.
 func (h *harness) botConfig(slackConvs, discordConvs int) string {
 	var b strings.Builder
+	maxStarting := "" // the bot's default
+	if h.opts.maxStarting >= 0 {
+		maxStarting = fmt.Sprintf(", max_starting: %d", h.opts.maxStarting)
+	}
 	fmt.Fprintf(&b, `log: {level: %s}
 ark: {base_url: %q, api_key: %q}
 models:
   - {name: doubao, id: doubao-seed-1-6-250615, thinking: disabled, vision: true, context_window: 256000, max_tokens: 4096}
 limits: {requests_per_minute: %d}
 redis: {url: %q, prefix: %q, ttl: 1h}
-server: {shutdown_timeout: 10s, gc_headroom_kib: %d}
-`, h.opts.logLevel, h.ark.URL, arkKey, max(20, h.opts.turns), h.redis, h.prefix, h.opts.gcHeadroomKiB)
+server: {shutdown_timeout: 10s, gc_headroom_kib: %d%s}
+`, h.opts.logLevel, h.ark.URL, arkKey, max(20, h.opts.turns), h.redis, h.prefix, h.opts.gcHeadroomKiB, maxStarting)
 	if slackConvs > 0 {
 		fmt.Fprintf(&b, "slack: {bot_token: %q, app_token: %q, api_url: %q, edit_interval: %s, max_concurrent: %d}\n",
 			h.fs.BotToken(), h.fs.AppToken(), h.fs.APIURL(), h.opts.slackEdit, slackConvs+1)

@@ -5,7 +5,7 @@
 //	    [-ramp 1s] [-warmup -1] [-echo] [-churn 0] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
-//	    [-gc-headroom-kib 256] [-harness-procs 1] [-timeout 110s]
+//	    [-gc-headroom-kib 256] [-max-starting -1] [-harness-procs 1] [-timeout 110s]
 //
 // On 127.0.0.1 only, it starts a fake Ark streaming at the given pace, fake
 // Slack and Discord APIs (their rate limits emulated with -ratelimits) and a
@@ -50,7 +50,10 @@
 // of the bot process for the load's first seconds, -harness-cpuprofile
 // profiles this process (fakes and simulated users) during the load.
 // -gc-headroom-kib sets the bot's server.gc_headroom_kib, to weigh memory
-// against collections. -harness-procs is how many CPUs this process may use
+// against collections; -max-starting its server.max_starting, to weigh a
+// burst's signs of life against the pace of the answers already streaming.
+// -timeline also prints the added latency per quarter second of the cold
+// start and of the load. -harness-procs is how many CPUs this process may use
 // at once (default 1, 0 for all); the bot process always has all.
 //
 // Without -ratelimits the adapters' own rate budgets are off too, as on a
@@ -112,6 +115,7 @@ type options struct {
 	trace                string
 	timeline             bool
 	gcHeadroomKiB        int
+	maxStarting          int
 	harnessProcs         int
 	botLog               string
 	logLevel             string
@@ -144,6 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the bot process during the load's first 4 s to this file (go tool trace)")
 	fs.StringVar(&o.harnessProfile, "harness-cpuprofile", "", "write a CPU profile of this process (the fakes and the simulated users) during the load to this file")
 	fs.IntVar(&o.gcHeadroomKiB, "gc-headroom-kib", config.DefaultGCHeadroomKiB, "the bot's server.gc_headroom_kib (0: Go's own GC pacing)")
+	fs.IntVar(&o.maxStarting, "max-starting", -1, "the bot's server.max_starting: answers set up at once (-1: its default, 8 per CPU; 0: no limit)")
 	fs.IntVar(&o.harnessProcs, "harness-procs", 1, "how many CPUs this process (the fakes and the simulated users) may use at once, its GOMAXPROCS; the bot process keeps all (0: all here too)")
 	fs.BoolVar(&o.timeline, "timeline", false, "also print the added latency per quarter second of the load (to line up with GODEBUG=gctrace=1)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the bot process at the busiest moment to this file")
@@ -180,6 +185,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-ttft-jitter must be 0 to 1")
 	case o.gcHeadroomKiB < 0:
 		return o, errors.New("-gc-headroom-kib must not be negative")
+	case o.maxStarting < -1:
+		return o, errors.New("-max-starting must be -1 (the bot's default), 0 (no limit) or more")
 	case o.ttft < 0 || o.tokenInterval < 0 || o.ramp < 0 || o.slackEdit < 0 || o.discordEdit < 0:
 		return o, errors.New("durations must not be negative")
 	case o.harnessProcs < 0:
@@ -328,6 +335,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 		return nil, err
 	}
 	wctx, wcancel := context.WithTimeout(ctx, max(45*time.Second, o.timeout/4))
+	warmLaunch := time.Now()
 	h.run(wctx, warmSet.all, 1, nil, nil)
 	wcancel()
 	base, err := h.bot.snap(true, "")
@@ -335,6 +343,9 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 		return nil, err
 	}
 	cold := coldStart(warmSet.all, fresh, base)
+	if o.timeline {
+		cold.Timeline = timeline(warmSet.all, warmLaunch)
+	}
 	if o.cpuProfile != "" {
 		var s snapshot
 		if err := h.bot.exchange(command{Cmd: "cpuprofile", Path: o.cpuProfile}, &s, 10*time.Second); err != nil || s.Err != "" {

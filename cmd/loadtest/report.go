@@ -61,6 +61,17 @@ func timeline(convs []*conv, launch time.Time) []window {
 	return ws
 }
 
+func printTimeline(w io.Writer, of string, ws []window) {
+	if len(ws) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nadded latency by when the first token came (s into %s: answers, p50/p99/max ms):\n", of)
+	for _, win := range ws {
+		l := win.Latency
+		fmt.Fprintf(w, "  %6.2f  %4d  %.1f / %.1f / %.1f\n", win.At, l.N, l.P50, l.P99, l.Max)
+	}
+}
+
 // platformResult is what one platform's conversations measured.
 type platformResult struct {
 	Platform      string
@@ -141,6 +152,7 @@ type coldResult struct {
 	CPUSeconds    float64  // the bot process's, during the wave
 	Faults        int64    // its page faults during the wave
 	Dials         [3]int64 // HTTP connections it opened to Ark, Slack and Discord
+	Timeline      []window // with -timeline: by when the first token came, s into the wave
 }
 
 // probeResult is the memory probe: a second wave of as many conversations,
@@ -256,11 +268,8 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 			p.HeapPerStream/1024, p.StackPerStream/1024, p.GoroutinesPerStream, p.IdleHeapPerConv)
 	}
 	if withTimeline {
-		fmt.Fprintln(w, "\nadded latency by when the first token came (s into the load: answers, p50/p99/max ms):")
-		for _, win := range r.Timeline {
-			l := win.Latency
-			fmt.Fprintf(w, "  %6.2f  %4d  %.1f / %.1f / %.1f\n", win.At, l.N, l.P50, l.P99, l.Max)
-		}
+		printTimeline(w, "the cold start", r.Cold.Timeline)
+		printTimeline(w, "the load", r.Timeline)
 	}
 	fmt.Fprintln(w, "\ntargets:")
 	for _, t := range r.Targets {
@@ -309,9 +318,15 @@ func describe(o map[string]any) string {
 	if n, _ := o["harness-procs"].(int); n > 0 {
 		fakes = fmt.Sprintf("the fakes on %d CPU(s)", n)
 	}
-	return fmt.Sprintf("%v conversations x %v turns on %v, begun within %v; Ark TTFT %v ±%v%%, %v tokens every %v; renders Slack %v, Discord %v; %s; %s; GC headroom %v KiB per answer; %s; %s",
+	starting := "answers set up at once: the bot's default"
+	if n, ok := o["max-starting"].(int); ok && n == 0 {
+		starting = "answers set up at once: no limit"
+	} else if ok && n > 0 {
+		starting = fmt.Sprintf("answers set up at once: %d", n)
+	}
+	return fmt.Sprintf("%v conversations x %v turns on %v, begun within %v; Ark TTFT %v ±%v%%, %v tokens every %v; renders Slack %v, Discord %v; %s; %s; GC headroom %v KiB per answer; %s; %s; %s",
 		o["conversations"], o["turns"], o["platform"], o["ramp"], o["ttft"], o["ttft-jitter"].(float64)*100, o["tokens"], o["token-interval"],
-		o["slack-edit-interval"], o["discord-edit-interval"], limits, echo, o["gc-headroom-kib"], redis, fakes)
+		o["slack-edit-interval"], o["discord-edit-interval"], limits, echo, o["gc-headroom-kib"], starting, redis, fakes)
 }
 
 // writeJSON writes the report to path.

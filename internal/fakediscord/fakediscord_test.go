@@ -345,6 +345,9 @@ func TestEchoOwnEdits(t *testing.T) {
 		}
 		_ = c.WriteJSON(map[string]any{"op": 1, "d": 3})
 		f := read(t, c)
+		if on && f.Op == 11 { // the echo goes out from a queue: the ACK may come first
+			f = read(t, c)
+		}
 		if on && (f.T != "MESSAGE_UPDATE" || !strings.Contains(string(f.D), `"content":"one two"`) || !strings.Contains(string(f.D), m.ID)) {
 			t.Fatalf("with echo: %+v %s", f, f.D)
 		}
