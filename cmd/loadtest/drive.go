@@ -163,7 +163,8 @@ func (h *harness) send(c *conv, n int) (*turn, error) {
 		if n == 1 {
 			ev = fakeslack.AppMention(c.channel, c.user, "<@"+h.fs.BotUserID()+"> "+q, ts, "")
 		}
-		return t, h.sendSlack(ev)
+		_, err := h.fs.SendEvent(fakeslack.EventOptions{}, ev)
+		return t, err
 	default:
 		spec := fakediscord.MessageSpec{ChannelID: c.channel, GuildID: guildID, Content: q,
 			Author: fakediscord.User{ID: c.user, Username: "user" + c.id}}
@@ -177,30 +178,6 @@ func (h *harness) send(c *conv, n int) (*turn, error) {
 		c.mu.Unlock()
 		_, err := h.fd.PostUserMessage(spec)
 		return t, err
-	}
-}
-
-// Slack redelivers an event that found no connection to take it, as it
-// does an unacknowledged one, keeping its event_id and counting the
-// attempt; a refresh under -churn can leave a moment with no connection
-// open (the old one closed, the next not yet up).
-const (
-	slackRedeliveries  = 20
-	slackRedeliverWait = 250 * time.Millisecond
-)
-
-// sendSlack sends a user's event over Socket Mode, redelivering it while
-// no connection takes it, within slackRedeliveries tries.
-func (h *harness) sendSlack(ev map[string]any) error {
-	o := fakeslack.EventOptions{}
-	for attempt := 1; ; attempt++ {
-		sent, err := h.fs.SendEvent(o, ev)
-		if err == nil || attempt > slackRedeliveries {
-			return err
-		}
-		h.stats.redelivered.Add(1)
-		o = fakeslack.EventOptions{EventID: sent.EventID, RetryAttempt: attempt, RetryReason: "timeout"}
-		time.Sleep(slackRedeliverWait)
 	}
 }
 
@@ -332,11 +309,9 @@ func (h *harness) onDiscordCall(call fakediscord.Call) {
 type callStats struct {
 	measuring atomic.Bool  // count calls only from the start of the measured load
 	tokens    atomic.Int64 // tokens the fake Ark streamed in measured answers
-	// Slack events sent again because no connection took them, all the run
-	redelivered atomic.Int64
-	mu          sync.Mutex
-	calls       map[string]map[string]int // platform → method → calls while measuring
-	limited     map[string]int            // platform → 429s, all the run
+	mu        sync.Mutex
+	calls     map[string]map[string]int // platform → method → calls while measuring
+	limited   map[string]int            // platform → 429s, all the run
 }
 
 func newCallStats() *callStats {

@@ -65,7 +65,7 @@ func startFakes(o options, convs []*conv) (*harness, error) {
 	}
 	h.ark = fakeark.New(fakeark.WithAPIKey(arkKey), fakeark.WithFirstChunkHook(h.onFirstChunk))
 	h.ark.SetHandler(h.answer)
-	h.fs = fakeslack.New(fakeslack.Options{OnCall: h.onSlackCall, EchoOwn: o.echo})
+	h.fs = fakeslack.New(fakeslack.Options{OnCall: h.onSlackCall, EchoOwn: o.echo, Redeliver: slackRedeliver})
 	dopts := []fakediscord.Option{fakediscord.WithCallHook(h.onDiscordCall), fakediscord.WithEchoOwnMessages(o.echo), fakediscord.WithEchoOwnEdits(o.echo)}
 	if o.ratelimits {
 		h.fs.SetRateLimits(&fakeslack.RateLimits{Scale: o.rateScale})
@@ -105,6 +105,13 @@ func startFakes(o options, convs []*conv) (*harness, error) {
 	}
 	return h, nil
 }
+
+// slackRedeliver is how long the fake Slack waits for an event's
+// acknowledgement before it sends the event again, as Slack does: an event
+// written to a connection as it closed, or sent while none was open (a
+// refresh under -churn), still reaches the bot. The bot acknowledges
+// within milliseconds, so under a steady load nothing is sent twice.
+const slackRedeliver = 2 * time.Second
 
 // arkKey is the API key the fake Ark demands and the bot sends.
 const arkKey = "loadtest-ark-key"

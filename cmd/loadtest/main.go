@@ -413,7 +413,7 @@ func load(ctx context.Context, o options, stderr io.Writer) (*result, error) {
 	harnessGCs = gcCycles() - harnessGCs
 	resumeGC()
 	progress(stderr, start, "load done in %.1fs", wall.Seconds())
-	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath, Cold: cold, Churns: churns, Redelivered: h.stats.redelivered.Load(),
+	r := &result{Options: o.flags, WallSeconds: wall.Seconds(), Tokens: h.stats.tokens.Load(), BotLog: logPath, Cold: cold, Churns: churns, Redelivered: h.fs.Redelivered(),
 		CPUSeconds: end.CPU - base.CPU, SysCPUSeconds: end.SysCPU - base.SysCPU, Faults: end.Faults - base.Faults,
 		HarnessCPU: harnessEnd.CPU - harnessUse.CPU, HarnessFaults: harnessEnd.Faults - harnessUse.Faults, HarnessGCs: harnessGCs, KernelStamps: arrival.Stamped()}
 	if r.Tokens > 0 {

@@ -129,7 +129,7 @@ type result struct {
 	RedisHeartbeats                int64    // nor the replica count's heartbeats (one per 10 s)
 	Dials                          [3]int64 // HTTP connections the bot opened to Ark, Slack and Discord
 	Churns                         int      // times the event connections were replaced during the load (-churn)
-	Redelivered                    int64    // Slack events sent again for want of a connection, all the run
+	Redelivered                    int64    // Slack events sent again, not acknowledged in time (as Slack does), until the load's end
 	HarnessCPU                     float64  // the harness's CPU seconds (fakes and driver), for context
 	HarnessFaults                  int64    // its page faults during the load
 	HarnessGCs                     uint64   // its garbage collections during the load (0 unless its heap hit the limit)
@@ -259,7 +259,7 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 		fmt.Fprintf(w, "event connections replaced %d times during the load (-churn %s: a Slack refresh, a Discord RECONNECT)\n", r.Churns, r.Options["churn"])
 	}
 	if r.Redelivered > 0 {
-		fmt.Fprintf(w, "Slack events sent again because no connection was open to take them: %d (Slack redelivers them too)\n", r.Redelivered)
+		fmt.Fprintf(w, "Slack events sent again, not acknowledged within %v (as Slack redelivers them): %d\n", slackRedeliver, r.Redelivered)
 	}
 	if c := r.Cold; c.Conversations > 0 {
 		fmt.Fprintf(w, "cold start (the warm-up before it: %d new conversations x 1 turn on the fresh bot process, %d/%d answers): added latency p50/p99/max %.1f / %.1f / %.1f ms, sign of life %.0f / %.0f / %.0f ms; bot CPU %.1f s, %d page faults; HTTP connections opened: Ark %d, Slack %d, Discord %d\n",

@@ -78,6 +78,12 @@ type Options struct {
 	// from the calls that made them. Off by default; the load test turns it on so
 	// the bot pays for them as it would on Slack.
 	EchoOwn bool
+	// Redeliver, when set, has SendEvent send an events_api envelope
+	// again when it is not acknowledged within this long (or found no
+	// connection open), as Slack does: up to MaxRedeliveries times, with
+	// the same event_id, a new envelope_id, retry_attempt counting and
+	// retry_reason "timeout". Redelivered counts them.
+	Redeliver time.Duration
 	// OnCall, if set, is called with every Web API call once it has been
 	// answered (its Result set), outside the server's lock, on the request's
 	// goroutine: a load test's way to timestamp what the bot did.
@@ -129,6 +135,7 @@ type Server struct {
 	ackWaiters  map[string][]chan struct{}
 	connWaiters []chan struct{}
 	closed      bool
+	redelivered atomic.Int64
 
 	done chan struct{}
 	wg   sync.WaitGroup

@@ -438,3 +438,76 @@ func TestEchoOwn(t *testing.T) {
 		t.Fatalf("echo of an append = %v", e)
 	}
 }
+
+// With Redeliver, an event that found no connection open, and one that was
+// not acknowledged, are sent again with the same event_id, counting the
+// attempt; an acknowledged one is not.
+func TestRedeliver(t *testing.T) {
+	s := New(Options{Redeliver: 300 * time.Millisecond})
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sent, err := s.SendEvent(EventOptions{}, AppMention("C1", "U1", "<@UBOT> hi", s.NextTS(), ""))
+	if err != nil {
+		t.Fatalf("an event with no connection open: %v, want it kept for redelivery", err)
+	}
+	_, wsURL, err := client(s).StartSocketModeContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	type envelope struct {
+		Type         string `json:"type"`
+		EnvelopeID   string `json:"envelope_id"`
+		RetryAttempt int    `json:"retry_attempt"`
+		RetryReason  string `json:"retry_reason"`
+		Payload      struct {
+			EventID string `json:"event_id"`
+		} `json:"payload"`
+	}
+	next := func() envelope {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			var env envelope
+			if err := conn.ReadJSON(&env); err != nil {
+				t.Fatalf("no envelope: %v", err)
+			}
+			if env.Type == "events_api" {
+				return env
+			}
+		}
+	}
+	first := next() // a redelivery: nowhere to go before (a second one if connecting took long)
+	if first.Payload.EventID != sent.EventID || first.RetryAttempt < 1 || first.RetryAttempt >= MaxRedeliveries || first.RetryReason != "timeout" || first.EnvelopeID == sent.EnvelopeID {
+		t.Errorf("first delivery %+v of %+v", first, sent)
+	}
+	second := next() // not acknowledged: sent again
+	if second.Payload.EventID != sent.EventID || second.RetryAttempt != first.RetryAttempt+1 || second.EnvelopeID == first.EnvelopeID {
+		t.Errorf("second delivery %+v", second)
+	}
+	if err := conn.WriteJSON(map[string]any{"envelope_id": second.EnvelopeID}); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	var env envelope
+	for conn.ReadJSON(&env) == nil {
+		if env.Type == "events_api" {
+			t.Fatalf("sent again after its acknowledgement: %+v", env)
+		}
+	}
+	if n := s.Redelivered(); n != int64(second.RetryAttempt) {
+		t.Errorf("Redelivered() = %d, want %d", n, second.RetryAttempt)
+	}
+
+	// Without Redeliver, an event with nowhere to go is an error.
+	plain := New(Options{})
+	defer plain.Close()
+	if _, err := plain.SendEvent(EventOptions{}, AppMention("C1", "U1", "hi", plain.NextTS(), "")); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("no connection, no redelivery: %v", err)
+	}
+}

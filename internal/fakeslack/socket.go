@@ -240,16 +240,25 @@ func (s *Server) AckOf(envelopeID string) (Ack, bool) {
 	return a, ok
 }
 
-// WaitAck waits until the envelope is acknowledged or ctx ends.
-func (s *Server) WaitAck(ctx context.Context, envelopeID string) error {
+// ackWatch reports whether the envelope is acknowledged, else returns a
+// channel closed when it is.
+func (s *Server) ackWatch(envelopeID string) (bool, <-chan struct{}) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if _, ok := s.acks[envelopeID]; ok {
-		s.mu.Unlock()
-		return nil
+		return true, nil
 	}
 	ch := make(chan struct{})
 	s.ackWaiters[envelopeID] = append(s.ackWaiters[envelopeID], ch)
-	s.mu.Unlock()
+	return false, ch
+}
+
+// WaitAck waits until the envelope is acknowledged or ctx ends.
+func (s *Server) WaitAck(ctx context.Context, envelopeID string) error {
+	acked, ch := s.ackWatch(envelopeID)
+	if acked {
+		return nil
+	}
 	select {
 	case <-ch:
 		return nil
@@ -329,7 +338,10 @@ func (s *Server) callbackPayload(o *EventOptions, event map[string]any) callback
 	}
 }
 
-// SendEvent sends an events_api envelope carrying event to a connected client.
+// SendEvent sends an events_api envelope carrying event to a connected
+// client. With Options.Redeliver it also sends it again until it is
+// acknowledged (see there), and an event that found no connection open is
+// not an error: it waits for its redelivery.
 func (s *Server) SendEvent(o EventOptions, event map[string]any) (Sent, error) {
 	env := &eventsAPIEnvelope{Type: "events_api", Payload: s.callbackPayload(&o, event),
 		RetryAttempt: o.RetryAttempt, RetryReason: o.RetryReason}
@@ -337,8 +349,49 @@ func (s *Server) SendEvent(o EventOptions, event map[string]any) (Sent, error) {
 		o.EnvelopeID = s.newEnvelopeID()
 	}
 	env.EnvelopeID = o.EnvelopeID
-	return Sent{EnvelopeID: o.EnvelopeID, EventID: o.EventID}, s.sendEnvelope(env)
+	err := s.sendEnvelope(env)
+	if s.opts.Redeliver > 0 {
+		s.wg.Go(func() { s.redeliver(env) })
+		if errors.Is(err, ErrNotConnected) {
+			err = nil
+		}
+	}
+	return Sent{EnvelopeID: o.EnvelopeID, EventID: o.EventID}, err
 }
+
+// MaxRedeliveries is how many times Slack sends an event again.
+const MaxRedeliveries = 3
+
+// redeliver sends env again, each time it is not acknowledged within
+// Options.Redeliver, MaxRedeliveries times at most.
+func (s *Server) redeliver(env *eventsAPIEnvelope) {
+	for attempt := 1; attempt <= MaxRedeliveries; attempt++ {
+		acked, ch := s.ackWatch(env.EnvelopeID)
+		if !acked {
+			t := time.NewTimer(s.opts.Redeliver)
+			select {
+			case <-ch:
+				acked = true
+			case <-t.C:
+			case <-s.done:
+				t.Stop()
+				return
+			}
+			t.Stop()
+		}
+		if acked {
+			return
+		}
+		again := *env
+		again.EnvelopeID, again.RetryAttempt, again.RetryReason = s.newEnvelopeID(), attempt, "timeout"
+		s.redelivered.Add(1)
+		_ = s.sendEnvelope(&again)
+		env = &again
+	}
+}
+
+// Redelivered counts the events sent again (Options.Redeliver).
+func (s *Server) Redelivered() int64 { return s.redelivered.Load() }
 
 // BlockAction is the block_actions payload of user clicking the button
 // with actionID on message m, as Slack sends it over Socket Mode (in an
