@@ -33,7 +33,9 @@
 // event connections as Slack and Discord do now and then: Slack asks for a
 // new Socket Mode connection and closes the old one a grace later (half of
 // d, at most 10 s), Discord sends RECONNECT and the bot resumes its session.
-// No answer may be lost to it.
+// No answer may be lost to it. As Slack does, the fake Slack sends an event
+// not acknowledged within 2 s again (an event written to a connection as it
+// closed, or sent while none was open), and the report counts them.
 //
 // It prints a table (and with -json writes it): the latency the bot adds
 // between the fake Ark writing an answer's first token and the first
