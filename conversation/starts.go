@@ -9,9 +9,10 @@ import (
 )
 
 // startHold is the longest a message holds its set-up slot: a set-up that
-// waits on the network (a rate-limited sign of life, a slow Redis) lets
-// the next one begin, so the gate smooths bursts without ever capping the
-// bot below max_starting set-ups per startHold.
+// waits (on a rate-limited sign of life, a slow Redis, the lock of a
+// thread still answering its previous message) lets the next one begin,
+// so the gate smooths bursts without ever capping the bot below
+// max_starting set-ups per startHold.
 const startHold = 100 * time.Millisecond
 
 // startGate bounds how many messages are being set up at once (admitted in
