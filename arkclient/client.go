@@ -18,6 +18,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"time"
@@ -152,6 +153,14 @@ type Chunk struct {
 // Usage is the token usage Ark reports at the end of a stream.
 type Usage struct {
 	PromptTokens, CompletionTokens, TotalTokens, CachedTokens, ReasoningTokens int
+}
+
+// WithRequestSent returns ctx set so that a Stream opened with it calls f
+// each time its request has been written to the connection (once per
+// attempt; f should be idempotent): from then on the bot only waits for
+// Ark.
+func WithRequestSent(ctx context.Context, f func()) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { f() }})
 }
 
 // Stream sends req with stream:true and stream_options.include_usage, and

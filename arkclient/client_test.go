@@ -688,3 +688,35 @@ func TestConcurrentStreamsKeepTheirText(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// WithRequestSent calls its hook once per request written, before Ark's
+// first chunk has come.
+func TestWithRequestSent(t *testing.T) {
+	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	defer srv.Close()
+	const ttft = 300 * time.Millisecond
+	srv.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError"},
+		fakeark.Response{Content: []string{"hi"}, TTFT: ttft})
+	c := newClient(t, srv, "")
+	var mu sync.Mutex
+	var sent []time.Time
+	ctx := WithRequestSent(context.Background(), func() {
+		mu.Lock()
+		sent = append(sent, time.Now())
+		mu.Unlock()
+	})
+	s, err := c.Stream(ctx, userReq("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Now()
+	s.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 2 {
+		t.Fatalf("hook called %d times for 2 requests", len(sent))
+	}
+	if gap := opened.Sub(sent[1]); gap < ttft*2/3 {
+		t.Errorf("hook called only %v before the stream opened, after the first chunk", gap)
+	}
+}

@@ -125,7 +125,7 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 	}
 	defer e.inflight.Done()
 	// A burst of messages is set up a few at a time (server.max_starting);
-	// an answer gives its slot back as it sends its request to Ark.
+	// an answer gives its slot back once its request to Ark is sent.
 	started, err := e.starts.enter(ctx)
 	if err != nil {
 		return err
@@ -404,8 +404,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 		e.onStream(1)
 	}
 	p := newPacer(r, e.renderInterval(m.Platform), log)
-	started()
-	res := e.stream(actx, log, m, p, model, req, start)
+	res := e.stream(arkclient.WithRequestSent(actx, started), log, m, p, model, req, start)
 	metrics.ActiveStreams.WithLabelValues(m.Platform).Dec()
 	if e.onStream != nil {
 		e.onStream(-1)
