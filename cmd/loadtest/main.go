@@ -152,7 +152,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.gcHeadroomKiB, "gc-headroom-kib", config.DefaultGCHeadroomKiB, "the bot's server.gc_headroom_kib (0: Go's own GC pacing)")
 	fs.IntVar(&o.maxStarting, "max-starting", -1, "the bot's server.max_starting: answers set up at once (-1: its default, 8 per CPU; 0: no limit)")
 	fs.IntVar(&o.harnessProcs, "harness-procs", 1, "how many CPUs this process (the fakes and the simulated users) may use at once, its GOMAXPROCS; the bot process keeps all (0: all here too)")
-	fs.BoolVar(&o.timeline, "timeline", false, "also print the added latency per quarter second of the load (to line up with GODEBUG=gctrace=1)")
+	fs.BoolVar(&o.timeline, "timeline", false, "also print the added latency per quarter second of the cold start and of the load (to line up with GODEBUG=gctrace=1)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the bot process at the busiest moment to this file")
 	fs.StringVar(&o.botLog, "botlog", "", "write the bot's log here (default: a temporary file)")
 	fs.StringVar(&o.logLevel, "loglevel", "warn", "the bot's log level: debug, info, warn or error")

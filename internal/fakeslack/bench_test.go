@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/gorilla/websocket"
 	"github.com/slack-go/slack"
 )
 
@@ -18,15 +17,7 @@ func BenchmarkStreamedAnswer(b *testing.B) {
 	defer s.Close()
 	api := client(s)
 	ctx := context.Background()
-	_, wsURL, err := api.StartSocketModeContext(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	conn, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	conn := socketConn(b, ctx, s)
 	var hello struct{ Type string }
 	if err := conn.ReadJSON(&hello); err != nil || hello.Type != "hello" {
 		b.Fatalf("hello = %+v, %v", hello, err)

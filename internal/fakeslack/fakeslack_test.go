@@ -19,6 +19,22 @@ func client(s *Server) *slack.Client {
 	return slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL()), slack.OptionAppLevelToken(s.AppToken()))
 }
 
+// socketConn opens a Socket Mode connection to s as a client does:
+// apps.connections.open, then the WebSocket it names.
+func socketConn(tb testing.TB, ctx context.Context, s *Server) *websocket.Conn {
+	tb.Helper()
+	_, wsURL, err := client(s).StartSocketModeContext(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 func TestWebAPI(t *testing.T) {
 	s := New(Options{})
 	defer s.Close()
@@ -222,15 +238,7 @@ func TestSocketModeAndResponseURL(t *testing.T) {
 	s := New(Options{PingInterval: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, wsURL, err := client(s).StartSocketModeContext(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := socketConn(t, ctx, s)
 	pinged := make(chan struct{}, 1)
 	conn.SetPingHandler(func(string) error {
 		select {
@@ -378,15 +386,7 @@ func TestEchoOwn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	api := client(s)
-	_, wsURL, err := api.StartSocketModeContext(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := socketConn(t, ctx, s)
 	var hello map[string]any
 	if err := conn.ReadJSON(&hello); err != nil || hello["type"] != "hello" {
 		t.Fatalf("hello = %v, %v", hello, err)
@@ -451,15 +451,7 @@ func TestRedeliver(t *testing.T) {
 	if err != nil {
 		t.Fatalf("an event with no connection open: %v, want it kept for redelivery", err)
 	}
-	_, wsURL, err := client(s).StartSocketModeContext(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := socketConn(t, ctx, s)
 	type envelope struct {
 		Type         string `json:"type"`
 		EnvelopeID   string `json:"envelope_id"`

@@ -367,20 +367,18 @@ const MaxRedeliveries = 3
 func (s *Server) redeliver(env *eventsAPIEnvelope) {
 	for attempt := 1; attempt <= MaxRedeliveries; attempt++ {
 		acked, ch := s.ackWatch(env.EnvelopeID)
-		if !acked {
-			t := time.NewTimer(s.opts.Redeliver)
-			select {
-			case <-ch:
-				acked = true
-			case <-t.C:
-			case <-s.done:
-				t.Stop()
-				return
-			}
-			t.Stop()
-		}
 		if acked {
 			return
+		}
+		t := time.NewTimer(s.opts.Redeliver)
+		select {
+		case <-ch: // acknowledged
+			t.Stop()
+			return
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C:
 		}
 		again := *env
 		again.EnvelopeID, again.RetryAttempt, again.RetryReason = s.newEnvelopeID(), attempt, "timeout"
