@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
 	"github.com/arkbot/arkbot/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -27,7 +27,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // newClient makes a client with fast retries and short (but not flaky)
 // timeouts; opts override them.
-func newClient(t *testing.T, srv *fakeark.Server, address string, opts ...Option) *Client {
+func newClient(t *testing.T, srv *arktest.Server, address string, opts ...Option) *Client {
 	t.Helper()
 	if address == "" {
 		address = srv.URL
@@ -115,12 +115,12 @@ func counter(c prometheus.Counter) float64 {
 func arkErrors(code string) float64 { return counter(metrics.ArkErrors.WithLabelValues(code)) }
 
 func TestStreamContentReasoningUsage(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{
+	srv.Enqueue(arktest.Response{
 		Reasoning: []string{"Let me ", "think."},
 		Content:   []string{"Hello", ", ", "world"},
-		Usage:     &fakeark.Usage{PromptTokens: 11, CompletionTokens: 20, TotalTokens: 31, CachedTokens: 8, ReasoningTokens: 6},
+		Usage:     &arktest.Usage{PromptTokens: 11, CompletionTokens: 20, TotalTokens: 31, CachedTokens: 8, ReasoningTokens: 6},
 	})
 	c := newClient(t, srv, "")
 	s, err := c.Stream(context.Background(), userReq("hi"))
@@ -166,7 +166,7 @@ func TestStreamContentReasoningUsage(t *testing.T) {
 }
 
 func TestRequestFields(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
 	c := newClient(t, srv, "")
 	temp := float32(0)
@@ -221,9 +221,9 @@ func TestRequestFields(t *testing.T) {
 }
 
 func TestRetryRateLimitHonoursRetryAfter(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Status: 429, ErrorCode: "RateLimitExceeded.EndpointRPMExceeded", RetryAfter: "1"})
+	srv.Enqueue(arktest.Response{Status: 429, ErrorCode: "RateLimitExceeded.EndpointRPMExceeded", RetryAfter: "1"})
 	const limit = 150 * time.Millisecond
 	c := newClient(t, srv, "", WithRetries(3, time.Microsecond, limit))
 	retries, errs := counter(metrics.ArkRetries), arkErrors("RateLimitExceeded.EndpointRPMExceeded")
@@ -251,8 +251,8 @@ func TestRetryRateLimitHonoursRetryAfter(t *testing.T) {
 
 func TestQuotaExceededNotRetried(t *testing.T) {
 	for _, code := range []string{"QuotaExceeded", "SetLimitExceeded"} {
-		srv := fakeark.New(fakeark.WithAPIKey(testKey))
-		srv.Enqueue(fakeark.Response{Status: 429, ErrorCode: code, RetryAfter: "1"})
+		srv := arktest.New(arktest.WithAPIKey(testKey))
+		srv.Enqueue(arktest.Response{Status: 429, ErrorCode: code, RetryAfter: "1"})
 		c := newClient(t, srv, "")
 		_, _, err := collect(t, c, userReq("x"))
 		e := asError(t, err)
@@ -270,10 +270,10 @@ func TestQuotaExceededNotRetried(t *testing.T) {
 }
 
 func TestServerErrorRetried(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError"},
-		fakeark.Response{Status: 502, ErrorMessage: "bad gateway"})
+	srv.Enqueue(arktest.Response{Status: 500, ErrorCode: "InternalServiceError"},
+		arktest.Response{Status: 502, ErrorMessage: "bad gateway"})
 	c := newClient(t, srv, "")
 	text, _, err := collect(t, c, userReq("ok"))
 	if err != nil || text != "You said: ok" || len(srv.Requests()) != 3 {
@@ -282,7 +282,7 @@ func TestServerErrorRetried(t *testing.T) {
 
 	// Retries run out: the last error comes back, still retryable.
 	for range 4 {
-		srv.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError"})
+		srv.Enqueue(arktest.Response{Status: 500, ErrorCode: "InternalServiceError"})
 	}
 	_, _, err = collect(t, c, userReq("ok"))
 	e := asError(t, err)
@@ -309,9 +309,9 @@ func TestNonJSONErrorBody(t *testing.T) {
 }
 
 func TestModelNotOpen(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Status: 404, ErrorCode: "ModelNotOpen",
+	srv.Enqueue(arktest.Response{Status: 404, ErrorCode: "ModelNotOpen",
 		ErrorMessage: "Your account 2100 has not activated the model doubao-seed-1-6. Please activate the model service in the Ark Console. Request id: 021745000000000abcdef"})
 	c := newClient(t, srv, "")
 	_, _, err := collect(t, c, userReq("x"))
@@ -328,7 +328,7 @@ func TestModelNotOpen(t *testing.T) {
 }
 
 func TestAuthenticationErrorHidesKey(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey("the-right-key"))
+	srv := arktest.New(arktest.WithAPIKey("the-right-key"))
 	defer srv.Close()
 	c := newClient(t, srv, "")
 	_, _, err := collect(t, c, userReq("x"))
@@ -338,7 +338,7 @@ func TestAuthenticationErrorHidesKey(t *testing.T) {
 	}
 
 	// Even if Ark echoed the key back, it is redacted.
-	srv.Enqueue(fakeark.Response{Status: 401, ErrorCode: "AuthenticationError", ErrorMessage: "key " + testKey + " is invalid"})
+	srv.Enqueue(arktest.Response{Status: 401, ErrorCode: "AuthenticationError", ErrorMessage: "key " + testKey + " is invalid"})
 	c2 := newClient(t, srv, "", WithHTTPClient(&http.Client{Transport: rewriteAuth{"the-right-key"}}))
 	_, _, err = collect(t, c2, userReq("x"))
 	e = asError(t, err)
@@ -357,10 +357,10 @@ func (a rewriteAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestMidStreamErrorIsInterrupted(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Content: []string{"partial ", "answer"},
-		StreamError: &fakeark.ErrorBody{Code: "InternalServiceError", Message: "The service encountered an unexpected internal error. Request id: 0217zz"}})
+	srv.Enqueue(arktest.Response{Content: []string{"partial ", "answer"},
+		StreamError: &arktest.ErrorBody{Code: "InternalServiceError", Message: "The service encountered an unexpected internal error. Request id: 0217zz"}})
 	c := newClient(t, srv, "")
 	text, _, err := collect(t, c, userReq("x"))
 	e := asError(t, err)
@@ -377,16 +377,16 @@ func TestMidStreamErrorIsInterrupted(t *testing.T) {
 }
 
 func TestStreamErrorBeforeContentIsRetried(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{StreamError: &fakeark.ErrorBody{Code: "ServerOverloaded", Message: "busy"}},
-		fakeark.Response{CutAfter: 1}) // cut before any content
+	srv.Enqueue(arktest.Response{StreamError: &arktest.ErrorBody{Code: "ServerOverloaded", Message: "busy"}},
+		arktest.Response{CutAfter: 1}) // cut before any content
 	text, _, err := collect(t, newClient(t, srv, ""), userReq("y"))
 	if err != nil || text != "You said: y" || len(srv.Requests()) != 3 {
 		t.Errorf("%q, %v after %d requests", text, err, len(srv.Requests()))
 	}
 
-	srv.Enqueue(fakeark.Response{StreamError: &fakeark.ErrorBody{Code: "InputTextSensitiveContentDetected", Message: "blocked"}})
+	srv.Enqueue(arktest.Response{StreamError: &arktest.ErrorBody{Code: "InputTextSensitiveContentDetected", Message: "blocked"}})
 	_, _, err = collect(t, newClient(t, srv, ""), userReq("z"))
 	e := asError(t, err)
 	if e.Code != "InputTextSensitiveContentDetected" || e.Interrupted || e.Retryable || len(srv.Requests()) != 4 {
@@ -395,9 +395,9 @@ func TestStreamErrorBeforeContentIsRetried(t *testing.T) {
 }
 
 func TestCutConnectionIsNotEOF(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Content: []string{"one ", "two ", "three"}, CutAfter: 2})
+	srv.Enqueue(arktest.Response{Content: []string{"one ", "two ", "three"}, CutAfter: 2})
 	errs := arkErrors(CodeStreamInterrupted)
 	text, _, err := collect(t, newClient(t, srv, ""), userReq("x"))
 	e := asError(t, err)
@@ -458,9 +458,9 @@ func TestSSECommentsKeepStreamErrors(t *testing.T) {
 }
 
 func TestFinishReasonLength(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Content: []string{"cut ", "short"}, FinishReason: "length"})
+	srv.Enqueue(arktest.Response{Content: []string{"cut ", "short"}, FinishReason: "length"})
 	text, chunks, err := collect(t, newClient(t, srv, ""), userReq("x"))
 	if err != nil || text != "cut short" {
 		t.Fatalf("%q, %v", text, err)
@@ -477,9 +477,9 @@ func TestFinishReasonLength(t *testing.T) {
 }
 
 func TestEmptyAnswerFinishes(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{FinishReason: "content_filter"})
+	srv.Enqueue(arktest.Response{FinishReason: "content_filter"})
 	text, chunks, err := collect(t, newClient(t, srv, ""), userReq("x"))
 	if err != nil || text != "" || len(chunks) == 0 || chunks[0].FinishReason != "content_filter" {
 		t.Errorf("%q %+v %v", text, chunks, err)
@@ -487,9 +487,9 @@ func TestEmptyAnswerFinishes(t *testing.T) {
 }
 
 func TestFirstTokenTimeout(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Hang: true}, fakeark.Response{Content: []string{"late"}, TTFT: 2 * time.Second})
+	srv.Enqueue(arktest.Response{Hang: true}, arktest.Response{Content: []string{"late"}, TTFT: 2 * time.Second})
 	c := newClient(t, srv, "", WithFirstTokenTimeout(100*time.Millisecond))
 	for i := range 2 {
 		start := time.Now()
@@ -505,9 +505,9 @@ func TestFirstTokenTimeout(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Content: []string{"a", "b"}, Hang: true})
+	srv.Enqueue(arktest.Response{Content: []string{"a", "b"}, Hang: true})
 	c := newClient(t, srv, "", WithIdleTimeout(100*time.Millisecond))
 	start := time.Now()
 	text, _, err := collect(t, c, userReq("x"))
@@ -522,9 +522,9 @@ func TestIdleTimeout(t *testing.T) {
 
 // TestIdleTimeoutIsNotWallClock: a slow but steady answer outlasts both timeouts.
 func TestIdleTimeoutIsNotWallClock(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.Enqueue(fakeark.Response{Content: strings.Split("abcdef", ""), TTFT: 50 * time.Millisecond, PerChunk: 50 * time.Millisecond})
+	srv.Enqueue(arktest.Response{Content: strings.Split("abcdef", ""), TTFT: 50 * time.Millisecond, PerChunk: 50 * time.Millisecond})
 	c := newClient(t, srv, "", WithFirstTokenTimeout(200*time.Millisecond), WithIdleTimeout(200*time.Millisecond))
 	start := time.Now()
 	text, _, err := collect(t, c, userReq("x"))
@@ -534,12 +534,12 @@ func TestIdleTimeoutIsNotWallClock(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
 	c := newClient(t, srv, "")
 
 	// Cancel while waiting for the first token.
-	srv.Enqueue(fakeark.Response{Hang: true})
+	srv.Enqueue(arktest.Response{Hang: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := c.Stream(ctx, userReq("x"))
@@ -549,7 +549,7 @@ func TestCancel(t *testing.T) {
 	}
 
 	// Close from another goroutine while Recv waits.
-	srv.Enqueue(fakeark.Response{Content: []string{"a"}, Hang: true})
+	srv.Enqueue(arktest.Response{Content: []string{"a"}, Hang: true})
 	s, err := c.Stream(context.Background(), userReq("x"))
 	if err != nil {
 		t.Fatal(err)
@@ -640,15 +640,15 @@ func TestRewriteBodySplice(t *testing.T) {
 // once, ending cleanly or cut off, each still reads exactly its own text,
 // and Recv after the end gives the same result again.
 func TestConcurrentStreamsKeepTheirText(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	srv.SetHandler(func(r fakeark.Request) fakeark.Response {
+	srv.SetHandler(func(r arktest.Request) arktest.Response {
 		q := r.Messages[len(r.Messages)-1].Text
 		words := make([]string, 40)
 		for i := range words {
 			words[i] = fmt.Sprintf(" %s-%d", q, i)
 		}
-		resp := fakeark.Response{Content: words, PerChunk: time.Millisecond}
+		resp := arktest.Response{Content: words, PerChunk: time.Millisecond}
 		if strings.HasSuffix(q, "cut") {
 			resp.CutAfter = 20
 		}
@@ -692,11 +692,11 @@ func TestConcurrentStreamsKeepTheirText(t *testing.T) {
 // WithRequestSent calls its hook once per request written, before Ark's
 // first chunk has come.
 func TestWithRequestSent(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
 	const ttft = 300 * time.Millisecond
-	srv.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError"},
-		fakeark.Response{Content: []string{"hi"}, TTFT: ttft})
+	srv.Enqueue(arktest.Response{Status: 500, ErrorCode: "InternalServiceError"},
+		arktest.Response{Content: []string{"hi"}, TTFT: ttft})
 	c := newClient(t, srv, "")
 	var mu sync.Mutex
 	var sent []time.Time

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
 )
 
 func TestResolveURL(t *testing.T) {
@@ -61,7 +61,7 @@ func TestResolveURL(t *testing.T) {
 // TestAddressFormsReachChatPath posts through each address form and checks
 // the path the server saw.
 func TestAddressFormsReachChatPath(t *testing.T) {
-	srv := fakeark.New(fakeark.WithAPIKey(testKey))
+	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
 	for _, addr := range []string{srv.URL, srv.URL + "/", srv.URL + "/chat/completions#"} {
 		c := newClient(t, srv, addr)
@@ -71,7 +71,7 @@ func TestAddressFormsReachChatPath(t *testing.T) {
 		}
 	}
 	for i, r := range srv.Requests() {
-		if r.Path != fakeark.ChatPath {
+		if r.Path != arktest.ChatPath {
 			t.Errorf("request %d went to %s", i, r.Path)
 		}
 	}

@@ -98,10 +98,6 @@ type Redis struct {
 type Server struct {
 	Addr            string   `yaml:"addr"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// GCHeadroomKiB is how much garbage each streaming answer lets the heap
-	// gather before Go collects it (default 256; 0: Go's own pacing, GOGC).
-	// More means fewer collections under load, at that much memory each.
-	GCHeadroomKiB *int `yaml:"gc_headroom_kib"`
 	// MaxStarting is how many answers may be in their set-up at once
 	// (default 8 per CPU; 0: no limit): see StartLimit.
 	MaxStarting *int `yaml:"max_starting"`
@@ -119,15 +115,6 @@ func (s Server) StartLimit() int {
 	return DefaultStartingPerCPU * runtime.GOMAXPROCS(0)
 }
 
-// GCHeadroom returns gc_headroom_kib in bytes (the default when unset).
-func (s Server) GCHeadroom() uint64 {
-	kib := DefaultGCHeadroomKiB
-	if s.GCHeadroomKiB != nil {
-		kib = *s.GCHeadroomKiB
-	}
-	return uint64(max(kib, 0)) << 10
-}
-
 // Console configures the terminal adapter.
 type Console struct {
 	User         string `yaml:"user"`
@@ -136,8 +123,7 @@ type Console struct {
 
 // Default values, applied by Load to keys left out.
 const (
-	DefaultBaseURL       = "https://ark.cn-beijing.volces.com/api/v3"
-	DefaultGCHeadroomKiB = 256
+	DefaultBaseURL = "https://ark.cn-beijing.volces.com/api/v3"
 	// DefaultStartingPerCPU is server.max_starting's default per CPU.
 	DefaultStartingPerCPU = 8
 )
@@ -207,9 +193,6 @@ func (c *Config) validate() error {
 	}
 	if c.Ark.APIKey == "" {
 		errs.add("ark.api_key", "is empty: create a key in the Ark console under API Key管理 (API Key management) and export ARK_API_KEY")
-	}
-	if kib := c.Server.GCHeadroomKiB; kib != nil && (*kib < 0 || *kib > 1<<20) {
-		errs.add("server.gc_headroom_kib", "must be 0 (Go's own GC pacing) to 1048576 (1 GiB per answer), not %d", *kib)
 	}
 	if n := c.Server.MaxStarting; n != nil && (*n < 0 || *n > 1<<16) {
 		errs.add("server.max_starting", "must be 0 (no limit) to 65536 answers set up at once, not %d", *n)

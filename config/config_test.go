@@ -183,30 +183,6 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func TestGCHeadroom(t *testing.T) {
-	env(t, map[string]string{"ARK_API_KEY": "k"})
-	for _, tc := range []struct {
-		yaml string
-		want uint64
-	}{
-		{"", DefaultGCHeadroomKiB << 10},
-		{"server:\n  gc_headroom_kib: 0\n", 0},
-		{"server:\n  gc_headroom_kib: 1024\n", 1 << 20},
-	} {
-		c, err := Parse([]byte(minimal + tc.yaml))
-		if err != nil {
-			t.Fatalf("%q: %v", tc.yaml, err)
-		}
-		if got := c.Server.GCHeadroom(); got != tc.want {
-			t.Errorf("%q: headroom %d bytes, want %d", tc.yaml, got, tc.want)
-		}
-	}
-	_, err := Parse([]byte(minimal + "server:\n  gc_headroom_kib: -5\n"))
-	if err == nil || !strings.Contains(err.Error(), "server.gc_headroom_kib: must be 0") {
-		t.Errorf("negative headroom: %v", err)
-	}
-}
-
 func TestMaxStarting(t *testing.T) {
 	env(t, map[string]string{"ARK_API_KEY": "k"})
 	for _, tc := range []struct {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/arkbot/arkbot/internal/embedredis"
-	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
 )
 
 // nopReply renders nowhere; it isolates the engine's own cost.
@@ -35,7 +35,7 @@ func BenchmarkEngineAnswer(b *testing.B) {
 	for i := range chunks {
 		chunks[i] = "token "
 	}
-	rg.ark.SetHandler(func(fakeark.Request) fakeark.Response { return fakeark.Response{Content: chunks} })
+	rg.ark.SetHandler(func(arktest.Request) arktest.Response { return arktest.Response{Content: chunks} })
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

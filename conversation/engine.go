@@ -29,7 +29,6 @@ type Engine struct {
 	log      *slog.Logger
 	interval map[string]time.Duration
 	now      func() time.Time
-	onStream func(delta int)
 	starts   *startGate // nil: no limit on set-ups at once
 
 	// Answers in flight: running maps DedupeKey to its cancel func; mu
@@ -56,10 +55,6 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 func WithRenderInterval(platform string, d time.Duration) Option {
 	return func(e *Engine) { e.interval[platform] = d }
 }
-
-// WithStreamHook has f called with +1 when an answer begins streaming and
-// -1 when it ends, from the answer's goroutine; f must be quick.
-func WithStreamHook(f func(delta int)) Option { return func(e *Engine) { e.onStream = f } }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
@@ -400,15 +395,9 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	}
 
 	metrics.ActiveStreams.WithLabelValues(m.Platform).Inc()
-	if e.onStream != nil {
-		e.onStream(1)
-	}
 	p := newPacer(r, e.renderInterval(m.Platform), log)
 	res := e.stream(arkclient.WithRequestSent(actx, started), log, m, p, model, req, start)
 	metrics.ActiveStreams.WithLabelValues(m.Platform).Dec()
-	if e.onStream != nil {
-		e.onStream(-1)
-	}
 	metrics.Answers.WithLabelValues(m.Platform, model.Name, string(res.frame.Outcome)).Inc()
 	if res.usage != nil {
 		countTokens(model.Name, res.usage)

@@ -3,7 +3,6 @@ package conversation
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,8 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/redistest"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/redistest"
 )
 
 func TestEngineAnswersAndRemembers(t *testing.T) {
@@ -36,27 +35,6 @@ func TestEngineAnswersAndRemembers(t *testing.T) {
 		}
 		if !strings.Contains(got[0].Text, "Ada") || got[0].Role != "system" {
 			t.Errorf("system prompt not templated: %q", got[0].Text)
-		}
-	})
-}
-
-func TestStreamHookSeesEachAnswerBeginAndEnd(t *testing.T) {
-	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
-		var mu sync.Mutex
-		var calls []int
-		rg := newRig(t, rdb, prefix, WithStreamHook(func(d int) {
-			mu.Lock()
-			calls = append(calls, d)
-			mu.Unlock()
-		}))
-		rg.ask(t, msg("one"))
-		rg.ask(t, msg("/model")) // a command streams nothing
-		rg.ark.Enqueue(fakeark.Response{Status: 401})
-		rg.ask(t, msg("two, failing"))
-		mu.Lock()
-		defer mu.Unlock()
-		if !slices.Equal(calls, []int{1, -1, 1, -1}) {
-			t.Fatalf("stream hook calls %v, want +1 and -1 for each of the two answers", calls)
 		}
 	})
 }
@@ -103,7 +81,7 @@ func TestEngineIgnoresUnaddressedFollowupsOutsideItsThreads(t *testing.T) {
 func TestFollowUpDuringTheFirstAnswer(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		rg := newRig(t, rdb, prefix)
-		rg.ark.Enqueue(fakeark.Response{Content: []string{"first ", "answer"}, PerChunk: 200 * time.Millisecond})
+		rg.ark.Enqueue(arktest.Response{Content: []string{"first ", "answer"}, PerChunk: 200 * time.Millisecond})
 		first := msg("start")
 		first.Thread = "t-first"
 		r := &recorder{t: t}
@@ -218,7 +196,7 @@ func TestContextKeepsTheNewestTurnsThatFit(t *testing.T) {
 func TestArkErrorsReachTheUser(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		rg := newRig(t, rdb, prefix)
-		rg.ark.Enqueue(fakeark.Response{Status: 404, ErrorCode: "ModelNotOpen", ErrorMessage: "not activated"})
+		rg.ark.Enqueue(arktest.Response{Status: 404, ErrorCode: "ModelNotOpen", ErrorMessage: "not activated"})
 		f := rg.ask(t, msg("hi")).final()
 		if f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "开通管理") {
 			t.Errorf("ModelNotOpen: %+v", f)
@@ -229,13 +207,13 @@ func TestArkErrorsReachTheUser(t *testing.T) {
 			t.Errorf("failed turn was saved: %+v", got)
 		}
 
-		rg.ark.Enqueue(fakeark.Response{Status: 429, ErrorCode: "RateLimitExceeded.EndpointRPMExceeded", RetryAfter: "0"})
+		rg.ark.Enqueue(arktest.Response{Status: 429, ErrorCode: "RateLimitExceeded.EndpointRPMExceeded", RetryAfter: "0"})
 		if f := rg.ask(t, msg("busy?")).final(); f.Outcome != OutcomeDone {
 			t.Errorf("429 not retried: %+v", f)
 		}
 
 		// A 429 storm and a 5xx storm outlast the retries: a clear error, never a hung answer.
-		for _, storm := range []fakeark.Response{
+		for _, storm := range []arktest.Response{
 			{Status: 429, ErrorCode: "RateLimitExceeded.EndpointTPMExceeded"},
 			{Status: 503, ErrorCode: "InternalServiceError"},
 		} {
@@ -245,26 +223,26 @@ func TestArkErrorsReachTheUser(t *testing.T) {
 				t.Errorf("%s storm: %+v", storm.ErrorCode, f)
 			}
 		}
-		rg.ark.Enqueue(fakeark.Response{Status: 429, ErrorCode: "QuotaExceeded"})
+		rg.ark.Enqueue(arktest.Response{Status: 429, ErrorCode: "QuotaExceeded"})
 		if f := rg.ask(t, msg("quota")).final(); !strings.Contains(strings.ToLower(f.Note), "quota") {
 			t.Errorf("QuotaExceeded: %+v", f)
 		}
 
-		rg.ark.Enqueue(fakeark.Response{Content: []string{"partial ", "answer"}, CutAfter: 2})
+		rg.ark.Enqueue(arktest.Response{Content: []string{"partial ", "answer"}, CutAfter: 2})
 		f = rg.ask(t, msg("cut me")).final()
 		if f.Outcome != OutcomeInterrupted || f.Text != "partial answer" || f.Note == "" {
 			t.Errorf("cut stream: %+v", f)
 		}
-		rg.ark.Enqueue(fakeark.Response{Content: []string{"so far"}, StreamError: &fakeark.ErrorBody{Code: "InternalServiceError", Message: "boom"}})
+		rg.ark.Enqueue(arktest.Response{Content: []string{"so far"}, StreamError: &arktest.ErrorBody{Code: "InternalServiceError", Message: "boom"}})
 		f = rg.ask(t, msg("error mid-stream")).final()
 		if f.Outcome != OutcomeInterrupted || f.Text != "so far" || !strings.Contains(f.Note, "interrupted") {
 			t.Errorf("mid-stream error: %+v", f)
 		}
-		rg.ark.Enqueue(fakeark.Response{Content: []string{"long"}, FinishReason: "length"})
+		rg.ark.Enqueue(arktest.Response{Content: []string{"long"}, FinishReason: "length"})
 		if f := rg.ask(t, msg("write a novel")).final(); f.Outcome != OutcomeTruncated || !strings.Contains(f.Note, "cut") {
 			t.Errorf("length: %+v", f)
 		}
-		rg.ark.Enqueue(fakeark.Response{Content: []string{"I"}, Hang: true})
+		rg.ark.Enqueue(arktest.Response{Content: []string{"I"}, Hang: true})
 		if f := rg.ask(t, msg("hang")).final(); f.Outcome != OutcomeInterrupted || f.Text != "I" {
 			t.Errorf("hanging stream: %+v", f)
 		}
@@ -278,7 +256,7 @@ func TestPacerCoalescesRendersAndFinishesLast(t *testing.T) {
 		for i := range chunks {
 			chunks[i] = "tok "
 		}
-		rg.ark.Enqueue(fakeark.Response{Content: chunks, PerChunk: 10 * time.Millisecond})
+		rg.ark.Enqueue(arktest.Response{Content: chunks, PerChunk: 10 * time.Millisecond})
 		r := &recorder{t: t, delay: 20 * time.Millisecond}
 		if err := rg.engine.Handle(context.Background(), msg("stream"), r); err != nil {
 			t.Fatal(err)
@@ -304,7 +282,7 @@ func TestPacerCoalescesRendersAndFinishesLast(t *testing.T) {
 func TestStopKeepsWhatWasWritten(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		rg := newRig(t, rdb, prefix)
-		rg.ark.Enqueue(fakeark.Response{Content: []string{"one ", "two ", "three ", "four"}, PerChunk: 300 * time.Millisecond})
+		rg.ark.Enqueue(arktest.Response{Content: []string{"one ", "two ", "three ", "four"}, PerChunk: 300 * time.Millisecond})
 		m := msg("count slowly")
 		r := &recorder{t: t}
 		done := make(chan struct{})
@@ -335,7 +313,7 @@ func TestStopKeepsWhatWasWritten(t *testing.T) {
 func TestShutdownInterruptsVisibly(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		rg := newRig(t, rdb, prefix)
-		rg.ark.Enqueue(fakeark.Response{Content: []string{"slow ", "answer ", "never ", "ends"}, PerChunk: time.Second})
+		rg.ark.Enqueue(arktest.Response{Content: []string{"slow ", "answer ", "never ", "ends"}, PerChunk: time.Second})
 		r := &recorder{t: t}
 		done := make(chan struct{})
 		go func() { rg.engine.Handle(context.Background(), msg("long job"), r); close(done) }()
@@ -431,9 +409,9 @@ func TestTwoReplicasOneRedis(t *testing.T) {
 		a := newRig(t, rdb, prefix)
 		b := newRig(t, rdb, prefix)
 		// Both fakes answer slowly so overlapping answers would show.
-		slow := func(req fakeark.Request) fakeark.Response {
+		slow := func(req arktest.Request) arktest.Response {
 			last := req.Messages[len(req.Messages)-1].Text
-			return fakeark.Response{Content: []string{"re: ", last}, PerChunk: 30 * time.Millisecond}
+			return arktest.Response{Content: []string{"re: ", last}, PerChunk: 30 * time.Millisecond}
 		}
 		a.ark.SetHandler(slow)
 		b.ark.SetHandler(slow)
@@ -529,7 +507,7 @@ func TestLongAnswerKeepsItsLock(t *testing.T) {
 		for i := range words {
 			words[i] = "w "
 		}
-		rg.ark.Enqueue(fakeark.Response{Content: words, PerChunk: 25 * time.Millisecond}) // 1 s, over three TTLs
+		rg.ark.Enqueue(arktest.Response{Content: words, PerChunk: 25 * time.Millisecond}) // 1 s, over three TTLs
 		done := make(chan *recorder)
 		go func() { done <- rg.ask(t, msg("a long one")) }()
 		time.Sleep(800 * time.Millisecond)
@@ -584,9 +562,9 @@ func TestRetryReplacesTheLatestAnswer(t *testing.T) {
 			t.Errorf("retry with nothing to redo: begun %d, notices %q", r.begun, r.notices)
 		}
 		n := 0
-		rg.ark.SetHandler(func(req fakeark.Request) fakeark.Response {
+		rg.ark.SetHandler(func(req arktest.Request) arktest.Response {
 			n++
-			return fakeark.Response{Content: []string{fmt.Sprintf("answer %d to %s", n, req.Messages[len(req.Messages)-1].Text)}}
+			return arktest.Response{Content: []string{fmt.Sprintf("answer %d to %s", n, req.Messages[len(req.Messages)-1].Text)}}
 		})
 		first := msg("first question")
 		rg.ask(t, first)
@@ -631,8 +609,8 @@ func TestRetryReplacesTheLatestAnswer(t *testing.T) {
 		rg.ask(t, msg("/model doubao"))
 
 		// A retry that fails before any text keeps the answer it would replace.
-		rg.ark.SetHandler(func(fakeark.Request) fakeark.Response {
-			return fakeark.Response{Status: 404, ErrorCode: "ModelNotOpen"}
+		rg.ark.SetHandler(func(arktest.Request) arktest.Response {
+			return arktest.Response{Status: 404, ErrorCode: "ModelNotOpen"}
 		})
 		if f := rg.ask(t, msg("/retry")).final(); f.Outcome != OutcomeFailed {
 			t.Fatalf("failed retry: %+v", f)
@@ -715,7 +693,7 @@ func TestStopCommand(t *testing.T) {
 			by   *rig
 			user User
 		}{{a, msg("").User}, {b, msg("").User}, {b, admin}} { // the asker here and from another replica, an admin elsewhere
-			a.ark.Enqueue(fakeark.Response{Content: []string{"one ", "two ", "three ", "four"}, PerChunk: 300 * time.Millisecond})
+			a.ark.Enqueue(arktest.Response{Content: []string{"one ", "two ", "three ", "four"}, PerChunk: 300 * time.Millisecond})
 			r := &recorder{t: t}
 			answered := make(chan struct{})
 			go func() { a.engine.Handle(context.Background(), msg("count slowly"), r); close(answered) }()

@@ -13,8 +13,8 @@ import (
 	"github.com/arkbot/arkbot/arkclient"
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/internal/embedredis"
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/redistest"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/redistest"
 )
 
 // testConfig registers two models, one small enough to test trimming.
@@ -58,14 +58,14 @@ func storeOptions(prefix string) StoreOptions {
 // rig is an engine wired to a fake Ark and a Redis.
 type rig struct {
 	cfg    *config.Config
-	ark    *fakeark.Server
+	ark    *arktest.Server
 	store  *Store
 	engine *Engine
 }
 
 func newRig(t testing.TB, rdb redis.UniversalClient, prefix string, opts ...Option) *rig {
 	t.Helper()
-	ark := fakeark.New()
+	ark := arktest.New()
 	t.Cleanup(ark.Close)
 	cfg := testConfig(t)
 	client, err := arkclient.New(ark.URL, "k", arkclient.WithRetries(2, time.Millisecond, 10*time.Millisecond),

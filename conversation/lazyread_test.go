@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/arkclient"
-	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
 )
 
 // countingTransport counts the reads of response bodies.
@@ -47,7 +47,7 @@ func TestStreamIsReadJustBeforeRenders(t *testing.T) {
 func testReadJustBeforeRenders(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	var mu sync.Mutex
 	var firstAt time.Time
-	ark := fakeark.New(fakeark.WithFirstChunkHook(func(_ fakeark.Request, at time.Time) {
+	ark := arktest.New(arktest.WithFirstChunkHook(func(_ arktest.Request, at time.Time) {
 		mu.Lock()
 		firstAt = at
 		mu.Unlock()
@@ -58,7 +58,7 @@ func testReadJustBeforeRenders(t *testing.T, rdb redis.UniversalClient, prefix s
 	for i := range chunks {
 		chunks[i] = "t "
 	}
-	ark.Enqueue(fakeark.Response{Content: chunks, PerChunk: every})
+	ark.Enqueue(arktest.Response{Content: chunks, PerChunk: every})
 
 	ct := &countingTransport{}
 	client, err := arkclient.New(ark.URL, "k", arkclient.WithHTTPClient(&http.Client{Transport: ct}))

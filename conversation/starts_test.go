@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
 )
 
 // entered runs g.enter in a goroutine and reports its release on the channel.
@@ -110,8 +110,8 @@ func TestEngineSetsUpAnswersThroughTheGate(t *testing.T) {
 		rg := newRig(t, rdb, prefix)
 		rg.engine.starts = newStartGate(1, time.Hour)
 		const ttft = time.Second
-		rg.ark.SetHandler(func(fakeark.Request) fakeark.Response {
-			return fakeark.Response{Content: []string{"an ", "answer"}, TTFT: ttft}
+		rg.ark.SetHandler(func(arktest.Request) arktest.Response {
+			return arktest.Response{Content: []string{"an ", "answer"}, TTFT: ttft}
 		})
 		replies := [2]*heldReply{}
 		var wg sync.WaitGroup

@@ -14,7 +14,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/fakediscord"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
 )
 
 func testStartupRegistersCommandsAndIdentifies(t *testing.T, hs *harness) {
@@ -105,13 +105,13 @@ func TestShardingGlobalCommandsAndGatewayURL(t *testing.T) {
 
 func testAskDeferredThenStreamed(t *testing.T, hs *harness) {
 	hs.h.set(func(h *scriptHandler) { h.frames = 8 })
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID,
-		User: alice, Command: "ask", Options: []fakediscord.CommandOption{{Name: "prompt", Type: 3, Value: "What is Go?"}}})
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID,
+		User: alice, Command: "ask", Options: []discordtest.CommandOption{{Name: "prompt", Type: 3, Value: "What is Go?"}}})
 	cb, err := hs.fake.WaitCallback(ref.ID, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cb.Type != fakediscord.CallbackDeferredChannelMessage || cb.After > time.Second {
+	if cb.Type != discordtest.CallbackDeferredChannelMessage || cb.After > time.Second {
 		t.Fatalf("callback = type %d after %v", cb.Type, cb.After)
 	}
 	msg := hs.h.waitCall(t, ref.ID)
@@ -136,7 +136,7 @@ func testAskDeferredThenStreamed(t *testing.T, hs *harness) {
 		t.Errorf("answer was never edited while streaming")
 	}
 	// Replying to the /ask answer continues its conversation.
-	rep := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Content: "and then?", ReplyTo: answer[0].ID})
+	rep := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, Content: "and then?", ReplyTo: answer[0].ID})
 	if m := hs.h.waitCall(t, rep.ID); m.Thread != echo.ID || !m.InThread || !m.Mentioned {
 		t.Fatalf("reply to /ask answer = %+v", m)
 	}
@@ -145,8 +145,8 @@ func testAskDeferredThenStreamed(t *testing.T, hs *harness) {
 func TestAskThreadPerAsk(t *testing.T) {
 	hs := start(t, setup{cfg: func(c *config.Discord) { c.ThreadPerAsk = true }})
 	long := strings.Repeat("why is the sky blue ", 8) // 160 characters
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID,
-		User: alice, Command: "ask", Options: []fakediscord.CommandOption{{Name: "prompt", Type: 3, Value: long}}})
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID,
+		User: alice, Command: "ask", Options: []discordtest.CommandOption{{Name: "prompt", Type: 3, Value: long}}})
 	msg := hs.h.waitCall(t, ref.ID)
 	hs.h.waitDone(t, msg.DedupeKey())
 	threads := hs.fake.Threads()
@@ -168,7 +168,7 @@ func TestAskThreadPerAsk(t *testing.T) {
 		t.Fatalf("thread messages = %q", answer)
 	}
 	// A follow-up in the thread without mention is the same conversation.
-	f := hs.post(fakediscord.MessageSpec{ChannelID: th.ID, Author: alice, Content: "more please"})
+	f := hs.post(discordtest.MessageSpec{ChannelID: th.ID, Author: alice, Content: "more please"})
 	fm := hs.h.waitCall(t, f.ID)
 	if fm.Thread != th.ID || fm.Channel != channelID || fm.Mentioned || !fm.InThread || fm.ThreadKey() != msg.ThreadKey() {
 		t.Fatalf("follow-up = %+v", fm)
@@ -187,7 +187,7 @@ func testMentionAndReplyChain(t *testing.T, hs *harness) {
 		t.Fatalf("answer = %+v", texts(a1))
 	}
 	// Reply to the bot without mention: same conversation.
-	u2 := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Content: "tell me more", ReplyTo: a1[0].ID})
+	u2 := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, Content: "tell me more", ReplyTo: a1[0].ID})
 	m2 := hs.h.waitCall(t, u2.ID)
 	hs.h.waitDone(t, m2.DedupeKey())
 	if m2.Thread != u1.ID || !m2.Mentioned || !m2.InThread || m2.ThreadKey() != m1.ThreadKey() {
@@ -200,7 +200,7 @@ func testMentionAndReplyChain(t *testing.T, hs *harness) {
 	// After a restart (maps cleared), the chain is found by walking REST.
 	hs.a.chains.Clear()
 	before := hs.fake.Stats().Requests["GET /channels/{channel}/messages/{msg}"]
-	u3 := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: bob, Content: "and?", ReplyTo: a2[0].ID})
+	u3 := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: bob, Content: "and?", ReplyTo: a2[0].ID})
 	m3 := hs.h.waitCall(t, u3.ID)
 	if m3.Thread != u1.ID || m3.User.ID != bob.ID {
 		t.Fatalf("reply after restart = %+v", m3)
@@ -210,17 +210,17 @@ func testMentionAndReplyChain(t *testing.T, hs *harness) {
 		t.Fatalf("chain walk used %d fetches", fetches)
 	}
 	// A mention that replies to another user's message starts a new conversation.
-	other := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: bob, Content: "unrelated"})
+	other := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: bob, Content: "unrelated"})
 	bot := hs.fake.Bot()
-	u4 := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Content: "<@" + bot.ID + "> what does he mean?",
-		Mentions: []fakediscord.User{bot}, ReplyTo: other.ID})
+	u4 := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, Content: "<@" + bot.ID + "> what does he mean?",
+		Mentions: []discordtest.User{bot}, ReplyTo: other.ID})
 	if m4 := hs.h.waitCall(t, u4.ID); m4.Thread != u4.ID || m4.InThread {
 		t.Fatalf("mention replying to a user = %+v", m4)
 	}
 }
 
 func testThreadFollowups(t *testing.T, hs *harness) {
-	f := hs.post(fakediscord.MessageSpec{ChannelID: threadID, Author: alice, Content: "no mention here"})
+	f := hs.post(discordtest.MessageSpec{ChannelID: threadID, Author: alice, Content: "no mention here"})
 	m := hs.h.waitCall(t, f.ID)
 	if m.Mentioned || !m.InThread || m.Thread != threadID || m.Channel != channelID {
 		t.Fatalf("follow-up = %+v", m)
@@ -230,7 +230,7 @@ func testThreadFollowups(t *testing.T, hs *harness) {
 		t.Fatalf("mention in thread = %+v", m)
 	}
 	// Top-level messages without mention are not for the bot.
-	top := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Content: "just chatting"})
+	top := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, Content: "just chatting"})
 	hs.sentinel(channelID)
 	if c := hs.h.callsFor(top.ID); len(c) != 0 {
 		t.Fatalf("top-level chatter handled: %+v", c)
@@ -238,8 +238,8 @@ func testThreadFollowups(t *testing.T, hs *harness) {
 }
 
 func testDirectMessages(t *testing.T, hs *harness) {
-	hs.fake.AddChannel(fakediscord.Channel{ID: "dm1", Type: fakediscord.ChannelDM})
-	d := hs.post(fakediscord.MessageSpec{ChannelID: "dm1", Author: alice, Content: "hi bot"})
+	hs.fake.AddChannel(discordtest.Channel{ID: "dm1", Type: discordtest.ChannelDM})
+	d := hs.post(discordtest.MessageSpec{ChannelID: "dm1", Author: alice, Content: "hi bot"})
 	m := hs.h.waitCall(t, d.ID)
 	hs.h.waitDone(t, m.DedupeKey())
 	if !m.DM || !m.Mentioned || m.Thread != "" || m.Workspace != "" || m.Channel != "dm1" || m.InThread {
@@ -252,9 +252,9 @@ func testDirectMessages(t *testing.T, hs *harness) {
 
 func TestFollowupsAndDMsOff(t *testing.T) {
 	hs := start(t, setup{cfg: func(c *config.Discord) { c.ThreadFollowups, c.AllowDMs = ptr(false), ptr(false) }})
-	f := hs.post(fakediscord.MessageSpec{ChannelID: threadID, Author: alice, Content: "no mention here"})
-	hs.fake.AddChannel(fakediscord.Channel{ID: "dm1", Type: fakediscord.ChannelDM})
-	d := hs.post(fakediscord.MessageSpec{ChannelID: "dm1", Author: alice, Content: "hi bot"})
+	f := hs.post(discordtest.MessageSpec{ChannelID: threadID, Author: alice, Content: "no mention here"})
+	hs.fake.AddChannel(discordtest.Channel{ID: "dm1", Type: discordtest.ChannelDM})
+	d := hs.post(discordtest.MessageSpec{ChannelID: "dm1", Author: alice, Content: "hi bot"})
 	hs.sentinel(threadID)
 	if c := hs.h.callsFor(f.ID); len(c) != 0 {
 		t.Fatalf("follow-up handled with thread_followups off: %+v", c)
@@ -271,10 +271,10 @@ func TestFollowupsAndDMsOff(t *testing.T) {
 
 func testIgnoresBotsSelfAndWebhooks(t *testing.T, hs *harness) {
 	bot := hs.fake.Bot()
-	other := fakediscord.User{ID: "700", Username: "otherbot", Bot: true}
-	b := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: other, Content: "<@" + bot.ID + "> hi", Mentions: []fakediscord.User{bot}})
-	w := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, WebhookID: "800", Content: "<@" + bot.ID + "> hi", Mentions: []fakediscord.User{bot}})
-	s := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: bot, Content: "<@" + bot.ID + "> me", Mentions: []fakediscord.User{bot}})
+	other := discordtest.User{ID: "700", Username: "otherbot", Bot: true}
+	b := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: other, Content: "<@" + bot.ID + "> hi", Mentions: []discordtest.User{bot}})
+	w := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, WebhookID: "800", Content: "<@" + bot.ID + "> hi", Mentions: []discordtest.User{bot}})
+	s := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: bot, Content: "<@" + bot.ID + "> me", Mentions: []discordtest.User{bot}})
 	hs.sentinel(channelID)
 	for _, id := range []string{b.ID, w.ID, s.ID} {
 		if c := hs.h.callsFor(id); len(c) != 0 {
@@ -299,8 +299,8 @@ func TestAllowLists(t *testing.T) {
 		c.AllowedUsers = config.StringList{bob.ID}
 	}})
 	bot := hs.fake.Bot()
-	say := func(ch string, u fakediscord.User, roles ...string) fakediscord.Message {
-		return hs.post(fakediscord.MessageSpec{ChannelID: ch, Author: u, Roles: roles, Content: "<@" + bot.ID + "> q", Mentions: []fakediscord.User{bot}})
+	say := func(ch string, u discordtest.User, roles ...string) discordtest.Message {
+		return hs.post(discordtest.MessageSpec{ChannelID: ch, Author: u, Roles: roles, Content: "<@" + bot.ID + "> q", Mentions: []discordtest.User{bot}})
 	}
 	noRole := say(channelID, alice)
 	wrongChan := say(otherChan, alice, "role-ok")
@@ -310,20 +310,20 @@ func TestAllowLists(t *testing.T) {
 	hs.h.waitCall(t, okRole.ID)
 	hs.h.waitCall(t, okThread.ID)
 	hs.h.waitCall(t, okUser.ID)
-	for _, m := range []fakediscord.Message{noRole, wrongChan} {
+	for _, m := range []discordtest.Message{noRole, wrongChan} {
 		if c := hs.h.callsFor(m.ID); len(c) != 0 {
 			t.Fatalf("not-allowed message handled: %+v", c)
 		}
 	}
 	// A slash command from someone not allowed gets an ephemeral refusal.
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: "help"})
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: "help"})
 	cb, err := hs.fake.WaitCallback(ref.ID, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var data struct{ Flags int }
 	_ = json.Unmarshal(cb.Data, &data)
-	if cb.Type != fakediscord.CallbackChannelMessage || data.Flags&fakediscord.FlagEphemeral == 0 {
+	if cb.Type != discordtest.CallbackChannelMessage || data.Flags&discordtest.FlagEphemeral == 0 {
 		t.Fatalf("refusal = %d %s", cb.Type, cb.Data)
 	}
 	if len(hs.h.callsFor(ref.ID)) != 0 {
@@ -334,8 +334,8 @@ func TestAllowLists(t *testing.T) {
 func TestGuildAllowList(t *testing.T) {
 	hs := start(t, setup{cfg: func(c *config.Discord) { c.AllowedGuilds = config.StringList{"999"} }})
 	m := hs.mention(alice, channelID, "hi")
-	hs.fake.AddChannel(fakediscord.Channel{ID: "dm1", Type: fakediscord.ChannelDM})
-	d := hs.post(fakediscord.MessageSpec{ChannelID: "dm1", Author: alice, Content: "dm"})
+	hs.fake.AddChannel(discordtest.Channel{ID: "dm1", Type: discordtest.ChannelDM})
+	d := hs.post(discordtest.MessageSpec{ChannelID: "dm1", Author: alice, Content: "dm"})
 	hs.h.waitCall(t, d.ID) // DMs are not in any guild: allow_dms decides
 	if len(hs.h.callsFor(m.ID)) != 0 {
 		t.Fatal("message from a guild not allowed was handled")
@@ -351,13 +351,13 @@ func testModelAutocompleteAndSwitch(t *testing.T, hs *harness) {
 		h.models = append(h.models, conversation.ModelChoice{Name: "deepseek-r1", ID: "deepseek-r1-250528"})
 	})
 	complete := func(ch, typed string) []string {
-		ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionAutocomplete, ChannelID: ch, User: alice, Command: "model",
-			Options: []fakediscord.CommandOption{{Name: "name", Type: 3, Value: typed, Focused: true}}})
+		ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionAutocomplete, ChannelID: ch, User: alice, Command: "model",
+			Options: []discordtest.CommandOption{{Name: "name", Type: 3, Value: typed, Focused: true}}})
 		cb, err := hs.fake.WaitCallback(ref.ID, 3*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cb.Type != fakediscord.CallbackAutocompleteResult {
+		if cb.Type != discordtest.CallbackAutocompleteResult {
 			t.Fatalf("autocomplete callback type %d", cb.Type)
 		}
 		var d struct {
@@ -394,8 +394,8 @@ func testModelAutocompleteAndSwitch(t *testing.T, hs *harness) {
 	}
 
 	// /model name: in a channel switches the channel.
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: alice,
-		Command: "model", Options: []fakediscord.CommandOption{{Name: "name", Type: 3, Value: "deepseek-r1"}}})
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: alice,
+		Command: "model", Options: []discordtest.CommandOption{{Name: "name", Type: 3, Value: "deepseek-r1"}}})
 	m := hs.h.waitCall(t, ref.ID)
 	hs.h.waitDone(t, m.DedupeKey())
 	if m.Text != "/model deepseek-r1" || m.InThread || m.Thread != "" || m.Channel != channelID || !m.Mentioned || !m.User.CanSwitchModel {
@@ -404,25 +404,25 @@ func testModelAutocompleteAndSwitch(t *testing.T, hs *harness) {
 	cb, _ := hs.fake.WaitCallback(ref.ID, time.Second)
 	var flags struct{ Flags int }
 	_ = json.Unmarshal(cb.Data, &flags)
-	if cb.Type != fakediscord.CallbackDeferredChannelMessage || flags.Flags&fakediscord.FlagEphemeral == 0 {
+	if cb.Type != discordtest.CallbackDeferredChannelMessage || flags.Flags&discordtest.FlagEphemeral == 0 {
 		t.Fatalf("/model callback = %d %s", cb.Type, cb.Data)
 	}
 	if orig, _ := hs.fake.OriginalResponse(ref.ID); orig.Content != "notice for /model deepseek-r1" || !orig.Ephemeral() {
 		t.Fatalf("/model answer = %+v", orig)
 	}
 	// In a thread it switches the thread.
-	ref = hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: threadID, User: alice,
-		Command: "model", Options: []fakediscord.CommandOption{{Name: "name", Type: 3, Value: "doubao"}}})
+	ref = hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: threadID, User: alice,
+		Command: "model", Options: []discordtest.CommandOption{{Name: "name", Type: 3, Value: "doubao"}}})
 	if m := hs.h.waitCall(t, ref.ID); m.Text != "/model doubao" || !m.InThread || m.Thread != threadID || m.Channel != channelID {
 		t.Fatalf("/model in thread = %+v", m)
 	}
 	// No option: show.
-	ref = hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: "model"})
+	ref = hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: "model"})
 	if m := hs.h.waitCall(t, ref.ID); m.Text != "/model" {
 		t.Fatalf("/model = %+v", m)
 	}
 	for _, cmd := range []string{"models", "reset", "help", "usage", "stop"} {
-		ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: cmd})
+		ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: cmd})
 		if m := hs.h.waitCall(t, ref.ID); m.Text != "/"+cmd {
 			t.Fatalf("/%s = %+v", cmd, m)
 		}
@@ -434,9 +434,9 @@ func TestModelAdminsAndAdmins(t *testing.T) {
 		c.ModelAdmins = config.StringList{"role-mod", bob.ID}
 		c.Admins = config.StringList{"role-admin"}
 	}})
-	run := func(u fakediscord.User, roles ...string) conversation.Message {
-		ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: u, Roles: roles,
-			Command: "model", Options: []fakediscord.CommandOption{{Name: "name", Type: 3, Value: "x"}}})
+	run := func(u discordtest.User, roles ...string) conversation.Message {
+		ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: u, Roles: roles,
+			Command: "model", Options: []discordtest.CommandOption{{Name: "name", Type: 3, Value: "x"}}})
 		return hs.h.waitCall(t, ref.ID)
 	}
 	if m := run(alice); m.User.CanSwitchModel || m.User.Admin {
@@ -453,7 +453,7 @@ func TestModelAdminsAndAdmins(t *testing.T) {
 	}
 	// The same applies to messages.
 	bot := hs.fake.Bot()
-	u := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Roles: []string{"role-mod"}, Content: "<@" + bot.ID + "> /model x", Mentions: []fakediscord.User{bot}})
+	u := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, Roles: []string{"role-mod"}, Content: "<@" + bot.ID + "> /model x", Mentions: []discordtest.User{bot}})
 	if m := hs.h.waitCall(t, u.ID); !m.User.CanSwitchModel || m.Text != "/model x" {
 		t.Fatalf("message = %+v", m)
 	}
@@ -523,7 +523,7 @@ func testLongAnswerSplitsWithoutBreakingFencesOrWords(t *testing.T, hs *harness)
 func TestRateLimitedFinalTextComplete(t *testing.T) {
 	answer := longAnswer()
 	hs := start(t, setup{
-		fakeOpts: []fakediscord.Option{fakediscord.WithRateLimit(3, 500*time.Millisecond)},
+		fakeOpts: []discordtest.Option{discordtest.WithRateLimit(3, 500*time.Millisecond)},
 		// A budget looser than the fake's limit, so emulated 429s may happen too.
 		opts: []Option{WithChannelBudget(20, 500*time.Millisecond)},
 		handler: func(h *scriptHandler) {
@@ -567,7 +567,7 @@ func testStopButton(t *testing.T, hs *harness) {
 	})
 	u := hs.mention(alice, channelID, "talk forever")
 	m := hs.h.waitCall(t, u.ID)
-	var live fakediscord.Message
+	var live discordtest.Message
 	err := hs.fake.WaitFor(5*time.Second, func() bool {
 		a := hs.answerTo(channelID, u.ID)
 		if len(a) > 0 && len(a[0].CustomIDs()) == 1 && strings.HasPrefix(a[0].Content, "streaming") {
@@ -583,16 +583,16 @@ func testStopButton(t *testing.T, hs *harness) {
 		t.Fatalf("button = %v", live.CustomIDs())
 	}
 	// Someone else may not stop it.
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionMessageComponent, ChannelID: channelID, User: bob,
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionMessageComponent, ChannelID: channelID, User: bob,
 		CustomID: live.CustomIDs()[0], MessageID: live.ID})
 	cb, err := hs.fake.WaitCallback(ref.ID, 3*time.Second)
-	if err != nil || cb.Type != fakediscord.CallbackChannelMessage {
+	if err != nil || cb.Type != discordtest.CallbackChannelMessage {
 		t.Fatalf("other user's click: %v %+v", err, cb)
 	}
 	// The asker may.
-	ref = hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionMessageComponent, ChannelID: channelID, User: alice,
+	ref = hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionMessageComponent, ChannelID: channelID, User: alice,
 		CustomID: live.CustomIDs()[0], MessageID: live.ID})
-	if cb, err := hs.fake.WaitCallback(ref.ID, 3*time.Second); err != nil || cb.Type != fakediscord.CallbackDeferredUpdate {
+	if cb, err := hs.fake.WaitCallback(ref.ID, 3*time.Second); err != nil || cb.Type != discordtest.CallbackDeferredUpdate {
 		t.Fatalf("asker's click: %v %+v", err, cb)
 	}
 	hs.h.waitDone(t, m.DedupeKey())
@@ -620,10 +620,10 @@ func testStaleStopButtonIsCleanedUp(t *testing.T, hs *harness) {
 		t.Fatal(err)
 	}
 	a := hs.answerTo(channelID, u.ID)[0]
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionMessageComponent, ChannelID: channelID, User: alice,
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionMessageComponent, ChannelID: channelID, User: alice,
 		CustomID: "stop:discord:" + guildID + ":" + u.ID, MessageID: a.ID})
 	cb, err := hs.fake.WaitCallback(ref.ID, 3*time.Second)
-	if err != nil || cb.Type != fakediscord.CallbackUpdateMessage {
+	if err != nil || cb.Type != discordtest.CallbackUpdateMessage {
 		t.Fatalf("stale click: %v %+v", err, cb)
 	}
 	_ = bot
@@ -632,7 +632,7 @@ func testStaleStopButtonIsCleanedUp(t *testing.T, hs *harness) {
 func testRedeliveredMessageSameDedupeKey(t *testing.T, hs *harness) {
 	u := hs.mention(alice, channelID, "once")
 	hs.h.waitDone(t, hs.h.waitCall(t, u.ID).DedupeKey())
-	hs.post(fakediscord.MessageSpec{ID: u.ID}) // redelivery
+	hs.post(discordtest.MessageSpec{ID: u.ID}) // redelivery
 	err := hs.fake.WaitFor(5*time.Second, func() bool { return len(hs.h.callsFor(u.ID)) == 2 })
 	if err != nil {
 		t.Fatal(err)
@@ -654,8 +654,8 @@ func testAttachments(t *testing.T, hs *harness) {
 	zip := hs.fake.AddAttachment("stuff.zip", "application/zip", []byte("PK"))
 	big := hs.fake.AddAttachment("big.txt", "text/plain", []byte(strings.Repeat("x", 70<<10)))
 	bot := hs.fake.Bot()
-	u := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Content: "<@" + bot.ID + "> look",
-		Mentions: []fakediscord.User{bot}, Attachments: []fakediscord.Attachment{img, code, zip, big}})
+	u := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, Content: "<@" + bot.ID + "> look",
+		Mentions: []discordtest.User{bot}, Attachments: []discordtest.Attachment{img, code, zip, big}})
 	m := hs.h.waitCall(t, u.ID)
 	if len(m.Images) != 1 || !strings.HasPrefix(m.Images[0].URL, "data:image/png;base64,") {
 		t.Fatalf("images = %+v", m.Images)
@@ -667,9 +667,9 @@ func testAttachments(t *testing.T, hs *harness) {
 		t.Fatalf("ignored = %+v", m.Ignored)
 	}
 	// /ask takes a file option too.
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: alice,
-		Command: "ask", Options: []fakediscord.CommandOption{{Name: "prompt", Type: 3, Value: "what is this"}, {Name: "file", Type: 11, Value: img.ID}},
-		Attachments: []fakediscord.Attachment{img}})
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: alice,
+		Command: "ask", Options: []discordtest.CommandOption{{Name: "prompt", Type: 3, Value: "what is this"}, {Name: "file", Type: 11, Value: img.ID}},
+		Attachments: []discordtest.Attachment{img}})
 	if m := hs.h.waitCall(t, ref.ID); len(m.Images) != 1 || !strings.HasPrefix(m.Images[0].URL, "data:image/png") {
 		t.Fatalf("/ask file = %+v", m.Images)
 	}
@@ -682,7 +682,7 @@ func testHandlerErrorKeepsStreamedText(t *testing.T, hs *harness) {
 	})
 	u := hs.mention(alice, channelID, "break")
 	hs.h.waitDone(t, hs.h.waitCall(t, u.ID).DedupeKey())
-	var a []fakediscord.Message
+	var a []discordtest.Message
 	err := hs.fake.WaitFor(5*time.Second, func() bool {
 		a = hs.answerTo(channelID, u.ID)
 		return len(a) == 1 && strings.Contains(a[0].Content, "-# ⚠️")
@@ -697,9 +697,9 @@ func testHandlerErrorKeepsStreamedText(t *testing.T, hs *harness) {
 }
 
 func testAskFallsBackWhenChannelIsForbidden(t *testing.T, hs *harness) {
-	hs.fake.AddChannel(fakediscord.Channel{ID: "410", GuildID: guildID, Type: fakediscord.ChannelText, Forbidden: true})
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: "410", User: alice,
-		Command: "ask", Options: []fakediscord.CommandOption{{Name: "prompt", Type: 3, Value: "hi"}}})
+	hs.fake.AddChannel(discordtest.Channel{ID: "410", GuildID: guildID, Type: discordtest.ChannelText, Forbidden: true})
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: "410", User: alice,
+		Command: "ask", Options: []discordtest.CommandOption{{Name: "prompt", Type: 3, Value: "hi"}}})
 	hs.h.waitDone(t, hs.h.waitCall(t, ref.ID).DedupeKey())
 	var got []string
 	for _, m := range hs.fake.Messages("410") {
@@ -727,7 +727,7 @@ func TestManyConcurrentAnswers(t *testing.T) {
 		return strings.Repeat(m.Text+" lorem ipsum dolor sit amet. ", 90) // ~3,000 characters: two pieces
 	}
 	hs := start(t, setup{
-		fakeOpts: []fakediscord.Option{fakediscord.WithRateLimit(5, time.Second)},
+		fakeOpts: []discordtest.Option{discordtest.WithRateLimit(5, time.Second)},
 		opts:     []Option{WithChannelBudget(5, time.Second)},
 		handler: func(h *scriptHandler) {
 			h.answer = answer
@@ -735,10 +735,10 @@ func TestManyConcurrentAnswers(t *testing.T) {
 		},
 	})
 	var ids []string
-	var msgs []fakediscord.Message
+	var msgs []discordtest.Message
 	for c := 0; c < channels; c++ {
 		ch := fmt.Sprintf("41000000000000%04d", c)
-		hs.fake.AddChannel(fakediscord.Channel{ID: ch, GuildID: guildID, Type: fakediscord.ChannelText})
+		hs.fake.AddChannel(discordtest.Channel{ID: ch, GuildID: guildID, Type: discordtest.ChannelText})
 	}
 	startAt := time.Now()
 	var wg sync.WaitGroup
@@ -790,7 +790,7 @@ func TestManyConcurrentAnswers(t *testing.T) {
 }
 
 func TestRejectedTokenFailsFast(t *testing.T) {
-	fake := fakediscord.New()
+	fake := discordtest.New()
 	defer fake.Close()
 	a, err := New(config.Discord{Token: "wrong", APIURL: fake.APIURL()}, config.Limits{}, newScriptHandler(), WithLogger(testLogger()))
 	if err != nil {
@@ -824,9 +824,9 @@ func TestInteractionsLeaveBoundedBuckets(t *testing.T) {
 		return keys
 	}
 	before := len(buckets())
-	var refs []fakediscord.InteractionRef
+	var refs []discordtest.InteractionRef
 	for i := range 150 {
-		ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID,
+		ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID,
 			User: alice, Command: "help"})
 		if _, err := hs.fake.WaitCallback(ref.ID, 3*time.Second); err != nil {
 			t.Fatalf("interaction %d: %v", i, err)

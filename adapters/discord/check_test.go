@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/arkbot/arkbot/config"
-	"github.com/arkbot/arkbot/internal/fakediscord"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
 )
 
 // TestCheck: the token, the Message Content intent and the guilds of
@@ -27,7 +27,7 @@ func TestCheck(t *testing.T) {
 		{name: "not in a guild", flags: 1 << 19, guilds: []string{"700", "999"}, wantErr: "not in discord.guild_ids 999"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fd := fakediscord.New(fakediscord.WithApplicationFlags(tc.flags))
+			fd := discordtest.New(discordtest.WithApplicationFlags(tc.flags))
 			defer fd.Close()
 			fd.AddGuild("700", "Test guild")
 			tok := tc.token

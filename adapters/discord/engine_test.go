@@ -7,22 +7,22 @@ import (
 	"time"
 
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/enginetest"
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/fakediscord"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
+	"github.com/arkbot/arkbot/internal/testing/enginetest"
 )
 
 // TestWithRealEngine runs the adapter against the real engine, an embedded
 // Redis and a fake Ark: the seams between adapter and core.
 func TestWithRealEngine(t *testing.T) {
-	ark := fakeark.New(fakeark.WithTiming(5*time.Millisecond, 5*time.Millisecond))
+	ark := arktest.New(arktest.WithTiming(5*time.Millisecond, 5*time.Millisecond))
 	t.Cleanup(ark.Close)
 	engine := enginetest.New(t, ark, conversation.WithRenderInterval(conversation.PlatformDiscord, 50*time.Millisecond))
 	hs := start(t, setup{engine: engine})
 
-	final := func(channel, id string) []fakediscord.Message {
+	final := func(channel, id string) []discordtest.Message {
 		t.Helper()
-		var msgs []fakediscord.Message
+		var msgs []discordtest.Message
 		err := hs.fake.WaitFor(10*time.Second, func() bool {
 			msgs = hs.answerTo(channel, id)
 			if len(msgs) == 0 {
@@ -42,7 +42,7 @@ func TestWithRealEngine(t *testing.T) {
 		t.Fatalf("answer = %q", texts(got))
 	}
 	// A reply continues the conversation: Ark sees the earlier turns.
-	u2 := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Content: "second", ReplyTo: hs.answerTo(channelID, u1.ID)[0].ID})
+	u2 := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, Content: "second", ReplyTo: hs.answerTo(channelID, u1.ID)[0].ID})
 	if got := final(channelID, u2.ID); got[0].Content != "You said: second" {
 		t.Fatalf("answer = %q", texts(got))
 	}
@@ -51,21 +51,21 @@ func TestWithRealEngine(t *testing.T) {
 		t.Fatalf("second request had %d messages; want the first exchange in context", n)
 	}
 	// A redelivered message is answered once (dedupe in Redis).
-	hs.post(fakediscord.MessageSpec{ID: u2.ID})
+	hs.post(discordtest.MessageSpec{ID: u2.ID})
 	final(otherChan, hs.mention(alice, otherChan, "sentinel").ID)
 	if got := hs.answerTo(channelID, u2.ID); len(got) != 1 {
 		t.Fatalf("redelivery answered again: %q", texts(got))
 	}
 	// A thread follow-up where the bot holds no conversation is ignored.
-	f := hs.post(fakediscord.MessageSpec{ChannelID: threadID, Author: alice, Content: "people chatting"})
+	f := hs.post(discordtest.MessageSpec{ChannelID: threadID, Author: alice, Content: "people chatting"})
 	final(otherChan, hs.mention(alice, otherChan, "sentinel").ID)
 	if got := hs.answerTo(threadID, f.ID); len(got) != 0 {
 		t.Fatalf("unaddressed thread message answered: %q", texts(got))
 	}
 	// /model switches, ephemerally.
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: channelID, User: alice,
-		Command: "model", Options: []fakediscord.CommandOption{{Name: "name", Type: 3, Value: "deepseek-r1"}}})
-	var orig fakediscord.Message
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: alice,
+		Command: "model", Options: []discordtest.CommandOption{{Name: "name", Type: 3, Value: "deepseek-r1"}}})
+	var orig discordtest.Message
 	err := hs.fake.WaitFor(5*time.Second, func() bool {
 		orig, _ = hs.fake.OriginalResponse(ref.ID)
 		return orig.Content != ""
@@ -74,8 +74,8 @@ func TestWithRealEngine(t *testing.T) {
 		t.Fatalf("/model answer = %+v (%v)", orig, err)
 	}
 	// /ask streams through the engine too.
-	ref = hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionApplicationCommand, ChannelID: otherChan, User: bob,
-		Command: "ask", Options: []fakediscord.CommandOption{{Name: "prompt", Type: 3, Value: "via slash"}}})
+	ref = hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: otherChan, User: bob,
+		Command: "ask", Options: []discordtest.CommandOption{{Name: "prompt", Type: 3, Value: "via slash"}}})
 	err = hs.fake.WaitFor(5*time.Second, func() bool { _, ok := hs.fake.OriginalResponse(ref.ID); return ok })
 	if err != nil {
 		t.Fatal(err)
@@ -86,9 +86,9 @@ func TestWithRealEngine(t *testing.T) {
 	}
 
 	// The Stop button stops the engine's generation and keeps what was written.
-	ark.Enqueue(fakeark.Response{Content: fakeark.SplitWords(strings.Repeat("slowly streaming ", 300)), PerChunk: 10 * time.Millisecond})
+	ark.Enqueue(arktest.Response{Content: arktest.SplitWords(strings.Repeat("slowly streaming ", 300)), PerChunk: 10 * time.Millisecond})
 	u3 := hs.mention(alice, channelID, "go on and on")
-	var live fakediscord.Message
+	var live discordtest.Message
 	err = hs.fake.WaitFor(10*time.Second, func() bool {
 		a := hs.answerTo(channelID, u3.ID)
 		if len(a) > 0 && len(a[0].CustomIDs()) == 1 && strings.HasPrefix(a[0].Content, "slowly") {
@@ -100,7 +100,7 @@ func TestWithRealEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionMessageComponent, ChannelID: channelID, User: alice,
+	hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionMessageComponent, ChannelID: channelID, User: alice,
 		CustomID: live.CustomIDs()[0], MessageID: live.ID})
 	got := final(channelID, u3.ID)
 	last := got[len(got)-1].Content
@@ -115,15 +115,15 @@ func TestWithRealEngine(t *testing.T) {
 // reply to the old answer, which then carries Retry itself. After a newer
 // question, an older answer's Retry is refused in a private notice.
 func TestRetryButton(t *testing.T) {
-	ark := fakeark.New()
+	ark := arktest.New()
 	t.Cleanup(ark.Close)
 	enginetest.Takes(ark)
 	hs := start(t, setup{engine: enginetest.New(t, ark)})
 
 	// finished waits for the answer replying to id to be done and returns it.
-	finished := func(id string) fakediscord.Message {
+	finished := func(id string) discordtest.Message {
 		t.Helper()
-		var a []fakediscord.Message
+		var a []discordtest.Message
 		if err := hs.fake.WaitFor(10*time.Second, func() bool {
 			a = hs.answerTo(channelID, id)
 			return len(a) == 1 && !hasStop(a[0]) && a[0].Content != placeholder
@@ -138,9 +138,9 @@ func TestRetryButton(t *testing.T) {
 		t.Fatalf("first answer %q with buttons %v", a1.Content, a1.CustomIDs())
 	}
 
-	ref := hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionMessageComponent, ChannelID: channelID, GuildID: guildID,
+	ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionMessageComponent, ChannelID: channelID, GuildID: guildID,
 		User: bob, CustomID: a1.CustomIDs()[0], MessageID: a1.ID})
-	if cb, err := hs.fake.WaitCallback(ref.ID, 5*time.Second); err != nil || cb.Type != fakediscord.CallbackUpdateMessage {
+	if cb, err := hs.fake.WaitCallback(ref.ID, 5*time.Second); err != nil || cb.Type != discordtest.CallbackUpdateMessage {
 		t.Fatalf("the click's callback: %+v, %v", cb, err)
 	}
 	a1b := finished(a1.ID)
@@ -154,7 +154,7 @@ func TestRetryButton(t *testing.T) {
 
 	// A reply to the new answer continues the same conversation: Ark sees
 	// the first question once, with the second take only.
-	q2 := hs.post(fakediscord.MessageSpec{ChannelID: channelID, Author: alice, Content: "second question", ReplyTo: a1b.ID})
+	q2 := hs.post(discordtest.MessageSpec{ChannelID: channelID, Author: alice, Content: "second question", ReplyTo: a1b.ID})
 	finished(q2.ID)
 	reqs := ark.Requests()
 	var sent []string
@@ -166,9 +166,9 @@ func TestRetryButton(t *testing.T) {
 	}
 
 	// Retry on the superseded answer: a private notice, no new answer.
-	ref = hs.interact(fakediscord.InteractionSpec{Type: fakediscord.InteractionMessageComponent, ChannelID: channelID, GuildID: guildID,
+	ref = hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionMessageComponent, ChannelID: channelID, GuildID: guildID,
 		User: alice, CustomID: a1b.CustomIDs()[0], MessageID: a1b.ID})
-	var notice fakediscord.Message
+	var notice discordtest.Message
 	if err := hs.fake.WaitFor(5*time.Second, func() bool {
 		for _, m := range hs.fake.Messages(channelID) {
 			if m.InteractionID == ref.ID && m.Ephemeral() {

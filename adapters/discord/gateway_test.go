@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/arkbot/arkbot/config"
-	"github.com/arkbot/arkbot/internal/fakediscord"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
 )
 
 func withInvalidSessionWait(d time.Duration) Option {
@@ -22,7 +22,7 @@ func withInvalidSessionWait(d time.Duration) Option {
 // exactly once.
 func TestGatewayLifecycle(t *testing.T) {
 	hs := start(t, setup{
-		fakeOpts: []fakediscord.Option{fakediscord.WithHeartbeatInterval(100 * time.Millisecond)},
+		fakeOpts: []discordtest.Option{discordtest.WithHeartbeatInterval(100 * time.Millisecond)},
 		opts:     []Option{withInvalidSessionWait(10 * time.Millisecond)},
 	})
 	fake := hs.fake
@@ -122,7 +122,7 @@ func TestGatewayResumeAddressGone(t *testing.T) {
 	}
 	gone := "ws://" + l.Addr().String() + "/ws"
 	l.Close()
-	hs := start(t, setup{fakeOpts: []fakediscord.Option{fakediscord.WithResumeURL(gone)}})
+	hs := start(t, setup{fakeOpts: []discordtest.Option{discordtest.WithResumeURL(gone)}})
 	hs.fake.DropConnections()
 	if err := hs.fake.WaitFor(10*time.Second, func() bool { return hs.fake.Stats().Resumes == 1 && hs.fake.Connected() == 1 }); err != nil {
 		t.Fatalf("no resume: %v", hs.fake.Stats())
@@ -136,7 +136,7 @@ func TestGatewayResumeAddressGone(t *testing.T) {
 
 // A HEARTBEAT from Discord is answered at once, not at the next interval.
 func TestGatewayHeartbeatOnRequest(t *testing.T) {
-	hs := start(t, setup{fakeOpts: []fakediscord.Option{fakediscord.WithHeartbeatInterval(time.Hour)}})
+	hs := start(t, setup{fakeOpts: []discordtest.Option{discordtest.WithHeartbeatInterval(time.Hour)}})
 	before := hs.fake.Stats().Heartbeats
 	hs.fake.RequestHeartbeat()
 	if err := hs.fake.WaitFor(2*time.Second, func() bool { return hs.fake.Stats().Heartbeats > before }); err != nil {
@@ -156,7 +156,7 @@ func TestGatewayFatalCloseCodes(t *testing.T) {
 		{4011, "discord.shard_count"},
 		{4012, "discord.api_url"},
 	} {
-		fake := fakediscord.New()
+		fake := discordtest.New()
 		fake.AddGuild(guildID, "Test guild")
 		a, err := New(config.Discord{Token: config.Secret(fake.Token()), APIURL: fake.APIURL()}, config.Limits{}, newScriptHandler(), WithLogger(testLogger()))
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/fakediscord"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
 )
 
 const (
@@ -24,8 +24,8 @@ const (
 )
 
 var (
-	alice = fakediscord.User{ID: "600000000000000001", Username: "alice", GlobalName: "Alice"}
-	bob   = fakediscord.User{ID: "600000000000000002", Username: "bob"}
+	alice = discordtest.User{ID: "600000000000000001", Username: "alice", GlobalName: "Alice"}
+	bob   = discordtest.User{ID: "600000000000000002", Username: "bob"}
 )
 
 // scriptHandler stands in for the engine: it dedupes on DedupeKey, answers
@@ -190,14 +190,14 @@ func (h *scriptHandler) waitCall(t *testing.T, id string) conversation.Message {
 
 type harness struct {
 	t    *testing.T
-	fake *fakediscord.Server
+	fake *discordtest.Server
 	a    *Adapter
 	h    *scriptHandler
 }
 
 type setup struct {
 	cfg      func(*config.Discord)
-	fakeOpts []fakediscord.Option
+	fakeOpts []discordtest.Option
 	opts     []Option
 	handler  func(*scriptHandler)
 	// engine, when set, replaces the scripted handler.
@@ -223,12 +223,12 @@ func (hs *harness) with(t *testing.T) *harness {
 // start runs a fake Discord and an adapter connected to it.
 func start(t *testing.T, s setup) *harness {
 	t.Helper()
-	fake := fakediscord.New(s.fakeOpts...)
+	fake := discordtest.New(s.fakeOpts...)
 	t.Cleanup(fake.Close)
 	fake.AddGuild(guildID, "Test guild")
-	fake.AddChannel(fakediscord.Channel{ID: channelID, GuildID: guildID, Name: "general", Type: fakediscord.ChannelText})
-	fake.AddChannel(fakediscord.Channel{ID: otherChan, GuildID: guildID, Name: "random", Type: fakediscord.ChannelText})
-	fake.AddChannel(fakediscord.Channel{ID: threadID, GuildID: guildID, ParentID: channelID, Name: "a thread", Type: fakediscord.ChannelPublicThread})
+	fake.AddChannel(discordtest.Channel{ID: channelID, GuildID: guildID, Name: "general", Type: discordtest.ChannelText})
+	fake.AddChannel(discordtest.Channel{ID: otherChan, GuildID: guildID, Name: "random", Type: discordtest.ChannelText})
+	fake.AddChannel(discordtest.Channel{ID: threadID, GuildID: guildID, ParentID: channelID, Name: "a thread", Type: discordtest.ChannelPublicThread})
 
 	cfg := config.Discord{
 		Token: config.Secret(fake.Token()), APIURL: fake.APIURL(), GuildIDs: config.StringList{guildID},
@@ -286,11 +286,11 @@ func firstScope(cfg config.Discord) string {
 }
 
 // mention posts "<@bot> text" from u in a channel.
-func (hs *harness) mention(u fakediscord.User, channel, text string) fakediscord.Message {
+func (hs *harness) mention(u discordtest.User, channel, text string) discordtest.Message {
 	hs.t.Helper()
 	bot := hs.fake.Bot()
-	m, err := hs.fake.PostUserMessage(fakediscord.MessageSpec{
-		ChannelID: channel, GuildID: guildID, Author: u, Content: "<@" + bot.ID + "> " + text, Mentions: []fakediscord.User{bot},
+	m, err := hs.fake.PostUserMessage(discordtest.MessageSpec{
+		ChannelID: channel, GuildID: guildID, Author: u, Content: "<@" + bot.ID + "> " + text, Mentions: []discordtest.User{bot},
 	})
 	if err != nil {
 		hs.t.Fatal(err)
@@ -298,7 +298,7 @@ func (hs *harness) mention(u fakediscord.User, channel, text string) fakediscord
 	return m
 }
 
-func (hs *harness) post(spec fakediscord.MessageSpec) fakediscord.Message {
+func (hs *harness) post(spec discordtest.MessageSpec) discordtest.Message {
 	hs.t.Helper()
 	if spec.GuildID == "" && spec.ChannelID != "dm" && !strings.HasPrefix(spec.ChannelID, "dm") {
 		spec.GuildID = guildID
@@ -312,8 +312,8 @@ func (hs *harness) post(spec fakediscord.MessageSpec) fakediscord.Message {
 
 // botReplies returns the bot's channel messages (not interaction responses)
 // replying to id, following continuation pieces.
-func (hs *harness) answerTo(channel, id string) []fakediscord.Message {
-	var out []fakediscord.Message
+func (hs *harness) answerTo(channel, id string) []discordtest.Message {
+	var out []discordtest.Message
 	msgs := hs.fake.Messages(channel)
 	parent := id
 	for {
@@ -332,7 +332,7 @@ func (hs *harness) answerTo(channel, id string) []fakediscord.Message {
 	}
 }
 
-func texts(ms []fakediscord.Message) []string {
+func texts(ms []discordtest.Message) []string {
 	var out []string
 	for _, m := range ms {
 		out = append(out, m.Content)
@@ -348,7 +348,7 @@ func (hs *harness) sentinel(channel string) {
 	hs.h.waitCall(hs.t, m.ID)
 }
 
-func (hs *harness) interact(spec fakediscord.InteractionSpec) fakediscord.InteractionRef {
+func (hs *harness) interact(spec discordtest.InteractionSpec) discordtest.InteractionRef {
 	hs.t.Helper()
 	if spec.GuildID == "" && !strings.HasPrefix(spec.ChannelID, "dm") {
 		spec.GuildID = guildID
@@ -363,7 +363,7 @@ func (hs *harness) interact(spec fakediscord.InteractionSpec) fakediscord.Intera
 var errScripted = errors.New("scripted failure")
 
 // hasStop reports whether m carries a Stop button: an answer in progress.
-func hasStop(m fakediscord.Message) bool {
+func hasStop(m discordtest.Message) bool {
 	for _, id := range m.CustomIDs() {
 		if strings.HasPrefix(id, stopPrefix) {
 			return true

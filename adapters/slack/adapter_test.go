@@ -16,7 +16,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 const longAnswer = "Here is **the** answer, in several sentences that grow as the model writes them. " +
@@ -28,7 +28,7 @@ func TestMentionStreamsNatively(t *testing.T) {
 	e := setup(t, h, nil)
 	ts := e.fs.NextTS()
 	start := time.Now()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> explain this", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> explain this", ts, ""))
 
 	// A sign of life at once: the assistant status in the mention's thread.
 	e.waitFor("thinking status", time.Second, func() bool { return len(e.fs.Statuses()) > 0 })
@@ -82,7 +82,7 @@ func TestFallsBackToUpdateWhenStreamingUnavailable(t *testing.T) {
 	e.fs.SetNativeStreaming(false)
 
 	ts := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> one", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> one", ts, ""))
 	msgs := e.final("C1", ts)
 	wantText := longAnswer + "\n\n> ⚠️ " + h.note
 	if len(msgs) != 1 || msgs[0].Visible() != wantText || msgs[0].Streamed {
@@ -99,7 +99,7 @@ func TestFallsBackToUpdateWhenStreamingUnavailable(t *testing.T) {
 	// is posted at once, then edited.
 	h.gate = make(chan struct{})
 	ts2 := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U2", "<@UBOT> two", ts2, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U2", "<@UBOT> two", ts2, ""))
 	e.waitFor("placeholder", time.Second, func() bool { return len(e.fs.Replies("C1", ts2)) == 1 })
 	if got := e.fs.Replies("C1", ts2)[0].Visible(); got != placeholderText {
 		t.Fatalf("placeholder = %q", got)
@@ -132,7 +132,7 @@ func TestUpdateModeEditsAtMostOncePerInterval(t *testing.T) {
 		c.EditInterval = config.Duration(50 * time.Millisecond)
 	})
 	ts := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> go", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> go", ts, ""))
 	msgs := e.final("C1", ts)
 	if got := msgs[0].Visible(); got != strings.TrimSpace(strings.Repeat("word ", 200)) && got != strings.Repeat("word ", 200) {
 		t.Fatalf("final = %q", got)
@@ -155,12 +155,12 @@ func TestThreadFollowUp(t *testing.T) {
 	h := newScripted()
 	e := setup(t, h, nil)
 	root := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> first", root, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> first", root, ""))
 	e.final("C1", root)
 
 	// A follow-up in the thread, without a mention.
 	reply := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("C1", "channel", "U1", "and then?", reply, root))
+	e.send(slacktest.EventOptions{}, slacktest.UserMessage("C1", "channel", "U1", "and then?", reply, root))
 	e.waitDone("C1", reply)
 	msgs := h.messages()
 	m := msgs[len(msgs)-1]
@@ -177,14 +177,14 @@ func TestThreadFollowUp(t *testing.T) {
 
 	// A message in someone else's thread reaches the engine unmentioned, and it stays quiet.
 	other, reply2 := e.fs.NextTS(), e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("C1", "channel", "U2", "unrelated", reply2, other))
+	e.send(slacktest.EventOptions{}, slacktest.UserMessage("C1", "channel", "U2", "unrelated", reply2, other))
 	e.waitDone("C1", reply2)
 	if r := e.fs.Replies("C1", other); len(r) != 0 {
 		t.Fatalf("answered in a thread it wasn't part of: %+v", r)
 	}
 	// A top-level channel message without a mention never reaches the engine.
 	top := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("C1", "channel", "U1", "hello all", top, ""))
+	e.send(slacktest.EventOptions{}, slacktest.UserMessage("C1", "channel", "U1", "hello all", top, ""))
 	time.Sleep(50 * time.Millisecond)
 	for _, m := range h.messages() {
 		if m.ID == "C1:"+top {
@@ -193,7 +193,7 @@ func TestThreadFollowUp(t *testing.T) {
 	}
 	// A mention inside an existing thread starts the bot there.
 	t0, t1 := e.fs.NextTS(), e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U2", "<@UBOT> join us", t1, t0))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U2", "<@UBOT> join us", t1, t0))
 	if msgs := e.final("C1", t0); msgs[0].Visible() != "Answer to: join us" {
 		t.Fatalf("mention in a thread: %+v", msgs)
 	}
@@ -203,7 +203,7 @@ func TestDirectMessages(t *testing.T) {
 	h := newScripted()
 	e := setup(t, h, nil)
 	ts := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("D1", "im", "U1", "hi bot", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.UserMessage("D1", "im", "U1", "hi bot", ts, ""))
 	e.waitDone("D1", ts)
 	top := e.fs.Replies("D1", "")
 	e.waitFor("DM answer", 5*time.Second, func() bool {
@@ -221,7 +221,7 @@ func TestDirectMessages(t *testing.T) {
 
 	// A thread inside the DM is its own conversation, and streams.
 	th, in := e.fs.NextTS(), e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("D1", "im", "U1", "in a thread", in, th))
+	e.send(slacktest.EventOptions{}, slacktest.UserMessage("D1", "im", "U1", "in a thread", in, th))
 	msgs := e.final("D1", th)
 	if msgs[0].Visible() != "Answer to: in a thread" || !msgs[0].Streamed {
 		t.Fatalf("DM thread answer = %+v", msgs)
@@ -236,12 +236,12 @@ func TestRedeliveryAndDoubleDeliveryAnsweredOnce(t *testing.T) {
 	h := newScripted()
 	e := setup(t, h, nil)
 	ts := e.fs.NextTS()
-	mention := fakeslack.AppMention("C1", "U1", "<@UBOT> once", ts, "")
-	first := e.send(fakeslack.EventOptions{}, mention)
+	mention := slacktest.AppMention("C1", "U1", "<@UBOT> once", ts, "")
+	first := e.send(slacktest.EventOptions{}, mention)
 	// Slack redelivers the same event (same event_id, a new envelope).
-	e.send(fakeslack.EventOptions{EventID: first.EventID, RetryAttempt: 1, RetryReason: "timeout"}, mention)
+	e.send(slacktest.EventOptions{EventID: first.EventID, RetryAttempt: 1, RetryReason: "timeout"}, mention)
 	// And the message.channels event for the same message.
-	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("C1", "channel", "U1", "<@UBOT> once", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.UserMessage("C1", "channel", "U1", "<@UBOT> once", ts, ""))
 	e.final("C1", ts)
 	e.waitFor("both deliveries handled", 5*time.Second, func() bool { return len(h.messages()) >= 2 })
 	time.Sleep(50 * time.Millisecond)
@@ -258,8 +258,8 @@ func TestRedeliveryAndDoubleDeliveryAnsweredOnce(t *testing.T) {
 
 	// In a DM both events may come: same key, one answer.
 	dts := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("D2", "im", "U1", "<@UBOT> hey", dts, ""))
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("D2", "U1", "<@UBOT> hey", dts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.UserMessage("D2", "im", "U1", "<@UBOT> hey", dts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("D2", "U1", "<@UBOT> hey", dts, ""))
 	e.final("D2", "")
 	e.waitFor("both DM deliveries", 5*time.Second, func() bool { return len(h.messages()) == 4 })
 	msgs = h.messages()
@@ -277,25 +277,25 @@ func TestIgnoresBotsEditsAndOtherSubtypes(t *testing.T) {
 	e := setup(t, h, nil)
 	root := e.fs.NextTS()
 	var sends []map[string]any
-	own := fakeslack.UserMessage("C1", "channel", "UBOT", "my own answer", e.fs.NextTS(), root)
+	own := slacktest.UserMessage("C1", "channel", "UBOT", "my own answer", e.fs.NextTS(), root)
 	own["bot_id"] = "BBOT"
 	sends = append(sends, own)
-	other := fakeslack.UserMessage("C1", "channel", "U9", "another bot", e.fs.NextTS(), root)
+	other := slacktest.UserMessage("C1", "channel", "U9", "another bot", e.fs.NextTS(), root)
 	other["bot_id"], other["subtype"] = "B9", "bot_message"
 	sends = append(sends, other)
-	selfNoBotID := fakeslack.UserMessage("D1", "im", "UBOT", "me", e.fs.NextTS(), "")
+	selfNoBotID := slacktest.UserMessage("D1", "im", "UBOT", "me", e.fs.NextTS(), "")
 	sends = append(sends, selfNoBotID)
-	botMention := fakeslack.AppMention("C1", "U9", "<@UBOT> bots talking", e.fs.NextTS(), "")
+	botMention := slacktest.AppMention("C1", "U9", "<@UBOT> bots talking", e.fs.NextTS(), "")
 	botMention["bot_id"] = "B9"
 	sends = append(sends, botMention)
 	for _, sub := range []string{"message_changed", "message_deleted", "channel_join", "channel_topic", "me_message"} {
-		ev := fakeslack.UserMessage("D1", "im", "U1", "edited", e.fs.NextTS(), "")
+		ev := slacktest.UserMessage("D1", "im", "U1", "edited", e.fs.NextTS(), "")
 		ev["subtype"] = sub
 		sends = append(sends, ev)
 	}
 	sends = append(sends, map[string]any{"type": "reaction_added", "user": "U1", "reaction": "eyes"})
 	for _, ev := range sends {
-		e.send(fakeslack.EventOptions{}, ev)
+		e.send(slacktest.EventOptions{}, ev)
 	}
 	time.Sleep(100 * time.Millisecond)
 	if msgs := h.messages(); len(msgs) != 0 {
@@ -315,11 +315,11 @@ func TestAllowLists(t *testing.T) {
 		c.AllowDMs = &off
 	})
 	for _, ev := range []map[string]any{
-		fakeslack.AppMention("C2", "U1", "<@UBOT> wrong channel", e.fs.NextTS(), ""),
-		fakeslack.AppMention("C1", "U2", "<@UBOT> wrong user", e.fs.NextTS(), ""),
-		fakeslack.UserMessage("D1", "im", "U1", "a DM", e.fs.NextTS(), ""),
+		slacktest.AppMention("C2", "U1", "<@UBOT> wrong channel", e.fs.NextTS(), ""),
+		slacktest.AppMention("C1", "U2", "<@UBOT> wrong user", e.fs.NextTS(), ""),
+		slacktest.UserMessage("D1", "im", "U1", "a DM", e.fs.NextTS(), ""),
 	} {
-		e.send(fakeslack.EventOptions{}, ev)
+		e.send(slacktest.EventOptions{}, ev)
 	}
 	cmd := e.fs.NewSlashCommand("/models", "", "C2", "U1")
 	id, err := e.fs.SendSlashCommand(cmd)
@@ -331,7 +331,7 @@ func TestAllowLists(t *testing.T) {
 		t.Errorf("refused slash command ack = %s", ack.Payload)
 	}
 	ok := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> allowed", ok, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> allowed", ok, ""))
 	e.final("C1", ok)
 	if msgs := h.messages(); len(msgs) != 1 || msgs[0].Text != "allowed" {
 		t.Fatalf("messages = %+v", msgs)
@@ -364,7 +364,7 @@ func TestSlashCommandsAndInThreadCommands(t *testing.T) {
 
 	// The same command typed in a thread applies to the thread, answered there.
 	root, in := e.fs.NextTS(), e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> /model deepseek-r1", in, root))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> /model deepseek-r1", in, root))
 	e.waitDone("C1", in)
 	m = h.messages()[1]
 	if m.Text != "/model deepseek-r1" || m.Thread != root || !m.InThread || !m.Mentioned {
@@ -386,10 +386,10 @@ func TestRateLimitedCallsWaitAndRetry(t *testing.T) {
 			h.answer = func(conversation.Message) string { return longAnswer }
 			e := setup(t, h, func(c *config.Slack) { c.Streaming = mode })
 			method := map[string]string{"update": "chat.update", "native": "chat.stopStream"}[mode]
-			e.fs.FailNext(method, fakeslack.Failure{RetryAfter: 1})
-			e.fs.FailNext("chat.postMessage", fakeslack.Failure{RetryAfter: 1})
+			e.fs.FailNext(method, slacktest.Failure{RetryAfter: 1})
+			e.fs.FailNext("chat.postMessage", slacktest.Failure{RetryAfter: 1})
 			ts := e.fs.NextTS()
-			e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> hi", ts, ""))
+			e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> hi", ts, ""))
 			msgs := e.final("C1", ts)
 			if len(msgs) != 1 || msgs[0].Visible() != longAnswer {
 				t.Fatalf("final = %q", visible(msgs))
@@ -420,7 +420,7 @@ func TestFiftyConcurrentAnswersStayWithinBudget(t *testing.T) {
 	e := setup(t, h, func(c *config.Slack) {
 		c.EditInterval = config.Duration(100 * time.Millisecond)
 	}, WithBudgets(DefaultBudgets().Scaled(scale)))
-	e.fs.SetRateLimits(&fakeslack.RateLimits{Scale: scale})
+	e.fs.SetRateLimits(&slacktest.RateLimits{Scale: scale})
 
 	type q struct{ ch, ts string }
 	var qs []q
@@ -428,7 +428,7 @@ func TestFiftyConcurrentAnswersStayWithinBudget(t *testing.T) {
 		ch := fmt.Sprintf("C%d", i%channels)
 		ts := e.fs.NextTS()
 		qs = append(qs, q{ch, ts})
-		e.send(fakeslack.EventOptions{}, fakeslack.AppMention(ch, "U1", fmt.Sprintf("<@UBOT> question %d", i), ts, ""))
+		e.send(slacktest.EventOptions{}, slacktest.AppMention(ch, "U1", fmt.Sprintf("<@UBOT> question %d", i), ts, ""))
 	}
 	e.waitFor("all answers", 25*time.Second, func() bool { return h.finishedCount() == answers })
 	edits, native := 0, 0
@@ -475,7 +475,7 @@ func TestLongAnswerSplitsWithoutBreakingCode(t *testing.T) {
 			h.frames, h.step = 20, 5*time.Millisecond
 			e := setup(t, h, func(c *config.Slack) { c.Streaming = mode })
 			ts := e.fs.NextTS()
-			e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> long", ts, ""))
+			e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> long", ts, ""))
 			msgs := e.final("C1", ts)
 			if len(msgs) < 3 {
 				t.Fatalf("%d messages for %d characters", len(msgs), len(text))
@@ -523,9 +523,9 @@ func TestImagesAndFiles(t *testing.T) {
 		e.fs.AddFile("report.pdf", "application/pdf", []byte("%PDF-1.4")),
 	}
 	ts := e.fs.NextTS()
-	ev := fakeslack.AppMention("C1", "U1", "<@UBOT> look", ts, "")
+	ev := slacktest.AppMention("C1", "U1", "<@UBOT> look", ts, "")
 	ev["files"] = files
-	e.send(fakeslack.EventOptions{}, ev)
+	e.send(slacktest.EventOptions{}, ev)
 	e.waitDone("C1", ts)
 	m := h.messages()[0]
 	if len(m.Images) != 1 || m.Images[0].URL != "data:image/png;base64,"+base64.StdEncoding.EncodeToString(png) {
@@ -548,9 +548,9 @@ func TestImagesAndFiles(t *testing.T) {
 
 	// A file shared in a DM (subtype file_share) is read too.
 	dts := e.fs.NextTS()
-	dm := fakeslack.UserMessage("D1", "im", "U1", "", dts, "")
+	dm := slacktest.UserMessage("D1", "im", "U1", "", dts, "")
 	dm["subtype"], dm["files"] = "file_share", []any{e.fs.AddFile("a.txt", "text/plain", []byte("hello"))}
-	e.send(fakeslack.EventOptions{}, dm)
+	e.send(slacktest.EventOptions{}, dm)
 	e.waitDone("D1", dts)
 	if m := h.messages()[1]; len(m.Files) != 1 || m.Files[0].Text != "hello" {
 		t.Fatalf("file_share = %+v", m)
@@ -568,7 +568,7 @@ func TestReconnects(t *testing.T) {
 		e.waitFor("reconnect", 10*time.Second, func() bool { return e.fs.Connections() >= 1 && e.fs.CallCount("apps.connections.open") >= 2+i })
 		e.waitFor("ready again", 5*time.Second, e.a.Ready)
 		ts := e.fs.NextTS()
-		e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> still there?", ts, ""))
+		e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> still there?", ts, ""))
 		if msgs := e.final("C1", ts); msgs[0].Visible() != "Answer to: still there?" {
 			t.Fatalf("after reconnect %d: %+v", i, msgs)
 		}
@@ -589,10 +589,10 @@ func TestRefreshKeepsAConnection(t *testing.T) {
 			return e.fs.CallCount("apps.connections.open") == opens+1 && e.fs.Connections() == 2
 		})
 		during := e.fs.NextTS()
-		e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> during", during, ""))
+		e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> during", during, ""))
 		e.waitFor("the old connection closed", 5*time.Second, func() bool { return e.fs.Connections() == 1 })
 		after := e.fs.NextTS()
-		e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> after", after, ""))
+		e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> after", after, ""))
 		for ts, want := range map[string]string{during: "Answer to: during", after: "Answer to: after"} {
 			if msgs := e.final("C1", ts); msgs[0].Visible() != want {
 				t.Fatalf("round %d: %+v", round, msgs)
@@ -628,7 +628,7 @@ func TestTooManyWebsockets(t *testing.T) {
 // An app token Slack refuses stops the adapter with an error that says
 // what to fix; no retry would mend it.
 func TestRefusedAppToken(t *testing.T) {
-	fs := fakeslack.New(fakeslack.Options{})
+	fs := slacktest.New(slacktest.Options{})
 	t.Cleanup(fs.Close)
 	cfg := config.Slack{BotToken: config.Secret(fs.BotToken()), AppToken: "xapp-1-wrong", APIURL: fs.APIURL(),
 		ReplyInThreads: "mentioned", Streaming: "auto", EditInterval: config.Duration(20 * time.Millisecond)}
@@ -680,28 +680,28 @@ func TestHTTPEventsAPI(t *testing.T) {
 	url := srv.URL + "/slack/events"
 
 	challenge := []byte(`{"token":"x","challenge":"c-123","type":"url_verification"}`)
-	code, body, _ := httpPost(t, url, "application/json", challenge, fakeslack.Sign("s3cret", time.Now(), challenge))
+	code, body, _ := httpPost(t, url, "application/json", challenge, slacktest.Sign("s3cret", time.Now(), challenge))
 	if code != 200 || !strings.Contains(body, `"challenge":"c-123"`) {
 		t.Fatalf("url_verification: %d %s", code, body)
 	}
 	for name, hdr := range map[string]http.Header{
-		"forged":  fakeslack.Sign("wrong", time.Now(), challenge),
-		"stale":   fakeslack.Sign("s3cret", time.Now().Add(-6*time.Minute), challenge),
-		"future":  fakeslack.Sign("s3cret", time.Now().Add(6*time.Minute), challenge),
+		"forged":  slacktest.Sign("wrong", time.Now(), challenge),
+		"stale":   slacktest.Sign("s3cret", time.Now().Add(-6*time.Minute), challenge),
+		"future":  slacktest.Sign("s3cret", time.Now().Add(6*time.Minute), challenge),
 		"missing": {},
 	} {
 		if code, _, _ := httpPost(t, url, "application/json", challenge, hdr); code != http.StatusUnauthorized {
 			t.Errorf("%s signature: %d, want 401", name, code)
 		}
 	}
-	if code, _, _ := httpPost(t, url, "application/json", append(challenge, ' '), fakeslack.Sign("s3cret", time.Now(), challenge)); code != http.StatusUnauthorized {
+	if code, _, _ := httpPost(t, url, "application/json", append(challenge, ' '), slacktest.Sign("s3cret", time.Now(), challenge)); code != http.StatusUnauthorized {
 		t.Errorf("altered body: %d, want 401", code)
 	}
 
 	ts := e.fs.NextTS()
-	o := fakeslack.EventOptions{}
-	ev := e.fs.EventCallback(&o, fakeslack.AppMention("C1", "U1", "<@UBOT> over http", ts, ""))
-	code, _, took := httpPost(t, url, "application/json", ev, fakeslack.Sign("s3cret", time.Now(), ev))
+	o := slacktest.EventOptions{}
+	ev := e.fs.EventCallback(&o, slacktest.AppMention("C1", "U1", "<@UBOT> over http", ts, ""))
+	code, _, took := httpPost(t, url, "application/json", ev, slacktest.Sign("s3cret", time.Now(), ev))
 	if code != 200 || took > time.Second {
 		t.Fatalf("event: %d after %v", code, took)
 	}
@@ -710,7 +710,7 @@ func TestHTTPEventsAPI(t *testing.T) {
 		t.Fatalf("answer = %+v", msgs)
 	}
 	// Slack's retry of the same event: acknowledged, deduped by key.
-	hdr := fakeslack.Sign("s3cret", time.Now(), ev)
+	hdr := slacktest.Sign("s3cret", time.Now(), ev)
 	hdr.Set("X-Slack-Retry-Num", "1")
 	hdr.Set("X-Slack-Retry-Reason", "http_timeout")
 	if code, _, _ := httpPost(t, url, "application/json", ev, hdr); code != 200 {
@@ -727,7 +727,7 @@ func TestHTTPSlashCommand(t *testing.T) {
 	e, srv := httpEnv(t, h)
 	cmd := e.fs.NewSlashCommand("/model", "deepseek-r1", "C1", "U1")
 	form := []byte(cmd.Form().Encode())
-	code, body, took := httpPost(t, srv.URL+"/slack/commands", "application/x-www-form-urlencoded", form, fakeslack.Sign("s3cret", time.Now(), form))
+	code, body, took := httpPost(t, srv.URL+"/slack/commands", "application/x-www-form-urlencoded", form, slacktest.Sign("s3cret", time.Now(), form))
 	if code != 200 || body != "" || took > time.Second {
 		t.Fatalf("command: %d %q after %v", code, body, took)
 	}
@@ -738,14 +738,14 @@ func TestHTTPSlashCommand(t *testing.T) {
 	if m := h.messages()[0]; m.Text != "/model deepseek-r1" || m.Thread != "" || m.InThread {
 		t.Fatalf("message = %+v", m)
 	}
-	if code, _, _ := httpPost(t, srv.URL+"/slack/commands", "application/x-www-form-urlencoded", form, fakeslack.Sign("other", time.Now(), form)); code != 401 {
+	if code, _, _ := httpPost(t, srv.URL+"/slack/commands", "application/x-www-form-urlencoded", form, slacktest.Sign("other", time.Now(), form)); code != 401 {
 		t.Fatalf("forged command: %d", code)
 	}
 	// Without response_url the notice goes through chat.postEphemeral.
 	cmd2 := e.fs.NewSlashCommand("/help", "", "C1", "U1")
 	cmd2.ResponseURL = ""
 	form = []byte(cmd2.Form().Encode())
-	httpPost(t, srv.URL+"/slack/commands", "application/x-www-form-urlencoded", form, fakeslack.Sign("s3cret", time.Now(), form))
+	httpPost(t, srv.URL+"/slack/commands", "application/x-www-form-urlencoded", form, slacktest.Sign("s3cret", time.Now(), form))
 	e.waitFor("postEphemeral", 5*time.Second, func() bool { return len(e.fs.Ephemerals()) == 2 })
 	if eph := e.fs.Ephemerals()[1]; eph.Via != "chat.postEphemeral" || eph.User != "U1" || eph.Channel != "C1" {
 		t.Fatalf("ephemeral = %+v", eph)
@@ -755,7 +755,7 @@ func TestHTTPSlashCommand(t *testing.T) {
 func TestShutdownWaitsForAnswers(t *testing.T) {
 	h := newScripted()
 	h.frames, h.step = 10, 30*time.Millisecond
-	fs := fakeslack.New(fakeslack.Options{})
+	fs := slacktest.New(slacktest.Options{})
 	defer fs.Close()
 	cfg := config.Slack{BotToken: config.Secret(fs.BotToken()), AppToken: config.Secret(fs.AppToken()), APIURL: fs.APIURL(), EditInterval: config.Duration(10 * time.Millisecond)}
 	a, err := New(cfg, config.Limits{}, h, WithLogger(newTestLogger(t)), WithShutdownGrace(5*time.Second))
@@ -767,15 +767,15 @@ func TestShutdownWaitsForAnswers(t *testing.T) {
 	go func() { done <- a.Run(ctx) }()
 	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer wcancel()
-	if err := fakeslack.WaitFor(wctx, a.Ready); err != nil {
+	if err := slacktest.WaitFor(wctx, a.Ready); err != nil {
 		t.Fatal("not ready")
 	}
 	ts := fs.NextTS()
-	if _, err := fs.SendEvent(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> slow", ts, "")); err != nil {
+	if _, err := fs.SendEvent(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> slow", ts, "")); err != nil {
 		t.Fatal(err)
 	}
 	var once sync.Once
-	if err := fakeslack.WaitFor(wctx, func() bool { return len(h.messages()) == 1 }); err != nil {
+	if err := slacktest.WaitFor(wctx, func() bool { return len(h.messages()) == 1 }); err != nil {
 		t.Fatal(err)
 	}
 	once.Do(cancel)
@@ -801,9 +801,9 @@ func TestNativeStreamBreakingMidAnswerContinuesByPost(t *testing.T) {
 	h.frames, h.step = 8, 30*time.Millisecond
 	e := setup(t, h, nil)
 	// The second append fails as if Slack had ended the stream.
-	e.fs.FailNext("chat.appendStream", fakeslack.Failure{}, fakeslack.Failure{Error: "message_not_in_streaming_state"})
+	e.fs.FailNext("chat.appendStream", slacktest.Failure{}, slacktest.Failure{Error: "message_not_in_streaming_state"})
 	ts := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> hi", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> hi", ts, ""))
 	msgs := e.final("C1", ts)
 	if len(msgs) != 2 || !msgs[0].Streamed || msgs[1].Streamed {
 		t.Fatalf("thread = %+v", msgs)
@@ -813,7 +813,7 @@ func TestNativeStreamBreakingMidAnswerContinuesByPost(t *testing.T) {
 	}
 	// The workspace still streams: the failure was not "unavailable".
 	ts2 := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> again", ts2, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> again", ts2, ""))
 	if msgs := e.final("C1", ts2); len(msgs) != 1 || !msgs[0].Streamed || msgs[0].Visible() != longAnswer {
 		t.Fatalf("next answer = %+v", msgs)
 	}
@@ -824,9 +824,9 @@ func TestTransientStopFailureIsRetriedInPlace(t *testing.T) {
 	h.answer = func(conversation.Message) string { return longAnswer }
 	h.frames, h.step = 4, 30*time.Millisecond
 	e := setup(t, h, nil)
-	e.fs.FailNext("chat.stopStream", fakeslack.Failure{Status: 502})
+	e.fs.FailNext("chat.stopStream", slacktest.Failure{Status: 502})
 	ts := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> hi", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> hi", ts, ""))
 	msgs := e.final("C1", ts)
 	if len(msgs) != 1 || !msgs[0].Streamed || msgs[0].Visible() != longAnswer {
 		t.Fatalf("thread = %+v", msgs)
@@ -842,7 +842,7 @@ func TestWholeAnswerInOneFramePostsInsteadOfStreaming(t *testing.T) {
 	h.note = "Stopped."
 	e := setup(t, h, nil)
 	ts := e.fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> quick", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> quick", ts, ""))
 	msgs := e.final("C1", ts)
 	if len(msgs) != 1 || msgs[0].Streamed || msgs[0].Visible() != "Answer to: quick\n\n> ⚠️ Stopped." {
 		t.Fatalf("thread = %+v", msgs)

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/arkbot/arkbot/config"
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // TestCheck: the tokens are tried, and the bot token's scopes (Slack's
@@ -21,14 +21,14 @@ func TestCheck(t *testing.T) {
 		wantErr string
 	}{
 		{name: "all scopes", want: "team fake (T0001), bot user UBOT; Socket Mode connections allowed"},
-		{name: "no files:read", scopes: without(fakeslack.DefaultScopes, "files:read"),
+		{name: "no files:read", scopes: without(slacktest.DefaultScopes, "files:read"),
 			want: "missing scopes (add them and reinstall the app): files:read (attached images and files are ignored); Socket Mode"},
-		{name: "no chat:write", scopes: without(fakeslack.DefaultScopes, "chat:write"),
+		{name: "no chat:write", scopes: without(slacktest.DefaultScopes, "chat:write"),
 			wantErr: "the bot token lacks scopes: chat:write (it can't answer)"},
 		{name: "wrong token", botTok: "xoxb-wrong", wantErr: "auth.test: invalid_auth: use the Bot User OAuth Token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := fakeslack.New(fakeslack.Options{Scopes: tc.scopes})
+			fs := slacktest.New(slacktest.Options{Scopes: tc.scopes})
 			defer fs.Close()
 			tok := tc.botTok
 			if tok == "" {

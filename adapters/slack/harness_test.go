@@ -14,7 +14,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // scripted is a conversation.Handler standing in for the engine: it dedupes
@@ -161,7 +161,7 @@ func newTestLogger(t testing.TB) *slog.Logger {
 // env is one test's fake Slack and adapter.
 type env struct {
 	t  *testing.T
-	fs *fakeslack.Server
+	fs *slacktest.Server
 	a  *Adapter
 	h  *scripted
 }
@@ -173,17 +173,17 @@ const fastScale = 60 // the budgets' and the fake's rates, sped up for tests
 // test ends.
 func setup(t *testing.T, h *scripted, mut func(*config.Slack), opts ...Option) *env {
 	t.Helper()
-	fs := fakeslack.New(fakeslack.Options{PingInterval: time.Second})
+	fs := slacktest.New(slacktest.Options{PingInterval: time.Second})
 	t.Cleanup(fs.Close) // after the adapter's cleanup: cleanups run last first
-	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann", RealName: "Ann Example", DisplayName: "Ann"})
-	fs.AddUser(fakeslack.User{ID: "U2", Name: "bob", RealName: "Bob Example"})
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann", RealName: "Ann Example", DisplayName: "Ann"})
+	fs.AddUser(slacktest.User{ID: "U2", Name: "bob", RealName: "Bob Example"})
 	a, _ := start(t, fs, h, mut, opts...)
 	return &env{t: t, fs: fs, a: a, h: h}
 }
 
 // start runs an adapter on fs until the test ends or stop is called, and
 // waits until it is ready.
-func start(t *testing.T, fs *fakeslack.Server, h conversation.Handler, mut func(*config.Slack), opts ...Option) (a *Adapter, stop func()) {
+func start(t *testing.T, fs *slacktest.Server, h conversation.Handler, mut func(*config.Slack), opts ...Option) (a *Adapter, stop func()) {
 	t.Helper()
 	cfg := config.Slack{
 		BotToken: config.Secret(fs.BotToken()), AppToken: config.Secret(fs.AppToken()), APIURL: fs.APIURL(),
@@ -219,7 +219,7 @@ func start(t *testing.T, fs *fakeslack.Server, h conversation.Handler, mut func(
 	t.Cleanup(stop)
 	ready, cancelReady := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelReady()
-	if err := fakeslack.WaitFor(ready, a.Ready); err != nil {
+	if err := slacktest.WaitFor(ready, a.Ready); err != nil {
 		t.Fatal("timed out waiting for the adapter to be ready")
 	}
 	return a, stop
@@ -229,13 +229,13 @@ func (e *env) waitFor(what string, d time.Duration, cond func() bool) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	if err := fakeslack.WaitFor(ctx, cond); err != nil {
+	if err := slacktest.WaitFor(ctx, cond); err != nil {
 		e.t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
 // send delivers an event over Socket Mode and waits for its ack.
-func (e *env) send(o fakeslack.EventOptions, ev map[string]any) fakeslack.Sent {
+func (e *env) send(o slacktest.EventOptions, ev map[string]any) slacktest.Sent {
 	e.t.Helper()
 	sent, err := e.fs.SendEvent(o, ev)
 	if err != nil {
@@ -263,9 +263,9 @@ func (e *env) waitDone(channel, ts string) {
 
 // final returns the thread's bot messages once the handler is idle and no
 // message is still streaming or marked in progress.
-func (e *env) final(channel, thread string) []fakeslack.Message {
+func (e *env) final(channel, thread string) []slacktest.Message {
 	e.t.Helper()
-	var msgs []fakeslack.Message
+	var msgs []slacktest.Message
 	e.waitFor(fmt.Sprintf("final answer in %s/%s", channel, thread), 15*time.Second, func() bool {
 		msgs = e.fs.Replies(channel, thread)
 		if len(msgs) == 0 || e.h.active.Load() != 0 {
@@ -281,7 +281,7 @@ func (e *env) final(channel, thread string) []fakeslack.Message {
 	return msgs
 }
 
-func visible(msgs []fakeslack.Message) string {
+func visible(msgs []slacktest.Message) string {
 	var parts []string
 	for _, m := range msgs {
 		parts = append(parts, m.Visible())

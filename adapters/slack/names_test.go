@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // A new user's name comes from users.info, which can be slow (or wait for
@@ -16,20 +16,20 @@ func TestSignOfLifeDoesNotWaitForTheUsersName(t *testing.T) {
 	engine, ark := engineFor(t)
 	const lookup = 1500 * time.Millisecond
 	var lookedUp atomic.Int64 // when users.info answered, UnixNano
-	fs := fakeslack.New(fakeslack.Options{OnCall: func(c fakeslack.Call) {
+	fs := slacktest.New(slacktest.Options{OnCall: func(c slacktest.Call) {
 		if c.Method == "users.info" { // the fake answers when this returns
 			time.Sleep(lookup)
 			lookedUp.Store(time.Now().UnixNano())
 		}
 	}})
 	t.Cleanup(fs.Close)
-	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann", RealName: "Ann Example", DisplayName: "Ann"})
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann", RealName: "Ann Example", DisplayName: "Ann"})
 	start(t, fs, engine, nil)
 	e := &env{t: t, fs: fs}
 
 	ts := fs.NextTS()
 	sent := time.Now()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> who am I?", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> who am I?", ts, ""))
 	var sign time.Time
 	e.waitFor("a sign of life", lookup, func() bool {
 		for _, c := range fs.Calls("assistant.threads.setStatus", "chat.postMessage") {

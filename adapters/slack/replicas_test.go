@@ -10,8 +10,8 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/fakeslack"
-	"github.com/arkbot/arkbot/internal/redistest"
+	"github.com/arkbot/arkbot/internal/testing/redistest"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 func (b *budgeter) currentShare() float64 {
@@ -30,10 +30,10 @@ func TestReplicasSplitTheBudgetsByLiveCount(t *testing.T) {
 	const answers, channels, scale = 50, 5, 20
 	rs := redistest.New(t)
 	store := conversation.NewStore(rs.Client(), conversation.StoreOptions{Prefix: rs.Prefix})
-	fs := fakeslack.New(fakeslack.Options{PingInterval: time.Second})
+	fs := slacktest.New(slacktest.Options{PingInterval: time.Second})
 	t.Cleanup(fs.Close)
-	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann"})
-	fs.SetRateLimits(&fakeslack.RateLimits{Scale: scale})
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann"})
+	fs.SetRateLimits(&slacktest.RateLimits{Scale: scale})
 	h := newScripted()
 	h.frames, h.step = 12, 40*time.Millisecond
 	h.answer = func(m conversation.Message) string {
@@ -58,7 +58,7 @@ func TestReplicasSplitTheBudgetsByLiveCount(t *testing.T) {
 		ch := fmt.Sprintf("C%d", i%channels)
 		ts := fs.NextTS()
 		qs = append(qs, q{ch, ts})
-		e.send(fakeslack.EventOptions{}, fakeslack.AppMention(ch, "U1", fmt.Sprintf("<@UBOT> question %d", i), ts, ""))
+		e.send(slacktest.EventOptions{}, slacktest.AppMention(ch, "U1", fmt.Sprintf("<@UBOT> question %d", i), ts, ""))
 	}
 	e.waitFor("all answers", 25*time.Second, func() bool { return h.finishedCount() == answers })
 	for i, x := range qs {

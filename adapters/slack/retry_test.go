@@ -12,23 +12,23 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/enginetest"
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/enginetest"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // engineFor is the real engine on an embedded Redis and a fake Ark whose
 // answers are numbered takes: "take N on <question>".
-func engineFor(t *testing.T) (*conversation.Engine, *fakeark.Server) {
+func engineFor(t *testing.T) (*conversation.Engine, *arktest.Server) {
 	t.Helper()
-	ark := fakeark.New()
+	ark := arktest.New()
 	t.Cleanup(ark.Close)
 	enginetest.Takes(ark)
 	return enginetest.New(t, ark, conversation.WithRenderInterval(conversation.PlatformSlack, 20*time.Millisecond)), ark
 }
 
 // retryButton returns the Retry button of m, failing the test if it has none.
-func retryButton(t *testing.T, m fakeslack.Message) fakeslack.Button {
+func retryButton(t *testing.T, m slacktest.Message) slacktest.Button {
 	t.Helper()
 	for _, b := range m.Buttons() {
 		if b.ActionID == retryActionID {
@@ -36,17 +36,17 @@ func retryButton(t *testing.T, m fakeslack.Message) fakeslack.Button {
 		}
 	}
 	t.Fatalf("no Retry button on %q (blocks %s)", m.Visible(), m.Blocks)
-	return fakeslack.Button{}
+	return slacktest.Button{}
 }
 
 // answers waits until the thread (or, with thread "", the channel's top
 // level) holds n finished bot messages and returns them.
-func answers(t *testing.T, fs *fakeslack.Server, channel, thread string, n int) []fakeslack.Message {
+func answers(t *testing.T, fs *slacktest.Server, channel, thread string, n int) []slacktest.Message {
 	t.Helper()
-	var got []fakeslack.Message
+	var got []slacktest.Message
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := fakeslack.WaitFor(ctx, func() bool {
+	err := slacktest.WaitFor(ctx, func() bool {
 		got = got[:0]
 		msgs := fs.Messages(channel)
 		if thread != "" {
@@ -75,15 +75,15 @@ func answers(t *testing.T, fs *fakeslack.Server, channel, thread string, n int) 
 
 func TestRetryButtonInAThread(t *testing.T) {
 	engine, ark := engineFor(t)
-	fs := fakeslack.New(fakeslack.Options{})
+	fs := slacktest.New(slacktest.Options{})
 	t.Cleanup(fs.Close)
-	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann"})
-	fs.AddUser(fakeslack.User{ID: "U2", Name: "bob"})
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann"})
+	fs.AddUser(slacktest.User{ID: "U2", Name: "bob"})
 	start(t, fs, engine, nil)
 	e := &env{t: t, fs: fs}
 
 	ts := fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> first question", ts, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> first question", ts, ""))
 	a1 := answers(t, fs, "C1", ts, 1)[0]
 	if a1.Visible() != "take 1 on first question" || !a1.Streamed {
 		t.Fatalf("first answer %+v", a1)
@@ -108,7 +108,7 @@ func TestRetryButtonInAThread(t *testing.T) {
 	}
 
 	// A newer question; then the older answer's Retry is refused privately.
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> second question", fs.NextTS(), ts))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> second question", fs.NextTS(), ts))
 	answers(t, fs, "C1", ts, 3)
 	clickOver(t, fs, fs.BlockAction("U1", a2, retryActionID))
 	e.waitFor("a private refusal", 5*time.Second, func() bool {
@@ -125,7 +125,7 @@ func TestRetryButtonInAThread(t *testing.T) {
 }
 
 // clickOver sends a click over Socket Mode and waits for its ack.
-func clickOver(t *testing.T, fs *fakeslack.Server, payload map[string]any) {
+func clickOver(t *testing.T, fs *slacktest.Server, payload map[string]any) {
 	t.Helper()
 	sent, err := fs.SendInteractive(payload)
 	if err != nil {
@@ -148,21 +148,21 @@ func TestRetryButtonOverHTTP(t *testing.T) {
 	const slow = 1500 * time.Millisecond
 	var slowTS atomic.Value // the clicked answer's ts, once known
 	slowTS.Store("")
-	fs := fakeslack.New(fakeslack.Options{OnCall: func(c fakeslack.Call) {
+	fs := slacktest.New(slacktest.Options{OnCall: func(c slacktest.Call) {
 		if c.Method == "chat.update" && c.Params.Get("ts") == slowTS.Load() { // the fake answers when this returns
 			time.Sleep(slow)
 		}
 	}})
 	t.Cleanup(fs.Close)
-	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann"})
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann"})
 	a, _ := start(t, fs, engine, func(c *config.Slack) { c.AppToken, c.SigningSecret = "", "s3cret" })
 	hs := httptest.NewServer(a.HTTPHandler())
 	t.Cleanup(hs.Close)
 	srv := hs.URL
 	e := &env{t: t, fs: fs}
 
-	ev := fs.EventCallback(&fakeslack.EventOptions{}, fakeslack.UserMessage("D1", "im", "U1", "hello there", fs.NextTS(), ""))
-	if code, _, _ := httpPost(t, srv+"/slack/events", "application/json", ev, fakeslack.Sign("s3cret", time.Now(), ev)); code != 200 {
+	ev := fs.EventCallback(&slacktest.EventOptions{}, slacktest.UserMessage("D1", "im", "U1", "hello there", fs.NextTS(), ""))
+	if code, _, _ := httpPost(t, srv+"/slack/events", "application/json", ev, slacktest.Sign("s3cret", time.Now(), ev)); code != 200 {
 		t.Fatalf("event: %d", code)
 	}
 	a1 := answers(t, fs, "D1", "", 1)[0]
@@ -173,12 +173,12 @@ func TestRetryButtonOverHTTP(t *testing.T) {
 
 	payload, _ := json.Marshal(fs.BlockAction("U1", a1, retryActionID))
 	form := []byte(url.Values{"payload": {string(payload)}}.Encode())
-	if code, _, _ := httpPost(t, srv+"/slack/interactivity", "application/x-www-form-urlencoded", form, fakeslack.Sign("wrong", time.Now(), form)); code != 401 {
+	if code, _, _ := httpPost(t, srv+"/slack/interactivity", "application/x-www-form-urlencoded", form, slacktest.Sign("wrong", time.Now(), form)); code != 401 {
 		t.Fatalf("badly signed click: %d, want 401", code)
 	}
 	slowTS.Store(a1.TS)
 	clicked := time.Now()
-	if code, _, _ := httpPost(t, srv+"/slack/interactivity", "application/x-www-form-urlencoded", form, fakeslack.Sign("s3cret", time.Now(), form)); code != 200 {
+	if code, _, _ := httpPost(t, srv+"/slack/interactivity", "application/x-www-form-urlencoded", form, slacktest.Sign("s3cret", time.Now(), form)); code != 200 {
 		t.Fatalf("click: %d", code)
 	}
 	got := answers(t, fs, "D1", "", 2)
@@ -215,17 +215,17 @@ func TestRetryID(t *testing.T) {
 // answer while it streams, keeping what it wrote, and says so in the thread.
 func TestStopInAThread(t *testing.T) {
 	engine, ark := engineFor(t)
-	ark.Enqueue(fakeark.Response{Content: fakeark.SplitWords("one two three four five six seven eight nine ten"), PerChunk: 150 * time.Millisecond})
-	fs := fakeslack.New(fakeslack.Options{})
+	ark.Enqueue(arktest.Response{Content: arktest.SplitWords("one two three four five six seven eight nine ten"), PerChunk: 150 * time.Millisecond})
+	fs := slacktest.New(slacktest.Options{})
 	t.Cleanup(fs.Close)
-	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann"})
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann"})
 	start(t, fs, engine, nil)
 	e := &env{t: t, fs: fs}
 
 	ts := fs.NextTS()
-	e.send(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> count slowly", ts, ""))
-	bot := func() []fakeslack.Message {
-		var out []fakeslack.Message
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> count slowly", ts, ""))
+	bot := func() []slacktest.Message {
+		var out []slacktest.Message
 		for _, m := range fs.Replies("C1", ts) {
 			if m.User == fs.BotUserID() {
 				out = append(out, m)
@@ -237,7 +237,7 @@ func TestStopInAThread(t *testing.T) {
 		r := bot()
 		return len(r) == 1 && r[0].Streaming && strings.Contains(r[0].Visible(), "one")
 	})
-	e.send(fakeslack.EventOptions{}, fakeslack.UserMessage("C1", "channel", "U1", "!stop", fs.NextTS(), ts))
+	e.send(slacktest.EventOptions{}, slacktest.UserMessage("C1", "channel", "U1", "!stop", fs.NextTS(), ts))
 	e.waitFor("the answer stopped and the notice", 5*time.Second, func() bool {
 		r := bot()
 		return len(r) == 2 && !r[0].Streaming && strings.Contains(r[0].Visible(), "Stopped.") && strings.Contains(r[1].Visible(), "Stopped the answer in progress")

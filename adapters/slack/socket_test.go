@@ -10,7 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // An envelope read off a connection that closes before its ack can be
@@ -34,9 +34,9 @@ func TestEnvelopeHandledWhenAckFails(t *testing.T) {
 
 	ts := e.fs.NextTS()
 	payload, err := json.Marshal(map[string]any{
-		"token": "unused", "team_id": e.fs.TeamID(), "api_app_id": fakeslack.DefaultAppID, "type": "event_callback",
+		"token": "unused", "team_id": e.fs.TeamID(), "api_app_id": slacktest.DefaultAppID, "type": "event_callback",
 		"event_id": "EvAckFails", "event_time": time.Now().Unix(),
-		"event": fakeslack.AppMention("C1", "U1", "<@UBOT> are you there?", ts, ""),
+		"event": slacktest.AppMention("C1", "U1", "<@UBOT> are you there?", ts, ""),
 	})
 	if err != nil {
 		t.Fatal(err)

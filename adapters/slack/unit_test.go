@@ -12,7 +12,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 func unitAdapter(t *testing.T, mut func(*config.Slack)) *Adapter {
@@ -335,7 +335,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestRunFailsOnBadTokens(t *testing.T) {
-	fs := fakeslack.New(fakeslack.Options{})
+	fs := slacktest.New(slacktest.Options{})
 	defer fs.Close()
 	for name, cfg := range map[string]config.Slack{
 		"bot token": {BotToken: "xoxb-wrong", AppToken: config.Secret(fs.AppToken()), APIURL: fs.APIURL()},

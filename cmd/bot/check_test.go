@@ -7,15 +7,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/fakediscord"
-	"github.com/arkbot/arkbot/internal/fakeslack"
-	"github.com/arkbot/arkbot/internal/redistest"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
+	"github.com/arkbot/arkbot/internal/testing/redistest"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // checkConfig writes a config with both messengers on, tokens from the
 // environment.
-func checkConfig(t *testing.T, ark *fakeark.Server, redisURL string, fs *fakeslack.Server, fd *fakediscord.Server, slackBot, discordToken string) string {
+func checkConfig(t *testing.T, ark *arktest.Server, redisURL string, fs *slacktest.Server, fd *discordtest.Server, slackBot, discordToken string) string {
 	t.Helper()
 	t.Setenv("T_SLACK_BOT", slackBot)
 	t.Setenv("T_SLACK_APP", fs.AppToken())
@@ -46,18 +46,18 @@ func runCheck(t *testing.T, cfg string) (string, int) {
 // and no secret is printed.
 func TestCheckTriesArkModelsRedisAndTokens(t *testing.T) {
 	rs := redistest.New(t)
-	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	ark := arktest.New(arktest.WithAPIKey(testKey))
 	defer ark.Close()
-	ark.SetHandler(func(r fakeark.Request) fakeark.Response {
+	ark.SetHandler(func(r arktest.Request) arktest.Response {
 		if r.Model == "deepseek-r1-250528" {
-			return fakeark.Response{Status: 404, ErrorCode: "ModelNotOpen",
+			return arktest.Response{Status: 404, ErrorCode: "ModelNotOpen",
 				ErrorMessage: "Your account has not activated the model deepseek-r1. Please activate the model service in the Ark Console. Request id: 0217-check"}
 		}
-		return fakeark.Response{Content: []string{"ok"}}
+		return arktest.Response{Content: []string{"ok"}}
 	})
-	fs := fakeslack.New(fakeslack.Options{})
+	fs := slacktest.New(slacktest.Options{})
 	defer fs.Close()
-	fd := fakediscord.New()
+	fd := discordtest.New()
 	defer fd.Close()
 
 	out, code := runCheck(t, checkConfig(t, ark, rs.URL, fs, fd, fs.BotToken(), fd.Token()))
@@ -99,11 +99,11 @@ func TestCheckTriesArkModelsRedisAndTokens(t *testing.T) {
 // Each failure says what to fix: a refused Slack token, the Discord
 // application's Message Content intent switched off, Redis unreachable.
 func TestCheckNamesWhatToFix(t *testing.T) {
-	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	ark := arktest.New(arktest.WithAPIKey(testKey))
 	defer ark.Close()
-	fs := fakeslack.New(fakeslack.Options{})
+	fs := slacktest.New(slacktest.Options{})
 	defer fs.Close()
-	fd := fakediscord.New(fakediscord.WithApplicationFlags(0))
+	fd := discordtest.New(discordtest.WithApplicationFlags(0))
 	defer fd.Close()
 
 	out, code := runCheck(t, checkConfig(t, ark, "redis://:hunter2-password@127.0.0.1:1/0", fs, fd, "xoxb-not-the-token", fd.Token()))
@@ -131,11 +131,11 @@ func TestCheckNamesWhatToFix(t *testing.T) {
 // With everything right, -check passes and exits 0.
 func TestCheckPasses(t *testing.T) {
 	rs := redistest.New(t)
-	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	ark := arktest.New(arktest.WithAPIKey(testKey))
 	defer ark.Close()
-	fs := fakeslack.New(fakeslack.Options{})
+	fs := slacktest.New(slacktest.Options{})
 	defer fs.Close()
-	fd := fakediscord.New()
+	fd := discordtest.New()
 	defer fd.Close()
 	out, code := runCheck(t, checkConfig(t, ark, rs.URL, fs, fd, fs.BotToken(), fd.Token()))
 	if code != 0 || !strings.Contains(out, "all checks passed") {

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/redistest"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/redistest"
 )
 
 const testKey = "ark-secret-key-0123456789"
@@ -56,7 +56,7 @@ func runBot(t *testing.T, cfgPath, input string) (stdout, stderr string, code in
 
 // The piped example: three answers, history carried, /model switch.
 func TestConsolePipedConversation(t *testing.T) {
-	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	ark := arktest.New(arktest.WithAPIKey(testKey))
 	defer ark.Close()
 	cfg := writeConfig(t, ark.URL+"/", "", "")
 
@@ -94,7 +94,7 @@ func TestConsolePipedConversation(t *testing.T) {
 // With a real Redis, a second run of the bot remembers the first.
 func TestConsoleHistorySurvivesRestart(t *testing.T) {
 	rs := redistest.New(t)
-	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	ark := arktest.New(arktest.WithAPIKey(testKey))
 	defer ark.Close()
 	cfg := writeConfig(t, ark.URL+"/chat/completions#", rs.URL, "")
 
@@ -114,9 +114,9 @@ func TestConsoleHistorySurvivesRestart(t *testing.T) {
 }
 
 func TestConsoleShowsArkErrorsInPlainWords(t *testing.T) {
-	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	ark := arktest.New(arktest.WithAPIKey(testKey))
 	defer ark.Close()
-	ark.Enqueue(fakeark.Response{Status: 404, ErrorCode: "ModelNotOpen", ErrorMessage: "Your account has not activated the model. Request id: 0217"})
+	ark.Enqueue(arktest.Response{Status: 404, ErrorCode: "ModelNotOpen", ErrorMessage: "Your account has not activated the model. Request id: 0217"})
 	cfg := writeConfig(t, ark.URL, "", "")
 	out, _, code := runBot(t, cfg, "hi\n")
 	if code != 0 || !strings.Contains(out, "开通管理") {
@@ -141,12 +141,12 @@ func TestCheckConfigNamesTheBadKey(t *testing.T) {
 
 // A secret echoed back by an API must never reach the logs or the chat.
 func TestSecretsNeverPrinted(t *testing.T) {
-	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	ark := arktest.New(arktest.WithAPIKey(testKey))
 	defer ark.Close()
-	ark.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "upstream rejected Bearer " + testKey})
-	ark.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "key " + testKey + " failed"})
-	ark.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "again " + testKey})
-	ark.Enqueue(fakeark.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "last " + testKey})
+	ark.Enqueue(arktest.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "upstream rejected Bearer " + testKey})
+	ark.Enqueue(arktest.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "key " + testKey + " failed"})
+	ark.Enqueue(arktest.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "again " + testKey})
+	ark.Enqueue(arktest.Response{Status: 500, ErrorCode: "InternalServiceError", ErrorMessage: "last " + testKey})
 	cfg := writeConfig(t, ark.URL, "", "log:\n  level: debug\n  format: json\n")
 	out, errs, code := runBot(t, cfg, "hi\n/usage\nhello\n")
 	if code != 0 {

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/fakediscord"
-	"github.com/arkbot/arkbot/internal/fakeslack"
-	"github.com/arkbot/arkbot/internal/redistest"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
+	"github.com/arkbot/arkbot/internal/testing/redistest"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.
@@ -73,16 +73,16 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 // visibly and exits cleanly.
 func TestServeSlackAndDiscord(t *testing.T) {
 	rs := redistest.New(t)
-	ark := fakeark.New(fakeark.WithAPIKey(testKey))
+	ark := arktest.New(arktest.WithAPIKey(testKey))
 	defer ark.Close()
-	fs := fakeslack.New(fakeslack.Options{PingInterval: time.Second})
+	fs := slacktest.New(slacktest.Options{PingInterval: time.Second})
 	defer fs.Close()
-	fs.AddUser(fakeslack.User{ID: "U1", Name: "ann", RealName: "Ann Example", DisplayName: "Ann"})
-	fd := fakediscord.New()
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann", RealName: "Ann Example", DisplayName: "Ann"})
+	fd := discordtest.New()
 	defer fd.Close()
 	const guild, channel = "700000000000000001", "700000000000000002"
 	fd.AddGuild(guild, "Test guild")
-	fd.AddChannel(fakediscord.Channel{ID: channel, GuildID: guild, Name: "general", Type: fakediscord.ChannelText})
+	fd.AddChannel(discordtest.Channel{ID: channel, GuildID: guild, Name: "general", Type: discordtest.ChannelText})
 
 	addr := freeAddr(t)
 	t.Setenv("T_SLACK_BOT", fs.BotToken())
@@ -118,7 +118,7 @@ discord:
 
 	// Slack: a mention in a channel is answered in its thread.
 	ts := fs.NextTS()
-	if _, err := fs.SendEvent(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@"+fs.BotUserID()+"> hello slack", ts, "")); err != nil {
+	if _, err := fs.SendEvent(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@"+fs.BotUserID()+"> hello slack", ts, "")); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the Slack answer", 10*time.Second, func() bool {
@@ -132,9 +132,9 @@ discord:
 
 	// Discord: a mention is answered with a reply.
 	bot := fd.Bot()
-	if _, err := fd.PostUserMessage(fakediscord.MessageSpec{ChannelID: channel, GuildID: guild,
-		Author: fakediscord.User{ID: "600000000000000001", Username: "alice"}, Content: "<@" + bot.ID + "> hello discord",
-		Mentions: []fakediscord.User{bot}}); err != nil {
+	if _, err := fd.PostUserMessage(discordtest.MessageSpec{ChannelID: channel, GuildID: guild,
+		Author: discordtest.User{ID: "600000000000000001", Username: "alice"}, Content: "<@" + bot.ID + "> hello discord",
+		Mentions: []discordtest.User{bot}}); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the Discord answer", 10*time.Second, func() bool {
@@ -158,7 +158,7 @@ discord:
 		rs.Stop()
 		waitUntil(t, "/readyz to fail", 10*time.Second, func() bool { code, _ := get(t, base+"/readyz"); return code == 503 })
 		ts := fs.NextTS()
-		fs.SendEvent(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@"+fs.BotUserID()+"> are you there?", ts, ""))
+		fs.SendEvent(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@"+fs.BotUserID()+"> are you there?", ts, ""))
 		waitUntil(t, "the memory notice", 15*time.Second, func() bool {
 			for _, m := range fs.Replies("C1", ts) {
 				if strings.Contains(m.Visible(), "can't reach my memory") {
@@ -176,9 +176,9 @@ discord:
 	for i := range slow {
 		slow[i] = "word "
 	}
-	ark.Enqueue(fakeark.Response{Content: slow, PerChunk: 100 * time.Millisecond})
+	ark.Enqueue(arktest.Response{Content: slow, PerChunk: 100 * time.Millisecond})
 	ts2 := fs.NextTS()
-	fs.SendEvent(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@"+fs.BotUserID()+"> long story", ts2, ""))
+	fs.SendEvent(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@"+fs.BotUserID()+"> long story", ts2, ""))
 	waitUntil(t, "the slow answer to start", 10*time.Second, func() bool {
 		for _, m := range fs.Replies("C1", ts2) {
 			if strings.Contains(m.Visible(), "word") {

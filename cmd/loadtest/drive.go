@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/fakediscord"
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // Platforms a conversation can be on.
@@ -159,18 +159,18 @@ func (h *harness) send(c *conv, n int) (*turn, error) {
 		t.event = time.Now()
 		c.turns = append(c.turns, t)
 		c.mu.Unlock()
-		ev := fakeslack.UserMessage(c.channel, "channel", c.user, q, ts, thread)
+		ev := slacktest.UserMessage(c.channel, "channel", c.user, q, ts, thread)
 		if n == 1 {
-			ev = fakeslack.AppMention(c.channel, c.user, "<@"+h.fs.BotUserID()+"> "+q, ts, "")
+			ev = slacktest.AppMention(c.channel, c.user, "<@"+h.fs.BotUserID()+"> "+q, ts, "")
 		}
-		_, err := h.fs.SendEvent(fakeslack.EventOptions{}, ev)
+		_, err := h.fs.SendEvent(slacktest.EventOptions{}, ev)
 		return t, err
 	default:
-		spec := fakediscord.MessageSpec{ChannelID: c.channel, GuildID: guildID, Content: q,
-			Author: fakediscord.User{ID: c.user, Username: "user" + c.id}}
+		spec := discordtest.MessageSpec{ChannelID: c.channel, GuildID: guildID, Content: q,
+			Author: discordtest.User{ID: c.user, Username: "user" + c.id}}
 		if n == 1 {
 			bot := h.fd.Bot()
-			spec.Content, spec.Mentions = "<@"+bot.ID+"> "+q, []fakediscord.User{bot}
+			spec.Content, spec.Mentions = "<@"+bot.ID+"> "+q, []discordtest.User{bot}
 		}
 		c.mu.Lock()
 		t.event = time.Now()
@@ -182,7 +182,7 @@ func (h *harness) send(c *conv, n int) (*turn, error) {
 }
 
 // turnOf finds the turn a request to Ark is about, from its last question.
-func (h *harness) turnOf(req fakeark.Request) (*conv, *turn) {
+func (h *harness) turnOf(req arktest.Request) (*conv, *turn) {
 	last := ""
 	for _, m := range req.Messages {
 		if m.Role == "user" {
@@ -202,18 +202,18 @@ func (h *harness) turnOf(req fakeark.Request) (*conv, *turn) {
 }
 
 // answer is the fake Ark's responder: the scripted answer of the turn.
-func (h *harness) answer(req fakeark.Request) fakeark.Response {
+func (h *harness) answer(req arktest.Request) arktest.Response {
 	c, t := h.turnOf(req)
 	if t == nil {
-		return fakeark.Response{Content: fakeark.SplitWords("I don't know that question."), TTFT: h.opts.ttft, PerChunk: h.opts.tokenInterval}
+		return arktest.Response{Content: arktest.SplitWords("I don't know that question."), TTFT: h.opts.ttft, PerChunk: h.opts.tokenInterval}
 	}
 	if c.counted {
 		h.stats.tokens.Add(int64(len(t.tokens)))
 	}
-	return fakeark.Response{Content: t.tokens, TTFT: t.ttft, PerChunk: h.opts.tokenInterval}
+	return arktest.Response{Content: t.tokens, TTFT: t.ttft, PerChunk: h.opts.tokenInterval}
 }
 
-func (h *harness) onFirstChunk(req fakeark.Request, at time.Time) {
+func (h *harness) onFirstChunk(req arktest.Request, at time.Time) {
 	c, t := h.turnOf(req)
 	if t == nil {
 		return
@@ -240,7 +240,7 @@ var (
 	slackContent    = map[string]bool{"chat.postMessage": true, "chat.update": true, "chat.startStream": true, "chat.appendStream": true, "chat.stopStream": true, "chat.delete": true}
 )
 
-func (h *harness) onSlackCall(call fakeslack.Call) {
+func (h *harness) onSlackCall(call slacktest.Call) {
 	h.stats.add(platformSlack, call.Method, call.Result == "ratelimited")
 	if call.Result != "ok" {
 		return
@@ -287,7 +287,7 @@ const (
 	routeTyping   = "/channels/{channel}/typing"
 )
 
-func (h *harness) onDiscordCall(call fakediscord.Call) {
+func (h *harness) onDiscordCall(call discordtest.Call) {
 	h.stats.add(platformDiscord, call.Method+" "+call.Route, call.Status == 429)
 	if call.Status/100 != 2 {
 		return

@@ -16,9 +16,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/internal/embedredis"
-	"github.com/arkbot/arkbot/internal/fakeark"
-	"github.com/arkbot/arkbot/internal/fakediscord"
-	"github.com/arkbot/arkbot/internal/fakeslack"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/testing/discordtest"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 // roleEnv, set to "bot", makes the process the bot process (see bot.go).
@@ -34,9 +34,9 @@ const (
 // what the fakes saw.
 type harness struct {
 	opts   options
-	ark    *fakeark.Server
-	fs     *fakeslack.Server
-	fd     *fakediscord.Server
+	ark    *arktest.Server
+	fs     *slacktest.Server
+	fd     *discordtest.Server
 	mr     *embedredis.Server // nil with -redis
 	rdb    *redis.Client
 	redis  string // URL
@@ -63,22 +63,22 @@ func startFakes(o options, convs []*conv) (*harness, error) {
 			h.discord[c.channel] = c
 		}
 	}
-	h.ark = fakeark.New(fakeark.WithAPIKey(arkKey), fakeark.WithFirstChunkHook(h.onFirstChunk))
+	h.ark = arktest.New(arktest.WithAPIKey(arkKey), arktest.WithFirstChunkHook(h.onFirstChunk))
 	h.ark.SetHandler(h.answer)
-	h.fs = fakeslack.New(fakeslack.Options{OnCall: h.onSlackCall, EchoOwn: o.echo, Redeliver: slackRedeliver})
-	dopts := []fakediscord.Option{fakediscord.WithCallHook(h.onDiscordCall), fakediscord.WithEchoOwnMessages(o.echo), fakediscord.WithEchoOwnEdits(o.echo)}
+	h.fs = slacktest.New(slacktest.Options{OnCall: h.onSlackCall, EchoOwn: o.echo, Redeliver: slackRedeliver})
+	dopts := []discordtest.Option{discordtest.WithCallHook(h.onDiscordCall), discordtest.WithEchoOwnMessages(o.echo), discordtest.WithEchoOwnEdits(o.echo)}
 	if o.ratelimits {
-		h.fs.SetRateLimits(&fakeslack.RateLimits{Scale: o.rateScale})
-		dopts = append(dopts, fakediscord.WithRateLimit(5, time.Duration(float64(5*time.Second)/o.rateScale)))
+		h.fs.SetRateLimits(&slacktest.RateLimits{Scale: o.rateScale})
+		dopts = append(dopts, discordtest.WithRateLimit(5, time.Duration(float64(5*time.Second)/o.rateScale)))
 	}
-	h.fd = fakediscord.New(dopts...)
+	h.fd = discordtest.New(dopts...)
 	h.fd.AddGuild(guildID, "load test")
-	h.fd.AddChannel(fakediscord.Channel{ID: parentID, GuildID: guildID, Name: "general", Type: fakediscord.ChannelText})
+	h.fd.AddChannel(discordtest.Channel{ID: parentID, GuildID: guildID, Name: "general", Type: discordtest.ChannelText})
 	for _, c := range convs {
 		if c.platform == platformSlack {
-			h.fs.AddUser(fakeslack.User{ID: c.user, Name: "user" + c.id, RealName: "User " + c.id})
+			h.fs.AddUser(slacktest.User{ID: c.user, Name: "user" + c.id, RealName: "User " + c.id})
 		} else {
-			h.fd.AddChannel(fakediscord.Channel{ID: c.channel, GuildID: guildID, ParentID: parentID, Name: "thread " + c.id, Type: fakediscord.ChannelPublicThread})
+			h.fd.AddChannel(discordtest.Channel{ID: c.channel, GuildID: guildID, ParentID: parentID, Name: "thread " + c.id, Type: discordtest.ChannelPublicThread})
 		}
 	}
 	h.redis = o.redisURL
@@ -131,8 +131,8 @@ models:
   - {name: doubao, id: doubao-seed-1-6-250615, thinking: disabled, vision: true, context_window: 256000, max_tokens: 4096}
 limits: {requests_per_minute: %d}
 redis: {url: %q, prefix: %q, ttl: 1h}
-server: {shutdown_timeout: 10s, gc_headroom_kib: %d%s}
-`, h.opts.logLevel, h.ark.URL, arkKey, max(20, h.opts.turns), h.redis, h.prefix, h.opts.gcHeadroomKiB, maxStarting)
+server: {shutdown_timeout: 10s%s}
+`, h.opts.logLevel, h.ark.URL, arkKey, max(20, h.opts.turns), h.redis, h.prefix, maxStarting)
 	if slackConvs > 0 {
 		fmt.Fprintf(&b, "slack: {bot_token: %q, app_token: %q, api_url: %q, edit_interval: %s, max_concurrent: %d}\n",
 			h.fs.BotToken(), h.fs.AppToken(), h.fs.APIURL(), h.opts.slackEdit, slackConvs+1)

@@ -5,7 +5,7 @@
 //	    [-ramp 1s] [-warmup -1] [-echo] [-churn 0] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
-//	    [-gc-headroom-kib 256] [-max-starting -1] [-harness-procs 1] [-timeout 110s]
+//	    [-max-starting -1] [-harness-procs 1] [-timeout 110s]
 //
 // On 127.0.0.1 only, it starts a fake Ark streaming at the given pace, fake
 // Slack and Discord APIs (their rate limits emulated with -ratelimits) and a
@@ -51,8 +51,7 @@
 // its heap at the probe's busiest moment, -trace writes an execution trace
 // of the bot process for the load's first seconds, -harness-cpuprofile
 // profiles this process (fakes and simulated users) during the load.
-// -gc-headroom-kib sets the bot's server.gc_headroom_kib, to weigh memory
-// against collections; -max-starting its server.max_starting, to weigh a
+// -max-starting sets the bot's server.max_starting, to weigh a
 // burst's signs of life against the pace of the answers already streaming.
 // -timeline also prints the added latency per quarter second of the cold
 // start and of the load. -harness-procs is how many CPUs this process may use
@@ -82,8 +81,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/arkbot/arkbot/config"
-	"github.com/arkbot/arkbot/internal/arrival"
+	"github.com/arkbot/arkbot/internal/testing/arrival"
 )
 
 func main() {
@@ -116,7 +114,6 @@ type options struct {
 	harnessProfile       string
 	trace                string
 	timeline             bool
-	gcHeadroomKiB        int
 	maxStarting          int
 	harnessProcs         int
 	botLog               string
@@ -149,7 +146,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bot process during the load to this file")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the bot process during the load's first 4 s to this file (go tool trace)")
 	fs.StringVar(&o.harnessProfile, "harness-cpuprofile", "", "write a CPU profile of this process (the fakes and the simulated users) during the load to this file")
-	fs.IntVar(&o.gcHeadroomKiB, "gc-headroom-kib", config.DefaultGCHeadroomKiB, "the bot's server.gc_headroom_kib (0: Go's own GC pacing)")
 	fs.IntVar(&o.maxStarting, "max-starting", -1, "the bot's server.max_starting: answers set up at once (-1: its default, 8 per CPU; 0: no limit)")
 	fs.IntVar(&o.harnessProcs, "harness-procs", 1, "how many CPUs this process (the fakes and the simulated users) may use at once, its GOMAXPROCS; the bot process keeps all (0: all here too)")
 	fs.BoolVar(&o.timeline, "timeline", false, "also print the added latency per quarter second of the cold start and of the load (to line up with GODEBUG=gctrace=1)")
@@ -185,8 +181,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-warmup must be -1 (as many as -conversations) or 0 to 100000")
 	case o.ttftJitter < 0 || o.ttftJitter > 1:
 		return o, errors.New("-ttft-jitter must be 0 to 1")
-	case o.gcHeadroomKiB < 0:
-		return o, errors.New("-gc-headroom-kib must not be negative")
 	case o.maxStarting < -1:
 		return o, errors.New("-max-starting must be -1 (the bot's default), 0 (no limit) or more")
 	case o.ttft < 0 || o.tokenInterval < 0 || o.ramp < 0 || o.slackEdit < 0 || o.discordEdit < 0:

@@ -328,9 +328,9 @@ func describe(o map[string]any) string {
 	} else if ok && n > 0 {
 		starting = fmt.Sprintf("answers set up at once: %d", n)
 	}
-	return fmt.Sprintf("%v conversations x %v turns on %v, begun within %v; Ark TTFT %v ±%v%%, %v tokens every %v; renders Slack %v, Discord %v; %s; %s; GC headroom %v KiB per answer; %s; %s; %s",
+	return fmt.Sprintf("%v conversations x %v turns on %v, begun within %v; Ark TTFT %v ±%v%%, %v tokens every %v; renders Slack %v, Discord %v; %s; %s; %s; %s; %s",
 		o["conversations"], o["turns"], o["platform"], o["ramp"], o["ttft"], o["ttft-jitter"].(float64)*100, o["tokens"], o["token-interval"],
-		o["slack-edit-interval"], o["discord-edit-interval"], limits, echo, o["gc-headroom-kib"], starting, redis, fakes)
+		o["slack-edit-interval"], o["discord-edit-interval"], limits, echo, starting, redis, fakes)
 }
 
 // writeJSON writes the report to path.

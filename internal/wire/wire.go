@@ -11,7 +11,6 @@ import (
 	"github.com/arkbot/arkbot/arkclient"
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/gcheadroom"
 )
 
 // Core returns the engine and its store for cfg on rdb. Extra Ark client
@@ -31,13 +30,8 @@ func Core(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, extra
 		Prefix: cfg.Redis.Prefix, TTL: cfg.Redis.TTL.D(), MaxTurns: cfg.Redis.MaxTurns,
 		LockTTL: cfg.Redis.LockTTL.D(), LockWait: cfg.Redis.LockWait.D(), DedupeTTL: cfg.Redis.DedupeTTL.D(),
 	})
-	// Each streaming answer buys the heap headroom before the next
-	// collection (server.gc_headroom_kib): see the README's performance
-	// section for what a collection costs a thousand answers' first tokens.
-	gc := gcheadroom.Process(cfg.Server.GCHeadroom())
 	engine := conversation.NewEngine(cfg, store, ark,
 		conversation.WithLogger(log),
-		conversation.WithStreamHook(gc.Add),
 		conversation.WithRenderInterval(conversation.PlatformConsole, 0),
 		conversation.WithRenderInterval(conversation.PlatformSlack, cfg.Slack.EditInterval.D()),
 		conversation.WithRenderInterval(conversation.PlatformDiscord, cfg.Discord.EditInterval.D()))

@@ -14,12 +14,12 @@ import (
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/embedredis"
-	"github.com/arkbot/arkbot/internal/fakeark"
+	"github.com/arkbot/arkbot/internal/testing/arktest"
 )
 
 // New returns an engine answering through ark, its store on an embedded
 // Redis stopped when t ends; opts follow a discarding logger.
-func New(t testing.TB, ark *fakeark.Server, opts ...conversation.Option) *conversation.Engine {
+func New(t testing.TB, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
 	t.Helper()
 	mr, err := embedredis.Start()
 	if err != nil {
@@ -47,9 +47,9 @@ models:
 
 // Takes makes ark answer "take N on <the question>", N counting its
 // answers from 1, word by word.
-func Takes(ark *fakeark.Server) {
+func Takes(ark *arktest.Server) {
 	var n atomic.Int64
-	ark.SetHandler(func(r fakeark.Request) fakeark.Response {
-		return fakeark.Response{Content: fakeark.SplitWords(fmt.Sprintf("take %d on %s", n.Add(1), r.Messages[len(r.Messages)-1].Text))}
+	ark.SetHandler(func(r arktest.Request) arktest.Response {
+		return arktest.Response{Content: arktest.SplitWords(fmt.Sprintf("take %d on %s", n.Add(1), r.Messages[len(r.Messages)-1].Text))}
 	})
 }

@@ -1,4 +1,4 @@
-// Package fakeslack is an in-process Slack for tests and load tests: a
+// Package slacktest is an in-process Slack for tests and load tests: a
 // loopback HTTP server speaking the Web API's JSON ({"ok":true,…} or
 // {"ok":false,"error":"…"}) to form- or JSON-encoded requests as slack-go
 // sends them, a Socket Mode websocket, private file downloads, response_url
@@ -8,11 +8,11 @@
 // call, so a test can assert what a user would finally see and how many API
 // calls it took. It has no dependency on package testing.
 //
-//	s := fakeslack.New(fakeslack.Options{})
+//	s := slacktest.New(slacktest.Options{})
 //	defer s.Close()
 //	// point the adapter at s.APIURL() with s.BotToken() / s.AppToken()
-//	id, _ := s.SendEvent(fakeslack.EventOptions{}, fakeslack.AppMention("C1", "U1", "<@UBOT> hi", s.NextTS(), ""))
-package fakeslack
+//	id, _ := s.SendEvent(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> hi", s.NextTS(), ""))
+package slacktest
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/arkbot/arkbot/internal/arrival"
+	"github.com/arkbot/arkbot/internal/testing/arrival"
 )
 
 // Defaults used when Options leave a field empty.
@@ -335,7 +335,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("/socket", s.serveSocket)
 	l, err := arrival.Listen("127.0.0.1:0")
 	if err != nil {
-		panic(fmt.Sprintf("fakeslack: listen on loopback: %v", err))
+		panic(fmt.Sprintf("slacktest: listen on loopback: %v", err))
 	}
 	s.hs = &httptest.Server{Listener: l, Config: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: arrival.ConnContext}}
 	s.hs.Start()
@@ -394,7 +394,7 @@ func (s *Server) Close() {
 	select {
 	case <-closed:
 	case <-time.After(5 * time.Second):
-		s.logf("fakeslack: Close gave up waiting for handlers after 5s")
+		s.logf("slacktest: Close gave up waiting for handlers after 5s")
 	}
 }
 

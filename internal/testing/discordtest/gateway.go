@@ -1,4 +1,4 @@
-package fakediscord
+package discordtest
 
 import (
 	"encoding/json"
@@ -328,7 +328,7 @@ func (s *Server) dispatch(event, guildID string, data []byte) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return errors.New("fakediscord: closed")
+		return errors.New("discordtest: closed")
 	}
 	type target struct {
 		sess *gwSession
@@ -342,7 +342,7 @@ func (s *Server) dispatch(event, guildID string, data []byte) error {
 	}
 	s.mu.Unlock()
 	if len(targets) == 0 {
-		return errors.New("fakediscord: no gateway session for " + event)
+		return errors.New("discordtest: no gateway session for " + event)
 	}
 	for _, t := range targets {
 		if err := s.sendLocked(t.sess, t.conn, event, data); err != nil && t.conn != nil {

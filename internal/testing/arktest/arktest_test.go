@@ -1,4 +1,4 @@
-package fakeark
+package arktest
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-// Package fakediscord is an in-process fake of Discord's REST API (v10) and
+// Package discordtest is an in-process fake of Discord's REST API (v10) and
 // gateway websocket, for tests and load tests of the Discord adapter.
 //
 // It listens on 127.0.0.1 only. REST routes live under /api/v{N}/ with the
@@ -15,7 +15,7 @@
 //
 // The API takes no *testing.T: errors are returned, waits take timeouts, and
 // Close never hangs.
-package fakediscord
+package discordtest
 
 import (
 	"encoding/json"
@@ -31,7 +31,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/arkbot/arkbot/internal/arrival"
+	"github.com/arkbot/arkbot/internal/testing/arrival"
 )
 
 // Channel types, as Discord numbers them.
@@ -366,7 +366,7 @@ func New(opts ...Option) *Server {
 	s.srv = httptest.NewUnstartedServer(s.routes())
 	l, err := arrival.Listen("127.0.0.1:0")
 	if err != nil {
-		panic(fmt.Sprintf("fakediscord: listen on 127.0.0.1: %v", err))
+		panic(fmt.Sprintf("discordtest: listen on 127.0.0.1: %v", err))
 	}
 	s.srv.Listener = l
 	s.srv.Config.ConnContext = arrival.ConnContext
@@ -627,7 +627,7 @@ func (s *Server) WaitFor(timeout time.Duration, cond func() bool) error {
 			return nil
 		}
 		if closed {
-			return errors.New("fakediscord: server closed")
+			return errors.New("discordtest: server closed")
 		}
 		select {
 		case <-ch:
@@ -636,7 +636,7 @@ func (s *Server) WaitFor(timeout time.Duration, cond func() bool) error {
 			if cond() {
 				return nil
 			}
-			return fmt.Errorf("fakediscord: condition not met within %v", timeout)
+			return fmt.Errorf("discordtest: condition not met within %v", timeout)
 		}
 	}
 }
@@ -723,7 +723,7 @@ func (s *Server) PostUserMessage(spec MessageSpec) (Message, error) {
 	if spec.ReplyTo != "" {
 		if _, ok := s.byID[spec.ReplyTo]; !ok {
 			s.mu.Unlock()
-			return Message{}, fmt.Errorf("fakediscord: reply to unknown message %s", spec.ReplyTo)
+			return Message{}, fmt.Errorf("discordtest: reply to unknown message %s", spec.ReplyTo)
 		}
 		m.ReferenceID = spec.ReplyTo
 		m.Type = MessageReply
@@ -815,7 +815,7 @@ func (s *Server) Interact(spec InteractionSpec) (InteractionRef, error) {
 			d["message"] = s.messageJSONLocked(m, false, false)
 		} else {
 			s.mu.Unlock()
-			return InteractionRef{}, fmt.Errorf("fakediscord: component on unknown message %s", spec.MessageID)
+			return InteractionRef{}, fmt.Errorf("discordtest: component on unknown message %s", spec.MessageID)
 		}
 	}
 	s.notifyLocked()

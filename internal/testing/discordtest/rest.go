@@ -1,4 +1,4 @@
-package fakediscord
+package discordtest
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/arkbot/arkbot/internal/arrival"
+	"github.com/arkbot/arkbot/internal/testing/arrival"
 )
 
 var apiPrefix = regexp.MustCompile(`^/api/v\d+`)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arkbot/arkbot/internal/arrival"
+	"github.com/arkbot/arkbot/internal/testing/arrival"
 )
 
 // TestTimeIsArrival pipelines two requests in one write to a server whose

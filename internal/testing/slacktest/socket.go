@@ -1,4 +1,4 @@
-package fakeslack
+package slacktest
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 )
 
 // ErrNotConnected is returned when an envelope is sent with no Socket Mode client connected.
-var ErrNotConnected = errors.New("fakeslack: no Socket Mode connection")
+var ErrNotConnected = errors.New("slacktest: no Socket Mode connection")
 
 type wsConn struct {
 	c    *websocket.Conn
@@ -83,10 +83,10 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		conn.close()
 	}()
-	s.logf("fakeslack: socket mode client connected (%d open)", n)
+	s.logf("slacktest: socket mode client connected (%d open)", n)
 	if err := conn.write(map[string]any{
 		"type": "hello", "num_connections": n,
-		"debug_info":      map[string]any{"host": "fakeslack", "approximate_connection_time": 18060},
+		"debug_info":      map[string]any{"host": "slacktest", "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": DefaultAppID},
 	}); err != nil {
 		return
@@ -166,7 +166,7 @@ func (s *Server) WaitConnected(ctx context.Context) error {
 func (s *Server) Disconnect(grace time.Duration) {
 	conns := s.connections()
 	for _, c := range conns {
-		_ = c.write(map[string]any{"type": "disconnect", "reason": "refresh_requested", "debug_info": map[string]any{"host": "fakeslack"}})
+		_ = c.write(map[string]any{"type": "disconnect", "reason": "refresh_requested", "debug_info": map[string]any{"host": "slacktest"}})
 	}
 	go func() {
 		select {
