@@ -409,7 +409,8 @@ func (b *Budget) Do(ctx context.Context, c Call, fn func(context.Context) error)
 				return err
 			}
 			limited++
-			b.log.Info("rate limited; waiting to retry", "method", c.Method, "retry_after", after, "attempt", limited)
+			b.log.Info("rate limited; waiting to retry", "method", c.Method, "workspace", c.Workspace, "channel", c.Channel,
+				"retry_after", after, "attempt", limited)
 			if werr := b.acquire(ctx, c); werr != nil {
 				return errors.Join(err, werr)
 			}
@@ -420,7 +421,8 @@ func (b *Budget) Do(ctx context.Context, c Call, fn func(context.Context) error)
 			}
 			failed++
 			// The error text is not logged: a URL in it may hold a token.
-			b.log.Warn("call failed transiently; retrying", "method", c.Method, "attempt", failed, "in", backoff)
+			b.log.Warn("call failed transiently; retrying", "method", c.Method, "workspace", c.Workspace, "channel", c.Channel,
+				"attempt", failed, "in", backoff)
 			if werr := b.clock.Sleep(ctx, backoff); werr != nil {
 				return errors.Join(err, werr)
 			}

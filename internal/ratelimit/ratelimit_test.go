@@ -364,3 +364,24 @@ func TestCountsEachAttempt(t *testing.T) {
 		t.Fatalf("counted %v, want %v", got, want)
 	}
 }
+
+// BenchmarkDo is the budget's cost per call: a best-effort call charged to
+// a channel limit and a global one, over 10,000 channels.
+func BenchmarkDo(b *testing.B) {
+	bud := New("bench", Limits{
+		"channel": {PerSecond: 1e9, Burst: 1 << 20, Scope: PerChannel},
+		"global":  {PerSecond: 1e9, Burst: 1 << 20},
+	})
+	calls := make([]Call, 10000)
+	for i := range calls {
+		calls[i] = Call{Method: "messages.edit", Limits: []string{"channel", "global"}, Channel: fmt.Sprint("c", i)}
+	}
+	ok := func(context.Context) error { return nil }
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := bud.Do(ctx, calls[i%len(calls)], ok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
