@@ -275,9 +275,13 @@ func (s *Server) getGateway(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getGatewayBot(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	l := s.sessionStartLimitLocked(time.Now())
+	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"url": s.GatewayURL(), "shards": s.shards,
-		"session_start_limit": map[string]int{"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
+		"session_start_limit": map[string]int{"total": l.Total, "remaining": l.Remaining,
+			"reset_after": int(l.ResetAfter.Milliseconds()), "max_concurrency": l.MaxConcurrency},
 	})
 }
 
