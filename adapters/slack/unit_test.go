@@ -232,8 +232,10 @@ func TestBudgeter(t *testing.T) {
 	if !b.allow("T1", "C1", "chat.postMessage") || b.allow("T1", "C1", "chat.postMessage") || !b.allow("T1", "C2", "chat.postMessage") {
 		t.Fatal("postMessage budget is not per channel")
 	}
-	if !b.allow("T1", "C1", "users.list") || !b.allow("T1", "C1", "users.list") {
-		t.Fatal("an unlisted method was limited")
+	for i := range 3 {
+		if !b.allow("T1", "C1", "users.list") {
+			t.Fatalf("an unlisted method was limited at call %d", i+1)
+		}
 	}
 	start := time.Now()
 	if err := b.wait(context.Background(), "T1", "C1", "chat.update"); err != nil {
