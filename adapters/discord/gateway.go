@@ -34,9 +34,10 @@ import (
 // payload whose data stays raw, decodes only the events the adapter uses
 // (discordgo's types), and follows the connection lifecycle Discord
 // documents: heartbeats with zombie detection, RESUME on the resume
-// address, RECONNECT, INVALID_SESSION with its 1–5 s wait, and close codes
-// that say whether to resume, identify anew, or give up. discordgo still
-// makes every REST call.
+// address, RECONNECT, INVALID_SESSION with its 1–5 s wait, close codes
+// that say whether to resume, identify anew, or give up, and the session
+// start limit every IDENTIFY spends (see startLimit). discordgo still makes
+// every REST call.
 
 const (
 	// gatewayHelloTimeout bounds the wait for HELLO on a new connection.
