@@ -65,7 +65,7 @@ const noStartsLeft = "no gateway session starts left"
 // exactly once.
 func TestGatewayLifecycle(t *testing.T) {
 	hs := start(t, setup{
-		fakeOpts: []discordtest.Option{discordtest.WithHeartbeatInterval(100 * time.Millisecond), discordtest.WithIdentifyWindow(50 * time.Millisecond)},
+		fakeOpts: []discordtest.Option{discordtest.WithHeartbeatInterval(100 * time.Millisecond), discordtest.WithIdentifyWindow(20 * time.Millisecond)},
 		opts:     []Option{withInvalidSessionWait(10 * time.Millisecond), withIdentifyInterval(60 * time.Millisecond)},
 	})
 	fake := hs.fake
@@ -276,7 +276,10 @@ func TestGatewayWaitsForSessionStarts(t *testing.T) {
 // shards of one process identify an interval apart.
 func TestGatewayIdentifyBucketsAcrossShards(t *testing.T) {
 	const interval = 300 * time.Millisecond
-	fake := discordtest.New(discordtest.WithToken("token-"+t.Name()), discordtest.WithIdentifyWindow(interval-50*time.Millisecond))
+	// The fake's window is shorter than the adapter's interval, so that
+	// delays between the two IDENTIFYs' sending and arrival never make it
+	// refuse one.
+	fake := discordtest.New(discordtest.WithToken("token-"+t.Name()), discordtest.WithIdentifyWindow(interval/2))
 	defer fake.Close()
 	fake.AddGuild(guildID, "Test guild")
 	ctx, cancel := context.WithCancel(t.Context())
@@ -301,7 +304,7 @@ func TestGatewayIdentifyBucketsAcrossShards(t *testing.T) {
 	if len(ids) != 2 || ids[0].Shard[0] == ids[1].Shard[0] || fake.Stats().IdentifiesTooFast != 0 {
 		t.Fatalf("identifies %+v, stats %+v", ids, fake.Stats())
 	}
-	if gap := ids[1].Time.Sub(ids[0].Time); gap < interval-50*time.Millisecond {
+	if gap := ids[1].Time.Sub(ids[0].Time); gap < interval/2 {
 		t.Fatalf("the shards identified %v apart", gap)
 	}
 }
@@ -312,9 +315,9 @@ func TestGatewayInvalidSessionsKeepWithinTheLimit(t *testing.T) {
 	const remaining = 3
 	logs := &logRecorder{}
 	hs := start(t, setup{
-		fakeOpts: []discordtest.Option{discordtest.WithToken("token-" + t.Name()), discordtest.WithIdentifyWindow(20 * time.Millisecond),
+		fakeOpts: []discordtest.Option{discordtest.WithToken("token-" + t.Name()), discordtest.WithIdentifyWindow(10 * time.Millisecond),
 			discordtest.WithSessionStartLimit(discordtest.SessionStartLimit{Total: 1000, Remaining: remaining, ResetAfter: time.Hour, MaxConcurrency: 1})},
-		opts: []Option{WithLogger(slog.New(logs)), withInvalidSessionWait(time.Millisecond), withIdentifyInterval(30 * time.Millisecond)},
+		opts: []Option{WithLogger(slog.New(logs)), withInvalidSessionWait(time.Millisecond), withIdentifyInterval(50 * time.Millisecond)},
 	})
 	fake := hs.fake
 	for i := 0; len(logs.find(slog.LevelWarn, noStartsLeft)) == 0; i++ {
