@@ -66,6 +66,8 @@ type options struct {
 	// invalidSessionWait is the least wait after an INVALID_SESSION; the
 	// wait is random, up to five times that (Discord asks for 1–5 s).
 	invalidSessionWait time.Duration
+	// identifyInterval spaces the IDENTIFYs of a bucket (default 5 s).
+	identifyInterval time.Duration
 }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -275,17 +277,13 @@ func (a *Adapter) Run(ctx context.Context) error {
 	a.runMu.Unlock()
 	defer a.cancel()
 
-	release, err := useAPIBase(a.cfg.APIURL)
-	if err != nil {
-		return err
-	}
-	defer release()
-
 	s, err := discordgo.New(a.token)
 	if err != nil {
 		return fmt.Errorf("discord: %w", err)
 	}
-	s.Client = a.client
+	if s.Client, err = apiClient(a.client, a.cfg.APIURL); err != nil {
+		return err
+	}
 	s.StateEnabled = false // the adapter keeps its own bounded caches
 	s.ShouldRetryOnRateLimit = true
 	setDiscordgoLogger()
@@ -313,39 +311,8 @@ func (a *Adapter) Run(ctx context.Context) error {
 		a.botID = me.ID
 		a.idMu.Unlock()
 	}
-	addr := a.cfg.GatewayURL
-	if gb, err := s.GatewayBot(discordgo.WithContext(ctx)); err == nil {
-		a.observe("gateway.bot", nil)
-		if gb.Shards > a.cfg.ShardCount {
-			a.log.Warn("Discord recommends more shards than configured", "recommended", gb.Shards, "shard_count", a.cfg.ShardCount)
-		}
-		if gb.SessionStartLimit.Total > 0 && gb.SessionStartLimit.Remaining < 10 {
-			a.log.Warn("few gateway session starts left today", "remaining", gb.SessionStartLimit.Remaining, "reset_after_ms", gb.SessionStartLimit.ResetAfter)
-		}
-		if addr == "" {
-			addr = gb.URL
-		}
-	} else if ctx.Err() == nil {
-		a.observe("gateway.bot", err)
-		a.log.Debug("GET /gateway/bot failed", "err", err)
-	}
-	// The gateway's address: discord.gateway_url, else what GET
-	// /gateway/bot said, asked again only while unknown.
-	gatewayURL := func(ctx context.Context) (string, error) {
-		if addr != "" {
-			return addr, nil
-		}
-		gb, err := s.GatewayBot(discordgo.WithContext(ctx))
-		a.observe("gateway.bot", err)
-		if err != nil {
-			return "", fmt.Errorf("GET /gateway/bot: %w", err)
-		}
-		addr = gb.URL
-		return addr, nil
-	}
-
 	gateway := make(chan error, 1)
-	go func() { gateway <- a.runGateway(ctx, gatewayURL) }()
+	go func() { gateway <- a.runGateway(ctx) }()
 	select {
 	case <-a.readyCh:
 	case err := <-gateway:

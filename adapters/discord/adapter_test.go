@@ -27,9 +27,15 @@ func testStartupRegistersCommandsAndIdentifies(t *testing.T, hs *harness) {
 				Name         string
 				Autocomplete bool
 			}
+			Contexts         []int `json:"contexts"`
+			IntegrationTypes []int `json:"integration_types"`
+			DMPermission     *bool `json:"dm_permission"`
 		}
 		_ = json.Unmarshal(raw, &c)
 		names = append(names, c.Name)
+		if fmt.Sprint(c.Contexts, c.IntegrationTypes) != "[0 1] [0]" || c.DMPermission != nil {
+			t.Errorf("/%s: contexts %v, integration_types %v, dm_permission %v", c.Name, c.Contexts, c.IntegrationTypes, c.DMPermission)
+		}
 		if c.Name == "model" && (len(c.Options) != 1 || !c.Options[0].Autocomplete) {
 			t.Errorf("/model options = %+v", c.Options)
 		}
@@ -261,6 +267,16 @@ func TestFollowupsAndDMsOff(t *testing.T) {
 	}
 	if c := hs.h.callsFor(d.ID); len(c) != 0 {
 		t.Fatalf("DM handled with allow_dms off")
+	}
+	// The slash commands are offered in guilds only.
+	for _, raw := range hs.fake.Commands()[guildID] {
+		var c struct {
+			Name     string
+			Contexts []int `json:"contexts"`
+		}
+		if json.Unmarshal(raw, &c) != nil || len(c.Contexts) != 1 || c.Contexts[0] != 0 {
+			t.Fatalf("command with allow_dms off: %s", raw)
+		}
 	}
 	// A mention in a thread is still answered.
 	m := hs.mention(alice, threadID, "hey")

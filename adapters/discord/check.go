@@ -25,16 +25,13 @@ const (
 // it is in every guild of discord.guild_ids. It returns a line describing
 // the bot, or an error saying what to fix.
 func Check(ctx context.Context, cfg config.Discord) (string, error) {
-	release, err := useAPIBase(cfg.APIURL)
-	if err != nil {
-		return "", err
-	}
-	defer release()
 	s, err := discordgo.New("Bot " + cfg.Token.Value())
 	if err != nil {
 		return "", fmt.Errorf("discord: %w", err)
 	}
-	s.Client = &http.Client{Timeout: 15 * time.Second}
+	if s.Client, err = apiClient(&http.Client{Timeout: 15 * time.Second}, cfg.APIURL); err != nil {
+		return "", err
+	}
 	me, err := s.User("@me", discordgo.WithContext(ctx))
 	if err != nil {
 		return "", fmt.Errorf("the bot token was refused (%w): copy it again from the Developer Portal → Bot → Reset Token", err)

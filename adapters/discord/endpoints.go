@@ -2,84 +2,68 @@ package discord
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/bwmarrin/discordgo"
 )
 
-// discordgo keeps its REST addresses in package-level variables computed at
-// init from EndpointAPI ("https://discord.com/api/v9/"); functions such as
-// EndpointChannelMessage read the string variables when called. To talk to
-// another base (discord.api_url: a proxy, the fake in tests) every string
-// variable derived from EndpointAPI is reassigned here.
-//
-// Caveat: the variables are global, so one process talks to one Discord API
-// base. Run takes a reference on the base for its lifetime; a second adapter
-// with a different api_url fails to start while the first runs.
-var (
-	endpointsMu   sync.Mutex
-	endpointsBase string
-	endpointsRefs int
-)
+// discordgo builds every REST address from package-level variables set at
+// init from EndpointAPI ("https://discord.com/api/v9/"), and a Session has
+// no base URL of its own. The adapter leaves those variables alone (writing
+// them would race with every goroutine reading them and allow one base per
+// process): its Session's http.Client moves each request under discordgo's
+// EndpointAPI to discord.api_url (another API version, a proxy, the fake in
+// tests) as it goes out. Requests elsewhere (attachment downloads, CDN)
+// pass unchanged.
 
 var apiVersion = regexp.MustCompile(`/v(\d+)/$`)
 
-// useAPIBase points discordgo at apiURL and returns a release func.
-func useAPIBase(apiURL string) (release func(), err error) {
-	base := strings.TrimRight(apiURL, "/") + "/"
-	u, err := url.Parse(base)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+// apiClient returns a copy of c whose requests to discordgo's EndpointAPI go
+// to apiURL instead.
+func apiClient(c *http.Client, apiURL string) (*http.Client, error) {
+	to, err := url.Parse(strings.TrimRight(apiURL, "/") + "/")
+	if err != nil || to.Host == "" || (to.Scheme != "http" && to.Scheme != "https") {
 		return nil, fmt.Errorf("discord: api_url %q is not an http(s) URL", apiURL)
 	}
-	endpointsMu.Lock()
-	defer endpointsMu.Unlock()
-	if endpointsRefs > 0 && base != endpointsBase {
-		return nil, fmt.Errorf("discord: this process already talks to Discord at %s; one process can use only one discord.api_url (asked for %s)", endpointsBase, base)
+	from, err := url.Parse(discordgo.EndpointAPI)
+	if err != nil {
+		return nil, fmt.Errorf("discord: discordgo's EndpointAPI %q: %w", discordgo.EndpointAPI, err)
 	}
-	if base != endpointsBase {
-		setEndpoints(u.Scheme+"://"+u.Host+"/", base)
-		endpointsBase = base
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
 	}
-	endpointsRefs++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			endpointsMu.Lock()
-			endpointsRefs--
-			endpointsMu.Unlock()
-		})
-	}, nil
+	rc := *c
+	rc.Transport = &rebase{from: from, to: to, base: base}
+	return &rc, nil
 }
 
-// setEndpoints reassigns every discordgo endpoint string computed from
-// EndpointDiscord/EndpointAPI at init (see discordgo's endpoints.go). The
-// Endpoint* functions need no change: they read these at call time.
-func setEndpoints(discordBase, api string) {
-	if m := apiVersion.FindStringSubmatch(api); m != nil {
-		// Also used for the gateway's ?v= parameter.
-		discordgo.APIVersion = m[1]
+// rebase is an http.RoundTripper that moves requests under one base URL
+// to another.
+type rebase struct {
+	from, to *url.URL
+	base     http.RoundTripper
+}
+
+func (r *rebase) RoundTrip(req *http.Request) (*http.Response, error) {
+	u := req.URL
+	if u.Scheme != r.from.Scheme || u.Host != r.from.Host || !strings.HasPrefix(u.Path, r.from.Path) {
+		return r.base.RoundTrip(req)
 	}
-	discordgo.EndpointDiscord = discordBase
-	discordgo.EndpointAPI = api
-	discordgo.EndpointGuilds = api + "guilds/"
-	discordgo.EndpointChannels = api + "channels/"
-	discordgo.EndpointUsers = api + "users/"
-	discordgo.EndpointGateway = api + "gateway"
-	discordgo.EndpointGatewayBot = discordgo.EndpointGateway + "/bot"
-	discordgo.EndpointWebhooks = api + "webhooks/"
-	discordgo.EndpointStickers = api + "stickers/"
-	discordgo.EndpointStageInstances = api + "stage-instances"
-	discordgo.EndpointSKUs = api + "skus"
-	discordgo.EndpointVoice = api + "/voice/"
-	discordgo.EndpointVoiceRegions = discordgo.EndpointVoice + "regions"
-	discordgo.EndpointNitroStickersPacks = api + "/sticker-packs"
-	discordgo.EndpointGuildCreate = api + "guilds"
-	discordgo.EndpointApplications = api + "applications"
-	discordgo.EndpointOAuth2 = api + "oauth2/"
-	discordgo.EndpointOAuth2Applications = discordgo.EndpointOAuth2 + "applications"
-	discordgo.EndpointOauth2 = discordgo.EndpointOAuth2
-	discordgo.EndpointOauth2Applications = discordgo.EndpointOAuth2Applications
+	moved := *u
+	moved.Scheme, moved.Host = r.to.Scheme, r.to.Host
+	moved.Path = r.to.Path + strings.TrimPrefix(u.Path, r.from.Path)
+	if u.RawPath != "" {
+		moved.RawPath = r.to.EscapedPath() + strings.TrimPrefix(u.RawPath, r.from.EscapedPath())
+	}
+	// A shallow copy, as http.StripPrefix makes: the caller's request stays
+	// as it was.
+	out := new(http.Request)
+	*out = *req
+	out.URL = &moved
+	out.Host = ""
+	return r.base.RoundTrip(out)
 }

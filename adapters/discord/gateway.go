@@ -2,6 +2,7 @@ package discord
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,9 +34,10 @@ import (
 // payload whose data stays raw, decodes only the events the adapter uses
 // (discordgo's types), and follows the connection lifecycle Discord
 // documents: heartbeats with zombie detection, RESUME on the resume
-// address, RECONNECT, INVALID_SESSION with its 1–5 s wait, and close codes
-// that say whether to resume, identify anew, or give up. discordgo still
-// makes every REST call.
+// address, RECONNECT, INVALID_SESSION with its 1–5 s wait, close codes
+// that say whether to resume, identify anew, or give up, and the session
+// start limit every IDENTIFY spends (see startLimit). discordgo still makes
+// every REST call.
 
 const (
 	// gatewayHelloTimeout bounds the wait for HELLO on a new connection.
@@ -47,6 +49,19 @@ const (
 	gatewayReadLimit = 64 << 20
 	// gatewayMaxBackoff caps the wait between failed connection attempts.
 	gatewayMaxBackoff = time.Minute
+	// identifyInterval is Discord's window for IDENTIFYs: one per bucket
+	// (shard_id % max_concurrency) in each.
+	identifyInterval = 5 * time.Second
+	// startLimitMaxAge is how long a fetched session_start_limit, counted
+	// down by this process's IDENTIFYs, is trusted: other processes of the
+	// bot spend session starts too.
+	startLimitMaxAge = 10 * time.Minute
+	// startsLow is the number of session starts left under which each
+	// IDENTIFY asks GET /gateway/bot anew, and a warning is logged.
+	startsLow = 10
+	// minLimitWait is the least wait when no session start is left, however
+	// soon Discord says the limit resets.
+	minLimitWait = time.Second
 )
 
 // Gateway opcodes.
@@ -126,11 +141,11 @@ func sessionEnded(err error) bool {
 // runGateway keeps a gateway session until ctx ends, resuming it across
 // connections where Discord allows. It returns an error only for what no
 // reconnection mends: a rejected token, disallowed intents, a bad shard.
-func (a *Adapter) runGateway(ctx context.Context, gatewayURL func(context.Context) (string, error)) error {
+func (a *Adapter) runGateway(ctx context.Context) error {
 	var sess gatewaySession
 	backoff := time.Second
 	for {
-		err := a.gatewayConn(ctx, gatewayURL, &sess)
+		err := a.gatewayConn(ctx, &sess)
 		if a.ready.Swap(false) {
 			backoff = time.Second // the connection served: it may come back at once
 		}
@@ -181,13 +196,22 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // gatewayConn opens one connection, identifies or resumes, and serves it
-// until it ends; the error says how.
-func (a *Adapter) gatewayConn(ctx context.Context, gatewayURL func(context.Context) (string, error), sess *gatewaySession) error {
+// until it ends; the error says how. A new session waits for a session
+// start first (see startSession).
+func (a *Adapter) gatewayConn(ctx context.Context, sess *gatewaySession) error {
 	addr := sess.resumeURL
-	resuming := sess.id != "" && addr != ""
-	if !resuming {
+	onResumeNode := sess.id != "" && addr != ""
+	var identified func()
+	switch {
+	case sess.id == "":
 		var err error
-		if addr, err = gatewayURL(ctx); err != nil {
+		if addr, identified, err = a.startSession(ctx); err != nil {
+			return err
+		}
+		defer identified()
+	case !onResumeNode:
+		var err error
+		if addr, err = a.gatewayAddr(ctx); err != nil {
 			return err
 		}
 	}
@@ -203,7 +227,7 @@ func (a *Adapter) gatewayConn(ctx context.Context, gatewayURL func(context.Conte
 	}
 	if err != nil {
 		metrics.PlatformCall("discord", "gateway.connect", "error")
-		if resuming {
+		if onResumeNode {
 			// The node READY named is gone: resume on the main gateway.
 			sess.resumeURL = ""
 		}
@@ -238,10 +262,11 @@ func (a *Adapter) gatewayConn(ctx context.Context, gatewayURL func(context.Conte
 	go beats.run()
 	defer close(beats.stop)
 
-	if sess.id != "" {
+	if identified == nil {
 		err = c.send(opResume, map[string]any{"token": a.gatewayToken(), "session_id": sess.id, "seq": sess.seq.Load()})
 	} else {
 		err = c.send(opIdentify, a.identify())
+		identified()
 	}
 	if err != nil {
 		return err
@@ -277,6 +302,198 @@ func (a *Adapter) gatewayConn(ctx context.Context, gatewayURL func(context.Conte
 			var resumable bool
 			_ = json.Unmarshal(p.D, &resumable)
 			return invalidSession{resumable}
+		}
+	}
+}
+
+// Session starts. Discord counts a bot's IDENTIFYs: GET /gateway/bot's
+// session_start_limit says how many are left today (remaining of total)
+// and when the count resets (reset_after), and max_concurrency how many
+// may be sent per 5 s: one per bucket shard_id % max_concurrency. A bot
+// that spends them all has its token reset, so a loop of invalid sessions
+// must wait rather than identify. RESUMEs are not counted.
+
+// startLimit is one bot's session start limit as GET /gateway/bot last
+// gave it, counted down by the IDENTIFYs made since.
+type startLimit struct {
+	mu             sync.Mutex
+	fetched        time.Time // zero: never
+	url            string    // the gateway address GET /gateway/bot gave
+	total          int       // 0: the answer had no limit
+	remaining      int
+	resetAt        time.Time
+	maxConcurrency int
+	buckets        map[int]*identifyBucket
+}
+
+// identifyBucket spaces the IDENTIFYs of the shards of one bucket.
+type identifyBucket struct {
+	lock chan struct{} // held from the wait for next until the IDENTIFY is sent
+	next time.Time     // the earliest next IDENTIFY; guarded by lock
+}
+
+// startLimits holds one startLimit per bot (API base and token) for the
+// process: Discord counts session starts and IDENTIFY buckets per bot, so
+// the adapters of several shards in one process share them.
+var startLimits = struct {
+	sync.Mutex
+	m map[[sha256.Size]byte]*startLimit
+}{m: map[[sha256.Size]byte]*startLimit{}}
+
+// startLimit returns the adapter's bot's startLimit.
+func (a *Adapter) startLimit() *startLimit {
+	key := sha256.Sum256([]byte(strings.TrimRight(a.cfg.APIURL, "/") + "\x00" + a.token))
+	startLimits.Lock()
+	defer startLimits.Unlock()
+	l := startLimits.m[key]
+	if l == nil {
+		l = &startLimit{buckets: map[int]*identifyBucket{}}
+		startLimits.m[key] = l
+	}
+	return l
+}
+
+// identifyInterval is the least time between two IDENTIFYs of a bucket.
+func (a *Adapter) identifyInterval() time.Duration {
+	if a.opts.identifyInterval > 0 {
+		return a.opts.identifyInterval
+	}
+	return identifyInterval
+}
+
+// fetchStartLimit asks GET /gateway/bot for the gateway address and the
+// session start limit.
+func (a *Adapter) fetchStartLimit(ctx context.Context, l *startLimit) error {
+	gb, err := a.sess.GatewayBot(discordgo.WithContext(ctx))
+	a.observe("gateway.bot", err)
+	if err != nil {
+		return fmt.Errorf("GET /gateway/bot: %w", err)
+	}
+	if gb.Shards > a.cfg.ShardCount {
+		a.log.Warn("Discord recommends more shards than configured", "recommended", gb.Shards, "shard_count", a.cfg.ShardCount)
+	}
+	ssl := gb.SessionStartLimit
+	now := time.Now()
+	l.mu.Lock()
+	l.fetched, l.url = now, gb.URL
+	l.total, l.remaining, l.maxConcurrency = ssl.Total, ssl.Remaining, max(ssl.MaxConcurrency, 1)
+	resetAt := now.Add(time.Duration(ssl.ResetAfter) * time.Millisecond)
+	if ssl.Total == 0 {
+		resetAt = now.Add(startLimitMaxAge) // no limit given: ask again as if it were stale
+	}
+	l.resetAt = resetAt
+	l.mu.Unlock()
+	if ssl.Total > 0 && ssl.Remaining < startsLow {
+		a.log.Warn("discord: few gateway session starts left", "remaining", ssl.Remaining, "total", ssl.Total,
+			"reset_at", resetAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// gatewayAddr is the gateway's address: discord.gateway_url, else what GET
+// /gateway/bot said, asked if not known yet.
+func (a *Adapter) gatewayAddr(ctx context.Context) (string, error) {
+	if a.cfg.GatewayURL != "" {
+		return a.cfg.GatewayURL, nil
+	}
+	l := a.startLimit()
+	l.mu.Lock()
+	addr := l.url
+	l.mu.Unlock()
+	if addr != "" {
+		return addr, nil
+	}
+	if err := a.fetchStartLimit(ctx, l); err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.url, nil
+}
+
+// startSession waits until a new session may start: until a session start
+// is left (spending one), then for the IDENTIFY's turn in its bucket. It
+// returns the gateway address and identified, to call once the IDENTIFY is
+// sent (or will not be), which starts the bucket's next interval.
+func (a *Adapter) startSession(ctx context.Context) (addr string, identified func(), err error) {
+	l := a.startLimit()
+	if err := a.spendStart(ctx, l); err != nil {
+		return "", nil, err
+	}
+	if addr, err = a.gatewayAddr(ctx); err != nil {
+		return "", nil, err
+	}
+	l.mu.Lock()
+	n := a.cfg.ShardID % max(l.maxConcurrency, 1)
+	b := l.buckets[n]
+	if b == nil {
+		b = &identifyBucket{lock: make(chan struct{}, 1)}
+		l.buckets[n] = b
+	}
+	l.mu.Unlock()
+	select {
+	case b.lock <- struct{}{}:
+	case <-ctx.Done():
+		return "", nil, ctx.Err()
+	}
+	if wait := time.Until(b.next); wait > 0 {
+		a.log.Debug("discord: waiting for the IDENTIFY's turn", "bucket", n, "wait", wait.Round(time.Millisecond))
+		if !sleepCtx(ctx, wait) {
+			<-b.lock
+			return "", nil, ctx.Err()
+		}
+	}
+	interval := a.identifyInterval()
+	var once sync.Once
+	return addr, func() {
+		once.Do(func() {
+			b.next = time.Now().Add(interval)
+			<-b.lock
+		})
+	}, nil
+}
+
+// spendStart takes one session start, waiting for Discord's limit to reset
+// when none is left. It asks GET /gateway/bot again when its count is old,
+// low, or past its reset; if that fails, it goes on counting while the
+// count is still valid.
+func (a *Adapter) spendStart(ctx context.Context, l *startLimit) error {
+	for {
+		now := time.Now()
+		l.mu.Lock()
+		fresh := !l.fetched.IsZero() && now.Sub(l.fetched) < startLimitMaxAge && now.Before(l.resetAt) &&
+			(l.total == 0 || l.remaining > startsLow)
+		l.mu.Unlock()
+		if !fresh {
+			if err := a.fetchStartLimit(ctx, l); err != nil {
+				l.mu.Lock()
+				valid := !l.fetched.IsZero() && time.Now().Before(l.resetAt)
+				l.mu.Unlock()
+				if !valid {
+					return err
+				}
+				a.log.Debug("discord: counting session starts from the last GET /gateway/bot", "err", err)
+			}
+		}
+		l.mu.Lock()
+		if l.total == 0 || l.remaining > 0 {
+			if l.total > 0 {
+				l.remaining--
+			}
+			l.mu.Unlock()
+			return nil
+		}
+		until := l.resetAt
+		if soonest := time.Now().Add(minLimitWait); until.Before(soonest) {
+			until = soonest
+		}
+		total := l.total
+		l.mu.Unlock()
+		wait := time.Until(until)
+		a.log.Warn("discord: no gateway session starts left; waiting for the limit to reset before identifying",
+			"total", total, "wait", wait.Round(time.Millisecond), "until", until.UTC().Format(time.RFC3339Nano))
+		if !sleepCtx(ctx, wait) {
+			return ctx.Err()
 		}
 	}
 }

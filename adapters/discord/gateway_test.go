@@ -2,8 +2,10 @@ package discord
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,47 @@ func withInvalidSessionWait(d time.Duration) Option {
 	return func(o *options) { o.invalidSessionWait = d }
 }
 
+func withIdentifyInterval(d time.Duration) Option {
+	return func(o *options) { o.identifyInterval = d }
+}
+
+// logRecorder is a slog.Handler keeping every record, for tests that check
+// what the adapter logged.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Clone())
+	return nil
+}
+
+// find returns the attributes of the records at level whose message
+// contains msg.
+func (l *logRecorder) find(level slog.Level, msg string) []map[string]slog.Value {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]slog.Value
+	for _, r := range l.recs {
+		if r.Level == level && strings.Contains(r.Message, msg) {
+			attrs := map[string]slog.Value{}
+			r.Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value; return true })
+			out = append(out, attrs)
+		}
+	}
+	return out
+}
+
+// noStartsLeft is what the adapter logs when it waits for the session
+// start limit to reset.
+const noStartsLeft = "no gateway session starts left"
+
 // The connection lifecycle against the fake gateway: heartbeats carrying
 // the last sequence number, and each way a connection ends resumed on
 // READY's resume address or identified anew, as Discord documents; after
@@ -22,8 +65,8 @@ func withInvalidSessionWait(d time.Duration) Option {
 // exactly once.
 func TestGatewayLifecycle(t *testing.T) {
 	hs := start(t, setup{
-		fakeOpts: []discordtest.Option{discordtest.WithHeartbeatInterval(100 * time.Millisecond)},
-		opts:     []Option{withInvalidSessionWait(10 * time.Millisecond)},
+		fakeOpts: []discordtest.Option{discordtest.WithHeartbeatInterval(100 * time.Millisecond), discordtest.WithIdentifyWindow(20 * time.Millisecond)},
+		opts:     []Option{withInvalidSessionWait(10 * time.Millisecond), withIdentifyInterval(60 * time.Millisecond)},
 	})
 	fake := hs.fake
 	const first = "/ws/?encoding=json&v=10" // discordgo adds the slash to what GET /gateway/bot gives
@@ -198,5 +241,102 @@ func TestWithGatewayQuery(t *testing.T) {
 		if (err != nil) != (want == "") || got != want {
 			t.Errorf("withGatewayQuery(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+}
+
+// With no session start left, the adapter waits for the limit's reset
+// before it identifies, and says so.
+func TestGatewayWaitsForSessionStarts(t *testing.T) {
+	const resetAfter = 300 * time.Millisecond
+	logs := &logRecorder{}
+	set := time.Now()
+	hs := start(t, setup{
+		fakeOpts: []discordtest.Option{discordtest.WithToken("token-" + t.Name()),
+			discordtest.WithSessionStartLimit(discordtest.SessionStartLimit{Total: 1000, Remaining: 0, ResetAfter: resetAfter, MaxConcurrency: 1})},
+		opts: []Option{WithLogger(slog.New(logs))},
+	})
+	ids, st := hs.fake.Identifies(), hs.fake.Stats()
+	if len(ids) != 1 || st.StartsExceeded != 0 || st.IdentifiesTooFast != 0 {
+		t.Fatalf("identifies %+v, stats %+v", ids, st)
+	}
+	if ids[0].Time.Before(set.Add(resetAfter)) {
+		t.Fatalf("identified %v after the limit was set, before its reset after %v", ids[0].Time.Sub(set), resetAfter)
+	}
+	// Asked once to find none left, again once the wait was over.
+	if n := st.Requests["GET /gateway/bot"]; n < 2 {
+		t.Fatalf("GET /gateway/bot asked %d times", n)
+	}
+	warned := logs.find(slog.LevelWarn, noStartsLeft)
+	if len(warned) == 0 || warned[0]["until"].String() == "" || warned[0]["wait"].Duration() <= 0 {
+		t.Fatalf("warnings = %v", warned)
+	}
+}
+
+// Shards share their bot's IDENTIFY buckets: with max_concurrency 1, two
+// shards of one process identify an interval apart.
+func TestGatewayIdentifyBucketsAcrossShards(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	// The fake's window is shorter than the adapter's interval, so that
+	// delays between the two IDENTIFYs' sending and arrival never make it
+	// refuse one.
+	fake := discordtest.New(discordtest.WithToken("token-"+t.Name()), discordtest.WithIdentifyWindow(interval/2))
+	defer fake.Close()
+	fake.AddGuild(guildID, "Test guild")
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for shard := range 2 {
+		cfg := config.Discord{Token: config.Secret(fake.Token()), APIURL: fake.APIURL(), ShardID: shard, ShardCount: 2}
+		a, err := New(cfg, config.Limits{}, newScriptHandler(), WithLogger(testLogger()), withIdentifyInterval(interval))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := a.Run(ctx); err != nil {
+				t.Errorf("shard %d: Run = %v", shard, err)
+			}
+		})
+	}
+	if err := fake.WaitFor(10*time.Second, func() bool { return fake.Connected() == 2 }); err != nil {
+		t.Fatalf("not both connected: %+v", fake.Stats())
+	}
+	ids := fake.Identifies()
+	if len(ids) != 2 || ids[0].Shard[0] == ids[1].Shard[0] || fake.Stats().IdentifiesTooFast != 0 {
+		t.Fatalf("identifies %+v, stats %+v", ids, fake.Stats())
+	}
+	if gap := ids[1].Time.Sub(ids[0].Time); gap < interval/2 {
+		t.Fatalf("the shards identified %v apart", gap)
+	}
+}
+
+// A stream of INVALID_SESSIONs that can't be resumed spends the session
+// starts left and no more: then the adapter waits for the reset.
+func TestGatewayInvalidSessionsKeepWithinTheLimit(t *testing.T) {
+	const remaining = 3
+	logs := &logRecorder{}
+	hs := start(t, setup{
+		fakeOpts: []discordtest.Option{discordtest.WithToken("token-" + t.Name()), discordtest.WithIdentifyWindow(10 * time.Millisecond),
+			discordtest.WithSessionStartLimit(discordtest.SessionStartLimit{Total: 1000, Remaining: remaining, ResetAfter: time.Hour, MaxConcurrency: 1})},
+		opts: []Option{WithLogger(slog.New(logs)), withInvalidSessionWait(time.Millisecond), withIdentifyInterval(50 * time.Millisecond)},
+	})
+	fake := hs.fake
+	for i := 0; len(logs.find(slog.LevelWarn, noStartsLeft)) == 0; i++ {
+		if i == 2*remaining {
+			t.Fatalf("no wait after %d invalid sessions: %+v", i, fake.Stats())
+		}
+		before := fake.Stats().Identifies
+		fake.InvalidateSessions(false)
+		err := fake.WaitFor(10*time.Second, func() bool {
+			return (fake.Stats().Identifies == before+1 && fake.Connected() == 1) || len(logs.find(slog.LevelWarn, noStartsLeft)) > 0
+		})
+		if err != nil {
+			t.Fatalf("neither identified nor waiting after invalid session %d: %+v", i+1, fake.Stats())
+		}
+	}
+	if st := fake.Stats(); st.Identifies != remaining || st.StartsExceeded != 0 || st.IdentifiesTooFast != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if hs.a.Ready() {
+		t.Fatal("ready without a session")
 	}
 }

@@ -19,9 +19,15 @@ import (
 // ackTimeout bounds the interaction callback, due within 3 s of the event.
 const ackTimeout = 2500 * time.Millisecond
 
-// commandList is what Run registers by bulk overwrite.
+// commandList is what Run registers by bulk overwrite. The commands are
+// for the bot installed in guilds, usable there and, with allowDMs, in DMs
+// with the bot.
 func commandList(allowDMs bool) []*discordgo.ApplicationCommand {
-	dm := allowDMs
+	contexts := []discordgo.InteractionContextType{discordgo.InteractionContextGuild}
+	if allowDMs {
+		contexts = append(contexts, discordgo.InteractionContextBotDM)
+	}
+	installs := []discordgo.ApplicationIntegrationType{discordgo.ApplicationIntegrationGuildInstall}
 	promptMax := 6000
 	cmds := []*discordgo.ApplicationCommand{
 		{Name: "ask", Description: "Ask the AI a question", Options: []*discordgo.ApplicationCommandOption{
@@ -38,7 +44,7 @@ func commandList(allowDMs bool) []*discordgo.ApplicationCommand {
 		{Name: "stop", Description: "Stop the answer in progress in this thread"},
 	}
 	for _, c := range cmds {
-		c.DMPermission = &dm
+		c.Contexts, c.IntegrationTypes = &contexts, &installs
 	}
 	return cmds
 }

@@ -169,32 +169,6 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
-func TestUseAPIBaseRefusesASecondBase(t *testing.T) {
-	rel, err := useAPIBase("http://127.0.0.1:1/api/v10/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if discordgo.EndpointChannels != "http://127.0.0.1:1/api/v10/channels/" || discordgo.APIVersion != "10" ||
-		discordgo.EndpointApplications != "http://127.0.0.1:1/api/v10/applications" ||
-		discordgo.EndpointChannelMessage("c", "m") != "http://127.0.0.1:1/api/v10/channels/c/messages/m" {
-		t.Fatalf("endpoints not set: %s %s", discordgo.EndpointChannels, discordgo.EndpointApplications)
-	}
-	if _, err := useAPIBase("http://127.0.0.1:2/api/v10/"); err == nil {
-		t.Fatal("a second base was accepted while the first is in use")
-	}
-	rel2, err := useAPIBase("http://127.0.0.1:1/api/v10") // same base, no slash
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel()
-	rel2()
-	rel3, err := useAPIBase("http://127.0.0.1:2/api/v10/")
-	if err != nil {
-		t.Fatalf("base not released: %v", err)
-	}
-	rel3()
-}
-
 // fakeSink records calls, for reply tests without a server.
 type fakeSink struct {
 	posts, edits, removes int

@@ -166,10 +166,23 @@ type Callback struct {
 	After time.Duration
 }
 
-// Identify is what a gateway client sent in IDENTIFY.
+// Identify is what a gateway client sent in IDENTIFY, when the fake
+// accepted it.
 type Identify struct {
 	Intents int
 	Shard   [2]int
+	Time    time.Time
+}
+
+// SessionStartLimit is the limit on gateway sessions GET /gateway/bot
+// reports as session_start_limit: Remaining of Total IDENTIFYs are left
+// until ResetAfter, when Remaining is back to Total for another 24 hours;
+// MaxConcurrency IDENTIFYs are taken per identify window, one per bucket
+// shard_id % MaxConcurrency.
+type SessionStartLimit struct {
+	Total, Remaining int
+	ResetAfter       time.Duration
+	MaxConcurrency   int
 }
 
 // Stats counts what the bot did.
@@ -180,6 +193,13 @@ type Stats struct {
 	RateLimited int
 	// Identifies and Resumes count gateway sessions started and resumed.
 	Identifies, Resumes int
+	// IdentifiesTooFast counts IDENTIFYs refused with INVALID_SESSION for
+	// coming before their bucket's identify window had passed.
+	IdentifiesTooFast int
+	// StartsExceeded counts IDENTIFYs made with no session start left: on
+	// Discord each resets the bot's token (the fake closes every gateway
+	// connection with 4004).
+	StartsExceeded int
 	// Heartbeats counts HEARTBEATs (op 1) received; HeartbeatSeq is the
 	// last one's sequence number (0 for null).
 	Heartbeats   int
@@ -239,6 +259,20 @@ func WithInteractionDeadline(callback, token time.Duration) Option {
 // ResumeURL()), e.g. an address where nothing listens.
 func WithResumeURL(u string) Option { return func(s *Server) { s.resumeURL = u } }
 
+// WithSessionStartLimit sets the session start limit (default 1000 of
+// 1000, resetting after 24 hours, max_concurrency 1).
+func WithSessionStartLimit(l SessionStartLimit) Option {
+	return func(s *Server) {
+		s.starts = l
+		s.startsReset = time.Now().Add(l.ResetAfter)
+	}
+}
+
+// WithIdentifyWindow sets the window in which each identify bucket takes
+// one IDENTIFY (default 5 s, as on Discord); an IDENTIFY sooner gets
+// INVALID_SESSION (op 9, not resumable).
+func WithIdentifyWindow(d time.Duration) Option { return func(s *Server) { s.identifyWindow = d } }
+
 // WithRecommendedShards sets the shard count GET /gateway/bot recommends.
 func WithRecommendedShards(n int) Option { return func(s *Server) { s.shards = n } }
 
@@ -265,6 +299,7 @@ type Server struct {
 	tokenTTL         time.Duration
 	shards           int
 	resumeURL        string
+	identifyWindow   time.Duration
 	echoOwn          bool
 	echoEdits        bool
 	// echoes queues the bot's own new and edited messages for one
@@ -297,6 +332,9 @@ type Server struct {
 	sessions     map[string]*gwSession
 	conns        map[*gwConn]struct{}
 	identifies   []Identify
+	starts       SessionStartLimit
+	startsReset  time.Time
+	lastIdentify map[int]time.Time // bucket → its last IDENTIFY accepted
 	dials        []string
 	noAcks       bool
 	changed      chan struct{} // closed and replaced on every change
@@ -341,6 +379,10 @@ func New(opts ...Option) *Server {
 		callbackDeadline: 3 * time.Second,
 		tokenTTL:         15 * time.Minute,
 		shards:           1,
+		identifyWindow:   5 * time.Second,
+		starts:           SessionStartLimit{Total: 1000, Remaining: 1000, ResetAfter: 24 * time.Hour, MaxConcurrency: 1},
+		startsReset:      time.Now().Add(24 * time.Hour),
+		lastIdentify:     map[int]time.Time{},
 		echoOwn:          true,
 		echoes:           make(chan echoed, 1<<14),
 		stop:             make(chan struct{}),
@@ -581,7 +623,28 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// Identifies lists the IDENTIFY payloads received.
+// SetSessionStartLimit sets the session starts left and the time until
+// they are back to the total.
+func (s *Server) SetSessionStartLimit(remaining int, resetAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.starts.Remaining = remaining
+	s.startsReset = time.Now().Add(resetAfter)
+}
+
+// sessionStartLimitLocked is the session start limit now, reset to the
+// total if its time has come; s.mu must be held.
+func (s *Server) sessionStartLimitLocked(now time.Time) SessionStartLimit {
+	if !now.Before(s.startsReset) {
+		s.starts.Remaining = s.starts.Total
+		s.startsReset = now.Add(24 * time.Hour)
+	}
+	l := s.starts
+	l.ResetAfter = s.startsReset.Sub(now)
+	return l
+}
+
+// Identifies lists the IDENTIFY payloads accepted.
 func (s *Server) Identifies() []Identify {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1050,7 +1113,8 @@ func (st Stats) String() string {
 	for _, k := range sortedKeys(st.Requests) {
 		fmt.Fprintf(&b, "%s: %d\n", k, st.Requests[k])
 	}
-	fmt.Fprintf(&b, "429s: %d, identifies: %d, resumes: %d", st.RateLimited, st.Identifies, st.Resumes)
+	fmt.Fprintf(&b, "429s: %d, identifies: %d (too fast: %d, over the start limit: %d), resumes: %d",
+		st.RateLimited, st.Identifies, st.IdentifiesTooFast, st.StartsExceeded, st.Resumes)
 	return b.String()
 }
 

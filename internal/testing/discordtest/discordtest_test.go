@@ -357,3 +357,89 @@ func TestEchoOwnEdits(t *testing.T) {
 		s.Close()
 	}
 }
+
+// GET /gateway/bot reports the session start limit, which each IDENTIFY
+// accepted counts down; an IDENTIFY within its bucket's window gets
+// INVALID_SESSION, and one with no start left ends every session with 4004.
+func TestSessionStartLimit(t *testing.T) {
+	s := New(WithSessionStartLimit(SessionStartLimit{Total: 5, Remaining: 2, ResetAfter: time.Hour, MaxConcurrency: 3}),
+		WithIdentifyWindow(time.Hour))
+	defer s.Close()
+	type startLimit struct {
+		Total          int `json:"total"`
+		Remaining      int `json:"remaining"`
+		ResetAfter     int `json:"reset_after"`
+		MaxConcurrency int `json:"max_concurrency"`
+	}
+	limit := func() startLimit {
+		t.Helper()
+		_, body := do(t, s, "GET", "/gateway/bot", nil)
+		var gb struct {
+			URL   string
+			Limit startLimit `json:"session_start_limit"`
+		}
+		if err := json.Unmarshal(body, &gb); err != nil || gb.URL != s.GatewayURL() {
+			t.Fatalf("GET /gateway/bot = %s", body)
+		}
+		return gb.Limit
+	}
+	if l := limit(); l.Total != 5 || l.Remaining != 2 || l.MaxConcurrency != 3 || l.ResetAfter <= 3500_000 || l.ResetAfter > 3600_000 {
+		t.Fatalf("session_start_limit = %+v", l)
+	}
+	identify := func(shard int) *websocket.Conn {
+		c := dial(t, s)
+		read(t, c) // hello
+		_ = c.WriteJSON(map[string]any{"op": 2, "d": map[string]any{"token": s.Token(), "intents": 1, "shard": [2]int{shard, 4}}})
+		return c
+	}
+	// Shards 0 and 1 are in buckets 0 and 1 (of 3): both start.
+	for shard := range 2 {
+		if f := read(t, identify(shard)); f.T != "READY" {
+			t.Fatalf("shard %d: %+v", shard, f)
+		}
+	}
+	if l := limit(); l.Remaining != 0 {
+		t.Fatalf("remaining after two starts = %d", l.Remaining)
+	}
+	// Shard 3 shares bucket 0 with shard 0, within the window.
+	if f := read(t, identify(3)); f.Op != 9 || string(f.D) != "false" {
+		t.Fatalf("too fast: %+v", f)
+	}
+	// Shard 2's bucket is free, but no start is left: the token is reset.
+	c := identify(2)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 4004) {
+		t.Fatalf("over the limit: %v", err)
+	}
+	if err := s.WaitFor(5*time.Second, func() bool { return s.Connected() == 0 }); err != nil {
+		t.Fatal("sessions kept after the token reset")
+	}
+	st := s.Stats()
+	if st.Identifies != 2 || st.IdentifiesTooFast != 1 || st.StartsExceeded != 1 || len(s.Identifies()) != 2 {
+		t.Fatalf("stats = %+v", st)
+	}
+	// Once the limit resets, the total is back.
+	s.SetSessionStartLimit(0, 0)
+	if l := limit(); l.Remaining != 5 || l.ResetAfter <= 86_000_000 {
+		t.Fatalf("after the reset: %+v", l)
+	}
+}
+
+// Command registration takes contexts and integration_types as Discord
+// does, and refuses values outside their enums.
+func TestCommandContexts(t *testing.T) {
+	s := New()
+	defer s.Close()
+	path := "/applications/" + s.AppID() + "/commands"
+	ok := map[string]any{"name": "ask", "description": "Ask", "contexts": []int{0, 1}, "integration_types": []int{0}}
+	if resp, body := do(t, s, "PUT", path, []any{ok}); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"contexts":[0,1]`) {
+		t.Fatalf("PUT = %d %s", resp.StatusCode, body)
+	}
+	for field, bad := range map[string]any{"contexts": []int{0, 3}, "integration_types": []any{"guild"}} {
+		cmd := map[string]any{"name": "ask", "description": "Ask", field: bad}
+		resp, body := do(t, s, "PUT", path, []any{cmd})
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"0.`+field+`.`) || !strings.Contains(string(body), "ENUM_TYPE_COERCE") {
+			t.Fatalf("%s %v: %d %s", field, bad, resp.StatusCode, body)
+		}
+	}
+}

@@ -166,8 +166,31 @@ func (s *Server) identify(c *gwConn, raw json.RawMessage) bool {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
 	s.mu.Lock()
+	now := time.Now()
+	limit := s.sessionStartLimitLocked(now)
+	bucket := shard[0] % max(limit.MaxConcurrency, 1)
+	if last, ok := s.lastIdentify[bucket]; ok && now.Sub(last) < s.identifyWindow {
+		// Identifying faster than max_concurrency allows: Discord answers
+		// INVALID_SESSION, and the session is not started.
+		s.stats.IdentifiesTooFast++
+		s.notifyLocked()
+		s.mu.Unlock()
+		return c.writeJSON(map[string]any{"op": 9, "d": false, "s": nil, "t": nil}) == nil
+	}
+	if limit.Remaining <= 0 {
+		// Over the daily limit Discord resets the token and ends every
+		// session of the bot.
+		s.stats.StartsExceeded++
+		clear(s.sessions)
+		s.notifyLocked()
+		s.mu.Unlock()
+		s.CloseConnections(4004, "Authentication failed.")
+		return false
+	}
+	s.starts.Remaining--
+	s.lastIdentify[bucket] = now
 	s.sessions[sess.id] = sess
-	s.identifies = append(s.identifies, Identify{Intents: d.Intents, Shard: shard})
+	s.identifies = append(s.identifies, Identify{Intents: d.Intents, Shard: shard, Time: now})
 	s.stats.Identifies++
 	var guilds []any
 	var creates []map[string]any

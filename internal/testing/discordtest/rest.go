@@ -275,9 +275,13 @@ func (s *Server) getGateway(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getGatewayBot(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	l := s.sessionStartLimitLocked(time.Now())
+	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"url": s.GatewayURL(), "shards": s.shards,
-		"session_start_limit": map[string]int{"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
+		"session_start_limit": map[string]int{"total": l.Total, "remaining": l.Remaining,
+			"reset_after": int(l.ResetAfter.Milliseconds()), "max_concurrency": l.MaxConcurrency},
 	})
 }
 
@@ -335,6 +339,15 @@ func (s *Server) putCommands(w http.ResponseWriter, r *http.Request) {
 			writeFormError(w, fmt.Sprintf("%d.description", i), "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
 			return
 		}
+		for _, f := range []struct {
+			name string
+			max  float64
+		}{{"contexts", 2}, {"integration_types", 1}} {
+			if at, bad := badEnumList(c[f.name], f.max); bad != "" {
+				writeFormError(w, fmt.Sprintf("%d.%s%s", i, f.name, at), "ENUM_TYPE_COERCE", fmt.Sprintf("Value %q is not a valid enum value.", bad))
+				return
+			}
+		}
 		c["id"] = s.NewID()
 		c["application_id"] = s.appID
 		c["version"] = s.NewID()
@@ -352,6 +365,26 @@ func (s *Server) putCommands(w http.ResponseWriter, r *http.Request) {
 		stored = []json.RawMessage{}
 	}
 	writeJSON(w, http.StatusOK, stored)
+}
+
+// badEnumList checks a command's list of enum values (contexts: 0 guild, 1
+// bot DM, 2 private channel; integration_types: 0 guild install, 1 user
+// install), absent or null when the command takes Discord's default. It
+// returns the offending value and where (".N"), or "" if the list is valid.
+func badEnumList(v any, max float64) (at, bad string) {
+	if v == nil {
+		return "", ""
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return "", fmt.Sprint(v)
+	}
+	for i, e := range list {
+		if n, ok := e.(float64); !ok || n != math.Trunc(n) || n < 0 || n > max {
+			return fmt.Sprintf(".%d", i), fmt.Sprint(e)
+		}
+	}
+	return "", ""
 }
 
 type messageBody struct {
