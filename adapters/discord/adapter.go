@@ -19,6 +19,7 @@ import (
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/transport"
+	"github.com/arkbot/arkbot/internal/work"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -50,6 +51,10 @@ const (
 	finalTimeout = 2 * time.Minute
 	// callTimeout bounds one REST call made on the interaction's clock.
 	callTimeout = 10 * time.Second
+	// ackWorkers bounds the interactions being acknowledged at once (each
+	// within Discord's 3 s), apart from the answers, so that a Stop click
+	// or a /ask's acknowledgement never waits for answers to end.
+	ackWorkers = 32
 )
 
 // Option configures an Adapter.
@@ -105,7 +110,10 @@ type Adapter struct {
 
 	sess    *discordgo.Session
 	budgets *budgets
-	sem     chan struct{}
+	// pool runs answers, each from its event's first REST call or download
+	// to its last render, discord.max_concurrent at a time; acks runs
+	// interactions' acknowledgements, which hand their answers to pool.
+	pool, acks *work.Pool
 
 	ready     atomic.Bool
 	readyOnce sync.Once
@@ -127,8 +135,7 @@ type Adapter struct {
 	runMu   sync.Mutex
 	running bool
 	closing bool
-	wg      sync.WaitGroup
-	baseCtx context.Context
+	baseCtx context.Context // the pools' jobs run under it; cancelled at shutdown
 	cancel  context.CancelFunc
 
 	stats struct {
@@ -191,12 +198,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		// Each answer makes one call at a time: keep that many connections.
 		o.client = &http.Client{Timeout: 20 * time.Second, Transport: transport.New(cfg.MaxConcurrent)}
 	}
-	if limits.MaxImageBytes <= 0 {
-		limits.MaxImageBytes = 8 << 20
-	}
-	if limits.MaxFileBytes <= 0 {
-		limits.MaxFileBytes = 256 << 10
-	}
 	tok := strings.TrimSpace(cfg.Token.Value())
 	if !strings.HasPrefix(tok, "Bot ") {
 		tok = "Bot " + tok
@@ -205,7 +206,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		cfg: cfg, limits: limits, h: h, log: o.log.With("platform", "discord"), client: o.client, opts: o,
 		token:    tok,
 		budgets:  newBudgets(o.channelCalls, o.channelWindow, o.globalPerSec),
-		sem:      make(chan struct{}, cfg.MaxConcurrent),
 		readyCh:  make(chan struct{}),
 		chains:   newLRU[string, string](cacheSize),
 		channels: newLRU[string, chanInfo](cacheSize),
@@ -213,6 +213,8 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		active:   map[string]*activeAnswer{},
 	}
 	a.baseCtx, a.cancel = context.WithCancel(context.Background())
+	a.pool = work.New(a.baseCtx, conversation.PlatformDiscord, cfg.MaxConcurrent, work.WithLogger(a.log))
+	a.acks = work.New(a.baseCtx, conversation.PlatformDiscord, ackWorkers, work.WithLogger(a.log))
 	return a, nil
 }
 
@@ -362,43 +364,43 @@ func (a *Adapter) Run(ctx context.Context) error {
 	return err
 }
 
+// shutdown stops taking events and cancels the work in flight at once:
+// answers render their last frame (queued ones say the bot is restarting)
+// within the shutdown wait, and 2 s more.
 func (a *Adapter) shutdown() {
 	a.runMu.Lock()
 	a.closing = true
 	a.runMu.Unlock()
 	a.cancel()
-	done := make(chan struct{})
-	go func() { a.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(a.opts.shutdownWait):
-		a.log.Warn("answers still running at shutdown", "waited", a.opts.shutdownWait)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.opts.shutdownWait+2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { a.acks.Drain(ctx) })
+	a.pool.Drain(ctx)
+	wg.Wait()
 	a.ready.Store(false)
-	// Handlers that started before closing finish quickly now that the
-	// base context is cancelled; wait for them briefly so none outlives Run.
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
 }
 
-// track runs fn as tracked work unless the adapter is shutting down.
+// track runs a gateway event's handler, which sorts the event without any
+// I/O and hands its work to a pool (see onMessage and onInteraction), so
+// it returns at once; a panic in it is logged.
 func (a *Adapter) track(fn func()) {
-	a.runMu.Lock()
-	if a.closing {
-		a.runMu.Unlock()
-		return
-	}
-	a.wg.Add(1)
-	a.runMu.Unlock()
-	defer a.wg.Done()
 	defer func() {
 		if p := recover(); p != nil {
 			a.log.Error("panic in Discord event handler", "panic", p)
 		}
 	}()
 	fn()
+}
+
+// submit hands an event's work to pool, which drops it (logged, counted
+// as overload) when full: Discord does not deliver gateway events again.
+func (a *Adapter) submit(pool *work.Pool, what string, fn func(ctx context.Context)) error {
+	err := pool.Submit(what, fn)
+	if errors.Is(err, work.ErrClosed) {
+		a.log.Debug("shutting down: event dropped", "what", what)
+	}
+	return err
 }
 
 // observe counts one REST call in the metrics and the adapter's stats.
