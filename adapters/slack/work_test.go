@@ -3,9 +3,11 @@ package slack
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +68,21 @@ func TestHTTPEventRefusedWhenBusyIsAnsweredOnRedelivery(t *testing.T) {
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
 		t.Fatalf("event while busy: %d (Retry-After %q), want 503 with Retry-After", code, hdr.Get("Retry-After"))
 	}
+	// A click on Retry while busy: 503, so Slack shows the click failed.
+	click, _ := json.Marshal(map[string]any{
+		"type": "block_actions", "team": map[string]any{"id": e.fs.TeamID()}, "user": map[string]any{"id": "U1"},
+		"channel": map[string]any{"id": "C1"}, "container": map[string]any{"message_ts": first, "thread_ts": first},
+		"message": map[string]any{"ts": first, "text": "an answer"},
+		"actions": []any{map[string]any{"type": "button", "action_id": retryActionID, "block_id": retryBlockID, "value": "C1:" + first, "action_ts": e.fs.NextTS()}},
+	})
+	form := []byte(neturl.Values{"payload": {string(click)}}.Encode())
+	clickCode := func() int {
+		code, _, _ := httpPost(t, srv.URL+"/slack/interactivity", "application/x-www-form-urlencoded", form, slacktest.Sign("s3cret", time.Now(), form))
+		return code
+	}
+	if code := clickCode(); code != http.StatusServiceUnavailable {
+		t.Fatalf("click while busy: %d, want 503", code)
+	}
 	// Not for the bot (a bot's message): done with, whatever the load.
 	bot := slacktest.UserMessage("C1", "channel", "U1", "from a bot", e.fs.NextTS(), first)
 	bot["bot_id"] = "B9"
@@ -92,6 +109,15 @@ func TestHTTPEventRefusedWhenBusyIsAnsweredOnRedelivery(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("the engine saw the refused event %d times, want once (its redelivery)", n)
 	}
+	e.waitFor("the click taken", 5*time.Second, func() bool { return clickCode() == http.StatusOK })
+	e.waitFor("the retry handled", 5*time.Second, func() bool {
+		for _, m := range h.messages() {
+			if m.Text == "/retry C1:"+first {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // In Socket Mode an event the adapter can't take is left unacknowledged:
