@@ -67,6 +67,7 @@ type options struct {
 	channelWindow time.Duration
 	globalPerSec  float64
 	shutdownWait  time.Duration
+	queue         int // -1: work.DefaultQueue
 	// invalidSessionWait is the least wait after an INVALID_SESSION; the
 	// wait is random, up to five times that (Discord asks for 1–5 s).
 	invalidSessionWait time.Duration
@@ -92,6 +93,12 @@ func WithChannelBudget(calls int, window time.Duration) Option {
 func WithGlobalBudget(perSecond float64) Option {
 	return func(o *options) { o.globalPerSec = perSecond }
 }
+
+// WithWorkQueue sets how many messages may wait for one of the
+// discord.max_concurrent workers (default work.DefaultQueue of it). Beyond
+// it a message is dropped (Discord doesn't deliver gateway events again)
+// and a command is answered with a busy notice.
+func WithWorkQueue(n int) Option { return func(o *options) { o.queue = n } }
 
 // WithShutdownWait bounds how long Run waits, once its context ends, for
 // running answers to render their last frame (default 15 s).
@@ -170,6 +177,7 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		channelWindow: DefaultChannelWindow,
 		globalPerSec:  DefaultGlobalPerSec,
 		shutdownWait:  15 * time.Second,
+		queue:         -1,
 
 		invalidSessionWait: time.Second,
 	}
@@ -213,7 +221,11 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		active:   map[string]*activeAnswer{},
 	}
 	a.baseCtx, a.cancel = context.WithCancel(context.Background())
-	a.pool = work.New(a.baseCtx, conversation.PlatformDiscord, cfg.MaxConcurrent, work.WithLogger(a.log))
+	poolOpts := []work.Option{work.WithLogger(a.log)}
+	if o.queue >= 0 {
+		poolOpts = append(poolOpts, work.WithQueue(o.queue))
+	}
+	a.pool = work.New(a.baseCtx, conversation.PlatformDiscord, cfg.MaxConcurrent, poolOpts...)
 	a.acks = work.New(a.baseCtx, conversation.PlatformDiscord, ackWorkers, work.WithLogger(a.log))
 	return a, nil
 }

@@ -100,8 +100,8 @@ func (a *Adapter) onInteraction(in *discordgo.Interaction, raw json.RawMessage) 
 }
 
 // answer runs an acknowledged interaction's answer on the work pool. When
-// the pool refuses it (full, or shutting down) the user is told privately:
-// in the deferred response, or in a followup once that was used.
+// the pool refuses it (full, or shutting down) the user is told: in the
+// deferred response, or in a private followup once that was used.
 func (a *Adapter) answer(in *discordgo.Interaction, originalUsed bool, what string, fn func(ctx context.Context)) {
 	err := a.submit(a.pool, what, fn)
 	if err == nil {

@@ -3,6 +3,7 @@ package discord
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,4 +75,79 @@ func TestEventFloodBoundsIOByMaxConcurrent(t *testing.T) {
 	if peak := reads.peak.Load(); peak > workers+1 {
 		t.Fatalf("%d reads in flight at once, want at most %d (discord.max_concurrent)", peak, workers)
 	}
+}
+
+// With every worker busy and no queue, interactions are still acknowledged
+// at once: a /ask is told the bot is busy, and the running answer's Stop
+// button works; once the worker is free, /ask is answered.
+func TestInteractionsWhileBusy(t *testing.T) {
+	hs := start(t, setup{
+		cfg:  func(c *config.Discord) { c.MaxConcurrent = 1 },
+		opts: []Option{WithWorkQueue(0)},
+		handler: func(h *scriptHandler) {
+			h.answer = func(conversation.Message) string { return strings.Repeat("streaming words ", 200) }
+			h.frames, h.interval = 400, 20*time.Millisecond
+		},
+	})
+	u := hs.mention(alice, channelID, "talk forever")
+	m := hs.h.waitCall(t, u.ID)
+	var live discordtest.Message
+	if err := hs.fake.WaitFor(5*time.Second, func() bool {
+		a := hs.answerTo(channelID, u.ID)
+		if len(a) > 0 && len(a[0].CustomIDs()) == 1 {
+			live = a[0]
+			return true
+		}
+		return false
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	ask := func(prompt string) discordtest.InteractionRef {
+		ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID,
+			User: alice, Command: "ask", Options: []discordtest.CommandOption{{Name: "prompt", Type: 3, Value: prompt}}})
+		if cb, err := hs.fake.WaitCallback(ref.ID, 3*time.Second); err != nil || cb.Type != discordtest.CallbackDeferredChannelMessage {
+			t.Fatalf("/ask %q: callback %+v, %v", prompt, cb, err)
+		}
+		return ref
+	}
+	busy := ask("while busy")
+	if err := hs.fake.WaitFor(5*time.Second, func() bool {
+		r, ok := hs.fake.OriginalResponse(busy.ID)
+		return ok && strings.Contains(r.Content, "busy")
+	}); err != nil {
+		r, _ := hs.fake.OriginalResponse(busy.ID)
+		t.Fatalf("the refused /ask's response = %q", r.Content)
+	}
+	if n := len(hs.h.callsFor(busy.ID)); n != 0 {
+		t.Fatalf("the refused /ask reached the engine %d times", n)
+	}
+
+	stop := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionMessageComponent, ChannelID: channelID, User: alice,
+		CustomID: live.CustomIDs()[0], MessageID: live.ID})
+	if cb, err := hs.fake.WaitCallback(stop.ID, 3*time.Second); err != nil || cb.Type != discordtest.CallbackDeferredUpdate {
+		t.Fatalf("Stop while busy: %+v, %v", cb, err)
+	}
+	hs.h.waitDone(t, m.DedupeKey())
+
+	// The worker may still be winding up the stopped answer: ask until
+	// an /ask is not refused.
+	hs.h.set(nil)
+	for range 20 {
+		later := ask("later")
+		refused := false
+		if err := hs.fake.WaitFor(5*time.Second, func() bool {
+			r, _ := hs.fake.OriginalResponse(later.ID)
+			refused = strings.Contains(r.Content, "busy")
+			return refused || len(hs.h.callsFor(later.ID)) == 1
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !refused {
+			hs.h.waitDone(t, hs.h.waitCall(t, later.ID).DedupeKey())
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("/ask still refused once the worker was free")
 }
