@@ -20,6 +20,7 @@ import (
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/internal/transport"
+	"github.com/arkbot/arkbot/internal/work"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -51,6 +52,10 @@ const (
 	finalTimeout = 2 * time.Minute
 	// callTimeout bounds one REST call made on the interaction's clock.
 	callTimeout = 10 * time.Second
+	// ackWorkers bounds the interactions being acknowledged at once (each
+	// within Discord's 3 s), apart from the answers, so that a Stop click
+	// or a /ask's acknowledgement never waits for answers to end.
+	ackWorkers = 32
 )
 
 // Option configures an Adapter.
@@ -63,6 +68,7 @@ type options struct {
 	channelWindow time.Duration
 	globalPerSec  float64
 	shutdownWait  time.Duration
+	queue         int // -1: work.DefaultQueue
 	// invalidSessionWait is the least wait after an INVALID_SESSION; the
 	// wait is random, up to five times that (Discord asks for 1–5 s).
 	invalidSessionWait time.Duration
@@ -91,6 +97,12 @@ func WithGlobalBudget(perSecond float64) Option {
 	return func(o *options) { o.globalPerSec = perSecond }
 }
 
+// WithWorkQueue sets how many messages may wait for one of the
+// discord.max_concurrent workers (default work.DefaultQueue of it). Beyond
+// it a message is dropped (Discord doesn't deliver gateway events again)
+// and a command is answered with a busy notice.
+func WithWorkQueue(n int) Option { return func(o *options) { o.queue = n } }
+
 // WithShutdownWait bounds how long Run waits, once its context ends, for
 // running answers to render their last frame (default 15 s).
 func WithShutdownWait(d time.Duration) Option { return func(o *options) { o.shutdownWait = d } }
@@ -108,7 +120,10 @@ type Adapter struct {
 
 	sess   *discordgo.Session
 	budget *ratelimit.Budget
-	sem    chan struct{}
+	// pool runs answers, each from its event's first REST call or download
+	// to its last render, discord.max_concurrent at a time; acks runs
+	// interactions' acknowledgements, which hand their answers to pool.
+	pool, acks *work.Pool
 
 	ready     atomic.Bool
 	readyOnce sync.Once
@@ -130,8 +145,7 @@ type Adapter struct {
 	runMu   sync.Mutex
 	running bool
 	closing bool
-	wg      sync.WaitGroup
-	baseCtx context.Context
+	baseCtx context.Context // the pools' jobs run under it; cancelled at shutdown
 	cancel  context.CancelFunc
 
 	stats struct {
@@ -166,6 +180,7 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		channelWindow: DefaultChannelWindow,
 		globalPerSec:  DefaultGlobalPerSec,
 		shutdownWait:  15 * time.Second,
+		queue:         -1,
 
 		invalidSessionWait: time.Second,
 	}
@@ -194,12 +209,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		// Each answer makes one call at a time: keep that many connections.
 		o.client = &http.Client{Timeout: 20 * time.Second, Transport: transport.New(cfg.MaxConcurrent)}
 	}
-	if limits.MaxImageBytes <= 0 {
-		limits.MaxImageBytes = 8 << 20
-	}
-	if limits.MaxFileBytes <= 0 {
-		limits.MaxFileBytes = 256 << 10
-	}
 	tok := strings.TrimSpace(cfg.Token.Value())
 	if !strings.HasPrefix(tok, "Bot ") {
 		tok = "Bot " + tok
@@ -207,7 +216,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 	a := &Adapter{
 		cfg: cfg, limits: limits, h: h, log: o.log.With("platform", "discord"), client: o.client, opts: o,
 		token:    tok,
-		sem:      make(chan struct{}, cfg.MaxConcurrent),
 		readyCh:  make(chan struct{}),
 		chains:   newLRU[string, string](cacheSize),
 		channels: newLRU[string, chanInfo](cacheSize),
@@ -217,6 +225,12 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 	a.budget = ratelimit.New("discord", rateLimits(o.channelCalls, o.channelWindow, o.globalPerSec),
 		ratelimit.WithClassifier(classify), ratelimit.WithObserver(a.count), ratelimit.WithLogger(a.log))
 	a.baseCtx, a.cancel = context.WithCancel(context.Background())
+	poolOpts := []work.Option{work.WithLogger(a.log)}
+	if o.queue >= 0 {
+		poolOpts = append(poolOpts, work.WithQueue(o.queue))
+	}
+	a.pool = work.New(a.baseCtx, conversation.PlatformDiscord, cfg.MaxConcurrent, poolOpts...)
+	a.acks = work.New(a.baseCtx, conversation.PlatformDiscord, ackWorkers, work.WithLogger(a.log))
 	return a, nil
 }
 
@@ -331,43 +345,43 @@ func (a *Adapter) Run(ctx context.Context) error {
 	return err
 }
 
+// shutdown stops taking events and cancels the work in flight at once:
+// answers render their last frame (queued ones say the bot is restarting)
+// within the shutdown wait, and 2 s more.
 func (a *Adapter) shutdown() {
 	a.runMu.Lock()
 	a.closing = true
 	a.runMu.Unlock()
 	a.cancel()
-	done := make(chan struct{})
-	go func() { a.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(a.opts.shutdownWait):
-		a.log.Warn("answers still running at shutdown", "waited", a.opts.shutdownWait)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.opts.shutdownWait+2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { a.acks.Drain(ctx) })
+	a.pool.Drain(ctx)
+	wg.Wait()
 	a.ready.Store(false)
-	// Handlers that started before closing finish quickly now that the
-	// base context is cancelled; wait for them briefly so none outlives Run.
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
 }
 
-// track runs fn as tracked work unless the adapter is shutting down.
+// track runs a gateway event's handler, which sorts the event without any
+// I/O and hands its work to a pool (see onMessage and onInteraction), so
+// it returns at once; a panic in it is logged.
 func (a *Adapter) track(fn func()) {
-	a.runMu.Lock()
-	if a.closing {
-		a.runMu.Unlock()
-		return
-	}
-	a.wg.Add(1)
-	a.runMu.Unlock()
-	defer a.wg.Done()
 	defer func() {
 		if p := recover(); p != nil {
 			a.log.Error("panic in Discord event handler", "panic", p)
 		}
 	}()
 	fn()
+}
+
+// submit hands an event's work to pool, which drops it (logged, counted
+// as overload) when full: Discord does not deliver gateway events again.
+func (a *Adapter) submit(pool *work.Pool, what string, fn func(ctx context.Context)) error {
+	err := pool.Submit(what, fn)
+	if errors.Is(err, work.ErrClosed) {
+		a.log.Debug("shutting down: event dropped", "what", what)
+	}
+	return err
 }
 
 // observe counts one REST call made outside the budget (which counts its

@@ -3,6 +3,7 @@ package discord
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/work"
 )
 
 // ackTimeout bounds the interaction callback, due within 3 s of the event.
@@ -85,6 +87,8 @@ func (a *Adapter) registerCommands(ctx context.Context) {
 }
 
 // onInteraction routes an INTERACTION_CREATE; raw is the event's JSON.
+// Its acknowledgement, due within 3 s, runs on the acks pool, which hands
+// any answer on to the work pool.
 func (a *Adapter) onInteraction(in *discordgo.Interaction, raw json.RawMessage) {
 	var extra struct {
 		Channel *discordgo.Channel `json:"channel"`
@@ -94,11 +98,31 @@ func (a *Adapter) onInteraction(in *discordgo.Interaction, raw json.RawMessage) 
 	}
 	switch in.Type {
 	case discordgo.InteractionApplicationCommand:
-		a.onCommand(in)
+		a.submit(a.acks, "command", func(context.Context) { a.onCommand(in) })
 	case discordgo.InteractionApplicationCommandAutocomplete:
-		a.onAutocomplete(in)
+		a.submit(a.acks, "autocomplete", func(context.Context) { a.onAutocomplete(in) })
 	case discordgo.InteractionMessageComponent:
-		a.onComponent(in)
+		a.submit(a.acks, "button", func(context.Context) { a.onComponent(in) })
+	}
+}
+
+// answer runs an acknowledged interaction's answer on the work pool. When
+// the pool refuses it (full, or shutting down) the user is told: in the
+// deferred response, or in a private followup once that was used.
+func (a *Adapter) answer(in *discordgo.Interaction, originalUsed bool, what string, fn func(ctx context.Context)) {
+	err := a.submit(a.pool, what, fn)
+	if err == nil {
+		return
+	}
+	text := "⚠️ I'm busy right now. Please try again in a minute."
+	if errors.Is(err, work.ErrClosed) {
+		text = "⚠️ I'm restarting and couldn't answer this. Please ask again in a moment."
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	s := &interactionSink{a: a, in: in, ephemeral: true, originalUsed: originalUsed}
+	if _, err := s.post(ctx, ratelimit.MustDeliver, text, nil, ""); err != nil {
+		a.log.Debug("could not tell the user the bot is busy", "interaction", in.ID, "err", err)
 	}
 }
 
@@ -231,7 +255,7 @@ func (a *Adapter) onSlash(in *discordgo.Interaction, data discordgo.ApplicationC
 			a.log.Debug("could not remove an empty command response", "err", err)
 		}
 	}
-	a.handle(msg, r)
+	a.answer(in, false, "command", func(ctx context.Context) { a.handle(ctx, msg, r) })
 }
 
 // onAsk answers /ask: defer within the 3 s, echo the question in the
@@ -243,16 +267,20 @@ func (a *Adapter) onAsk(in *discordgo.Interaction, data discordgo.ApplicationCom
 	if a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredChannelMessageWithSource}) != nil {
 		return
 	}
-	ctx := a.baseCtx
 	msg, ok := a.baseMessage(in, ch)
 	if !ok {
 		return
 	}
+	a.answer(in, false, "ask", func(ctx context.Context) { a.ask(ctx, in, data, ch, msg) })
+}
+
+// ask answers an acknowledged /ask on the work pool.
+func (a *Adapter) ask(ctx context.Context, in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo, msg conversation.Message) {
 	prompt := strings.TrimSpace(optString(data.Options, "prompt"))
 	msg.Text = prompt
 	if id := optString(data.Options, "file"); id != "" && data.Resolved != nil {
 		if att := data.Resolved.Attachments[id]; att != nil {
-			msg.Images, msg.Files, msg.Ignored = a.attachments(ctx, []*discordgo.MessageAttachment{att}, true)
+			a.attachments(ctx, &msg, []*discordgo.MessageAttachment{att}, true)
 		}
 	}
 
@@ -301,7 +329,7 @@ func (a *Adapter) onAsk(in *discordgo.Interaction, data discordgo.ApplicationCom
 		&interactionSink{a: a, in: in, ephemeral: true, originalUsed: true},
 		chainRoot)
 	r.question = msg.ID
-	a.handle(msg, r)
+	a.handle(ctx, msg, r)
 }
 
 // echoText quotes the question in the /ask response (Discord already shows
@@ -494,16 +522,18 @@ func (a *Adapter) onRetry(in *discordgo.Interaction, question string) {
 		return
 	}
 	msg.Text = "/" + conversation.CmdRetry + " " + question
-	chainRoot := ""
-	if !msg.DM && !ch.isThread() {
-		chainRoot = a.chainRoot(a.baseCtx, in.ChannelID, in.Message)
-		msg.Thread, msg.InThread = chainRoot, true
-	}
-	r := a.newReply(msg.DedupeKey(),
-		&channelSink{a: a, channelID: in.ChannelID, replyTo: in.Message.ID},
-		&interactionSink{a: a, in: in, originalUsed: true}, // where the bot may not post, as /ask does
-		&interactionSink{a: a, in: in, ephemeral: true, originalUsed: true},
-		chainRoot)
-	r.question = question
-	a.handle(msg, r)
+	a.answer(in, true, "retry", func(ctx context.Context) {
+		chainRoot := ""
+		if !msg.DM && !ch.isThread() {
+			chainRoot = a.chainRoot(ctx, in.ChannelID, in.Message)
+			msg.Thread, msg.InThread = chainRoot, true
+		}
+		r := a.newReply(msg.DedupeKey(),
+			&channelSink{a: a, channelID: in.ChannelID, replyTo: in.Message.ID},
+			&interactionSink{a: a, in: in, originalUsed: true}, // where the bot may not post, as /ask does
+			&interactionSink{a: a, in: in, ephemeral: true, originalUsed: true},
+			chainRoot)
+		r.question = question
+		a.handle(ctx, msg, r)
+	})
 }

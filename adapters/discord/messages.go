@@ -56,6 +56,9 @@ func (a *Adapter) channelInfo(ctx context.Context, id, guildID string) chanInfo 
 	if c, ok := a.channels.Get(id); ok {
 		return c
 	}
+	if ctx.Err() != nil { // shutting down
+		return chanInfo{typ: discordgo.ChannelTypeGuildText}
+	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	ch, err := a.sess.Channel(id, discordgo.WithContext(cctx))
@@ -77,6 +80,10 @@ func (a *Adapter) channelInfo(ctx context.Context, id, guildID string) chanInfo 
 //     ID of the user message (or /ask echo) that started it;
 //   - a top-level @mention: the message's own ID (a new conversation);
 //   - a DM: "" — the DM channel is one conversation.
+//
+// It sorts out, without I/O, messages that are not for the bot, and hands
+// the rest to the work pool, whose slot covers every REST look-up and
+// download for the message as well as its answer.
 func (a *Adapter) onMessage(m *discordgo.Message) {
 	ids := a.ids()
 	if m.Author == nil || m.Author.Bot || m.Author.ID == ids.bot || m.WebhookID != "" {
@@ -85,16 +92,25 @@ func (a *Adapter) onMessage(m *discordgo.Message) {
 	if m.Type != discordgo.MessageTypeDefault && m.Type != discordgo.MessageTypeReply {
 		return
 	}
-	ctx := a.baseCtx
 	dm := m.GuildID == ""
 	mentioned := dm || mentions(m, ids.bot)
 	replyToBot := m.ReferencedMessage != nil && m.ReferencedMessage.Author != nil && m.ReferencedMessage.Author.ID == ids.bot
 	if dm && !*a.cfg.AllowDMs {
 		return
 	}
-	if !dm && !mentioned && !replyToBot && !*a.cfg.ThreadFollowups {
-		return // cheap exit before any channel lookup
+	if !dm && !mentioned && !replyToBot {
+		if !*a.cfg.ThreadFollowups {
+			return // cheap exit before any channel lookup
+		}
+		if c, ok := a.channels.Get(m.ChannelID); ok && !c.isThread() {
+			return // a known channel, not a thread: no follow-up
+		}
 	}
+	a.submit(a.pool, "message", func(ctx context.Context) { a.message(ctx, m, ids, dm, mentioned, replyToBot) })
+}
+
+// message completes and answers a message onMessage took.
+func (a *Adapter) message(ctx context.Context, m *discordgo.Message, ids botIDs, dm, mentioned, replyToBot bool) {
 	var roles []string
 	if m.Member != nil {
 		roles = m.Member.Roles
@@ -145,24 +161,21 @@ func (a *Adapter) onMessage(m *discordgo.Message) {
 	if !download {
 		_, download = a.joined.Get(m.ChannelID)
 	}
-	msg.Images, msg.Files, msg.Ignored = a.attachments(ctx, m.Attachments, download)
+	a.attachments(ctx, &msg, m.Attachments, download)
 
 	sink := &channelSink{a: a, channelID: m.ChannelID, replyTo: m.ID}
 	r := a.newReply(msg.DedupeKey(), sink, nil, sink, chainRoot)
 	r.addressed, r.question = msg.Mentioned, msg.ID
-	a.handle(msg, r)
+	a.handle(ctx, msg, r)
 }
 
-// handle runs the engine for one message, bounded by MaxConcurrent, and makes
-// sure the reply ends in a finished state whatever the engine did.
-func (a *Adapter) handle(msg conversation.Message, r *reply) {
-	select {
-	case a.sem <- struct{}{}:
-	case <-a.baseCtx.Done():
-		r.finish(a.baseCtx.Err()) // shutting down while queued: say so
-		return
-	}
-	defer func() { <-a.sem }()
+// errPanicked is a handler's outcome when it panicked (the pool logs the panic).
+var errPanicked = errors.New("panic in handler")
+
+// handle runs the engine for one message, on a work pool's slot, and makes
+// sure the reply ends in a finished state whatever the engine did: a reply
+// whose work was queued when shutdown cancelled it says so.
+func (a *Adapter) handle(ctx context.Context, msg conversation.Message, r *reply) {
 	key := msg.DedupeKey()
 	a.activeMu.Lock()
 	if e := a.active[key]; e != nil {
@@ -181,20 +194,17 @@ func (a *Adapter) handle(msg conversation.Message, r *reply) {
 		a.activeMu.Unlock()
 	}()
 
-	var err error
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				err = errors.New("panic in handler")
-				a.log.Error("panic while handling a Discord message", "panic", p, "key", key)
-			}
-		}()
-		err = a.h.Handle(a.baseCtx, msg, r)
+	err := errPanicked // until Handle returns
+	defer func() {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Warn("handling a Discord message failed", "key", key, "err", err)
+		}
+		r.finish(err)
 	}()
-	if err != nil && !errors.Is(err, context.Canceled) {
-		a.log.Warn("handling a Discord message failed", "key", key, "err", err)
+	if err = ctx.Err(); err != nil {
+		return // queued when shutdown began
 	}
-	r.finish(err)
+	err = a.h.Handle(ctx, msg, r)
 }
 
 // answerOwner returns the user whose answer with that key runs here.

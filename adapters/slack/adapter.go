@@ -21,6 +21,7 @@ import (
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/internal/transport"
+	"github.com/arkbot/arkbot/internal/work"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -31,6 +32,7 @@ type Adapter struct {
 	h            conversation.Handler
 	log          *slog.Logger
 	api          *slack.Client
+	client       *http.Client // the API's, for file downloads too
 	budget       *ratelimit.Budget
 	presence     *presence // nil: the budget share is fixed
 	socket       bool
@@ -46,15 +48,10 @@ type Adapter struct {
 	users    *userCache
 	noNative sync.Map // team ID → time until which native streaming is not tried
 
-	// Work: one goroutine per accepted message, at most cap(sem) working.
-	mu         sync.Mutex // guards accepting and wg.Add against drain
-	accepting  bool
-	wg         sync.WaitGroup
-	sem        chan struct{}
-	queued     atomic.Int64
-	maxQueued  int64
-	workCtx    context.Context
-	workCancel context.CancelFunc
+	// pool runs accepted messages, slack.max_concurrent at a time; Run
+	// opens accepting once authenticated and closes it to drain.
+	pool      *work.Pool
+	accepting atomic.Bool
 }
 
 // identity is who the bot is, from auth.test.
@@ -78,6 +75,7 @@ type options struct {
 	budgets Budgets
 	grace   time.Duration
 	limit   int
+	queue   int // -1: work.DefaultQueue
 
 	presence      Presence
 	presenceEvery time.Duration
@@ -98,6 +96,12 @@ func WithBudgets(b Budgets) Option { return func(o *options) { o.budgets = b } }
 // answers in flight before cancelling them (default 10 s).
 func WithShutdownGrace(d time.Duration) Option { return func(o *options) { o.grace = d } }
 
+// WithWorkQueue sets how many accepted messages may wait for one of the
+// slack.max_concurrent workers (default work.DefaultQueue of it). Beyond
+// it an event is refused so that Slack delivers it again: over HTTP with a
+// 503, in Socket Mode by leaving its envelope unacknowledged.
+func WithWorkQueue(n int) Option { return func(o *options) { o.queue = n } }
+
 // WithMessageLimit sets how many characters of an answer go into one Slack
 // message before it continues in the next: 200 to 11,000, the default
 // (Slack's markdown limit is 12,000; the rest is kept for the closing note).
@@ -109,7 +113,7 @@ const DefaultMessageLimit = 11000
 // New builds the adapter. It makes no network call: Run resolves the bot's
 // identity with auth.test and connects.
 func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ...Option) (*Adapter, error) {
-	o := options{grace: 10 * time.Second, limit: DefaultMessageLimit}
+	o := options{grace: 10 * time.Second, limit: DefaultMessageLimit, queue: -1}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -171,14 +175,19 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	if cfg.AppToken != "" {
 		apiOpts = append(apiOpts, slack.OptionAppLevelToken(cfg.AppToken.Value()))
 	}
-	workCtx, workCancel := context.WithCancel(context.Background())
+	log := o.log.With("adapter", "slack")
+	poolOpts := []work.Option{work.WithLogger(log), work.WithStopWait(stopWait)}
+	if o.queue >= 0 {
+		poolOpts = append(poolOpts, work.WithQueue(o.queue))
+	}
 	a := &Adapter{
 		cfg:          cfg,
 		limits:       limits,
 		h:            h,
-		log:          o.log.With("adapter", "slack"),
+		log:          log,
 		api:          slack.New(cfg.BotToken.Value(), apiOpts...),
-		budget:       ratelimit.New("slack", rateLimits(o.budgets), ratelimit.WithClassifier(classify), ratelimit.WithLogger(o.log.With("adapter", "slack"))),
+		client:       o.client,
+		budget:       ratelimit.New("slack", rateLimits(o.budgets), ratelimit.WithClassifier(classify), ratelimit.WithLogger(log)),
 		socket:       cfg.AppToken != "",
 		allowDMs:     cfg.AllowDMs == nil || *cfg.AllowDMs,
 		editInterval: cfg.EditInterval.D(),
@@ -186,10 +195,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		pieceLimit:   o.limit,
 		finalWait:    finalWait(o.budgets, workers),
 		users:        newUserCache(),
-		sem:          make(chan struct{}, workers),
-		maxQueued:    int64(workers*8 + 64),
-		workCtx:      workCtx,
-		workCancel:   workCancel,
+		pool:         work.New(context.Background(), conversation.PlatformSlack, workers, poolOpts...),
 	}
 	if o.presence != nil {
 		if o.presenceEvery <= 0 {
@@ -227,9 +233,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 		go a.keepCounting(ctx)
 		defer a.leave()
 	}
-	a.mu.Lock()
-	a.accepting = true
-	a.mu.Unlock()
+	a.accepting.Store(true)
 	var err error
 	if a.socket {
 		err = a.runSocket(ctx)
@@ -280,99 +284,76 @@ func (a *Adapter) mode() string {
 	return "http"
 }
 
-// drain stops taking events and waits for the work in flight.
+// stopWait is how long answers have, once cancelled at shutdown, to
+// render their last frame: enough for final renders not queued for budget.
+const stopWait = 45 * time.Second
+
+// drain stops taking events, waits for the answers in flight (those queued
+// included) up to the shutdown grace, then cancels them and waits up to
+// stopWait more.
 func (a *Adapter) drain() {
-	a.mu.Lock()
-	a.accepting = false
-	a.mu.Unlock()
-	done := make(chan struct{})
-	go func() { a.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		a.workCancel()
-		return
-	case <-time.After(a.grace):
-		a.log.Warn("answers still running after the shutdown grace; cancelling them", "grace", a.grace)
-	}
-	a.workCancel()
-	select {
-	case <-done:
-	case <-time.After(45 * time.Second): // enough for final renders not queued for budget
-		a.log.Error("answers did not stop after cancellation; giving up on them")
-	}
+	a.accepting.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), a.grace+stopWait)
+	defer cancel()
+	a.pool.Drain(ctx)
 }
 
-// dispatch runs fn for one accepted message in its own goroutine, at most
-// cap(sem) at a time. It reports false if the adapter is not taking work
-// (shutting down) or its queue is full.
+// dispatch runs fn for one accepted message on the work pool. It reports
+// false if the adapter is not taking work (not yet running, or shutting
+// down) or the pool's queue is full, so the caller can have Slack deliver
+// the message again. A message still queued when shutdown cancels the
+// work is dropped.
 func (a *Adapter) dispatch(what string, fn func(ctx context.Context)) bool {
-	a.mu.Lock()
-	if !a.accepting {
-		a.mu.Unlock()
+	if !a.accepting.Load() {
 		return false
 	}
-	if a.queued.Add(1) > a.maxQueued {
-		a.queued.Add(-1)
-		a.mu.Unlock()
-		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "overload").Inc()
-		a.log.Warn("too many messages in flight; dropping one", "what", what, "queued", a.maxQueued)
-		return false
-	}
-	a.wg.Add(1)
-	a.mu.Unlock()
-	go func() {
-		defer a.wg.Done()
-		defer a.queued.Add(-1)
-		select {
-		case a.sem <- struct{}{}:
-		case <-a.workCtx.Done():
+	err := a.pool.Submit(what, func(ctx context.Context) {
+		if ctx.Err() != nil {
+			a.log.Debug("shutting down: dropping a message not yet begun", "what", what)
 			return
 		}
-		defer func() { <-a.sem }()
-		defer func() {
-			if p := recover(); p != nil {
-				a.log.Error("panic while handling a message", "what", what, "panic", p)
-			}
-		}()
-		fn(a.workCtx)
-	}()
-	return true
+		fn(ctx)
+	})
+	return err == nil
 }
 
 // ---- Socket Mode: see socket.go ----
 
 // ---- events → messages ----
 
-// onEvent handles one Events API payload; it returns at once.
-func (a *Adapter) onEvent(raw []byte, retry int) {
+// onEvent handles one Events API payload; it returns at once. It reports
+// false when the event is for the bot but could not be taken (queue full,
+// or not running), so Slack should deliver it again; events not for the
+// bot, and unreadable ones, report true: done with.
+func (a *Adapter) onEvent(raw []byte, retry int) bool {
 	var p eventPayload
 	if err := json.Unmarshal(raw, &p); err != nil {
 		a.log.Warn("unreadable event payload", "err", err)
-		return
+		return true
 	}
 	if p.Type == "app_rate_limited" {
 		a.log.Warn("Slack is dropping events for this app: it exceeded 30,000 events per hour in a workspace", "team", p.TeamID)
-		return
+		return true
 	}
 	if p.Type != "event_callback" || len(p.Event) == 0 {
-		return
+		return true
 	}
 	var ev innerEvent
 	if err := json.Unmarshal(p.Event, &ev); err != nil {
 		a.log.Warn("unreadable event", "event_id", p.EventID, "err", err)
-		return
+		return true
 	}
 	d, reason := a.classify(p.TeamID, ev)
 	if reason != "" {
 		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "ignored").Inc()
 		a.log.Debug("event ignored", "event_id", p.EventID, "type", ev.Type, "subtype", ev.Subtype, "channel", ev.Channel, "reason", reason)
-		return
+		return true
 	}
 	log := a.log.With("team", d.msg.Workspace, "channel", d.msg.Channel, "ts", ev.TS, "event_id", p.EventID)
 	if retry > 0 {
 		log.Debug("event redelivered", "retry_attempt", retry)
 	}
-	a.dispatch("event", func(ctx context.Context) { a.process(ctx, d, nil, log) })
+	return a.dispatch("event", func(ctx context.Context) { a.process(ctx, d, nil, log) })
 }
 
 // onSlash handles one slash command; it returns at once, with a refusal
@@ -418,8 +399,9 @@ const maxHTTPBody = 1 << 20
 // commands on slack.commands_path. Every request must carry a valid Slack
 // signature (slack.signing_secret) no older than five minutes, else it is
 // refused with 401. Requests are acknowledged at once and answered
-// asynchronously; before Run has authenticated, and after it ends, they get
-// 503 so Slack retries them (perhaps on another replica).
+// asynchronously; before Run has authenticated, after it ends, and when
+// the work queue is full (see WithWorkQueue), they get 503 so Slack
+// retries them (perhaps on another replica). Events not for the bot get 200.
 func (a *Adapter) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	a.Register(mux)
@@ -509,8 +491,18 @@ func (a *Adapter) serveEvents(w http.ResponseWriter, r *http.Request) {
 		retry = 1
 		a.log.Debug("HTTP event redelivered", "retry_num", n, "reason", r.Header.Get("X-Slack-Retry-Reason"))
 	}
-	a.onEvent(body, retry)
+	if !a.onEvent(body, retry) {
+		busy(w)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// busy answers a request for work the adapter could not take with 503 and
+// a Retry-After hint: Slack delivers it again, perhaps to another replica.
+func busy(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "5")
+	http.Error(w, "busy", http.StatusServiceUnavailable)
 }
 
 func (a *Adapter) serveCommands(w http.ResponseWriter, r *http.Request) {
@@ -545,7 +537,5 @@ func (a *Adapter) verifiedWork(w http.ResponseWriter, r *http.Request) []byte {
 
 // takingHTTP reports whether HTTP events are accepted now.
 func (a *Adapter) takingHTTP() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.accepting && a.id.Load() != nil
+	return a.accepting.Load() && a.id.Load() != nil
 }

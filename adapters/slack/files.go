@@ -1,23 +1,22 @@
 package slack
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/attach"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -120,102 +119,13 @@ func displayName(u *slack.User) string {
 
 // ---- attachments ----
 
-// Defaults for config.Limits left at zero.
-const (
-	defaultMaxImageBytes = 8 << 20
-	defaultMaxFileBytes  = 256 << 10
-	downloadTimeout      = 30 * time.Second
-)
-
-type fileKind int
-
-const (
-	kindOther fileKind = iota
-	kindImage
-	kindText
-)
-
-// imageMimes are the picture formats vision models take.
-var imageMimes = map[string]bool{"image/png": true, "image/jpeg": true, "image/gif": true, "image/webp": true}
-
-var textMimes = map[string]bool{
-	"application/json": true, "application/xml": true, "application/javascript": true, "application/x-javascript": true,
-	"application/typescript": true, "application/x-typescript": true, "application/x-yaml": true, "application/yaml": true,
-	"application/x-sh": true, "application/x-shellscript": true, "application/sql": true, "application/x-sql": true,
-	"application/toml": true, "application/x-toml": true, "application/x-python": true, "application/x-ndjson": true,
-	"application/csv": true, "application/x-httpd-php": true, "application/graphql": true,
-}
-
-// textTypes are Slack filetypes and file extensions read as text.
-var textTypes = map[string]bool{
-	"text": true, "txt": true, "markdown": true, "md": true, "mdx": true, "rst": true, "org": true, "adoc": true, "asciidoc": true,
-	"tex": true, "latex": true, "csv": true, "tsv": true, "log": true, "json": true, "jsonl": true, "ndjson": true,
-	"yaml": true, "yml": true, "toml": true, "ini": true, "cfg": true, "conf": true, "env": true, "properties": true, "xml": true,
-	"html": true, "htm": true, "css": true, "scss": true, "less": true, "svg": true, "sql": true, "graphql": true, "proto": true,
-	"go": true, "mod": true, "py": true, "python": true, "ipynb": true, "js": true, "javascript": true, "mjs": true, "cjs": true,
-	"ts": true, "typescript": true, "tsx": true, "jsx": true, "java": true, "kt": true, "kotlin": true, "kts": true,
-	"scala": true, "groovy": true, "gradle": true, "c": true, "h": true, "cpp": true, "cc": true, "cxx": true, "hpp": true,
-	"cs": true, "csharp": true, "fs": true, "fsharp": true, "rs": true, "rust": true, "rb": true, "ruby": true, "php": true,
-	"pl": true, "perl": true, "lua": true, "r": true, "swift": true, "m": true, "mm": true, "objc": true, "dart": true,
-	"ex": true, "exs": true, "elixir": true, "erl": true, "erlang": true, "hs": true, "haskell": true, "clj": true, "clojure": true,
-	"ml": true, "ocaml": true, "elm": true, "vue": true, "svelte": true, "sh": true, "bash": true, "zsh": true, "fish": true,
-	"shell": true, "ps1": true, "powershell": true, "bat": true, "cmd": true, "dockerfile": true, "makefile": true, "mk": true,
-	"cmake": true, "tf": true, "hcl": true, "nix": true, "diff": true, "patch": true, "vb": true, "vbscript": true,
-	"matlab": true, "julia": true, "jl": true, "zig": true, "nim": true, "v": true, "sv": true, "vhdl": true, "asm": true,
-	"s": true, "post": true, "snippet": true,
-}
-
-func classifyFile(f slack.File) fileKind {
-	mime := strings.ToLower(strings.TrimSpace(strings.Split(f.Mimetype, ";")[0]))
-	ft := strings.ToLower(f.Filetype)
-	ext := ""
-	if i := strings.LastIndexByte(f.Name, '.'); i >= 0 {
-		ext = strings.ToLower(f.Name[i+1:])
-	}
-	switch {
-	case imageMimes[mime], ft == "png", ft == "jpg", ft == "jpeg", ft == "gif", ft == "webp":
-		return kindImage
-	case strings.HasPrefix(mime, "image/") && mime != "image/svg+xml":
-		return kindOther // HEIC, TIFF…: models don't take them
-	case strings.HasPrefix(mime, "text/"), textMimes[mime], textTypes[ft], textTypes[ext]:
-		return kindText
-	}
-	return kindOther
-}
-
-var errTooLarge = errors.New("file too large")
-
-// capped is a buffer that refuses to grow past max bytes.
-type capped struct {
-	bytes.Buffer
-	max int64
-}
-
-func (c *capped) Write(p []byte) (int, error) {
-	if int64(c.Len()+len(p)) > c.max {
-		return 0, errTooLarge
-	}
-	return c.Buffer.Write(p)
-}
-
-// attachments downloads images and text files of a message with the bot
-// token, within the configured size limits, and names the files it can't use.
+// attachments reads a message's images and text files, downloaded with the
+// bot token within the configured size limits, and names the files it
+// can't use.
 func (a *Adapter) attachments(ctx context.Context, m *conversation.Message, files []slack.File, log *slog.Logger) {
-	maxImage, maxText := a.limits.MaxImageBytes, a.limits.MaxFileBytes
-	if maxImage <= 0 {
-		maxImage = defaultMaxImageBytes
-	}
-	if maxText <= 0 {
-		maxText = defaultMaxFileBytes
-	}
+	r := attach.Reader{Limits: attach.Limits{Image: a.limits.MaxImageBytes, Text: a.limits.MaxFileBytes}, Fetch: a.download}
 	for _, f := range files {
-		name := f.Name
-		if name == "" {
-			name = f.Title
-		}
-		if name == "" {
-			name = "a file"
-		}
+		name := cmp.Or(f.Name, f.Title, "a file")
 		if f.Mode == "tombstone" || f.Mode == "hidden_by_limit" {
 			m.Ignored = append(m.Ignored, name+" (not accessible)")
 			continue
@@ -227,46 +137,10 @@ func (a *Adapter) attachments(ctx context.Context, m *conversation.Message, file
 				log.Debug("files.info failed", "file", f.ID, "err", err)
 			}
 		}
-		kind := classifyFile(f)
-		limit := maxText
-		if kind == kindImage {
-			limit = maxImage
-		}
-		switch {
-		case kind == kindOther:
-			m.Ignored = append(m.Ignored, name)
-			continue
-		case int64(f.Size) > limit:
-			m.Ignored = append(m.Ignored, fmt.Sprintf("%s (larger than %s)", name, humanBytes(limit)))
-			continue
-		}
-		data, err := a.download(ctx, f, limit)
-		if errors.Is(err, errTooLarge) {
-			m.Ignored = append(m.Ignored, fmt.Sprintf("%s (larger than %s)", name, humanBytes(limit)))
-			continue
-		}
-		if err != nil {
+		file := attach.File{Name: name, ContentType: f.Mimetype, Type: f.Filetype, Size: int64(f.Size), URL: cmp.Or(f.URLPrivate, f.URLPrivateDownload)}
+		if err := r.Read(ctx, m, file); err != nil {
 			log.Warn("file download failed", "file", f.ID, "err", err)
-			m.Ignored = append(m.Ignored, name+" (download failed)")
-			continue
 		}
-		if kind == kindImage {
-			mime := strings.ToLower(strings.Split(f.Mimetype, ";")[0])
-			if !imageMimes[mime] {
-				mime = http.DetectContentType(data)
-			}
-			if !imageMimes[mime] {
-				m.Ignored = append(m.Ignored, name+" (unsupported image format)")
-				continue
-			}
-			m.Images = append(m.Images, conversation.Image{URL: "data:" + mime + ";base64," + base64.StdEncoding.EncodeToString(data)})
-			continue
-		}
-		if !utf8.Valid(data) {
-			m.Ignored = append(m.Ignored, name+" (not UTF-8 text)")
-			continue
-		}
-		m.Files = append(m.Files, conversation.File{Name: name, Text: string(data)})
 	}
 }
 
@@ -280,43 +154,57 @@ func (a *Adapter) fileInfo(ctx context.Context, team, id string) (*slack.File, e
 	return f, err
 }
 
-// download fetches a file's url_private with the bot token (slack-go sends
-// the token only to Slack's own hosts or the configured API host).
-func (a *Adapter) download(ctx context.Context, f slack.File, limit int64) ([]byte, error) {
-	u := f.URLPrivate
-	if u == "" {
-		u = f.URLPrivateDownload
-	}
+// download fetches a file's url_private with the bot token, within limit
+// bytes. The token goes only to Slack's own https hosts or the configured
+// API host, as slack-go's GetFile would send it.
+func (a *Adapter) download(ctx context.Context, u string, limit int64) ([]byte, error) {
 	if u == "" {
 		return nil, errors.New("the file has no download URL")
 	}
-	dctx, cancel := context.WithTimeout(ctx, downloadTimeout)
-	defer cancel()
-	buf := &capped{max: limit}
-	err := a.api.GetFileContext(dctx, u, buf)
-	result := "ok"
+	var path string // the file's, as first asked for
+	data, err := attach.Download(ctx, a.client, u, limit,
+		attach.WithRequest(func(r *http.Request) error {
+			if !a.mayReceiveToken(r.URL) {
+				return fmt.Errorf("refusing to send the bot token to %s: not a Slack https host or the API host", r.URL.Host)
+			}
+			r.Header.Set("Authorization", "Bearer "+a.cfg.BotToken.Value())
+			path = r.URL.Path
+			return nil
+		}),
+		attach.WithResponse(func(resp *http.Response) error {
+			// Without access, files.slack.com redirects to the workspace's
+			// sign-in page with redir naming the file's path.
+			if redir := resp.Request.URL.Query().Get("redir"); redir != "" && redir == path {
+				return fmt.Errorf("the download was redirected to the sign-in page at %s: the bot can't read this file", resp.Request.URL.Host)
+			}
+			return nil
+		}))
+	result := "ok" // too large: the call worked
+	var se *attach.StatusError
 	switch {
-	case errors.Is(err, errTooLarge):
-		result = "ok" // the call worked; the file was too big
-	case err != nil:
+	case errors.As(err, &se) && se.Code == http.StatusTooManyRequests:
+		result = "ratelimited"
+	case err != nil && !errors.Is(err, attach.ErrTooLarge):
 		result = "error"
-		if _, limited := rateLimited(err); limited {
-			result = "ratelimited"
-		}
 	}
 	metrics.PlatformCall("slack", "files.download", result)
-	if err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return data, err
 }
 
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KB", n>>10)
+// mayReceiveToken reports whether u is an https URL on slack.com or
+// slack-gov.com (or a subdomain), or on the configured API URL's host.
+func (a *Adapter) mayReceiveToken(u *url.URL) bool {
+	if api, err := url.Parse(a.cfg.APIURL); err == nil && api.Host != "" && u.Scheme == api.Scheme && strings.EqualFold(u.Host, api.Host) {
+		return true
 	}
-	return fmt.Sprintf("%d bytes", n)
+	if u.Scheme != "https" {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, d := range []string{"slack.com", "slack-gov.com"} {
+		if host == d || strings.HasSuffix(host, "."+d) {
+			return true
+		}
+	}
+	return false
 }

@@ -30,34 +30,35 @@ func retryBlock(question string) slack.Block {
 	return slack.NewActionBlock(retryBlockID, slack.NewButtonBlockElement(retryActionID, question, label))
 }
 
-// onInteraction handles an interactive payload: a click on Retry.
-func (a *Adapter) onInteraction(cb slack.InteractionCallback) {
+// onInteraction handles an interactive payload: a click on Retry. It
+// reports false when the click could not be taken (see dispatch).
+func (a *Adapter) onInteraction(cb slack.InteractionCallback) bool {
 	if cb.Type != slack.InteractionTypeBlockActions {
-		return
+		return true
 	}
 	for _, act := range cb.ActionCallback.BlockActions {
 		if act != nil && act.ActionID == retryActionID && act.Value != "" {
-			a.onRetry(cb, act.Value, act.ActionTs)
-			return
+			return a.onRetry(cb, act.Value, act.ActionTs)
 		}
 	}
+	return true
 }
 
 // onRetry runs the engine's /retry for the question a Retry button names,
 // in the conversation of the message it sits on (its thread, or the top of
 // a DM). The button is taken off that message first, so a second click has
 // nothing to press; refusals (a newer answer exists) are shown only to the
-// clicker.
-func (a *Adapter) onRetry(cb slack.InteractionCallback, question, actionTS string) {
+// clicker. It reports false when the click could not be taken.
+func (a *Adapter) onRetry(cb slack.InteractionCallback, question, actionTS string) bool {
 	channel, user, team := cb.Channel.ID, cb.User.ID, cb.Team.ID
 	if channel == "" || user == "" {
-		return
+		return true
 	}
 	dm := strings.HasPrefix(channel, "D")
 	if reason := a.allowed(channel, user, dm); reason != "" {
 		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "ignored").Inc()
 		a.log.Debug("retry refused", "channel", channel, "user", user, "reason", reason)
-		return
+		return true
 	}
 	msgTS, thread := cb.Container.MessageTs, cb.Container.ThreadTs
 	if msgTS == "" {
@@ -85,7 +86,7 @@ func (a *Adapter) onRetry(cb slack.InteractionCallback, question, actionTS strin
 	blocks := cb.Message.Blocks.BlockSet
 	// The button comes off alongside the new answer, not before it: under
 	// the channel's chat.update budget its edit could wait seconds.
-	a.dispatch("retry", func(ctx context.Context) {
+	return a.dispatch("retry", func(ctx context.Context) {
 		var wg sync.WaitGroup
 		wg.Go(func() { a.takeRetryOff(ctx, team, channel, msgTS, cb.Message.Text, blocks, log) })
 		a.process(ctx, &draft{msg: m}, target, log)
@@ -151,6 +152,9 @@ func (a *Adapter) serveInteractivity(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid payload", http.StatusBadRequest)
 		return
 	}
-	a.onInteraction(cb)
+	if !a.onInteraction(cb) {
+		busy(w) // Slack marks the click failed, so the user can click again
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 }

@@ -210,25 +210,32 @@ func (a *Adapter) onEnvelope(conn *websocket.Conn, env envelope) error {
 		}
 		return ack(conn, env.EnvelopeID, payload)
 	}
-	// An envelope read is handled even when its ack can't be written (the
-	// connection closing under it): Slack then sends it again, and the
-	// engine drops the repeat.
-	var err error
-	if env.EnvelopeID != "" {
-		err = ack(conn, env.EnvelopeID, nil)
-	}
+	// An envelope is acknowledged once the adapter took its work (or found
+	// none in it): one it could not take (queue full, shutting down) stays
+	// unacknowledged, and Slack delivers it again, perhaps to another
+	// connection. An envelope taken is handled even when its ack can't be
+	// written (the connection closing under it): Slack then sends it
+	// again, and the engine drops the repeat.
+	taken := true
 	switch env.Type {
 	case "events_api":
-		a.onEvent(env.Payload, env.RetryAttempt)
+		taken = a.onEvent(env.Payload, env.RetryAttempt)
 	case "interactive":
 		var cb slack.InteractionCallback
 		if jerr := json.Unmarshal(env.Payload, &cb); jerr != nil {
 			a.log.Warn("unreadable interaction", "err", jerr)
-			return err
+			break
 		}
-		a.onInteraction(cb)
+		taken = a.onInteraction(cb)
 	}
-	return err
+	if !taken {
+		a.log.Debug("socket mode: envelope left unacknowledged for Slack to deliver again", "type", env.Type, "retry_attempt", env.RetryAttempt)
+		return nil
+	}
+	if env.EnvelopeID != "" {
+		return ack(conn, env.EnvelopeID, nil)
+	}
+	return nil
 }
 
 // ack acknowledges an envelope, from the connection's reading goroutine
