@@ -26,8 +26,7 @@ import (
 // whether or not a handler wants it, and Discord sends a bot its own posts
 // and each of their edits (MESSAGE_CREATE, MESSAGE_UPDATE: they come with
 // the GUILD_MESSAGES intent mentions need), four or five events per
-// streamed answer; at a thousand answers that decoding was an eighth of the
-// bot's CPU (see the README's performance section). discordgo v0.29 also
+// streamed answer (docs/decisions.md). discordgo v0.29 also
 // resumes on the first gateway address instead of READY's
 // resume_gateway_url, and answers every INVALID_SESSION with an immediate
 // IDENTIFY, resumable or not. This client reads each frame once into a

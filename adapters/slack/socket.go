@@ -19,11 +19,11 @@ import (
 // envelope four times (the frame, the request, slackevents' outer and typed
 // inner event) and passes it through three goroutines before the adapter
 // sees it; Slack sends a bot its own posts and edits too, about five
-// envelopes per streamed answer, and at a thousand answers that decoding
-// was a tenth of the bot's CPU (see the README's performance section).
-// This client reads each frame once into an envelope whose payload stays
-// raw, acknowledges it at once, and hands the payload to the same handlers
-// as the HTTP Events API.
+// envelopes per streamed answer (docs/decisions.md). This client reads each
+// frame once into an envelope whose payload stays raw, hands the payload to
+// the same handlers as the HTTP Events API, and acknowledges it once they
+// have taken it (an envelope they could not take is left for Slack to
+// redeliver).
 
 const (
 	// socketPingGap is how long a connection may stay silent (Slack pings
