@@ -15,8 +15,8 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/internal/attach"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/metrics"
 )
 
