@@ -113,7 +113,7 @@ func retryRefusal(q Turn, ok bool, id string) string {
 
 // Handle implements Handler.
 func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
-	log := e.log.With("platform", m.Platform, "thread", m.ThreadKey(), "msg", m.ID)
+	log := e.log.With("platform", m.Platform, "thread", m.ThreadKey(), "message_id", m.ID)
 	if !e.enter() {
 		metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
 		return r.Notice(ctx, msgRestarting)

@@ -175,7 +175,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		cfg:          cfg,
 		limits:       limits,
 		h:            h,
-		log:          o.log.With("adapter", "slack"),
+		log:          o.log,
 		api:          slack.New(cfg.BotToken.Value(), apiOpts...),
 		budget:       newBudgeter(o.budgets),
 		socket:       cfg.AppToken != "",
