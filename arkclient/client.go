@@ -136,7 +136,7 @@ type Message struct {
 type Request struct {
 	Model       string // Ark model ID or endpoint ID (ep-...)
 	Messages    []Message
-	MaxTokens   int      // sent as max_tokens when > 0
+	MaxTokens   int      // the answer's limit (reasoning excluded), sent as max_tokens when > 0
 	Temperature *float32 // omitted when nil
 	Thinking    string   // "enabled" | "disabled" | "auto", sent as "thinking":{"type":...}; "" omits it
 	User        string   // end-user id, sent as "user" when non-empty
@@ -293,8 +293,11 @@ func requestBody(req Request) ([]byte, error) {
 	return rewriteBody(body, extraFields(req), patch)
 }
 
-// chatRequest converts req to go-openai's request. Temperature and thinking
-// travel as extra fields (go-openai would drop a zero temperature).
+// chatRequest converts req to go-openai's request. Temperature, thinking
+// and max_tokens travel as extra fields: go-openai would drop a zero
+// temperature, and its only non-deprecated limit is max_completion_tokens,
+// which on Ark also counts the reasoning, while max_tokens bounds the
+// answer alone.
 func chatRequest(req Request) openai.ChatCompletionRequest {
 	msgs := make([]openai.ChatCompletionMessage, 0, len(req.Messages))
 	for _, m := range req.Messages {
@@ -316,7 +319,6 @@ func chatRequest(req Request) openai.ChatCompletionRequest {
 	return openai.ChatCompletionRequest{
 		Model:         req.Model,
 		Messages:      msgs,
-		MaxTokens:     max(req.MaxTokens, 0),
 		Stream:        true,
 		StreamOptions: &openai.StreamOptions{IncludeUsage: true},
 		User:          req.User,
@@ -331,6 +333,9 @@ func extraFields(req Request) map[string]any {
 	}
 	if req.Temperature != nil {
 		extras["temperature"] = *req.Temperature
+	}
+	if req.MaxTokens > 0 {
+		extras["max_tokens"] = req.MaxTokens
 	}
 	return extras
 }
