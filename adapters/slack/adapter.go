@@ -158,9 +158,6 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		cfg.EditInterval = config.Duration(time.Second)
 	}
 	workers := cfg.MaxConcurrent
-	if workers <= 0 {
-		workers = 64
-	}
 	if o.client == nil {
 		// Each worker makes one call at a time: keep that many connections.
 		o.client = &http.Client{Timeout: 30 * time.Second, Transport: transport.New(workers)}

@@ -19,7 +19,7 @@ func Core(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, extra
 	opts := append([]arkclient.Option{
 		arkclient.WithFirstTokenTimeout(cfg.Ark.FirstTokenTimeout.D()),
 		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
-		arkclient.WithRetries(cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
+		arkclient.WithRetries(*cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
 		arkclient.WithLogger(log),
 	}, extra...)
 	ark, err := arkclient.New(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(), opts...)
