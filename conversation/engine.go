@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/arkbot/arkbot/arkclient"
-	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -23,13 +23,18 @@ type Streamer interface {
 // Engine answers messages: commands, limits, context, streaming, saving.
 // It implements Handler.
 type Engine struct {
-	cfg      *config.Config
-	store    *Store
-	ark      Streamer
-	log      *slog.Logger
-	interval map[string]time.Duration
-	now      func() time.Time
-	starts   *startGate // nil: no limit on set-ups at once
+	models       []Model
+	modelNames   []string
+	defaultModel *Model
+	systemTmpl   string
+	limits       Limits
+	idle         time.Duration // Ark's idle timeout; 0: none
+	store        *Store
+	ark          Streamer
+	log          *slog.Logger
+	interval     map[string]time.Duration
+	now          func() time.Time
+	starts       *startGate // nil: no limit on set-ups at once
 
 	// Answers in flight: running maps DedupeKey to its cancel func; mu
 	// orders enter (read-locked, so answers never wait on each other) with
@@ -44,34 +49,27 @@ type Engine struct {
 	stopAll  context.CancelCauseFunc
 }
 
-// Option configures an Engine.
-type Option func(*Engine)
-
-// WithLogger sets the engine's logger.
-func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
-
-// WithRenderInterval sets the least time between two renders of one answer
-// on a platform (default 1s; 0 renders every chunk as it comes).
-func WithRenderInterval(platform string, d time.Duration) Option {
-	return func(e *Engine) { e.interval[platform] = d }
-}
-
-// WithClock replaces time.Now, for tests.
-func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
-
 // Cancellation causes that decide an interrupted answer's outcome.
 var (
 	errStopped  = errors.New("stopped by the user")
 	errShutdown = errors.New("bot shutting down")
 )
 
-// NewEngine returns an engine answering with the models of cfg.
-func NewEngine(cfg *config.Config, store *Store, ark Streamer, opts ...Option) *Engine {
+// NewEngine returns an engine answering with models (at least one, the
+// first being the default unless WithDefaultModel names another), keeping
+// conversations in store and streaming answers from ark.
+func NewEngine(models []Model, store *Store, ark Streamer, opts ...Option) *Engine {
 	base, stop := context.WithCancelCause(context.Background())
 	e := &Engine{
-		cfg: cfg, store: store, ark: ark, log: slog.Default(),
+		models: slices.Clone(models), store: store, ark: ark, log: slog.Default(),
 		interval: map[string]time.Duration{}, now: time.Now,
-		base: base, stopAll: stop, starts: newStartGate(cfg.Server.StartLimit(), startHold),
+		base: base, stopAll: stop,
+	}
+	for _, m := range e.models {
+		e.modelNames = append(e.modelNames, m.Name)
+	}
+	if len(e.models) > 0 {
+		e.defaultModel = &e.models[0]
 	}
 	for _, o := range opts {
 		o(e)
@@ -134,7 +132,7 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 	// trip. A follow-up nobody addressed to the bot is answered only where
 	// the bot is talking (checked in the same round trip); elsewhere the bot
 	// says nothing, not even that Redis is down.
-	adm, err := e.store.Admit(ctx, m, e.cfg.ModelNames(), e.now(), retry || !isCmd && !empty)
+	adm, err := e.store.Admit(ctx, m, e.modelNames, e.now(), retry || !isCmd && !empty)
 	if err != nil && !m.Mentioned {
 		return err
 	}
@@ -274,20 +272,20 @@ func (e *Engine) Shutdown(ctx context.Context) {
 }
 
 // modelFor picks the model: the thread's choice, else the channel's, else the default.
-func (e *Engine) modelFor(threadModel, channelModel string) *config.Model {
-	for _, name := range []string{threadModel, channelModel, e.cfg.DefaultModel} {
-		if m := e.cfg.Model(name); m != nil && name != "" {
+func (e *Engine) modelFor(threadModel, channelModel string) *Model {
+	for _, name := range []string{threadModel, channelModel} {
+		if m := e.model(name); m != nil && name != "" {
 			return m
 		}
 	}
-	return &e.cfg.Models[0]
+	return e.defaultModel
 }
 
 // ModelChoices implements Handler.
 func (e *Engine) ModelChoices(ctx context.Context, m Message) []ModelChoice {
 	current := e.currentModel(ctx, m)
 	out := []ModelChoice{{Name: current.Name, ID: current.ID, Description: current.Description, Current: true}}
-	for _, mdl := range e.cfg.Models {
+	for _, mdl := range e.models {
 		if mdl.Name != current.Name {
 			out = append(out, ModelChoice{Name: mdl.Name, ID: mdl.ID, Description: mdl.Description})
 		}
@@ -295,7 +293,7 @@ func (e *Engine) ModelChoices(ctx context.Context, m Message) []ModelChoice {
 	return out
 }
 
-func (e *Engine) currentModel(ctx context.Context, m Message) *config.Model {
+func (e *Engine) currentModel(ctx context.Context, m Message) *Model {
 	tm, _ := e.store.ThreadModel(ctx, m.ThreadKey())
 	cm, _ := e.store.ChannelModel(ctx, m.ChannelKey())
 	return e.modelFor(tm, cm)
@@ -471,14 +469,14 @@ func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func
 }
 
 // refuse returns a note when limits or access forbid answering, else "".
-func (e *Engine) refuse(ctx context.Context, m Message, model *config.Model, adm Admission) string {
+func (e *Engine) refuse(ctx context.Context, m Message, model *Model, adm Admission) string {
 	if m.User.Admin {
 		return ""
 	}
 	if model.AdminsOnly {
 		return fmt.Sprintf("The model %s is reserved for admins here. Pick another one with /model.", model.Name)
 	}
-	if q := e.cfg.Limits.DailyTokens; q > 0 && adm.UsedToday >= q {
+	if q := e.limits.DailyTokens; q > 0 && adm.UsedToday >= q {
 		return fmt.Sprintf("You've used your daily allowance of %d tokens. It resets at 00:00 UTC; /usage shows where you stand.", q)
 	}
 	if q := model.DailyTokens; q > 0 && adm.UsedByModel[model.Name] >= q {
@@ -487,7 +485,7 @@ func (e *Engine) refuse(ctx context.Context, m Message, model *config.Model, adm
 	for _, lim := range []struct {
 		key string
 		n   int
-	}{{m.userKey(), e.cfg.Limits.RequestsPerMinute}, {m.userKey() + ":" + model.Name, model.RequestsPerMinute}} {
+	}{{m.userKey(), e.limits.RequestsPerMinute}, {m.userKey() + ":" + model.Name, model.RequestsPerMinute}} {
 		if lim.n <= 0 {
 			continue
 		}
@@ -505,10 +503,10 @@ func (e *Engine) refuse(ctx context.Context, m Message, model *config.Model, adm
 
 // userText is the new message as sent to the model, with the adapter's text
 // attachments and a cut at max_input_chars, plus notices for the user.
-func (e *Engine) userText(m Message, model *config.Model) (string, []string) {
+func (e *Engine) userText(m Message, model *Model) (string, []string) {
 	var notices []string
 	text := m.Text
-	if limit := e.cfg.Limits.MaxInputChars; limit > 0 && len([]rune(text)) > limit {
+	if limit := e.limits.MaxInputChars; limit > 0 && len([]rune(text)) > limit {
 		text = string([]rune(text)[:limit])
 		notices = append(notices, fmt.Sprintf("Your message was cut to its first %d characters.", limit))
 	}
@@ -532,7 +530,7 @@ type streamResult struct {
 }
 
 // stream calls Ark and feeds the pacer until the answer ends.
-func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pacer, model *config.Model, req builtRequest, start time.Time) streamResult {
+func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pacer, model *Model, req builtRequest, start time.Time) streamResult {
 	res := streamResult{historyTokens: req.historyTokens}
 	var text, reasoning strings.Builder
 	frame := func() Frame { return Frame{Text: text.String(), Reasoning: reasoning.String(), Model: model.Name} }
@@ -627,7 +625,9 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 func (e *Engine) readLater(ctx context.Context, p *pacer) {
 	now := time.Now()
 	wait := p.quietUntil(now).Sub(now) - min(readAhead, p.interval/4)
-	wait = min(wait, e.cfg.Ark.IdleTimeout.D()/4)
+	if e.idle > 0 {
+		wait = min(wait, e.idle/4)
+	}
 	if wait <= 0 {
 		return
 	}
