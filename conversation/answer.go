@@ -15,13 +15,22 @@ import (
 // answer runs one model answer: take the thread, prepare the question,
 // build the request, stream, save, finish. A retry (a /retry command)
 // answers the thread's latest question again and replaces its answer.
-func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission, retry *Command, started func()) error {
+//
+// A panic in any step or in the Reply ends the answer as failed: it is
+// logged, the chat is told if the Reply still can, and the thread's lock
+// is released.
+func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission, retry *Command, started func()) (err error) {
 	a := e.newRun(ctx, log, m, r)
 	defer a.end()
+	defer a.releaseThread()
+	defer func() {
+		if v := recover(); v != nil {
+			err = a.crashed(v)
+		}
+	}()
 	if err := a.takeThread(adm); err != nil {
 		return errors.Join(err, a.finish(a.lockFailure(err)))
 	}
-	defer a.releaseThread()
 	if f, ok := a.prepare(adm, retry); !ok {
 		return a.finish(f)
 	}
@@ -29,12 +38,35 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	if !ok {
 		return a.finish(f)
 	}
-	p := newPacer(a.r, e.renderInterval(m.Platform), a.log)
+	// A render that panics ends the answer; its final frame is rendered
+	// all the same, and once more as a failure if that panics too.
+	p := newPacer(a.r, e.renderInterval(m.Platform), a.log, func() { a.cancel(errPanicked) })
+	defer p.stop()
 	res := a.stream(req, p, started)
 	saveErr := a.save(&res)
 	res.frame.Note = joinNotes(res.frame.Note, strings.Join(a.q.notices, " "))
 	a.log.Info("answered", "outcome", res.frame.Outcome, "chars", len(res.frame.Text), "took", e.now().Sub(a.start).Round(time.Millisecond))
-	return errors.Join(saveErr, p.finish(res.frame))
+	finalErr := p.finish(res.frame)
+	if _, ok := errors.AsType[*panicError](finalErr); ok {
+		finalErr = errors.Join(finalErr, a.finish(a.crashFrame()))
+	}
+	return errors.Join(saveErr, finalErr)
+}
+
+// crashed handles a panic of the answer's goroutine: it logs v and ends
+// the answer in the chat as failed, if the Reply still can.
+func (a *run) crashed(v any) error {
+	err := logPanic(a.log, v)
+	return errors.Join(err, a.finish(a.crashFrame()))
+}
+
+// crashFrame is the final frame of an answer that panicked.
+func (a *run) crashFrame() Frame {
+	f := Frame{Final: true, Outcome: OutcomeFailed, Note: msgCrashed}
+	if a.model != nil {
+		f.Model = a.model.Name
+	}
+	return f
 }
 
 // run is one answer in progress: what its steps share.
@@ -91,7 +123,10 @@ func (a *run) takeThread(adm Admission) error {
 	if a.thread != nil {
 		a.holdLock()
 	}
-	if err := a.r.Begin(a.actx); err != nil {
+	if err := protect(func() error { return a.r.Begin(a.actx) }); err != nil {
+		if _, ok := errors.AsType[*panicError](err); ok {
+			panic(err) // ends the answer as failed, the lock released
+		}
 		a.log.Warn("begin failed", "err", err)
 	}
 	if a.thread != nil {
@@ -133,6 +168,9 @@ func (a *run) lockFailure(err error) Frame {
 // releaseThread stops renewing the lock and, unless the save did,
 // releases it; the thread is no longer /stop's to find here.
 func (a *run) releaseThread() {
+	if a.thread == nil || a.stopRenew == nil {
+		return // no lock taken
+	}
 	a.stopRenew()
 	a.e.threads.CompareAndDelete(a.thread.Key, a.holder)
 	if !a.saved {
@@ -235,5 +273,12 @@ func (a *run) save(res *streamResult) error {
 	return nil
 }
 
-// finish renders f, a final frame, outside the pacer.
-func (a *run) finish(f Frame) error { return a.e.finish(a.r, f) }
+// finish renders f, a final frame, outside the pacer; a panic in the
+// render is returned as a *panicError.
+func (a *run) finish(f Frame) error {
+	err := protect(func() error { return a.e.finish(a.r, f) })
+	if _, ok := errors.AsType[*panicError](err); ok {
+		a.log.Error("the final render panicked", "err", err)
+	}
+	return err
+}

@@ -53,6 +53,7 @@ type Engine struct {
 var (
 	errStopped  = errors.New("stopped by the user")
 	errShutdown = errors.New("bot shutting down")
+	errPanicked = errors.New("showing the answer panicked")
 )
 
 // NewEngine returns an engine answering with models (at least one, the
@@ -88,6 +89,7 @@ const (
 	msgStopped        = "⏹️ Stopped the answer in progress; what it said so far stays."
 	msgNothingToStop  = "There's no answer in progress in this conversation to stop."
 	msgNotYours       = "Only the person who asked, or an admin, can stop the answer in progress."
+	msgCrashed        = "⚠️ Something went wrong on my side while answering. Please try again."
 )
 
 // answering is an answer holding its thread's lock, for /stop.
@@ -109,9 +111,24 @@ func retryRefusal(q Turn, ok bool, id string) string {
 	return ""
 }
 
-// Handle implements Handler.
-func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
+// Handle implements Handler. A panic while handling m, in the engine or in
+// r, ends there: it is logged, the chat is told if r still can, and the
+// engine keeps serving.
+func (e *Engine) Handle(ctx context.Context, m Message, r Reply) (err error) {
 	log := e.log.With("platform", m.Platform, "thread", m.ThreadKey(), "message_id", m.ID)
+	defer func() {
+		if v := recover(); v != nil {
+			err = logPanic(log, v)
+			if nerr := protect(func() error { return r.Notice(ctx, msgCrashed) }); nerr != nil {
+				log.Warn("telling the chat about the panic failed", "err", nerr)
+			}
+		}
+	}()
+	return e.handle(ctx, log, m, r)
+}
+
+// handle is Handle without the panic recovery.
+func (e *Engine) handle(ctx context.Context, log *slog.Logger, m Message, r Reply) error {
 	if !e.enter() {
 		metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
 		return r.Notice(ctx, msgRestarting)
@@ -315,6 +332,11 @@ func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func
 	timer = time.AfterFunc(every, func() {
 		mu.Lock()
 		defer mu.Unlock()
+		defer func() {
+			if v := recover(); v != nil {
+				logPanic(log, v) // the lock expires by its TTL
+			}
+		}()
 		if ctx.Err() != nil {
 			return
 		}
@@ -424,7 +446,7 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 			res.frame.Note = "Something went wrong while I was answering. Please try again."
 			log.Error("stream failed", "err", err)
 		}
-		if res.frame.Text == "" && res.frame.Outcome == OutcomeInterrupted {
+		if res.frame.Text == "" && res.frame.Outcome == OutcomeInterrupted || errors.Is(context.Cause(ctx), errPanicked) {
 			res.frame.Outcome = OutcomeFailed
 		}
 		return res
@@ -529,6 +551,8 @@ func interruptNote(cause error) string {
 		return "Stopped."
 	case errors.Is(cause, errShutdown):
 		return "I was restarted before I could finish. Ask again to get the rest."
+	case errors.Is(cause, errPanicked):
+		return msgCrashed
 	default:
 		return "The answer was interrupted. Please ask again."
 	}
