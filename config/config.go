@@ -97,7 +97,10 @@ type Redis struct {
 
 // Server configures the HTTP listener for health, metrics and Slack's HTTP mode.
 type Server struct {
-	Addr            string   `yaml:"addr"`
+	Addr string `yaml:"addr"`
+	// ShutdownTimeout bounds everything after SIGTERM: answers in flight
+	// get the grace part of it (see wire.ShutdownGrace), the rest is for
+	// interrupted answers' final renders.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// MaxStarting is how many answers may be in their set-up at once
 	// (default 8 per CPU; 0: no limit): see StartLimit.

@@ -40,7 +40,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	}
 	// A render that panics ends the answer; its final frame is rendered
 	// all the same, and once more as a failure if that panics too.
-	p := newPacer(a.r, e.renderInterval(m.Platform), a.log, func() { a.cancel(errPanicked) })
+	p := newPacer(e.renders, a.r, e.renderInterval(m.Platform), a.log, func() { a.cancel(errPanicked) })
 	defer p.stop()
 	res := a.stream(req, p, started)
 	saveErr := a.save(&res)

@@ -47,6 +47,10 @@ type Engine struct {
 	inflight sync.WaitGroup
 	base     context.Context // cancelled when a shutdown's grace ends
 	stopAll  context.CancelCauseFunc
+	// renders bounds every render: not /stop nor the grace's end, only a
+	// shutdown's deadline cancels it.
+	renders     context.Context
+	stopRenders context.CancelFunc
 }
 
 // Cancellation causes that decide an interrupted answer's outcome.
@@ -61,10 +65,11 @@ var (
 // conversations in store and streaming answers from ark.
 func NewEngine(models []Model, store *Store, ark Streamer, opts ...Option) *Engine {
 	base, stop := context.WithCancelCause(context.Background())
+	renders, stopRenders := context.WithCancel(context.Background())
 	e := &Engine{
 		models: slices.Clone(models), store: store, ark: ark, log: slog.Default(),
 		interval: map[string]time.Duration{}, now: time.Now,
-		base: base, stopAll: stop,
+		base: base, stopAll: stop, renders: renders, stopRenders: stopRenders,
 	}
 	for _, m := range e.models {
 		e.modelNames = append(e.modelNames, m.Name)
@@ -271,20 +276,32 @@ func (e *Engine) ListenForStops(ctx context.Context, ready func()) {
 	}
 }
 
-// Shutdown stops taking messages, lets answers in flight finish until ctx
-// ends, then interrupts the rest (they say so in the chat) and waits for
-// them to save and release their locks.
-func (e *Engine) Shutdown(ctx context.Context) {
+// Shutdown stops taking messages and lets answers in flight finish for
+// up to grace; then it interrupts the rest, which save what they showed
+// and render their final frames (saying they were interrupted) until ctx
+// ends. It returns once every answer is done, or when ctx ends: renders
+// still running are then cancelled and their answers abandoned (their
+// thread locks expire by TTL).
+func (e *Engine) Shutdown(ctx context.Context, grace time.Duration) {
 	e.mu.Lock()
 	e.closing = true
 	e.mu.Unlock()
+	defer e.stopRenders()
 	done := make(chan struct{})
 	go func() { e.inflight.Wait(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	e.stopAll(errShutdown)
 	select {
 	case <-done:
 	case <-ctx.Done():
-		e.stopAll(errShutdown)
-		<-done
+		e.log.Warn("shutdown deadline reached: abandoning answers still rendering")
 	}
 }
 
@@ -527,6 +544,9 @@ func (e *Engine) readLater(ctx context.Context, p *pacer) {
 	}
 }
 
+// finalRenderTimeout bounds a final render outside the pacer.
+const finalRenderTimeout = 30 * time.Second
+
 // readAhead is how long before a render the stream is read again: time
 // enough to read and decode the chunks buffered meanwhile.
 const readAhead = 100 * time.Millisecond
@@ -538,9 +558,10 @@ func (e *Engine) renderInterval(platform string) time.Duration {
 	return time.Second
 }
 
-// finish renders the final frame even when the answer's context is gone.
+// finish renders the final frame even when the answer's context is gone,
+// until a shutdown's deadline at the latest.
 func (e *Engine) finish(r Reply, f Frame) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(e.renders, finalRenderTimeout)
 	defer cancel()
 	return r.Render(ctx, f)
 }

@@ -318,9 +318,9 @@ func TestShutdownInterruptsVisibly(t *testing.T) {
 		done := make(chan struct{})
 		go func() { rg.engine.Handle(context.Background(), msg("long job"), r); close(done) }()
 		time.Sleep(300 * time.Millisecond)
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rg.engine.Shutdown(ctx)
+		rg.engine.Shutdown(ctx, 200*time.Millisecond)
 		<-done
 		if f := r.final(); f.Outcome != OutcomeInterrupted || !strings.Contains(f.Note, "restarted") {
 			t.Errorf("shutdown: %+v", f)

@@ -15,6 +15,7 @@ import (
 // A render that panics is logged and calls onPanic; no intermediate frame
 // is rendered after it, the final one still is.
 type pacer struct {
+	ctx      context.Context // bounds every render
 	reply    Reply
 	interval time.Duration
 	log      *slog.Logger
@@ -33,8 +34,8 @@ type pacer struct {
 	done      chan struct{}
 }
 
-func newPacer(r Reply, interval time.Duration, log *slog.Logger, onPanic func()) *pacer {
-	p := &pacer{reply: r, interval: interval, log: log, onPanic: onPanic,
+func newPacer(ctx context.Context, r Reply, interval time.Duration, log *slog.Logger, onPanic func()) *pacer {
+	p := &pacer{ctx: ctx, reply: r, interval: interval, log: log, onPanic: onPanic,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.run()
 	return p
@@ -115,7 +116,7 @@ func (p *pacer) run() {
 
 // render renders f, recovering a panic in it.
 func (p *pacer) render(f Frame) error {
-	ctx, cancel := context.WithTimeout(context.Background(), renderTimeout)
+	ctx, cancel := context.WithTimeout(p.ctx, renderTimeout)
 	defer cancel()
 	err := protect(func() error { return p.reply.Render(ctx, f) })
 	if _, ok := errors.AsType[*panicError](err); ok {

@@ -89,3 +89,66 @@ func TestReplyPanicsEndOnlyTheirAnswer(t *testing.T) {
 		}
 	})
 }
+
+// hangingFinal is a recorder whose final render waits for its ctx to end,
+// as one waiting for a spent platform budget does.
+type hangingFinal struct {
+	*recorder
+	waiting chan struct{} // closed once the final render waits
+}
+
+func (h *hangingFinal) Render(ctx context.Context, f Frame) error {
+	if !f.Final {
+		return h.recorder.Render(ctx, f)
+	}
+	close(h.waiting)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Shutdown's deadline ends renders that hang (neither /stop nor the grace
+// does), Shutdown returns by it, and the interrupted answer's turn was
+// saved before its final render began.
+func TestShutdownDeadlineEndsHangingRenders(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newRig(t, rdb, prefix)
+		rg.ark.Enqueue(arktest.Response{Content: []string{"slow ", "answer ", "never ", "ends"}, PerChunk: time.Second})
+		r := &hangingFinal{recorder: &recorder{t: t}, waiting: make(chan struct{})}
+		m := msg("long job")
+		handled := make(chan error, 1)
+		go func() { handled <- rg.engine.Handle(context.Background(), m, r) }()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			r.mu.Lock()
+			shown := len(r.frames) > 0
+			r.mu.Unlock()
+			if shown {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the answer never rendered")
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		shut := make(chan struct{})
+		go func() { rg.engine.Shutdown(ctx, 0); close(shut) }()
+		<-r.waiting
+		q, ok, err := rg.store.LastQuestion(context.Background(), m.ThreadKey())
+		if err != nil || !ok || q.Text != "long job" {
+			t.Errorf("the question was not saved before the final render: %+v %v %v", q, ok, err)
+		}
+		select {
+		case <-shut:
+			t.Fatal("Shutdown returned before its deadline with a render running")
+		case <-time.After(50 * time.Millisecond):
+		}
+		cancel() // the deadline
+		select {
+		case <-shut:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Shutdown did not return at its deadline")
+		}
+		if err := <-handled; !errors.Is(err, context.Canceled) {
+			t.Errorf("the hanging final render ended with %v", err)
+		}
+	})
+}

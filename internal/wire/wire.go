@@ -5,6 +5,7 @@ package wire
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -62,3 +63,9 @@ func EngineOptions(cfg *config.Config) []conversation.Option {
 		conversation.WithRenderInterval(conversation.PlatformDiscord, cfg.Discord.EditInterval.D()),
 	}
 }
+
+// ShutdownGrace is the part of server.shutdown_timeout that answers in
+// flight get to finish after SIGTERM: two thirds. In the last third the
+// answers still running are interrupted, save what they showed and
+// render their final frames.
+func ShutdownGrace(total time.Duration) time.Duration { return total * 2 / 3 }
