@@ -316,3 +316,26 @@ func TestMaxConcurrentDefaults(t *testing.T) {
 		}
 	}
 }
+
+// The keys the adapters take as given, without fallbacks of their own: a 0
+// takes the default as a missing key does (config.yaml marks them).
+func TestAdapterKeysZeroMeansDefault(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	zeros := `
+limits: {max_image_bytes: 0, max_file_bytes: 0}
+slack: {edit_interval: 0s}
+discord: {edit_interval: 0}
+`
+	for _, doc := range []string{minimal, minimal + zeros} {
+		c, err := Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Limits.MaxImageBytes != 8<<20 || c.Limits.MaxFileBytes != 256<<10 {
+			t.Errorf("limits %+v", c.Limits)
+		}
+		if c.Slack.EditInterval.D() != time.Second || c.Discord.EditInterval.D() != 1200*time.Millisecond {
+			t.Errorf("edit intervals: slack %v, discord %v", c.Slack.EditInterval.D(), c.Discord.EditInterval.D())
+		}
+	}
+}

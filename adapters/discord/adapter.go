@@ -188,12 +188,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		// Each answer makes one call at a time: keep that many connections.
 		o.client = &http.Client{Timeout: 20 * time.Second, Transport: transport.New(cfg.MaxConcurrent)}
 	}
-	if limits.MaxImageBytes <= 0 {
-		limits.MaxImageBytes = 8 << 20
-	}
-	if limits.MaxFileBytes <= 0 {
-		limits.MaxFileBytes = 256 << 10
-	}
 	tok := strings.TrimSpace(cfg.Token.Value())
 	if !strings.HasPrefix(tok, "Bot ") {
 		tok = "Bot " + tok

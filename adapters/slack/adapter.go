@@ -154,9 +154,6 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	default:
 		return nil, fmt.Errorf("slack.streaming must be auto, native or update, not %q", cfg.Streaming)
 	}
-	if cfg.EditInterval <= 0 {
-		cfg.EditInterval = config.Duration(time.Second)
-	}
 	workers := cfg.MaxConcurrent
 	if o.client == nil {
 		// Each worker makes one call at a time: keep that many connections.

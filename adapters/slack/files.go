@@ -119,12 +119,7 @@ func displayName(u *slack.User) string {
 
 // ---- attachments ----
 
-// Defaults for config.Limits left at zero.
-const (
-	defaultMaxImageBytes = 8 << 20
-	defaultMaxFileBytes  = 256 << 10
-	downloadTimeout      = 30 * time.Second
-)
+const downloadTimeout = 30 * time.Second
 
 type fileKind int
 
@@ -201,12 +196,6 @@ func (c *capped) Write(p []byte) (int, error) {
 // token, within the configured size limits, and names the files it can't use.
 func (a *Adapter) attachments(ctx context.Context, m *conversation.Message, files []slack.File, log *slog.Logger) {
 	maxImage, maxText := a.limits.MaxImageBytes, a.limits.MaxFileBytes
-	if maxImage <= 0 {
-		maxImage = defaultMaxImageBytes
-	}
-	if maxText <= 0 {
-		maxText = defaultMaxFileBytes
-	}
 	for _, f := range files {
 		name := f.Name
 		if name == "" {
