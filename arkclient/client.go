@@ -28,15 +28,6 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 )
 
-// Defaults for the options.
-const (
-	DefaultFirstTokenTimeout = 90 * time.Second
-	DefaultIdleTimeout       = 60 * time.Second
-	DefaultMaxRetries        = 3
-	DefaultRetryBase         = 500 * time.Millisecond
-	DefaultRetryMaxDelay     = 20 * time.Second
-)
-
 // maxIdleConns is how many idle connections to Ark the default HTTP client
 // keeps: about as many as answers may stream at once, so that each new
 // answer reuses one.
@@ -71,16 +62,17 @@ func WithHTTPClient(h *http.Client) Option {
 }
 
 // WithFirstTokenTimeout bounds the time from sending a request to the first
-// chunk carrying content, reasoning or a finish reason (default 90s); each
-// attempt gets the full time. d <= 0 disables it.
+// chunk carrying content, reasoning or a finish reason; each attempt gets
+// the full time. Without it, or with d <= 0, there is no such bound.
 func WithFirstTokenTimeout(d time.Duration) Option { return func(c *Client) { c.first = d } }
 
 // WithIdleTimeout bounds the silence between such chunks once the answer has
-// begun (default 60s). It is not a limit on the whole answer. d <= 0 disables it.
+// begun. It is not a limit on the whole answer. Without it, or with d <= 0,
+// there is no such bound.
 func WithIdleTimeout(d time.Duration) Option { return func(c *Client) { c.idle = d } }
 
 // WithRetries sets how many times a retryable error is retried before the
-// first chunk (default 3), and the exponential backoff with full jitter: the
+// first chunk (without it: never), and the exponential backoff with full jitter: the
 // n-th retry waits a random time up to min(maxDelay, base*2^n). A Retry-After
 // header, capped at maxDelay, is used instead when present.
 func WithRetries(maxRetries int, base, maxDelay time.Duration) Option {
@@ -110,8 +102,6 @@ func New(address, apiKey string, opts ...Option) (*Client, error) {
 	}
 	c := &Client{
 		url: resolved, apiKey: apiKey, http: &http.Client{Transport: transport.New(maxIdleConns)}, log: slog.Default(),
-		first: DefaultFirstTokenTimeout, idle: DefaultIdleTimeout,
-		retries: DefaultMaxRetries, base: DefaultRetryBase, maxDelay: DefaultRetryMaxDelay,
 	}
 	for _, o := range opts {
 		o(c)
@@ -136,7 +126,7 @@ type Message struct {
 type Request struct {
 	Model       string // Ark model ID or endpoint ID (ep-...)
 	Messages    []Message
-	MaxTokens   int      // sent as max_tokens when > 0
+	MaxTokens   int      // the answer's limit (reasoning excluded), sent as max_tokens when > 0
 	Temperature *float32 // omitted when nil
 	Thinking    string   // "enabled" | "disabled" | "auto", sent as "thinking":{"type":...}; "" omits it
 	User        string   // end-user id, sent as "user" when non-empty
@@ -293,8 +283,11 @@ func requestBody(req Request) ([]byte, error) {
 	return rewriteBody(body, extraFields(req), patch)
 }
 
-// chatRequest converts req to go-openai's request. Temperature and thinking
-// travel as extra fields (go-openai would drop a zero temperature).
+// chatRequest converts req to go-openai's request. Temperature, thinking
+// and max_tokens travel as extra fields: go-openai would drop a zero
+// temperature, and its only non-deprecated limit is max_completion_tokens,
+// which on Ark also counts the reasoning, while max_tokens bounds the
+// answer alone.
 func chatRequest(req Request) openai.ChatCompletionRequest {
 	msgs := make([]openai.ChatCompletionMessage, 0, len(req.Messages))
 	for _, m := range req.Messages {
@@ -316,7 +309,6 @@ func chatRequest(req Request) openai.ChatCompletionRequest {
 	return openai.ChatCompletionRequest{
 		Model:         req.Model,
 		Messages:      msgs,
-		MaxTokens:     max(req.MaxTokens, 0),
 		Stream:        true,
 		StreamOptions: &openai.StreamOptions{IncludeUsage: true},
 		User:          req.User,
@@ -331,6 +323,9 @@ func extraFields(req Request) map[string]any {
 	}
 	if req.Temperature != nil {
 		extras["temperature"] = *req.Temperature
+	}
+	if req.MaxTokens > 0 {
+		extras["max_tokens"] = req.MaxTokens
 	}
 	return extras
 }

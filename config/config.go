@@ -45,8 +45,9 @@ type Ark struct {
 	FirstTokenTimeout Duration `yaml:"first_token_timeout"`
 	// IdleTimeout bounds the silence between two chunks of a stream.
 	IdleTimeout Duration `yaml:"idle_timeout"`
-	// MaxRetries is how many times a retryable error is retried before the first token.
-	MaxRetries int `yaml:"max_retries"`
+	// MaxRetries is how many times a retryable error is retried before the
+	// first token: 0 never retries; left out, 3. Set after Load.
+	MaxRetries *int `yaml:"max_retries"`
 	// RetryBase is the first backoff delay; it doubles with jitter per attempt.
 	RetryBase Duration `yaml:"retry_base"`
 	// RetryMax caps one backoff delay (and a server's Retry-After).
@@ -96,7 +97,10 @@ type Redis struct {
 
 // Server configures the HTTP listener for health, metrics and Slack's HTTP mode.
 type Server struct {
-	Addr            string   `yaml:"addr"`
+	Addr string `yaml:"addr"`
+	// ShutdownTimeout bounds everything after SIGTERM: answers in flight
+	// get the grace part of it (see wire.ShutdownGrace), the rest is for
+	// interrupted answers' final renders.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// MaxStarting is how many answers may be in their set-up at once
 	// (default 8 per CPU; 0: no limit): see StartLimit.
@@ -134,8 +138,8 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Ark.BaseURL, DefaultBaseURL)
 	setDur(&c.Ark.FirstTokenTimeout, 90*time.Second)
 	setDur(&c.Ark.IdleTimeout, 60*time.Second)
-	if c.Ark.MaxRetries == 0 {
-		c.Ark.MaxRetries = 3
+	if c.Ark.MaxRetries == nil {
+		c.Ark.MaxRetries = new(3)
 	}
 	setDur(&c.Ark.RetryBase, 500*time.Millisecond)
 	setDur(&c.Ark.RetryMax, 20*time.Second)
@@ -197,7 +201,7 @@ func (c *Config) validate() error {
 	if n := c.Server.MaxStarting; n != nil && (*n < 0 || *n > 1<<16) {
 		errs.add("server.max_starting", "must be 0 (no limit) to 65536 answers set up at once, not %d", *n)
 	}
-	if c.Ark.MaxRetries < 0 {
+	if *c.Ark.MaxRetries < 0 {
 		errs.add("ark.max_retries", "must not be negative")
 	}
 	if len(c.Models) == 0 {

@@ -259,3 +259,83 @@ func TestSlackPathsDiffer(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// ark.max_retries: 0 means no retries; only a missing key takes the default.
+func TestMaxRetriesZeroMeansNone(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	for _, tc := range []struct {
+		yaml string
+		want int
+	}{
+		{"", 3},
+		{"ark:\n  api_key: k\n  max_retries:\n", 3},
+		{"ark:\n  api_key: k\n  max_retries: 0\n", 0},
+		{"ark:\n  api_key: k\n  max_retries: 5\n", 5},
+	} {
+		doc := minimal
+		if tc.yaml != "" {
+			doc = strings.Replace(minimal, "ark:\n  api_key: ${ARK_API_KEY}\n", tc.yaml, 1)
+		}
+		c, err := Parse([]byte(doc))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := *c.Ark.MaxRetries; got != tc.want {
+			t.Errorf("%q: %d retries, want %d", tc.yaml, got, tc.want)
+		}
+	}
+	_, err := Parse([]byte(strings.Replace(minimal, "${ARK_API_KEY}", "k\n  max_retries: -1", 1)))
+	if err == nil || !strings.Contains(err.Error(), "ark.max_retries: must not be negative") {
+		t.Errorf("negative max_retries: %v", err)
+	}
+}
+
+// The adapters take max_concurrent as given: config fills it, 0 or left
+// out meaning the default, and refuses a negative one.
+func TestMaxConcurrentDefaults(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	for _, tc := range []struct {
+		yaml           string
+		slack, discord int
+	}{
+		{"", 64, 200},
+		{"slack: {max_concurrent: 0}\ndiscord: {max_concurrent: 0}\n", 64, 200},
+		{"slack: {max_concurrent: 3}\ndiscord: {max_concurrent: 4}\n", 3, 4},
+	} {
+		c, err := Parse([]byte(minimal + tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if c.Slack.MaxConcurrent != tc.slack || c.Discord.MaxConcurrent != tc.discord {
+			t.Errorf("%q: slack %d, discord %d; want %d, %d", tc.yaml, c.Slack.MaxConcurrent, c.Discord.MaxConcurrent, tc.slack, tc.discord)
+		}
+	}
+	for _, doc := range []string{"slack: {max_concurrent: -1}\n", "discord: {max_concurrent: -1}\n"} {
+		if _, err := Parse([]byte(minimal + doc)); err == nil || !strings.Contains(err.Error(), "max_concurrent") {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+}
+
+// The keys the adapters take as given, without fallbacks of their own: a 0
+// takes the default as a missing key does (config.yaml marks them).
+func TestAdapterKeysZeroMeansDefault(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	zeros := `
+limits: {max_image_bytes: 0, max_file_bytes: 0}
+slack: {edit_interval: 0s}
+discord: {edit_interval: 0}
+`
+	for _, doc := range []string{minimal, minimal + zeros} {
+		c, err := Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Limits.MaxImageBytes != 8<<20 || c.Limits.MaxFileBytes != 256<<10 {
+			t.Errorf("limits %+v", c.Limits)
+		}
+		if c.Slack.EditInterval.D() != time.Second || c.Discord.EditInterval.D() != 1200*time.Millisecond {
+			t.Errorf("edit intervals: slack %v, discord %v", c.Slack.EditInterval.D(), c.Discord.EditInterval.D())
+		}
+	}
+}

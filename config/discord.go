@@ -31,7 +31,7 @@ type Discord struct {
 	ShardID         int        `yaml:"shard_id"`
 	ShardCount      int        `yaml:"shard_count"`
 	// MaxConcurrent bounds the messages handled at once by this process
-	// (answers streaming plus commands); more wait their turn.
+	// (answers streaming plus commands); more wait their turn. 0: 200.
 	MaxConcurrent int `yaml:"max_concurrent"`
 }
 

@@ -35,7 +35,7 @@ type Slack struct {
 	// AllowDMs answers direct messages (default true).
 	AllowDMs *bool `yaml:"allow_dms"`
 	// MaxConcurrent bounds the messages this replica works on at once
-	// (downloads, answers); more wait in a bounded queue.
+	// (downloads, answers); more wait in a bounded queue. 0: 64.
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// Replicas is how many bot processes serve this workspace; each takes
 	// that share of Slack's per-workspace rate budgets, so together they

@@ -78,7 +78,7 @@ func BenchmarkStoreTurn(b *testing.B) {
 func BenchmarkPacer(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		p := newPacer(nopReply{}, time.Millisecond, nil)
+		p := newPacer(context.Background(), nopReply{}, time.Millisecond, nil, func() {})
 		for i := 0; i < 1000; i++ {
 			p.update(Frame{Text: "x"})
 		}

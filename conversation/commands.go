@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/arkbot/arkbot/config"
 )
 
 // command runs a chat command and returns the text to answer with.
@@ -64,14 +62,14 @@ func (e *Engine) modelList(ctx context.Context, m Message) (string, error) {
 	cur := e.modelFor(tm, cm)
 	scope := "the default"
 	switch {
-	case e.cfg.Model(tm) != nil:
+	case e.model(tm) != nil:
 		scope = "chosen for this thread"
-	case e.cfg.Model(cm) != nil:
+	case e.model(cm) != nil:
 		scope = "chosen for this channel"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Current model: **%s** (`%s`), %s.\n\nAvailable models:\n", cur.Name, cur.ID, scope)
-	for _, mdl := range e.cfg.Models {
+	for _, mdl := range e.models {
 		mark := "•"
 		if mdl.Name == cur.Name {
 			mark = "▸"
@@ -82,7 +80,7 @@ func (e *Engine) modelList(ctx context.Context, m Message) (string, error) {
 	return b.String(), nil
 }
 
-func modelTraits(m config.Model) string {
+func modelTraits(m Model) string {
 	var t []string
 	if m.Description != "" {
 		t = append(t, m.Description)
@@ -106,9 +104,9 @@ func (e *Engine) switchModel(ctx context.Context, m Message, name string) (strin
 	if !m.User.CanSwitchModel && !m.User.Admin {
 		return "Only the bot's model admins can switch models here.", nil
 	}
-	mdl := e.cfg.Model(name)
+	mdl := e.model(name)
 	if mdl == nil {
-		return fmt.Sprintf("There is no model called %q. Registered models: %s.", name, strings.Join(e.cfg.ModelNames(), ", ")), nil
+		return fmt.Sprintf("There is no model called %q. Registered models: %s.", name, strings.Join(e.modelNames, ", ")), nil
 	}
 	if mdl.AdminsOnly && !m.User.Admin {
 		return fmt.Sprintf("The model %s is reserved for admins.", mdl.Name), nil
@@ -132,11 +130,11 @@ func (e *Engine) switchModel(ctx context.Context, m Message, name string) (strin
 func (e *Engine) usage(m Message, adm Admission) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Your usage today (UTC %s): **%d tokens**", Day(e.now()), adm.UsedToday)
-	if q := e.cfg.Limits.DailyTokens; q > 0 && !m.User.Admin {
+	if q := e.limits.DailyTokens; q > 0 && !m.User.Admin {
 		fmt.Fprintf(&b, " of %d", q)
 	}
 	b.WriteString(".\n")
-	for _, mdl := range e.cfg.Models {
+	for _, mdl := range e.models {
 		used := adm.UsedByModel[mdl.Name]
 		if used == 0 && mdl.DailyTokens == 0 {
 			continue
@@ -149,7 +147,7 @@ func (e *Engine) usage(m Message, adm Admission) string {
 	}
 	if m.User.Admin {
 		b.WriteString("You're an admin: no limits apply to you.\n")
-	} else if n := e.cfg.Limits.RequestsPerMinute; n > 0 {
+	} else if n := e.limits.RequestsPerMinute; n > 0 {
 		fmt.Fprintf(&b, "Rate limit: %d messages a minute.\n", n)
 	}
 	midnight := e.now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/arkbot/arkbot/arkclient"
-	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -23,13 +23,18 @@ type Streamer interface {
 // Engine answers messages: commands, limits, context, streaming, saving.
 // It implements Handler.
 type Engine struct {
-	cfg      *config.Config
-	store    *Store
-	ark      Streamer
-	log      *slog.Logger
-	interval map[string]time.Duration
-	now      func() time.Time
-	starts   *startGate // nil: no limit on set-ups at once
+	models       []Model
+	modelNames   []string
+	defaultModel *Model
+	systemTmpl   string
+	limits       Limits
+	idle         time.Duration // Ark's idle timeout; 0: none
+	store        *Store
+	ark          Streamer
+	log          *slog.Logger
+	interval     map[string]time.Duration
+	now          func() time.Time
+	starts       *startGate // nil: no limit on set-ups at once
 
 	// Answers in flight: running maps DedupeKey to its cancel func; mu
 	// orders enter (read-locked, so answers never wait on each other) with
@@ -42,36 +47,35 @@ type Engine struct {
 	inflight sync.WaitGroup
 	base     context.Context // cancelled when a shutdown's grace ends
 	stopAll  context.CancelCauseFunc
+	// renders bounds every render: not /stop nor the grace's end, only a
+	// shutdown's deadline cancels it.
+	renders     context.Context
+	stopRenders context.CancelFunc
 }
-
-// Option configures an Engine.
-type Option func(*Engine)
-
-// WithLogger sets the engine's logger.
-func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
-
-// WithRenderInterval sets the least time between two renders of one answer
-// on a platform (default 1s; 0 renders every chunk as it comes).
-func WithRenderInterval(platform string, d time.Duration) Option {
-	return func(e *Engine) { e.interval[platform] = d }
-}
-
-// WithClock replaces time.Now, for tests.
-func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
 
 // Cancellation causes that decide an interrupted answer's outcome.
 var (
 	errStopped  = errors.New("stopped by the user")
 	errShutdown = errors.New("bot shutting down")
+	errPanicked = errors.New("showing the answer panicked")
 )
 
-// NewEngine returns an engine answering with the models of cfg.
-func NewEngine(cfg *config.Config, store *Store, ark Streamer, opts ...Option) *Engine {
+// NewEngine returns an engine answering with models (at least one, the
+// first being the default unless WithDefaultModel names another), keeping
+// conversations in store and streaming answers from ark.
+func NewEngine(models []Model, store *Store, ark Streamer, opts ...Option) *Engine {
 	base, stop := context.WithCancelCause(context.Background())
+	renders, stopRenders := context.WithCancel(context.Background())
 	e := &Engine{
-		cfg: cfg, store: store, ark: ark, log: slog.Default(),
+		models: slices.Clone(models), store: store, ark: ark, log: slog.Default(),
 		interval: map[string]time.Duration{}, now: time.Now,
-		base: base, stopAll: stop, starts: newStartGate(cfg.Server.StartLimit(), startHold),
+		base: base, stopAll: stop, renders: renders, stopRenders: stopRenders,
+	}
+	for _, m := range e.models {
+		e.modelNames = append(e.modelNames, m.Name)
+	}
+	if len(e.models) > 0 {
+		e.defaultModel = &e.models[0]
 	}
 	for _, o := range opts {
 		o(e)
@@ -90,6 +94,7 @@ const (
 	msgStopped        = "⏹️ Stopped the answer in progress; what it said so far stays."
 	msgNothingToStop  = "There's no answer in progress in this conversation to stop."
 	msgNotYours       = "Only the person who asked, or an admin, can stop the answer in progress."
+	msgCrashed        = "⚠️ Something went wrong on my side while answering. Please try again."
 )
 
 // answering is an answer holding its thread's lock, for /stop.
@@ -111,9 +116,24 @@ func retryRefusal(q Turn, ok bool, id string) string {
 	return ""
 }
 
-// Handle implements Handler.
-func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
-	log := e.log.With("platform", m.Platform, "thread", m.ThreadKey(), "msg", m.ID)
+// Handle implements Handler. A panic while handling m, in the engine or in
+// r, ends there: it is logged, the chat is told if r still can, and the
+// engine keeps serving.
+func (e *Engine) Handle(ctx context.Context, m Message, r Reply) (err error) {
+	log := e.log.With("platform", m.Platform, "thread", m.ThreadKey(), "message_id", m.ID)
+	defer func() {
+		if v := recover(); v != nil {
+			err = logPanic(log, v)
+			if nerr := protect(func() error { return r.Notice(ctx, msgCrashed) }); nerr != nil {
+				log.Warn("telling the chat about the panic failed", "err", nerr)
+			}
+		}
+	}()
+	return e.handle(ctx, log, m, r)
+}
+
+// handle is Handle without the panic recovery.
+func (e *Engine) handle(ctx context.Context, log *slog.Logger, m Message, r Reply) error {
 	if !e.enter() {
 		metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
 		return r.Notice(ctx, msgRestarting)
@@ -134,7 +154,7 @@ func (e *Engine) Handle(ctx context.Context, m Message, r Reply) error {
 	// trip. A follow-up nobody addressed to the bot is answered only where
 	// the bot is talking (checked in the same round trip); elsewhere the bot
 	// says nothing, not even that Redis is down.
-	adm, err := e.store.Admit(ctx, m, e.cfg.ModelNames(), e.now(), retry || !isCmd && !empty)
+	adm, err := e.store.Admit(ctx, m, e.modelNames, e.now(), retry || !isCmd && !empty)
 	if err != nil && !m.Mentioned {
 		return err
 	}
@@ -256,38 +276,50 @@ func (e *Engine) ListenForStops(ctx context.Context, ready func()) {
 	}
 }
 
-// Shutdown stops taking messages, lets answers in flight finish until ctx
-// ends, then interrupts the rest (they say so in the chat) and waits for
-// them to save and release their locks.
-func (e *Engine) Shutdown(ctx context.Context) {
+// Shutdown stops taking messages and lets answers in flight finish for
+// up to grace; then it interrupts the rest, which save what they showed
+// and render their final frames (saying they were interrupted) until ctx
+// ends. It returns once every answer is done, or when ctx ends: renders
+// still running are then cancelled and their answers abandoned (their
+// thread locks expire by TTL).
+func (e *Engine) Shutdown(ctx context.Context, grace time.Duration) {
 	e.mu.Lock()
 	e.closing = true
 	e.mu.Unlock()
+	defer e.stopRenders()
 	done := make(chan struct{})
 	go func() { e.inflight.Wait(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	e.stopAll(errShutdown)
 	select {
 	case <-done:
 	case <-ctx.Done():
-		e.stopAll(errShutdown)
-		<-done
+		e.log.Warn("shutdown deadline reached: abandoning answers still rendering")
 	}
 }
 
 // modelFor picks the model: the thread's choice, else the channel's, else the default.
-func (e *Engine) modelFor(threadModel, channelModel string) *config.Model {
-	for _, name := range []string{threadModel, channelModel, e.cfg.DefaultModel} {
-		if m := e.cfg.Model(name); m != nil && name != "" {
+func (e *Engine) modelFor(threadModel, channelModel string) *Model {
+	for _, name := range []string{threadModel, channelModel} {
+		if m := e.model(name); m != nil && name != "" {
 			return m
 		}
 	}
-	return &e.cfg.Models[0]
+	return e.defaultModel
 }
 
 // ModelChoices implements Handler.
 func (e *Engine) ModelChoices(ctx context.Context, m Message) []ModelChoice {
 	current := e.currentModel(ctx, m)
 	out := []ModelChoice{{Name: current.Name, ID: current.ID, Description: current.Description, Current: true}}
-	for _, mdl := range e.cfg.Models {
+	for _, mdl := range e.models {
 		if mdl.Name != current.Name {
 			out = append(out, ModelChoice{Name: mdl.Name, ID: mdl.ID, Description: mdl.Description})
 		}
@@ -295,144 +327,10 @@ func (e *Engine) ModelChoices(ctx context.Context, m Message) []ModelChoice {
 	return out
 }
 
-func (e *Engine) currentModel(ctx context.Context, m Message) *config.Model {
+func (e *Engine) currentModel(ctx context.Context, m Message) *Model {
 	tm, _ := e.store.ThreadModel(ctx, m.ThreadKey())
 	cm, _ := e.store.ChannelModel(ctx, m.ChannelKey())
 	return e.modelFor(tm, cm)
-}
-
-// answer runs one model answer: lock, build context, stream, save. A retry
-// (a /retry command) answers the thread's latest question again and
-// replaces its answer.
-func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission, retry *Command, started func()) error {
-	start := e.now()
-	// Stop and shutdown cancel the answer; the caller's ctx does too.
-	actx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopOnShutdown := context.AfterFunc(e.base, func() { cancel(context.Cause(e.base)) })
-	defer stopOnShutdown()
-	e.running.Store(m.DedupeKey(), cancel)
-	defer e.running.Delete(m.DedupeKey())
-
-	// The lock from the admission is renewed from here on; without one,
-	// the answer shows a sign of life and then waits for the thread.
-	// Whoever holds the thread's lock is /stop's to find.
-	holder := &answering{cancel: cancel, owner: m.userKey()}
-	var stopRenew func()
-	thread := adm.Thread
-	if thread != nil {
-		stopRenew = e.keepLock(actx, log, thread)
-		e.threads.Store(thread.Key, holder)
-	}
-	if err := r.Begin(actx); err != nil {
-		log.Warn("begin failed", "err", err)
-	}
-	var err error
-	if thread == nil {
-		thread, err = e.store.Lock(actx, m.ThreadKey(), m.userKey())
-	}
-	if err != nil {
-		metrics.Messages.WithLabelValues(m.Platform, "error").Inc()
-		note := msgMemoryDown
-		switch {
-		case errors.Is(err, ErrBusy):
-			note = msgBusy
-		case actx.Err() != nil:
-			note = interruptNote(context.Cause(actx))
-		default:
-			metrics.RedisErrors.WithLabelValues("lock").Inc()
-			log.Error("lock failed", "err", err)
-		}
-		return errors.Join(err, e.finish(r, Frame{Final: true, Outcome: OutcomeFailed, Note: note}))
-	}
-	released := false
-	defer func() {
-		if !released {
-			e.release(ctx, log, thread)
-		}
-	}()
-	defer e.threads.CompareAndDelete(thread.Key, holder)
-	if stopRenew == nil {
-		stopRenew = e.keepLock(actx, log, thread)
-		e.threads.Store(thread.Key, holder)
-	}
-	defer stopRenew() // idempotent; also stopped before saving
-
-	if m.ResolveName != nil {
-		m.User.Name = m.ResolveName()
-	}
-	model := e.modelFor(thread.Model, adm.ChannelModel)
-	log = log.With("model", model.Name)
-	if note := e.refuse(actx, m, model, adm); note != "" {
-		metrics.Messages.WithLabelValues(m.Platform, "limited").Inc()
-		return e.finish(r, Frame{Model: model.Name, Final: true, Outcome: OutcomeFailed, Note: note})
-	}
-	var (
-		text    string
-		notices []string
-	)
-	questionID, asker := m.ID, m.User.Name
-	if retry != nil {
-		q, ok := thread.DropLastExchange()
-		if note := retryRefusal(q, ok, retry.Arg); note != "" {
-			metrics.Messages.WithLabelValues(m.Platform, "refused").Inc()
-			return e.finish(r, Frame{Model: model.Name, Final: true, Outcome: OutcomeFailed, Note: note})
-		}
-		// The question as saved, attachments' text included; its images
-		// were never saved. It keeps its ID, time and asker.
-		text, m.Time, questionID, asker = q.Text, time.Unix(q.Time, 0), q.ID, q.User
-		notices = []string{"↻ A new answer to: “" + excerpt(q.Text, 80) + "”"}
-	} else {
-		text, notices = e.userText(m, model)
-	}
-	metrics.Messages.WithLabelValues(m.Platform, "answer").Inc()
-
-	req, promptEst, ok := e.buildRequest(m, model, thread.Turns, text)
-	if !ok {
-		note := fmt.Sprintf("Your message is too long for %s: about %d tokens, but only %d fit in its context window. Shorten it, or pick a model with a larger window with /model.",
-			model.Name, promptEst, model.ContextWindow-model.MaxTokens)
-		return e.finish(r, Frame{Model: model.Name, Final: true, Outcome: OutcomeFailed, Note: note})
-	}
-
-	metrics.ActiveStreams.WithLabelValues(m.Platform).Inc()
-	p := newPacer(r, e.renderInterval(m.Platform), log)
-	res := e.stream(arkclient.WithRequestSent(actx, started), log, m, p, model, req, start)
-	metrics.ActiveStreams.WithLabelValues(m.Platform).Dec()
-	metrics.Answers.WithLabelValues(m.Platform, model.Name, string(res.frame.Outcome)).Inc()
-	if res.usage != nil {
-		countTokens(model.Name, res.usage)
-	}
-
-	// Save what the user saw (not the reasoning); a failure before any text saves nothing.
-	stopRenew()
-	var saveErr error
-	if res.frame.Text != "" {
-		now := e.now()
-		userTokens, answerTokens := estimateTokens(text), estimateTokens(res.frame.Text)
-		var spent int64
-		if res.usage != nil {
-			answerTokens = res.usage.CompletionTokens - res.usage.ReasoningTokens
-			if sent := res.usage.PromptTokens - res.historyTokens; sent > 0 {
-				userTokens = sent
-			}
-			spent = int64(res.usage.TotalTokens)
-		}
-		turns := []Turn{
-			{ID: questionID, Role: "user", Text: text, User: asker, Tokens: userTokens, Time: m.Time.Unix()},
-			{Role: "assistant", Text: res.frame.Text, Model: model.Name, Tokens: max(answerTokens, 1), Time: now.Unix()},
-		}
-		saveErr = thread.Save(context.WithoutCancel(ctx), turns, Usage{User: m.userKey(), Model: model.Name, Tokens: spent}, now)
-		if saveErr == nil {
-			released = true
-		} else {
-			metrics.RedisErrors.WithLabelValues("save").Inc()
-			log.Error("saving the turn failed", "err", saveErr)
-			res.frame.Note = joinNotes(res.frame.Note, "I couldn't save this exchange to memory, so I won't remember it in this conversation.")
-		}
-	}
-	res.frame.Note = joinNotes(res.frame.Note, strings.Join(notices, " "))
-	log.Info("answered", "outcome", res.frame.Outcome, "chars", len(res.frame.Text), "took", e.now().Sub(start).Round(time.Millisecond))
-	return errors.Join(saveErr, p.finish(res.frame))
 }
 
 // keepLock renews the thread lock while the answer runs. The returned func
@@ -451,6 +349,11 @@ func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func
 	timer = time.AfterFunc(every, func() {
 		mu.Lock()
 		defer mu.Unlock()
+		defer func() {
+			if v := recover(); v != nil {
+				logPanic(log, v) // the lock expires by its TTL
+			}
+		}()
 		if ctx.Err() != nil {
 			return
 		}
@@ -471,14 +374,14 @@ func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func
 }
 
 // refuse returns a note when limits or access forbid answering, else "".
-func (e *Engine) refuse(ctx context.Context, m Message, model *config.Model, adm Admission) string {
+func (e *Engine) refuse(ctx context.Context, m Message, model *Model, adm Admission) string {
 	if m.User.Admin {
 		return ""
 	}
 	if model.AdminsOnly {
 		return fmt.Sprintf("The model %s is reserved for admins here. Pick another one with /model.", model.Name)
 	}
-	if q := e.cfg.Limits.DailyTokens; q > 0 && adm.UsedToday >= q {
+	if q := e.limits.DailyTokens; q > 0 && adm.UsedToday >= q {
 		return fmt.Sprintf("You've used your daily allowance of %d tokens. It resets at 00:00 UTC; /usage shows where you stand.", q)
 	}
 	if q := model.DailyTokens; q > 0 && adm.UsedByModel[model.Name] >= q {
@@ -487,7 +390,7 @@ func (e *Engine) refuse(ctx context.Context, m Message, model *config.Model, adm
 	for _, lim := range []struct {
 		key string
 		n   int
-	}{{m.userKey(), e.cfg.Limits.RequestsPerMinute}, {m.userKey() + ":" + model.Name, model.RequestsPerMinute}} {
+	}{{m.userKey(), e.limits.RequestsPerMinute}, {m.userKey() + ":" + model.Name, model.RequestsPerMinute}} {
 		if lim.n <= 0 {
 			continue
 		}
@@ -505,10 +408,10 @@ func (e *Engine) refuse(ctx context.Context, m Message, model *config.Model, adm
 
 // userText is the new message as sent to the model, with the adapter's text
 // attachments and a cut at max_input_chars, plus notices for the user.
-func (e *Engine) userText(m Message, model *config.Model) (string, []string) {
+func (e *Engine) userText(m Message, model *Model) (string, []string) {
 	var notices []string
 	text := m.Text
-	if limit := e.cfg.Limits.MaxInputChars; limit > 0 && len([]rune(text)) > limit {
+	if limit := e.limits.MaxInputChars; limit > 0 && len([]rune(text)) > limit {
 		text = string([]rune(text)[:limit])
 		notices = append(notices, fmt.Sprintf("Your message was cut to its first %d characters.", limit))
 	}
@@ -532,7 +435,7 @@ type streamResult struct {
 }
 
 // stream calls Ark and feeds the pacer until the answer ends.
-func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pacer, model *config.Model, req builtRequest, start time.Time) streamResult {
+func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pacer, model *Model, req builtRequest, start time.Time) streamResult {
 	res := streamResult{historyTokens: req.historyTokens}
 	var text, reasoning strings.Builder
 	frame := func() Frame { return Frame{Text: text.String(), Reasoning: reasoning.String(), Model: model.Name} }
@@ -560,7 +463,7 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 			res.frame.Note = "Something went wrong while I was answering. Please try again."
 			log.Error("stream failed", "err", err)
 		}
-		if res.frame.Text == "" && res.frame.Outcome == OutcomeInterrupted {
+		if res.frame.Text == "" && res.frame.Outcome == OutcomeInterrupted || errors.Is(context.Cause(ctx), errPanicked) {
 			res.frame.Outcome = OutcomeFailed
 		}
 		return res
@@ -627,7 +530,9 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 func (e *Engine) readLater(ctx context.Context, p *pacer) {
 	now := time.Now()
 	wait := p.quietUntil(now).Sub(now) - min(readAhead, p.interval/4)
-	wait = min(wait, e.cfg.Ark.IdleTimeout.D()/4)
+	if e.idle > 0 {
+		wait = min(wait, e.idle/4)
+	}
 	if wait <= 0 {
 		return
 	}
@@ -638,6 +543,9 @@ func (e *Engine) readLater(ctx context.Context, p *pacer) {
 	case <-ctx.Done():
 	}
 }
+
+// finalRenderTimeout bounds a final render outside the pacer.
+const finalRenderTimeout = 30 * time.Second
 
 // readAhead is how long before a render the stream is read again: time
 // enough to read and decode the chunks buffered meanwhile.
@@ -650,9 +558,10 @@ func (e *Engine) renderInterval(platform string) time.Duration {
 	return time.Second
 }
 
-// finish renders the final frame even when the answer's context is gone.
+// finish renders the final frame even when the answer's context is gone,
+// until a shutdown's deadline at the latest.
 func (e *Engine) finish(r Reply, f Frame) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(e.renders, finalRenderTimeout)
 	defer cancel()
 	return r.Render(ctx, f)
 }
@@ -663,6 +572,8 @@ func interruptNote(cause error) string {
 		return "Stopped."
 	case errors.Is(cause, errShutdown):
 		return "I was restarted before I could finish. Ask again to get the rest."
+	case errors.Is(cause, errPanicked):
+		return msgCrashed
 	default:
 		return "The answer was interrupted. Please ask again."
 	}

@@ -318,9 +318,9 @@ func TestShutdownInterruptsVisibly(t *testing.T) {
 		done := make(chan struct{})
 		go func() { rg.engine.Handle(context.Background(), msg("long job"), r); close(done) }()
 		time.Sleep(300 * time.Millisecond)
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rg.engine.Shutdown(ctx)
+		rg.engine.Shutdown(ctx, 200*time.Millisecond)
 		<-done
 		if f := r.final(); f.Outcome != OutcomeInterrupted || !strings.Contains(f.Note, "restarted") {
 			t.Errorf("shutdown: %+v", f)
@@ -341,8 +341,8 @@ func TestShutdownInterruptsVisibly(t *testing.T) {
 func TestLimits(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		rg := newRig(t, rdb, prefix)
-		rg.cfg.Limits.RequestsPerMinute = 2
-		rg.cfg.Limits.DailyTokens = 0
+		rg.engine.limits.RequestsPerMinute = 2
+		rg.engine.limits.DailyTokens = 0
 		for i := 0; i < 2; i++ {
 			if f := rg.ask(t, msg("ok")).final(); f.Outcome != OutcomeDone {
 				t.Fatalf("request %d refused: %+v", i, f)
@@ -356,8 +356,8 @@ func TestLimits(t *testing.T) {
 		if f := rg.ask(t, admin).final(); f.Outcome != OutcomeDone {
 			t.Errorf("admin limited: %+v", f)
 		}
-		rg.cfg.Limits.RequestsPerMinute = 0
-		rg.cfg.Limits.DailyTokens = 10 // the default echo's usage is well over this
+		rg.engine.limits.RequestsPerMinute = 0
+		rg.engine.limits.DailyTokens = 10 // the default echo's usage is well over this
 		if f := rg.ask(t, msg("quota")).final(); f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "daily allowance of 10 tokens") {
 			t.Errorf("daily quota: %+v", f)
 		}
@@ -366,7 +366,7 @@ func TestLimits(t *testing.T) {
 		}
 		if f := rg.ask(t, msg(strings.Repeat("é", 20000))).final(); !strings.Contains(f.Note, "cut to its first 16000 characters") {
 			// quota still applies; switch it off to see the cut notice
-			rg.cfg.Limits.DailyTokens = 0
+			rg.engine.limits.DailyTokens = 0
 			if f := rg.ask(t, msg(strings.Repeat("é", 20000))).final(); !strings.Contains(f.Note, "cut to its first 16000 characters") {
 				t.Errorf("long input: %+v", f.Note)
 			}

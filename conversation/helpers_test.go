@@ -11,27 +11,30 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/arkclient"
-	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/internal/embedredis"
 	"github.com/arkbot/arkbot/internal/testing/arktest"
 	"github.com/arkbot/arkbot/internal/testing/redistest"
 )
 
-// testConfig registers two models, one small enough to test trimming.
-func testConfig(t testing.TB) *config.Config {
-	t.Helper()
-	cfg, err := config.Parse([]byte(`
-ark: {api_key: k}
-models:
-  - {name: doubao, id: doubao-seed-1-6-250615, thinking: disabled, vision: true, context_window: 256000, max_tokens: 4096}
-  - {name: deepseek-r1, id: deepseek-r1-250528, context_window: 64000, max_tokens: 16000}
-  - {name: tiny, id: ep-20250101-tiny, context_window: 400, max_tokens: 100}
-  - {name: vip, id: ep-vip, admins_only: true}
-`))
-	if err != nil {
-		t.Fatal(err)
+// testModels registers four models: two like the example config's, one
+// small enough to test trimming, and an admins-only one.
+func testModels() []Model {
+	return []Model{
+		{Name: "doubao", ID: "doubao-seed-1-6-250615", Thinking: "disabled", Vision: true, ContextWindow: 256000, MaxTokens: 4096},
+		{Name: "deepseek-r1", ID: "deepseek-r1-250528", ContextWindow: 64000, MaxTokens: 16000},
+		{Name: "tiny", ID: "ep-20250101-tiny", ContextWindow: 400, MaxTokens: 100},
+		{Name: "vip", ID: "ep-vip", ContextWindow: 32768, MaxTokens: 4096, AdminsOnly: true},
 	}
-	return cfg
+}
+
+// testOptions are the engine options of a configuration that sets none.
+func testOptions() []Option {
+	return []Option{
+		WithSystemPrompt("You are a helpful assistant in a team chat on {platform}, talking with {user}. Today is {date}."),
+		WithLimits(Limits{MaxInputChars: 16000}),
+		WithIdleTimeout(time.Minute),
+		WithLogger(slog.New(slog.DiscardHandler)),
+	}
 }
 
 // backends runs a test against the real Redis and the embedded one.
@@ -57,7 +60,6 @@ func storeOptions(prefix string) StoreOptions {
 
 // rig is an engine wired to a fake Ark and a Redis.
 type rig struct {
-	cfg    *config.Config
 	ark    *arktest.Server
 	store  *Store
 	engine *Engine
@@ -67,15 +69,14 @@ func newRig(t testing.TB, rdb redis.UniversalClient, prefix string, opts ...Opti
 	t.Helper()
 	ark := arktest.New()
 	t.Cleanup(ark.Close)
-	cfg := testConfig(t)
 	client, err := arkclient.New(ark.URL, "k", arkclient.WithRetries(2, time.Millisecond, 10*time.Millisecond),
 		arkclient.WithIdleTimeout(2*time.Second), arkclient.WithFirstTokenTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	store := NewStore(rdb, storeOptions(prefix))
-	opts = append([]Option{WithRenderInterval("test", 0), WithLogger(slog.New(slog.DiscardHandler))}, opts...)
-	return &rig{cfg: cfg, ark: ark, store: store, engine: NewEngine(cfg, store, client, opts...)}
+	opts = append(append(testOptions(), WithRenderInterval("test", 0)), opts...)
+	return &rig{ark: ark, store: store, engine: NewEngine(testModels(), store, client, opts...)}
 }
 
 var msgSeq sync.Mutex

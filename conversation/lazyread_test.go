@@ -3,7 +3,6 @@ package conversation
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -65,8 +64,8 @@ func testReadJustBeforeRenders(t *testing.T, rdb redis.UniversalClient, prefix s
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(testConfig(t), NewStore(rdb, storeOptions(prefix)), client,
-		WithRenderInterval("test", interval), WithLogger(slog.New(slog.DiscardHandler)))
+	e := NewEngine(testModels(), NewStore(rdb, storeOptions(prefix)), client,
+		append(testOptions(), WithRenderInterval("test", interval))...)
 	r := &recorder{t: t}
 	if err := e.Handle(context.Background(), msg("stream"), r); err != nil {
 		t.Fatal(err)

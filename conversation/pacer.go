@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -11,15 +12,21 @@ import (
 // once, then at most one render per interval, never two at a time; frames
 // that arrive meanwhile are coalesced into the latest. The final frame is
 // rendered by finish, after any render in flight, so it always lands last.
+// A render that panics is logged and calls onPanic; no intermediate frame
+// is rendered after it, the final one still is.
 type pacer struct {
+	ctx      context.Context // bounds every render
 	reply    Reply
 	interval time.Duration
 	log      *slog.Logger
+	onPanic  func()
 
 	mu        sync.Mutex
 	latest    Frame
 	dirty     bool
 	final     bool
+	stopped   bool      // stop was called: render nothing more
+	panicked  bool      // a render panicked: render only the final frame
 	rendering bool      // a render is in flight
 	next      time.Time // the last render's end plus the interval
 	finalErr  error
@@ -27,8 +34,8 @@ type pacer struct {
 	done      chan struct{}
 }
 
-func newPacer(r Reply, interval time.Duration, log *slog.Logger) *pacer {
-	p := &pacer{reply: r, interval: interval, log: log,
+func newPacer(ctx context.Context, r Reply, interval time.Duration, log *slog.Logger, onPanic func()) *pacer {
+	p := &pacer{ctx: ctx, reply: r, interval: interval, log: log, onPanic: onPanic,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.run()
 	return p
@@ -59,6 +66,19 @@ func (p *pacer) finish(f Frame) error {
 	return p.finalErr
 }
 
+// stop ends the pacer without a final render (an answer that panicked
+// renders its own), not waiting for a render in flight. It does nothing
+// after finish.
+func (p *pacer) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (p *pacer) run() {
 	defer close(p.done)
 	var last time.Time
@@ -67,18 +87,19 @@ func (p *pacer) run() {
 			time.Sleep(wait)
 		}
 		p.mu.Lock()
-		f, dirty, final := p.latest, p.dirty, p.final
+		f, dirty, final, stopped := p.latest, p.dirty, p.final, p.stopped
 		p.dirty = false
-		p.mu.Unlock()
-		if !dirty {
+		if stopped && !final {
+			p.mu.Unlock()
+			return
+		}
+		if !dirty || p.panicked && !final {
+			p.mu.Unlock()
 			continue
 		}
-		p.mu.Lock()
 		p.rendering = true
 		p.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), renderTimeout)
-		err := p.reply.Render(ctx, f)
-		cancel()
+		err := p.render(f)
 		last = time.Now()
 		p.mu.Lock()
 		p.rendering, p.next = false, last.Add(p.interval)
@@ -91,6 +112,23 @@ func (p *pacer) run() {
 			p.log.Warn("render failed", "err", err)
 		}
 	}
+}
+
+// render renders f, recovering a panic in it.
+func (p *pacer) render(f Frame) error {
+	ctx, cancel := context.WithTimeout(p.ctx, renderTimeout)
+	defer cancel()
+	err := protect(func() error { return p.reply.Render(ctx, f) })
+	if _, ok := errors.AsType[*panicError](err); ok {
+		logPanic(p.log, err)
+		p.mu.Lock()
+		p.panicked = true
+		p.mu.Unlock()
+		if !f.Final {
+			p.onPanic()
+		}
+	}
+	return err
 }
 
 // quietUntil is the earliest moment the next render could start, as far as

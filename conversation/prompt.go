@@ -5,7 +5,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/arkbot/arkbot/arkclient"
-	"github.com/arkbot/arkbot/config"
 )
 
 // builtRequest is an Ark request plus what the engine needs to account for it.
@@ -22,7 +21,7 @@ const imageTokens = 1500
 // fit the model's context window minus its answer budget, and the new
 // message. ok is false when even the new message alone does not fit; need is
 // then its estimated size.
-func (e *Engine) buildRequest(m Message, model *config.Model, turns []Turn, text string) (req builtRequest, need int, ok bool) {
+func (e *Engine) buildRequest(m Message, model *Model, turns []Turn, text string) (req builtRequest, need int, ok bool) {
 	system := e.systemPrompt(m, model)
 	budget := model.ContextWindow - model.MaxTokens
 	newMsg := arkclient.Message{Role: "user", Content: text}
@@ -99,9 +98,9 @@ func estimateTokens(s string) int {
 
 // systemPrompt fills the configured template: {date}, {time}, {user},
 // {platform}, {model}.
-func (e *Engine) systemPrompt(m Message, model *config.Model) string {
+func (e *Engine) systemPrompt(m Message, model *Model) string {
 	now := e.now()
-	return expandPrompt(e.cfg.SystemPrompt, func(name string) (string, bool) {
+	return expandPrompt(e.systemTmpl, func(name string) (string, bool) {
 		switch name {
 		case "{date}":
 			return now.Format("2006-01-02 (Monday)"), true

@@ -26,7 +26,7 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 func TestRedisRoundTripsPerTurn(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		rg := newRig(t, rdb, prefix)
-		rg.cfg.Limits.RequestsPerMinute = 20
+		rg.engine.limits.RequestsPerMinute = 20
 		rg.ask(t, msg("warm up")) // loads scripts
 		h := &roundTrips{}
 		rdb.AddHook(h)

@@ -52,14 +52,14 @@ func TestStoreRenewKeepsTheLock(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		ctx := context.Background()
 		opt := storeOptions(prefix)
-		opt.LockTTL, opt.LockWait = 200*time.Millisecond, 50*time.Millisecond
+		opt.LockTTL, opt.LockWait = time.Second, 50*time.Millisecond
 		s := NewStore(rdb, opt)
 		th, err := s.Lock(ctx, "k", "test:u1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; i < 4; i++ {
-			time.Sleep(100 * time.Millisecond)
+		for i := 0; i < 4; i++ { // renewed every 0.4 of the TTL, it outlives the TTL
+			time.Sleep(400 * time.Millisecond)
 			if ok, err := th.Renew(ctx); !ok || err != nil {
 				t.Fatalf("renew %d: %v %v", i, ok, err)
 			}

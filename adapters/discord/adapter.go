@@ -202,9 +202,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 	if cfg.ShardCount < 1 {
 		cfg.ShardCount = 1
 	}
-	if cfg.MaxConcurrent < 1 {
-		cfg.MaxConcurrent = 200
-	}
 	if o.client == nil {
 		// Each answer makes one call at a time: keep that many connections.
 		o.client = &http.Client{Timeout: 20 * time.Second, Transport: transport.New(cfg.MaxConcurrent)}

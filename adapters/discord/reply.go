@@ -281,9 +281,8 @@ func (r *reply) Begin(ctx context.Context) error {
 }
 
 // Render shows a frame. Intermediate frames are best-effort; the final one
-// is rendered on a context detached from ctx's cancellation (so an answer
-// interrupted by shutdown still shows what was written), bounded by
-// finalTimeout.
+// is bounded by ctx (the engine's outlives an interrupted answer, until
+// the shutdown deadline) and by finalTimeout.
 func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -293,7 +292,7 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	r.last, r.rendered = f, true
 	if f.Final {
 		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+		fctx, cancel := context.WithTimeout(ctx, finalTimeout)
 		defer cancel()
 		return r.syncLocked(fctx, layout(f), false, true)
 	}

@@ -159,13 +159,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	default:
 		return nil, fmt.Errorf("slack.streaming must be auto, native or update, not %q", cfg.Streaming)
 	}
-	if cfg.EditInterval <= 0 {
-		cfg.EditInterval = config.Duration(time.Second)
-	}
 	workers := cfg.MaxConcurrent
-	if workers <= 0 {
-		workers = 64
-	}
 	if o.client == nil {
 		// Each worker makes one call at a time: keep that many connections.
 		o.client = &http.Client{Timeout: 30 * time.Second, Transport: transport.New(workers)}
@@ -175,7 +169,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	if cfg.AppToken != "" {
 		apiOpts = append(apiOpts, slack.OptionAppLevelToken(cfg.AppToken.Value()))
 	}
-	log := o.log.With("adapter", "slack")
+	log := o.log
 	poolOpts := []work.Option{work.WithLogger(log), work.WithStopWait(stopWait)}
 	if o.queue >= 0 {
 		poolOpts = append(poolOpts, work.WithQueue(o.queue))

@@ -757,7 +757,7 @@ func TestShutdownWaitsForAnswers(t *testing.T) {
 	h.frames, h.step = 10, 30*time.Millisecond
 	fs := slacktest.New(slacktest.Options{})
 	defer fs.Close()
-	cfg := config.Slack{BotToken: config.Secret(fs.BotToken()), AppToken: config.Secret(fs.AppToken()), APIURL: fs.APIURL(), EditInterval: config.Duration(10 * time.Millisecond)}
+	cfg := config.Slack{BotToken: config.Secret(fs.BotToken()), AppToken: config.Secret(fs.AppToken()), APIURL: fs.APIURL(), EditInterval: config.Duration(10 * time.Millisecond), MaxConcurrent: 64}
 	a, err := New(cfg, config.Limits{}, h, WithLogger(newTestLogger(t)), WithShutdownGrace(5*time.Second))
 	if err != nil {
 		t.Fatal(err)

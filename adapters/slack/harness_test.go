@@ -188,7 +188,7 @@ func start(t *testing.T, fs *slacktest.Server, h conversation.Handler, mut func(
 	cfg := config.Slack{
 		BotToken: config.Secret(fs.BotToken()), AppToken: config.Secret(fs.AppToken()), APIURL: fs.APIURL(),
 		ReplyInThreads: "mentioned", Streaming: "auto", EditInterval: config.Duration(20 * time.Millisecond),
-		Admins: config.StringList{"U2"},
+		Admins: config.StringList{"U2"}, MaxConcurrent: 64,
 	}
 	if mut != nil {
 		mut(&cfg)

@@ -156,9 +156,10 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	}
 	if f.Final {
 		r.done = true
-		// The final text must land even if the answer's context is gone.
+		// The engine's ctx for a final render outlives the answer's and
+		// ends at the shutdown deadline; finalWait bounds it too.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.a.finalWait)
+		ctx, cancel = context.WithTimeout(ctx, r.a.finalWait)
 		defer cancel()
 	}
 	if r.mode == modeUndecided {

@@ -38,6 +38,7 @@ func checkLive(ctx context.Context, cfg *config.Config, out io.Writer) int {
 
 	ark, err := arkclient.New(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(),
 		arkclient.WithFirstTokenTimeout(min(cfg.Ark.FirstTokenTimeout.D(), checkTimeout)),
+		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
 		arkclient.WithRetries(1, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
 		arkclient.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {

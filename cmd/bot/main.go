@@ -84,7 +84,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		c := console.New(b.engine, stdin, stdout, console.Interactive(interactive),
 			console.ShowThinking(cfg.Console.ShowThinking), console.User(cfg.Console.User))
 		err := c.Run(ctx)
-		b.shutdown(cfg.Server.ShutdownTimeout.D())
+		total := cfg.Server.ShutdownTimeout.D()
+		sctx, cancel := context.WithTimeout(context.Background(), total)
+		b.shutdown(sctx, total)
+		cancel()
 		if err != nil {
 			log.Error("console", "err", err)
 			return 1
@@ -138,11 +141,11 @@ func newBot(cfg *config.Config, log *slog.Logger) (*bot, error) {
 	return &bot{log: log, store: store, engine: engine, closeRedis: closeRedis}, nil
 }
 
-// shutdown lets answers in flight finish for up to grace, then interrupts them.
-func (b *bot) shutdown(grace time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	b.engine.Shutdown(ctx)
+// shutdown stops the engine within ctx's deadline, the whole of
+// server.shutdown_timeout: answers in flight get its grace part to
+// finish, then are interrupted, save and show their final frames.
+func (b *bot) shutdown(ctx context.Context, total time.Duration) {
+	b.engine.Shutdown(ctx, wire.ShutdownGrace(total))
 }
 
 func (b *bot) close() { b.closeRedis() }
@@ -177,21 +180,32 @@ func (b *bot) serve(ctx context.Context, cfg *config.Config) int {
 		}()
 	}
 	code := 0
+	total := cfg.Server.ShutdownTimeout.D()
 	select {
 	case <-ctx.Done():
-		b.log.Info("shutting down: finishing answers in flight", "grace", cfg.Server.ShutdownTimeout.D())
+		b.log.Info("shutting down: finishing answers in flight", "grace", wire.ShutdownGrace(total), "deadline", total)
 	case err := <-errc:
 		b.log.Error("stopping", "err", err)
 		code = 1
 	}
-	b.shutdown(cfg.Server.ShutdownTimeout.D())
+	// One deadline for everything: the engine's answers, the adapters'
+	// drain and the HTTP server's.
+	sctx, cancel := context.WithTimeout(context.Background(), total)
+	defer cancel()
+	b.shutdown(sctx, total)
 	stopAdapters()
 	for range runners {
-		<-done
+		select {
+		case <-done:
+		case <-sctx.Done():
+		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if sctx.Err() != nil {
+		b.log.Warn("shutdown deadline reached; abandoning what still runs", "deadline", total)
+	}
 	b.log.Info("stopped")
 	return code
 }

@@ -350,12 +350,13 @@ func (s stamped) RoundTrip(r *http.Request) (*http.Response, error) {
 	return s.next.RoundTrip(&c)
 }
 
-// stop ends the bot as cmd/bot does on SIGTERM: answers in flight get the
-// shutdown grace, then the adapters stop and Redis is closed.
+// stop ends the bot as cmd/bot does on SIGTERM: within the one shutdown
+// deadline, answers in flight get the grace, then the adapters stop; then
+// Redis is closed.
 func (b *bot) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), b.shutdown)
-	b.engine.Shutdown(ctx)
-	cancel()
+	defer cancel()
+	b.engine.Shutdown(ctx, wire.ShutdownGrace(b.shutdown))
 	b.cancel()
 	for _, d := range b.done {
 		select {
@@ -363,8 +364,8 @@ func (b *bot) stop() {
 			if err != nil {
 				b.log.Error("adapter", "err", err)
 			}
-		case <-time.After(30 * time.Second):
-			b.log.Error("an adapter did not stop within 30 s")
+		case <-ctx.Done():
+			b.log.Error("an adapter did not stop by the shutdown deadline")
 		}
 	}
 	b.rdb.Close()

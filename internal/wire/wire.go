@@ -5,6 +5,7 @@ package wire
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -19,7 +20,7 @@ func Core(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, extra
 	opts := append([]arkclient.Option{
 		arkclient.WithFirstTokenTimeout(cfg.Ark.FirstTokenTimeout.D()),
 		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
-		arkclient.WithRetries(cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
+		arkclient.WithRetries(*cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
 		arkclient.WithLogger(log),
 	}, extra...)
 	ark, err := arkclient.New(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(), opts...)
@@ -30,11 +31,41 @@ func Core(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, extra
 		Prefix: cfg.Redis.Prefix, TTL: cfg.Redis.TTL.D(), MaxTurns: cfg.Redis.MaxTurns,
 		LockTTL: cfg.Redis.LockTTL.D(), LockWait: cfg.Redis.LockWait.D(), DedupeTTL: cfg.Redis.DedupeTTL.D(),
 	})
-	engine := conversation.NewEngine(cfg, store, ark,
-		conversation.WithLogger(log),
-		conversation.WithRenderInterval(conversation.PlatformConsole, 0),
-		conversation.WithRenderInterval(conversation.PlatformSlack, cfg.Slack.EditInterval.D()),
-		conversation.WithRenderInterval(conversation.PlatformDiscord, cfg.Discord.EditInterval.D()))
+	engine := conversation.NewEngine(Models(cfg), store, ark, append(EngineOptions(cfg), conversation.WithLogger(log))...)
 	log.Info("ark", "url", ark.URL(), "models", cfg.ModelNames(), "default", cfg.DefaultModel)
 	return engine, store, nil
 }
+
+// Models converts the configured models for the engine.
+func Models(cfg *config.Config) []conversation.Model {
+	out := make([]conversation.Model, len(cfg.Models))
+	for i, m := range cfg.Models {
+		out[i] = conversation.Model{
+			Name: m.Name, ID: m.ID, Description: m.Description, Thinking: m.Thinking, Vision: m.Vision,
+			ContextWindow: m.ContextWindow, MaxTokens: m.MaxTokens, Temperature: m.Temperature,
+			DailyTokens: m.DailyTokens, RequestsPerMinute: m.RequestsPerMinute, AdminsOnly: m.AdminsOnly,
+		}
+	}
+	return out
+}
+
+// EngineOptions are the engine's options from cfg, but for its logger.
+func EngineOptions(cfg *config.Config) []conversation.Option {
+	return []conversation.Option{
+		conversation.WithDefaultModel(cfg.DefaultModel),
+		conversation.WithSystemPrompt(cfg.SystemPrompt),
+		conversation.WithLimits(conversation.Limits{MaxInputChars: cfg.Limits.MaxInputChars,
+			RequestsPerMinute: cfg.Limits.RequestsPerMinute, DailyTokens: cfg.Limits.DailyTokens}),
+		conversation.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
+		conversation.WithStartLimit(cfg.Server.StartLimit()),
+		conversation.WithRenderInterval(conversation.PlatformConsole, 0),
+		conversation.WithRenderInterval(conversation.PlatformSlack, cfg.Slack.EditInterval.D()),
+		conversation.WithRenderInterval(conversation.PlatformDiscord, cfg.Discord.EditInterval.D()),
+	}
+}
+
+// ShutdownGrace is the part of server.shutdown_timeout that answers in
+// flight get to finish after SIGTERM: two thirds. In the last third the
+// answers still running are interrupted, save what they showed and
+// render their final frames.
+func ShutdownGrace(total time.Duration) time.Duration { return total * 2 / 3 }

@@ -15,6 +15,7 @@ import (
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/embedredis"
 	"github.com/arkbot/arkbot/internal/testing/arktest"
+	"github.com/arkbot/arkbot/internal/wire"
 )
 
 // New returns an engine answering through ark, its store on an embedded
@@ -42,7 +43,16 @@ models:
 	}
 	store := conversation.NewStore(rdb, conversation.StoreOptions{Prefix: "e2e", TTL: time.Hour, MaxTurns: 20,
 		LockTTL: 5 * time.Second, LockWait: 10 * time.Second, DedupeTTL: time.Hour})
-	return conversation.NewEngine(cfg, store, client, append([]conversation.Option{conversation.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	// The configuration's options but its render intervals: adapter tests
+	// set their own, else the engine's default.
+	opts = append([]conversation.Option{
+		conversation.WithSystemPrompt(cfg.SystemPrompt),
+		conversation.WithLimits(conversation.Limits{MaxInputChars: cfg.Limits.MaxInputChars}),
+		conversation.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
+		conversation.WithStartLimit(cfg.Server.StartLimit()),
+		conversation.WithLogger(slog.New(slog.DiscardHandler)),
+	}, opts...)
+	return conversation.NewEngine(wire.Models(cfg), store, client, opts...)
 }
 
 // Takes makes ark answer "take N on <the question>", N counting its
