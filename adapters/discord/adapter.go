@@ -18,6 +18,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/internal/transport"
 	"github.com/arkbot/arkbot/metrics"
 )
@@ -103,9 +104,9 @@ type Adapter struct {
 	opts   options
 	token  string // "Bot …"
 
-	sess    *discordgo.Session
-	budgets *budgets
-	sem     chan struct{}
+	sess   *discordgo.Session
+	budget *ratelimit.Budget
+	sem    chan struct{}
 
 	ready     atomic.Bool
 	readyOnce sync.Once
@@ -145,7 +146,7 @@ type activeAnswer struct {
 type Stats struct {
 	Calls       int64 // REST calls made by the adapter
 	Errors      int64 // of which failed (429s excluded)
-	RateLimited int64 // 429 responses seen (retried by discordgo or skipped)
+	RateLimited int64 // 429 responses seen (waited out and retried, or skipped)
 	Skipped     int64 // intermediate renders (or parts) skipped for lack of budget
 }
 
@@ -204,7 +205,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 	a := &Adapter{
 		cfg: cfg, limits: limits, h: h, log: o.log.With("platform", "discord"), client: o.client, opts: o,
 		token:    tok,
-		budgets:  newBudgets(o.channelCalls, o.channelWindow, o.globalPerSec),
 		sem:      make(chan struct{}, cfg.MaxConcurrent),
 		readyCh:  make(chan struct{}),
 		chains:   newLRU[string, string](cacheSize),
@@ -212,6 +212,8 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		joined:   newLRU[string, bool](cacheSize),
 		active:   map[string]*activeAnswer{},
 	}
+	a.budget = ratelimit.New("discord", rateLimits(o.channelCalls, o.channelWindow, o.globalPerSec),
+		ratelimit.WithClassifier(classify), ratelimit.WithObserver(a.count), ratelimit.WithLogger(a.log))
 	a.baseCtx, a.cancel = context.WithCancel(context.Background())
 	return a, nil
 }
@@ -289,7 +291,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 	setDiscordgoLogger()
 	a.sess = s
 	s.AddHandler(func(_ *discordgo.Session, rl *discordgo.RateLimit) {
-		// discordgo retries the request after rl.RetryAfter, holding the bucket.
+		// A call outside the budget: discordgo retries it after rl.RetryAfter, holding the bucket.
 		a.stats.rateLimited.Add(1)
 		metrics.PlatformCall("discord", routeName(rl.URL), "ratelimited")
 		a.log.Debug("rate limited by Discord; discordgo retries", "route", routeName(rl.URL), "retry_after", rl.RetryAfter)
@@ -401,21 +403,32 @@ func (a *Adapter) track(fn func()) {
 	fn()
 }
 
-// observe counts one REST call in the metrics and the adapter's stats.
+// observe counts one REST call made outside the budget (which counts its
+// own) in the metrics and the adapter's stats.
 func (a *Adapter) observe(method string, err error) {
-	a.stats.calls.Add(1)
 	result := "ok"
 	var rl *discordgo.RateLimitError
 	switch {
 	case err == nil:
 	case errors.As(err, &rl):
 		result = "ratelimited"
-		a.stats.rateLimited.Add(1)
 	default:
 		result = "error"
-		a.stats.errors.Add(1)
 	}
 	metrics.PlatformCall("discord", method, result)
+	a.count(method, result)
+}
+
+// count adds one REST call's result ("ok", "error", "ratelimited") to the
+// adapter's stats.
+func (a *Adapter) count(_, result string) {
+	a.stats.calls.Add(1)
+	switch result {
+	case "ratelimited":
+		a.stats.rateLimited.Add(1)
+	case "error":
+		a.stats.errors.Add(1)
+	}
 }
 
 var apiPath = regexp.MustCompile(`/api/v\d+/`)

@@ -2,9 +2,13 @@ package discord
 
 import (
 	"context"
+	"errors"
+	"net"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/arkbot/arkbot/internal/ratelimit"
 )
 
 // Default render budgets. Discord does not publish its message limits; in
@@ -16,23 +20,24 @@ const (
 	DefaultGlobalPerSec  = 50
 )
 
-// budgets spends the adapter's own request budget before discordgo's
-// buckets are involved: a per-channel limiter (message posts and edits in
+// The adapter's limits: every message post, edit and delete is charged to
+// its channel's (or interaction's) bucket and to the global one.
+const (
+	limitChannel = "channel"
+	limitGlobal  = "global"
+)
+
+// rateLimits is the adapter's own request budget, spent before discordgo's
+// buckets are involved: a per-channel limit (message posts and edits in
 // one channel or thread, shared by every answer streaming there) and a
-// global one.
+// global one, which a best-effort call waits for briefly since it is
+// generous.
 //
 // A token bucket with burst b and rate r lets through at most b + r·w calls
-// in any window w; the channel limiter takes b = 2 (1 when calls < 3) and
+// in any window w; the channel limit takes b = 2 (1 when calls < 3) and
 // r = (calls-b)/window, so no window of that length sees more than calls
 // requests while a new answer's placeholder and first token go out at once.
-type budgets struct {
-	global   *rate.Limiter
-	channels *lru[string, *rate.Limiter]
-	perSec   rate.Limit
-	burst    int
-}
-
-func newBudgets(calls int, window time.Duration, globalPerSec float64) *budgets {
+func rateLimits(calls int, window time.Duration, globalPerSec float64) ratelimit.Limits {
 	calls = max(calls, 1)
 	if window <= 0 {
 		window = DefaultChannelWindow
@@ -41,41 +46,59 @@ func newBudgets(calls int, window time.Duration, globalPerSec float64) *budgets 
 	if calls >= 3 {
 		burst = 2 // the placeholder and the first token both go out at once
 	}
-	r := rate.Limit(float64(calls-burst) / window.Seconds())
+	perSec := float64(calls-burst) / window.Seconds()
 	if calls == 1 {
-		r = rate.Every(window)
+		perSec = 1 / window.Seconds()
 	}
-	g := rate.NewLimiter(rate.Limit(globalPerSec), max(int(globalPerSec/10), 1))
-	if globalPerSec <= 0 {
-		g = rate.NewLimiter(rate.Inf, 1)
+	global := ratelimit.Limit{Burst: 1}
+	if globalPerSec > 0 {
+		global = ratelimit.Limit{PerSecond: globalPerSec, Burst: max(int(globalPerSec/10), 1), Patience: 100 * time.Millisecond}
 	}
-	return &budgets{global: g, channels: newLRU[string, *rate.Limiter](20000), perSec: r, burst: burst}
+	return ratelimit.Limits{
+		limitChannel: {PerSecond: perSec, Burst: burst, Scope: ratelimit.PerChannel},
+		limitGlobal:  global,
+	}
 }
 
-func (b *budgets) channel(key string) *rate.Limiter {
-	return b.channels.GetOrAdd(key, func() *rate.Limiter { return rate.NewLimiter(b.perSec, b.burst) })
+// call runs one message request under the budget of key (a channel, or
+// an interaction) and the global one: see ratelimit.Budget.Do. Requests
+// made in fn pass reqOpts, so a 429 comes back to the budget rather than
+// being slept on by discordgo under its bucket lock.
+func (a *Adapter) call(ctx context.Context, p ratelimit.Priority, method, key string, idempotent bool, fn func(context.Context) error) error {
+	return a.budget.Do(ctx, ratelimit.Call{
+		Method: method, Limits: []string{limitChannel, limitGlobal}, Channel: key, Priority: p, Idempotent: idempotent,
+	}, fn)
 }
 
-// try takes one call from the channel's budget without waiting.
-func (b *budgets) try(key string) bool {
-	if !b.channel(key).Allow() {
-		return false
-	}
-	// The global limit is generous; wait for it only briefly.
-	r := b.global.Reserve()
-	if d := r.Delay(); d > 100*time.Millisecond {
-		r.Cancel()
-		return false
-	} else if d > 0 {
-		time.Sleep(d)
-	}
-	return true
+// reqOpts are the request options of a call made under the budget.
+func reqOpts(ctx context.Context) []discordgo.RequestOption {
+	return []discordgo.RequestOption{discordgo.WithContext(ctx), discordgo.WithRetryOnRatelimit(false)}
 }
 
-// wait takes one call from the channel's budget, waiting for it.
-func (b *budgets) wait(ctx context.Context, key string) error {
-	if err := b.channel(key).Wait(ctx); err != nil {
-		return err
+// classify reads discordgo's errors for the ratelimit package: with retries
+// off, a 429 is a *discordgo.RateLimitError carrying Retry-After.
+func classify(err error) (ratelimit.Kind, time.Duration) {
+	var rl *discordgo.RateLimitError
+	if errors.As(err, &rl) {
+		var after time.Duration
+		if rl.RateLimit != nil && rl.TooManyRequests != nil {
+			after = rl.RetryAfter
+		}
+		return ratelimit.RateLimited, after
 	}
-	return b.global.Wait(ctx)
+	if transient(err) {
+		return ratelimit.Transient, 0
+	}
+	return ratelimit.Failed, 0
+}
+
+// transient reports whether err is an HTTP 5xx or a network failure, not
+// Discord's answer to the request.
+func transient(err error) bool {
+	var re *discordgo.RESTError
+	if errors.As(err, &re) {
+		return re.Response != nil && re.Response.StatusCode >= 500
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/bwmarrin/discordgo"
 
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 )
 
 // ackTimeout bounds the interaction callback, due within 3 s of the event.
@@ -251,7 +252,7 @@ func (a *Adapter) onAsk(in *discordgo.Interaction, data discordgo.ApplicationCom
 
 	echoID := ""
 	ectx, cancel := context.WithTimeout(ctx, callTimeout)
-	echo, err := a.webhookEdit(ectx, in, "@original", echoText(prompt, msg.Images, msg.Files), nil, true)
+	echo, err := a.webhookEdit(ectx, ratelimit.MustDeliver, in, "@original", echoText(prompt, msg.Images, msg.Files), nil)
 	cancel()
 	if err != nil {
 		a.log.Warn("could not show the question", "interaction", in.ID, "err", err)

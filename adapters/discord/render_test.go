@@ -3,7 +3,11 @@ package discord
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"math"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"github.com/bwmarrin/discordgo"
 
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 )
 
 func TestLayoutStreamingAndFinal(t *testing.T) {
@@ -129,26 +134,38 @@ func TestIDFromToken(t *testing.T) {
 	}
 }
 
-func TestBudgetsTryAndWait(t *testing.T) {
-	if b := newBudgets(2, 300*time.Millisecond, 1000); !b.try("c") || b.try("c") {
-		t.Fatal("with 2 calls per window the burst should be one")
-	}
-	b := newBudgets(3, 300*time.Millisecond, 1000)
-	if !b.try("c") || !b.try("c") || b.try("c") {
-		t.Fatal("burst should be exactly two: placeholder and first token at once")
-	}
-	if !b.try("d") {
-		t.Fatal("channels have separate budgets")
-	}
-	start := time.Now()
-	for i := 0; i < 2; i++ {
-		if err := b.wait(t.Context(), "c"); err != nil {
-			t.Fatal(err)
+// TestRateLimits: the channel limit lets no window of its length see more
+// than its calls (burst + rate·window = calls), with a burst of two (the
+// placeholder and the first token) once calls allow it.
+func TestRateLimits(t *testing.T) {
+	for _, tc := range []struct{ calls, burst int }{{1, 1}, {2, 1}, {3, 2}, {5, 2}, {40, 2}} {
+		ch := rateLimits(tc.calls, 5*time.Second, 50)[limitChannel]
+		if ch.Burst != tc.burst || ch.Scope != ratelimit.PerChannel {
+			t.Errorf("%d calls: burst %d scope %v, want burst %d per channel", tc.calls, ch.Burst, ch.Scope, tc.burst)
+		}
+		if got := float64(ch.Burst) + ch.PerSecond*5; tc.calls > 1 && math.Abs(got-float64(tc.calls)) > 1e-9 {
+			t.Errorf("%d calls: %v in a window", tc.calls, got)
 		}
 	}
-	// Four calls in all on "c" at one per 300 ms after the burst of two.
-	if d := time.Since(start); d < 500*time.Millisecond {
-		t.Fatalf("waited only %v", d)
+	if g := rateLimits(5, time.Second, 50)[limitGlobal]; g.PerSecond != 50 || g.Burst != 5 || g.Scope != ratelimit.Global {
+		t.Errorf("global limit %+v", g)
+	}
+	if g := rateLimits(5, time.Second, 0)[limitGlobal]; g.PerSecond > 0 {
+		t.Errorf("no global budget, yet %+v", g)
+	}
+	limited := &discordgo.RateLimitError{RateLimit: &discordgo.RateLimit{TooManyRequests: &discordgo.TooManyRequests{RetryAfter: 1500 * time.Millisecond}}}
+	if kind, after := classify(fmt.Errorf("post: %w", limited)); kind != ratelimit.RateLimited || after != 1500*time.Millisecond {
+		t.Errorf("classify(429) = %v, %v", kind, after)
+	}
+	for err, want := range map[error]ratelimit.Kind{
+		&discordgo.RESTError{Response: &http.Response{StatusCode: http.StatusInternalServerError}}: ratelimit.Transient,
+		&discordgo.RESTError{Response: &http.Response{StatusCode: http.StatusForbidden}}:           ratelimit.Failed,
+		&net.OpError{Op: "dial", Err: errors.New("refused")}:                                       ratelimit.Transient,
+		context.DeadlineExceeded: ratelimit.Failed,
+	} {
+		if kind, _ := classify(err); kind != want {
+			t.Errorf("classify(%v) = %v, want %v", err, kind, want)
+		}
 	}
 }
 
@@ -184,21 +201,20 @@ type fakeSink struct {
 	ids                   []string
 }
 
-func (f *fakeSink) budgetKey() string { return "k" }
-func (f *fakeSink) post(_ context.Context, content string, _ []discordgo.MessageComponent, _ string, _ bool) (string, error) {
+func (f *fakeSink) post(_ context.Context, _ ratelimit.Priority, content string, _ []discordgo.MessageComponent, _ string) (string, error) {
 	f.posts++
 	id := fmt.Sprint("m", f.posts)
 	f.ids = append(f.ids, id)
 	return id, nil
 }
-func (f *fakeSink) edit(context.Context, string, string, []discordgo.MessageComponent, bool) error {
+func (f *fakeSink) edit(context.Context, ratelimit.Priority, string, string, []discordgo.MessageComponent) error {
 	f.edits++
 	return nil
 }
 func (f *fakeSink) remove(context.Context, string) error { f.removes++; return nil }
 
 func TestPlaceholderRemovedWhenEngineOnlyNotices(t *testing.T) {
-	a := &Adapter{budgets: newBudgets(100, time.Second, 0), chains: newLRU[string, string](10), log: testLogger()}
+	a := &Adapter{chains: newLRU[string, string](10), log: testLogger()}
 	s := &fakeSink{}
 	r := a.newReply("discord:g:1", s, nil, s, "")
 	if err := r.Begin(t.Context()); err != nil {

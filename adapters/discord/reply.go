@@ -6,16 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/bwmarrin/discordgo"
 
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 )
 
 // Rendering constants. Discord caps message content at 2,000 characters; each
@@ -50,23 +49,20 @@ const (
 // edited through a per-interaction bucket (webhookEdit) rather than the
 // shared one.
 //
-// Every post and edit spends the channel's budget (see budgets). An
-// intermediate frame takes what budget there is and skips the rest: the next
-// frame carries the whole text, so nothing is lost, only a repaint. The first
-// post and the final render wait for budget, and the final render retries
-// 429s (discordgo sleeps and retries) and transient errors until it lands.
+// Every post, edit and delete spends the channel's budget (see rateLimits).
+// An intermediate frame takes what budget there is and skips the rest (a
+// 429 too): the next frame carries the whole text, so nothing is lost, only
+// a repaint. The first post and the final render wait for budget and wait
+// out 429s; edits and deletes are also retried after transient errors
+// (internal/ratelimit).
 
 // sink is where an answer's messages go.
 type sink interface {
-	budgetKey() string
 	// post creates a message; prevID is the answer's previous message, if any.
-	post(ctx context.Context, content string, comps []discordgo.MessageComponent, prevID string, retry bool) (string, error)
-	edit(ctx context.Context, id, content string, comps []discordgo.MessageComponent, retry bool) error
+	post(ctx context.Context, p ratelimit.Priority, content string, comps []discordgo.MessageComponent, prevID string) (string, error)
+	edit(ctx context.Context, p ratelimit.Priority, id, content string, comps []discordgo.MessageComponent) error
+	// remove deletes a message, waiting for budget.
 	remove(ctx context.Context, id string) error
-}
-
-func reqOpts(ctx context.Context, retry bool) []discordgo.RequestOption {
-	return []discordgo.RequestOption{discordgo.WithContext(ctx), discordgo.WithRetryOnRatelimit(retry)}
 }
 
 // noMentions keeps model output from pinging anyone.
@@ -90,7 +86,7 @@ type channelSink struct {
 
 func (c *channelSink) budgetKey() string { return c.channelID }
 
-func (c *channelSink) post(ctx context.Context, content string, comps []discordgo.MessageComponent, prevID string, retry bool) (string, error) {
+func (c *channelSink) post(ctx context.Context, p ratelimit.Priority, content string, comps []discordgo.MessageComponent, prevID string) (string, error) {
 	data := &discordgo.MessageSend{Content: content, Components: nonNil(comps), AllowedMentions: noMentions()}
 	ref := c.replyTo
 	if ref != "" && prevID != "" {
@@ -103,14 +99,16 @@ func (c *channelSink) post(ctx context.Context, content string, comps []discordg
 	// ChannelMessageSendComplex's request, decoding only the new message's
 	// ID: the whole message was most of the cost of a placeholder post.
 	endpoint := discordgo.EndpointChannelMessages(c.channelID)
-	body, err := c.a.sess.RequestWithBucketID(http.MethodPost, endpoint, data, endpoint, reqOpts(ctx, retry)...)
 	var m struct{ ID string }
-	if err == nil {
-		if err = json.Unmarshal(body, &m); err == nil && m.ID == "" {
-			err = errors.New("discord: the posted message has no id")
+	err := c.a.call(ctx, p, "messages.create", c.budgetKey(), false, func(ctx context.Context) error {
+		body, err := c.a.sess.RequestWithBucketID(http.MethodPost, endpoint, data, endpoint, reqOpts(ctx)...)
+		if err == nil {
+			if err = json.Unmarshal(body, &m); err == nil && m.ID == "" {
+				err = errors.New("discord: the posted message has no id")
+			}
 		}
-	}
-	c.a.observe("messages.create", err)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
@@ -118,22 +116,23 @@ func (c *channelSink) post(ctx context.Context, content string, comps []discordg
 	return m.ID, nil
 }
 
-func (c *channelSink) edit(ctx context.Context, id, content string, comps []discordgo.MessageComponent, retry bool) error {
+func (c *channelSink) edit(ctx context.Context, p ratelimit.Priority, id, content string, comps []discordgo.MessageComponent) error {
 	comps = nonNil(comps)
 	e := &discordgo.MessageEdit{ID: id, Channel: c.channelID, Content: &content, Components: &comps, AllowedMentions: noMentions()}
 	// ChannelMessageEditComplex's request, without decoding the edited
 	// message Discord sends back, which nothing reads: that decode was 6%
 	// of the bot's CPU in the load test.
-	_, err := c.a.sess.RequestWithBucketID(http.MethodPatch, discordgo.EndpointChannelMessage(c.channelID, id), e,
-		discordgo.EndpointChannelMessage(c.channelID, ""), reqOpts(ctx, retry)...)
-	c.a.observe("messages.edit", err)
-	return err
+	return c.a.call(ctx, p, "messages.edit", c.budgetKey(), true, func(ctx context.Context) error {
+		_, err := c.a.sess.RequestWithBucketID(http.MethodPatch, discordgo.EndpointChannelMessage(c.channelID, id), e,
+			discordgo.EndpointChannelMessage(c.channelID, ""), reqOpts(ctx)...)
+		return err
+	})
 }
 
 func (c *channelSink) remove(ctx context.Context, id string) error {
-	err := c.a.sess.ChannelMessageDelete(c.channelID, id, reqOpts(ctx, true)...)
-	c.a.observe("messages.delete", err)
-	return err
+	return c.a.call(ctx, ratelimit.MustDeliver, "messages.delete", c.budgetKey(), true, func(ctx context.Context) error {
+		return c.a.sess.ChannelMessageDelete(c.channelID, id, reqOpts(ctx)...)
+	})
 }
 
 // interactionSink answers through an interaction's webhook: the first post
@@ -147,15 +146,18 @@ type interactionSink struct {
 	originalUsed bool
 }
 
-func (s *interactionSink) budgetKey() string { return "interaction:" + s.in.ID }
+func (s *interactionSink) budgetKey() string { return interactionKey(s.in) }
 
-func (s *interactionSink) post(ctx context.Context, content string, comps []discordgo.MessageComponent, _ string, retry bool) (string, error) {
+// interactionKey is the budget key of an interaction's webhook messages.
+func interactionKey(in *discordgo.Interaction) string { return "interaction:" + in.ID }
+
+func (s *interactionSink) post(ctx context.Context, p ratelimit.Priority, content string, comps []discordgo.MessageComponent, _ string) (string, error) {
 	s.mu.Lock()
 	useOriginal := !s.originalUsed
 	s.originalUsed = true
 	s.mu.Unlock()
 	if useOriginal {
-		if _, err := s.a.webhookEdit(ctx, s.in, "@original", content, comps, retry); err != nil {
+		if _, err := s.a.webhookEdit(ctx, p, s.in, "@original", content, comps); err != nil {
 			s.mu.Lock()
 			s.originalUsed = false
 			s.mu.Unlock()
@@ -163,37 +165,40 @@ func (s *interactionSink) post(ctx context.Context, content string, comps []disc
 		}
 		return "@original", nil
 	}
-	p := &discordgo.WebhookParams{Content: content, Components: nonNil(comps), AllowedMentions: noMentions()}
+	params := &discordgo.WebhookParams{Content: content, Components: nonNil(comps), AllowedMentions: noMentions()}
 	if s.ephemeral {
-		p.Flags = discordgo.MessageFlagsEphemeral
+		params.Flags = discordgo.MessageFlagsEphemeral
 	}
 	// FollowupMessageCreate's request under a bounded bucket key (see
 	// tokenBucket), decoding only the new message's ID.
 	uri := discordgo.EndpointWebhookToken(s.in.AppID, s.in.Token) + "?wait=true"
-	body, err := s.a.sess.RequestWithBucketID(http.MethodPost, uri, p, tokenBucket("webhook-execute", s.in.Token), reqOpts(ctx, retry)...)
 	var m struct{ ID string }
-	if err == nil {
-		if err = json.Unmarshal(body, &m); err == nil && m.ID == "" {
-			err = errors.New("discord: the followup has no id")
+	err := s.a.call(ctx, p, "webhooks.execute", s.budgetKey(), false, func(ctx context.Context) error {
+		body, err := s.a.sess.RequestWithBucketID(http.MethodPost, uri, params, tokenBucket("webhook-execute", s.in.Token), reqOpts(ctx)...)
+		if err == nil {
+			if err = json.Unmarshal(body, &m); err == nil && m.ID == "" {
+				err = errors.New("discord: the followup has no id")
+			}
 		}
-	}
-	s.a.observe("webhooks.execute", err)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
 	return m.ID, nil
 }
 
-func (s *interactionSink) edit(ctx context.Context, id, content string, comps []discordgo.MessageComponent, retry bool) error {
-	_, err := s.a.webhookEdit(ctx, s.in, id, content, comps, retry)
+func (s *interactionSink) edit(ctx context.Context, p ratelimit.Priority, id, content string, comps []discordgo.MessageComponent) error {
+	_, err := s.a.webhookEdit(ctx, p, s.in, id, content, comps)
 	return err
 }
 
 func (s *interactionSink) remove(ctx context.Context, id string) error {
 	uri := discordgo.EndpointWebhookMessage(s.in.AppID, s.in.Token, id)
-	_, err := s.a.sess.RequestWithBucketID("DELETE", uri, nil, webhookBucket(s.in.Token), reqOpts(ctx, true)...)
-	s.a.observe("webhooks.delete", err)
-	return err
+	return s.a.call(ctx, ratelimit.MustDeliver, "webhooks.delete", s.budgetKey(), true, func(ctx context.Context) error {
+		_, err := s.a.sess.RequestWithBucketID("DELETE", uri, nil, webhookBucket(s.in.Token), reqOpts(ctx)...)
+		return err
+	})
 }
 
 // webhookBucket spreads interaction-webhook edits and deletes over 64
@@ -211,13 +216,18 @@ func tokenBucket(route, token string) string {
 	return fmt.Sprintf("arkbot/%s/%d", route, h.Sum32()%64)
 }
 
-// webhookEdit edits an interaction response (@original or a followup).
-func (a *Adapter) webhookEdit(ctx context.Context, in *discordgo.Interaction, msgID, content string, comps []discordgo.MessageComponent, retry bool) (*discordgo.Message, error) {
+// webhookEdit edits an interaction response (@original or a followup)
+// under the interaction's budget.
+func (a *Adapter) webhookEdit(ctx context.Context, p ratelimit.Priority, in *discordgo.Interaction, msgID, content string, comps []discordgo.MessageComponent) (*discordgo.Message, error) {
 	comps = nonNil(comps)
 	uri := discordgo.EndpointWebhookMessage(in.AppID, in.Token, msgID)
 	data := &discordgo.WebhookEdit{Content: &content, Components: &comps, AllowedMentions: noMentions()}
-	body, err := a.sess.RequestWithBucketID("PATCH", uri, data, webhookBucket(in.Token), reqOpts(ctx, retry)...)
-	a.observe("webhooks.edit", err)
+	var body []byte
+	err := a.call(ctx, p, "webhooks.edit", interactionKey(in), true, func(ctx context.Context) error {
+		var err error
+		body, err = a.sess.RequestWithBucketID("PATCH", uri, data, webhookBucket(in.Token), reqOpts(ctx)...)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -302,15 +312,7 @@ func (r *reply) noticeLocked(ctx context.Context, text string) error {
 	r.noticed++
 	prev := ""
 	for _, p := range splitFor(text, maxContent) {
-		if err := r.a.budgets.wait(ctx, r.notices.budgetKey()); err != nil {
-			return err
-		}
-		var id string
-		err := r.retrying(ctx, true, func(retry bool) error {
-			var err error
-			id, err = r.notices.post(ctx, p, nil, prev, retry)
-			return err
-		})
+		id, err := r.notices.post(ctx, ratelimit.MustDeliver, p, nil, prev)
 		if err != nil {
 			return err
 		}
@@ -439,18 +441,18 @@ func (r *reply) syncLocked(ctx context.Context, want []string, live, wait bool) 
 				continue
 			}
 		}
+		prio := ratelimit.BestEffort
 		if wait {
-			if err := r.a.budgets.wait(ctx, r.sink.budgetKey()); err != nil {
-				return errors.Join(append(errs, err)...)
-			}
-		} else if !r.a.budgets.try(r.sink.budgetKey()) {
-			r.a.stats.skipped.Add(1)
-			return nil
+			prio = ratelimit.MustDeliver
 		}
-		err := r.apply(ctx, o, want, btn, wait)
+		err := r.apply(ctx, o, want, btn, prio)
 		if err != nil {
 			if !wait {
-				r.a.log.Debug("intermediate render failed; the next frame retries", "key", r.key, "err", err)
+				if errors.Is(err, ratelimit.ErrSkipped) {
+					r.a.stats.skipped.Add(1)
+				} else {
+					r.a.log.Debug("intermediate render failed; the next frame retries", "key", r.key, "err", err)
+				}
 				return nil
 			}
 			errs = append(errs, err)
@@ -472,7 +474,7 @@ func button(customID string) []discordgo.MessageComponent {
 	return []discordgo.MessageComponent{discordgo.ActionsRow{Components: []discordgo.MessageComponent{b}}}
 }
 
-func (r *reply) apply(ctx context.Context, o op, want []string, btn func(int) string, wait bool) error {
+func (r *reply) apply(ctx context.Context, o op, want []string, btn func(int) string, p ratelimit.Priority) error {
 	var comps []discordgo.MessageComponent
 	if o.kind != opDelete && btn(o.i) != "" {
 		comps = button(btn(o.i))
@@ -483,17 +485,11 @@ func (r *reply) apply(ctx context.Context, o op, want []string, btn func(int) st
 		if o.i > 0 {
 			prev = r.msgs[o.i-1].id
 		}
-		var id string
-		post := func(retry bool) error {
-			var err error
-			id, err = r.sink.post(ctx, want[o.i], comps, prev, retry)
-			return err
-		}
-		err := r.retrying(ctx, wait, post)
+		id, err := r.sink.post(ctx, p, want[o.i], comps, prev)
 		if err != nil && isForbidden(err) && r.fallback != nil && len(r.msgs) == 0 {
 			r.a.log.Info("may not post in this channel; answering through the interaction", "key", r.key, "err", err)
 			r.sink, r.fallback = r.fallback, nil
-			err = r.retrying(ctx, wait, post)
+			id, err = r.sink.post(ctx, p, want[o.i], comps, prev)
 		}
 		if err != nil {
 			return err
@@ -503,9 +499,7 @@ func (r *reply) apply(ctx context.Context, o op, want []string, btn func(int) st
 			r.a.chains.Add(id, r.chainRoot)
 		}
 	case opEdit:
-		err := r.retrying(ctx, wait, func(retry bool) error {
-			return r.sink.edit(ctx, r.msgs[o.i].id, want[o.i], comps, retry)
-		})
+		err := r.sink.edit(ctx, p, r.msgs[o.i].id, want[o.i], comps)
 		if err != nil {
 			if isGone(err) {
 				r.msgs[o.i].gone = true
@@ -514,46 +508,13 @@ func (r *reply) apply(ctx context.Context, o op, want []string, btn func(int) st
 		}
 		r.msgs[o.i].content, r.msgs[o.i].button = want[o.i], btn(o.i)
 	case opDelete:
-		err := r.retrying(ctx, wait, func(bool) error { return r.sink.remove(ctx, r.msgs[o.i].id) })
+		err := r.sink.remove(ctx, r.msgs[o.i].id)
 		if err != nil && !isGone(err) {
 			return err
 		}
 		r.msgs = r.msgs[:o.i]
 	}
 	return nil
-}
-
-// retrying runs fn once, or — when wait is set — with discordgo retrying
-// 429s and up to three attempts for transient failures (5xx, network).
-func (r *reply) retrying(ctx context.Context, wait bool, fn func(retry bool) error) error {
-	if !wait {
-		return fn(false)
-	}
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		if err = fn(true); err == nil || !transient(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(500<<attempt) * time.Millisecond):
-		}
-	}
-	return err
-}
-
-func transient(err error) bool {
-	var re *discordgo.RESTError
-	if errors.As(err, &re) {
-		return re.Response != nil && re.Response.StatusCode >= 500
-	}
-	var rl *discordgo.RateLimitError
-	if errors.As(err, &rl) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // layout turns a frame into message contents: the answer split under

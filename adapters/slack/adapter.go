@@ -19,6 +19,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/internal/transport"
 	"github.com/arkbot/arkbot/metrics"
 )
@@ -30,7 +31,7 @@ type Adapter struct {
 	h            conversation.Handler
 	log          *slog.Logger
 	api          *slack.Client
-	budget       *budgeter
+	budget       *ratelimit.Budget
 	presence     *presence // nil: the budget share is fixed
 	socket       bool
 	allowDMs     bool
@@ -177,7 +178,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		h:            h,
 		log:          o.log.With("adapter", "slack"),
 		api:          slack.New(cfg.BotToken.Value(), apiOpts...),
-		budget:       newBudgeter(o.budgets),
+		budget:       ratelimit.New("slack", rateLimits(o.budgets), ratelimit.WithClassifier(classify), ratelimit.WithLogger(o.log.With("adapter", "slack"))),
 		socket:       cfg.AppToken != "",
 		allowDMs:     cfg.AllowDMs == nil || *cfg.AllowDMs,
 		editInterval: cfg.EditInterval.D(),
@@ -252,7 +253,7 @@ func (a *Adapter) authenticate(ctx context.Context) error {
 			}
 		}
 		var resp *slack.AuthTestResponse
-		err := a.call(ctx, mustDeliver, "", "", "auth.test", func(ctx context.Context) error {
+		err := a.call(ctx, ratelimit.MustDeliver, "", "", "auth.test", func(ctx context.Context) error {
 			var err error
 			resp, err = a.api.AuthTestContext(ctx)
 			return err

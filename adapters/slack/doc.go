@@ -78,6 +78,7 @@
 // Every call is metered per workspace and method (DefaultBudgets, from
 // Slack's published tiers): intermediate edits are skipped when the budget
 // is spent (the next edit carries the whole text anyway), first posts and
-// final edits wait for it, and a 429 that still arrives is waited out and
-// retried.
+// final edits wait for it. A 429 that still arrives blocks the method for
+// the workspace until its Retry-After; a skippable call is then skipped,
+// the others wait it out and retry (internal/ratelimit).
 package slack

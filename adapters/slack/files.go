@@ -17,6 +17,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -78,12 +79,12 @@ func (c *userCache) name(ctx context.Context, a *Adapter, team, id string) strin
 	// many new users write at once and the Tier-4 budget is spent, the
 	// answer goes on with the user's ID (or a stale name) rather than wait
 	// up to userTimeout; the next message asks again.
-	err := a.call(lctx, bestEffort, team, "", "users.info", func(ctx context.Context) error {
+	err := a.call(lctx, ratelimit.BestEffort, team, "", "users.info", func(ctx context.Context) error {
 		var err error
 		u, err = a.api.GetUserInfoContext(ctx, id, slack.GetUserInfoOptionIncludeLocale(false))
 		return err
 	})
-	if errors.Is(err, errSkipped) {
+	if errors.Is(err, ratelimit.ErrSkipped) {
 		return e.name
 	}
 	name, ttl := e.name, userFailTTL // keep a stale name over none
@@ -271,7 +272,7 @@ func (a *Adapter) attachments(ctx context.Context, m *conversation.Message, file
 
 func (a *Adapter) fileInfo(ctx context.Context, team, id string) (*slack.File, error) {
 	var f *slack.File
-	err := a.call(ctx, mustDeliver, team, "", "files.info", func(ctx context.Context) error {
+	err := a.call(ctx, ratelimit.MustDeliver, team, "", "files.info", func(ctx context.Context) error {
 		var err error
 		f, _, _, err = a.api.GetFileInfoContext(ctx, id, 0, 0)
 		return err

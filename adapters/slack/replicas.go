@@ -91,7 +91,7 @@ func (a *Adapter) countReplicas(ctx context.Context) {
 	}
 	a.log.Info("replicas sharing Slack's rate limits", "replicas", n, "was", pr.count, "member", pr.member)
 	pr.count = n
-	a.budget.setShare(1 / float64(n))
+	a.budget.SetShare(1 / float64(n))
 	metrics.Replicas.WithLabelValues("slack").Set(float64(n))
 }
 

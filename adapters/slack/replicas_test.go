@@ -14,12 +14,6 @@ import (
 	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
-func (b *budgeter) currentShare() float64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.share
-}
-
 // TestReplicasSplitTheBudgetsByLiveCount runs two replicas on one
 // workspace, each with the whole of Slack's budgets, counting each other
 // through a real Redis: each spends half, Slack's events go to either at
@@ -42,15 +36,15 @@ func TestReplicasSplitTheBudgetsByLiveCount(t *testing.T) {
 	fast := func(c *config.Slack) { c.EditInterval = config.Duration(100 * time.Millisecond) }
 	opts := []Option{WithBudgets(DefaultBudgets().Scaled(scale)), WithPresence(store, 100*time.Millisecond)}
 	a, _ := start(t, fs, h, fast, opts...)
-	if s := a.budget.currentShare(); s != 1 {
+	if s := a.budget.Share(); s != 1 {
 		t.Fatalf("alone, the first replica spends %v of the budgets", s)
 	}
 	b, stopB := start(t, fs, h, fast, opts...)
-	if s := b.budget.currentShare(); s != 0.5 {
+	if s := b.budget.Share(); s != 0.5 {
 		t.Fatalf("the second replica spends %v of the budgets from its start, want 0.5", s)
 	}
 	e := &env{t: t, fs: fs, a: a, h: h}
-	e.waitFor("the first replica to count the second", 2*time.Second, func() bool { return a.budget.currentShare() == 0.5 })
+	e.waitFor("the first replica to count the second", 2*time.Second, func() bool { return a.budget.Share() == 0.5 })
 
 	type q struct{ ch, ts string }
 	var qs []q
@@ -78,7 +72,7 @@ func TestReplicasSplitTheBudgetsByLiveCount(t *testing.T) {
 	}
 
 	stopB()
-	e.waitFor("the first replica to take the whole budget back", 2*time.Second, func() bool { return a.budget.currentShare() == 1 })
+	e.waitFor("the first replica to take the whole budget back", 2*time.Second, func() bool { return a.budget.Share() == 1 })
 }
 
 // presenceStub answers heartbeats with n alive, or err.
@@ -104,18 +98,18 @@ func TestReplicaCountSurvivesStorageFailures(t *testing.T) {
 	}
 	ctx := context.Background()
 	a.countReplicas(ctx)
-	if s := a.budget.currentShare(); s != 1.0/3 {
+	if s := a.budget.Share(); s != 1.0/3 {
 		t.Fatalf("three replicas: share %v", s)
 	}
 	p.err = errors.New("redis: connection refused")
 	a.countReplicas(ctx)
 	a.countReplicas(ctx)
-	if s := a.budget.currentShare(); s != 1.0/3 {
+	if s := a.budget.Share(); s != 1.0/3 {
 		t.Fatalf("after failed heartbeats: share %v, want the last count's 1/3", s)
 	}
 	p.n, p.err = 0, nil // storage back, this replica's own entry not yet visible
 	a.countReplicas(ctx)
-	if s := a.budget.currentShare(); s != 1 {
+	if s := a.budget.Share(); s != 1 {
 		t.Fatalf("counted 0: share %v, want 1 (this replica at least)", s)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 )
 
 // What users see around an answer.
@@ -133,8 +134,8 @@ func (r *reply) Begin(ctx context.Context) error {
 	}
 	// In auto mode a spent status budget means a busy workspace: post a
 	// placeholder (a per-channel budget) rather than make the answer wait.
-	if r.nativeCandidate() && (r.a.cfg.Streaming == "native" || r.a.budget.available(r.t.team, r.t.channel, "assistant.threads.setStatus")) {
-		err := r.setStatus(ctx, mustDeliver, thinkingStatus, nil)
+	if r.nativeCandidate() && (r.a.cfg.Streaming == "native" || r.a.available(r.t.team, r.t.channel, "assistant.threads.setStatus")) {
+		err := r.setStatus(ctx, ratelimit.MustDeliver, thinkingStatus, nil)
 		if err == nil {
 			r.mode = modeNative
 			r.statusAt = time.Now()
@@ -143,7 +144,7 @@ func (r *reply) Begin(ctx context.Context) error {
 		r.log.Debug("assistant status unavailable; posting a placeholder instead", "err", err)
 	}
 	r.mode = modeUpdate
-	return r.newPost(ctx, mustDeliver, placeholderText, true)
+	return r.newPost(ctx, ratelimit.MustDeliver, placeholderText, true)
 }
 
 // Render implements conversation.Reply.
@@ -185,7 +186,7 @@ func (r *reply) Notice(ctx context.Context, text string) error {
 	if r.t.slash || r.t.private {
 		mrk := MarkdownToMrkdwn(text)
 		if r.t.responseURL != "" {
-			err := r.a.call(ctx, mustDeliver, r.t.team, "", "response_url", func(ctx context.Context) error {
+			err := r.a.call(ctx, ratelimit.MustDeliver, r.t.team, "", "response_url", func(ctx context.Context) error {
 				_, _, err := r.a.api.PostMessageContext(ctx, r.t.channel, slack.MsgOptionText(mrk, false),
 					slack.MsgOptionResponseURL(r.t.responseURL, slack.ResponseTypeEphemeral))
 				return err
@@ -199,14 +200,14 @@ func (r *reply) Notice(ctx context.Context, text string) error {
 		if r.t.thread != "" {
 			opts = append(opts, slack.MsgOptionTS(r.t.thread))
 		}
-		return r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.postEphemeral", func(ctx context.Context) error {
+		return r.a.call(ctx, ratelimit.MustDeliver, r.t.team, r.t.channel, "chat.postEphemeral", func(ctx context.Context) error {
 			_, err := r.a.api.PostEphemeralContext(ctx, r.t.channel, r.t.user, opts...)
 			return err
 		})
 	}
 	var errs []error
 	for _, piece := range conversation.Split(text, r.a.pieceLimit) {
-		if _, err := r.postMarkdown(ctx, mustDeliver, piece); err != nil {
+		if _, err := r.postMarkdown(ctx, ratelimit.MustDeliver, piece); err != nil {
 			errs = append(errs, err)
 			break
 		}
@@ -227,7 +228,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 		}
 		// A whole answer in its first frame is one post, not a stream; and
 		// "auto" posts rather than waits when the startStream budget is spent.
-		if f.Final || (r.a.cfg.Streaming == "auto" && !r.a.budget.available(r.t.team, r.t.channel, "chat.startStream")) {
+		if f.Final || (r.a.cfg.Streaming == "auto" && !r.a.available(r.t.team, r.t.channel, "chat.startStream")) {
 			r.fallback(0, "")
 			return false, nil
 		}
@@ -240,7 +241,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 		return false, nil
 	}
 	err := r.stream(ctx, text, f.Final)
-	if errors.Is(err, errSkipped) {
+	if errors.Is(err, ratelimit.ErrSkipped) {
 		return true, nil
 	}
 	if err != nil {
@@ -346,9 +347,9 @@ func (r *reply) stream(ctx context.Context, text string, final bool) error {
 			return nil // the caller stops the stream with the rest and the note, in one call
 		}
 		if time.Until(r.seg.lastAppend.Add(r.a.editInterval)) > 0 {
-			return errSkipped
+			return ratelimit.ErrSkipped
 		}
-		return r.appendSegment(ctx, bestEffort, pending)
+		return r.appendSegment(ctx, ratelimit.BestEffort, pending)
 	}
 	return errors.New("slack streaming made no progress")
 }
@@ -363,7 +364,7 @@ func (r *reply) startSegment(ctx context.Context, prefix, chunk string) error {
 		opts = append(opts, slack.MsgOptionMarkdownText(md))
 	}
 	var ts string
-	err := r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.startStream", func(ctx context.Context) error {
+	err := r.a.call(ctx, ratelimit.MustDeliver, r.t.team, r.t.channel, "chat.startStream", func(ctx context.Context) error {
 		var err error
 		_, ts, err = r.a.api.StartStreamContext(ctx, r.t.channel, opts...)
 		return err
@@ -378,7 +379,7 @@ func (r *reply) startSegment(ctx context.Context, prefix, chunk string) error {
 	return nil
 }
 
-func (r *reply) appendSegment(ctx context.Context, p priority, chunk string) error {
+func (r *reply) appendSegment(ctx context.Context, p ratelimit.Priority, chunk string) error {
 	seg := r.seg
 	err := r.a.call(ctx, p, r.t.team, r.t.channel, "chat.appendStream", func(ctx context.Context) error {
 		_, _, err := r.a.api.AppendStreamContext(ctx, r.t.channel, seg.ts, slack.MsgOptionMarkdownText(chunk))
@@ -423,7 +424,7 @@ func (r *reply) stopSegment(ctx context.Context, md string, blocks ...slack.Bloc
 	if len(blocks) > 0 {
 		opts = append(opts, slack.MsgOptionBlocks(blocks...))
 	}
-	err := r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.stopStream", func(ctx context.Context) error {
+	err := r.a.call(ctx, ratelimit.MustDeliver, r.t.team, r.t.channel, "chat.stopStream", func(ctx context.Context) error {
 		_, _, err := r.a.api.StopStreamContext(ctx, r.t.channel, seg.ts, opts...)
 		return err
 	})
@@ -457,14 +458,14 @@ func (r *reply) showReasoning(ctx context.Context, reasoning string) {
 	}
 	// slack-go joins loading messages with commas.
 	tail = strings.ReplaceAll(tail, ",", " ")
-	if err := r.setStatus(ctx, bestEffort, thinkingStatus, []string{tail}); err == nil {
+	if err := r.setStatus(ctx, ratelimit.BestEffort, thinkingStatus, []string{tail}); err == nil {
 		r.statusAt = time.Now()
 	}
 }
 
 func (r *reply) statusInterval() time.Duration { return max(3*r.a.editInterval, 2*time.Second) }
 
-func (r *reply) setStatus(ctx context.Context, p priority, status string, loading []string) error {
+func (r *reply) setStatus(ctx context.Context, p ratelimit.Priority, status string, loading []string) error {
 	return r.a.call(ctx, p, r.t.team, r.t.channel, "assistant.threads.setStatus", func(ctx context.Context) error {
 		return r.a.api.SetAssistantThreadsStatusContext(ctx, slack.AssistantThreadsSetStatusParameters{
 			ChannelID: r.t.channel, ThreadTS: r.t.thread, Status: status, LoadingMessages: loading,
@@ -535,9 +536,9 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 	} else {
 		pieces[last] += cursorMark
 	}
-	prio := bestEffort
+	prio := ratelimit.BestEffort
 	if f.Final {
-		prio = mustDeliver
+		prio = ratelimit.MustDeliver
 	}
 	var errs []error
 	for i, p := range pieces {
@@ -547,7 +548,7 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 		}
 		if i >= len(r.posts) {
 			if _, err := r.postMarkdown(ctx, prio, p, extra...); err != nil {
-				if !errors.Is(err, errSkipped) {
+				if !errors.Is(err, ratelimit.ErrSkipped) {
 					errs = append(errs, err)
 				}
 				break // later pieces can't be posted before this one
@@ -575,7 +576,7 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 				po.ts, po.shown, po.lastEdit, po.placeholder, po.button = ts, p, time.Now(), false, len(extra) > 0
 			}
 		}
-		if err != nil && !errors.Is(err, errSkipped) {
+		if err != nil && !errors.Is(err, ratelimit.ErrSkipped) {
 			errs = append(errs, err)
 			if f.Final {
 				break
@@ -585,7 +586,7 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 	if f.Final && len(r.posts) > len(pieces) {
 		// The final answer is shorter than what was shown: remove the rest.
 		for _, po := range r.posts[len(pieces):] {
-			if err := r.a.call(ctx, mustDeliver, r.t.team, r.t.channel, "chat.delete", func(ctx context.Context) error {
+			if err := r.a.call(ctx, ratelimit.MustDeliver, r.t.team, r.t.channel, "chat.delete", func(ctx context.Context) error {
 				_, _, err := r.a.api.DeleteMessageContext(ctx, r.t.channel, po.ts)
 				return err
 			}); err != nil {
@@ -612,14 +613,14 @@ func (r *reply) showReasoningInPlaceholder(ctx context.Context, reasoning string
 	if md == po.shown {
 		return
 	}
-	if err := r.edit(ctx, bestEffort, po, md); err == nil {
+	if err := r.edit(ctx, ratelimit.BestEffort, po, md); err == nil {
 		po.placeholder = true
 	}
 }
 
 // postMarkdown posts md (and extra blocks under it) as a new message of the
 // answer and tracks it.
-func (r *reply) postMarkdown(ctx context.Context, p priority, md string, extra ...slack.Block) (string, error) {
+func (r *reply) postMarkdown(ctx context.Context, p ratelimit.Priority, md string, extra ...slack.Block) (string, error) {
 	ts, err := r.postRaw(ctx, p, md, extra...)
 	if err != nil {
 		return "", err
@@ -629,7 +630,7 @@ func (r *reply) postMarkdown(ctx context.Context, p priority, md string, extra .
 }
 
 // newPost posts md; placeholder marks the pre-answer placeholder.
-func (r *reply) newPost(ctx context.Context, p priority, md string, placeholder bool) error {
+func (r *reply) newPost(ctx context.Context, p ratelimit.Priority, md string, placeholder bool) error {
 	if _, err := r.postMarkdown(ctx, p, md); err != nil {
 		return err
 	}
@@ -637,7 +638,7 @@ func (r *reply) newPost(ctx context.Context, p priority, md string, placeholder 
 	return nil
 }
 
-func (r *reply) postRaw(ctx context.Context, p priority, md string, extra ...slack.Block) (string, error) {
+func (r *reply) postRaw(ctx context.Context, p ratelimit.Priority, md string, extra ...slack.Block) (string, error) {
 	opts := append(contentOptions(md, extra...), slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl())
 	if r.t.thread != "" {
 		opts = append(opts, slack.MsgOptionTS(r.t.thread))
@@ -651,7 +652,7 @@ func (r *reply) postRaw(ctx context.Context, p priority, md string, extra ...sla
 	return ts, err
 }
 
-func (r *reply) edit(ctx context.Context, p priority, po *post, md string, extra ...slack.Block) error {
+func (r *reply) edit(ctx context.Context, p ratelimit.Priority, po *post, md string, extra ...slack.Block) error {
 	err := r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", func(ctx context.Context) error {
 		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, po.ts, contentOptions(md, extra...)...)
 		return err

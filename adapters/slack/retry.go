@@ -14,6 +14,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -125,7 +126,7 @@ func (a *Adapter) takeRetryOff(ctx context.Context, team, channel, ts, text stri
 	if ts == "" || len(keep) == len(blocks) || len(keep) == 0 {
 		return
 	}
-	err := a.call(ctx, mustDeliver, team, channel, "chat.update", func(ctx context.Context) error {
+	err := a.call(ctx, ratelimit.MustDeliver, team, channel, "chat.update", func(ctx context.Context) error {
 		_, _, _, err := a.api.UpdateMessageContext(ctx, channel, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(keep...))
 		return err
 	})

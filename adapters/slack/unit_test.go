@@ -3,6 +3,8 @@ package slack
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
@@ -218,78 +221,33 @@ func TestNoteBlockAndHelpers(t *testing.T) {
 	}
 }
 
-func TestBudgeter(t *testing.T) {
-	b := newBudgeter(Budgets{"chat.update": {PerMinute: 600, Burst: 2}, "chat.postMessage": {PerMinute: 60, Burst: 1, PerChannel: true}})
-	if !b.allow("T1", "C1", "chat.update") || !b.allow("T1", "C2", "chat.update") {
-		t.Fatal("burst refused")
+// TestRateLimits: Slack's budgets become per-workspace limits (per
+// channel where marked), rates per second, bursts of at least one.
+func TestRateLimits(t *testing.T) {
+	got := rateLimits(Budgets{"chat.update": {PerMinute: 600, Burst: 2}, "chat.postMessage": {PerMinute: 60, PerChannel: true}})
+	want := ratelimit.Limits{
+		"chat.update":      {PerSecond: 10, Burst: 2, Scope: ratelimit.PerWorkspace},
+		"chat.postMessage": {PerSecond: 1, Burst: 1, Scope: ratelimit.PerWorkspace | ratelimit.PerChannel},
 	}
-	if b.allow("T1", "C1", "chat.update") {
-		t.Fatal("over the burst allowed")
-	}
-	if !b.allow("T2", "C1", "chat.update") {
-		t.Fatal("another workspace shares the budget")
-	}
-	if !b.allow("T1", "C1", "chat.postMessage") || b.allow("T1", "C1", "chat.postMessage") || !b.allow("T1", "C2", "chat.postMessage") {
-		t.Fatal("postMessage budget is not per channel")
-	}
-	if !b.allow("T1", "C1", "users.list") || !b.allow("T1", "C1", "users.list") {
-		t.Fatal("an unlisted method was limited")
-	}
-	start := time.Now()
-	if err := b.wait(context.Background(), "T1", "C1", "chat.update"); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 50*time.Millisecond || d > time.Second {
-		t.Fatalf("waited %v for a token at 10/s", d)
-	}
-	b.penalize("T1", "", "chat.update", 200*time.Millisecond)
-	if b.allow("T1", "C1", "chat.update") || b.available("T1", "C1", "chat.update") {
-		t.Fatal("allowed during a 429 penalty")
-	}
-	start = time.Now()
-	if err := b.wait(context.Background(), "T1", "C1", "chat.update"); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 150*time.Millisecond {
-		t.Fatalf("waited only %v through a 200ms penalty", d)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	b.penalize("T1", "", "chat.update", time.Hour)
-	if err := b.wait(ctx, "T1", "C1", "chat.update"); err == nil {
-		t.Fatal("wait ignored a cancelled context")
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rateLimits = %v, want %v", got, want)
 	}
 	if got := DefaultBudgets().Scaled(2)["chat.update"]; got.PerMinute != 2*Tier3PerMinute*BudgetShare || got.Burst != 5 {
 		t.Fatalf("Scaled = %+v", got)
 	}
-}
-
-// TestBudgetShare: a replica's share divides rates and bursts, for buckets
-// made before the share changed and after, and never leaves less than one
-// call of burst.
-func TestBudgetShare(t *testing.T) {
-	b := newBudgeter(Budgets{"chat.update": {PerMinute: 600, Burst: 5}, "chat.delete": {PerMinute: 600, Burst: 1}})
-	b.allow("T1", "", "chat.update") // made at share 1
-	b.setShare(0.5)
-	b.mu.Lock()
-	before := b.get("T1", "", "chat.update", time.Now())
-	after := b.get("T2", "", "chat.update", time.Now())
-	one := b.get("T1", "", "chat.delete", time.Now())
-	b.mu.Unlock()
-	for name, k := range map[string]*bucket{"bucket made before": before, "bucket made after": after} {
-		if k.lim.Limit() != 5 || k.lim.Burst() != 2 {
-			t.Errorf("%s the share of 1/2: %v/s, burst %d; want 5/s, burst 2", name, k.lim.Limit(), k.lim.Burst())
+	for _, tc := range []struct {
+		err  error
+		kind ratelimit.Kind
+	}{
+		{&slack.RateLimitedError{RetryAfter: 3 * time.Second}, ratelimit.RateLimited},
+		{slack.StatusCodeError{Code: http.StatusBadGateway}, ratelimit.Transient},
+		{io.ErrUnexpectedEOF, ratelimit.Transient},
+		{context.DeadlineExceeded, ratelimit.Failed},
+		{slack.SlackErrorResponse{Err: "channel_not_found"}, ratelimit.Failed},
+	} {
+		if kind, _ := classify(tc.err); kind != tc.kind {
+			t.Errorf("classify(%v) = %v, want %v", tc.err, kind, tc.kind)
 		}
-	}
-	if one.lim.Burst() != 1 {
-		t.Errorf("a burst of 1 split in two: %d, want 1", one.lim.Burst())
-	}
-	b.setShare(1)
-	if before.lim.Limit() != 10 || before.lim.Burst() != 5 {
-		t.Errorf("back to the whole budget: %v/s, burst %d", before.lim.Limit(), before.lim.Burst())
-	}
-	if got := burstShare(10, 1.0/3); got != 3 {
-		t.Errorf("burstShare(10, 1/3) = %d, want 3", got)
 	}
 }
 
