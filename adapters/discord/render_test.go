@@ -18,60 +18,57 @@ import (
 
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/render"
 )
 
 func TestLayoutStreamingAndFinal(t *testing.T) {
-	if got := layout(conversation.Frame{}); len(got) != 1 || got[0] != placeholder {
+	if got := render.Layout(style, conversation.Frame{}); len(got) != 1 || got[0] != placeholder {
 		t.Fatalf("empty = %q", got)
 	}
-	if got := layout(conversation.Frame{Reasoning: "hmm"}); got[0] != thinkingMsg+cursor {
+	if got := render.Layout(style, conversation.Frame{Reasoning: "hmm"}); got[0] != thinkingMsg+cursor {
 		t.Fatalf("thinking = %q", got)
 	}
-	if got := layout(conversation.Frame{Text: "Hello "}); got[0] != "Hello"+cursor {
+	if got := render.Layout(style, conversation.Frame{Text: "Hello "}); got[0] != "Hello"+cursor {
 		t.Fatalf("live = %q", got)
 	}
 	// Streaming inside a code block keeps the block closed, cursor inside.
-	if got := layout(conversation.Frame{Text: "See:\n```go\nfunc f() {"}); got[0] != "See:\n```go\nfunc f() {"+cursor+"\n```" {
+	if got := render.Layout(style, conversation.Frame{Text: "See:\n```go\nfunc f() {"}); got[0] != "See:\n```go\nfunc f() {"+cursor+"\n```" {
 		t.Fatalf("live fence = %q", got)
 	}
-	if got := layout(conversation.Frame{Text: "Done.", Final: true, Outcome: conversation.OutcomeDone}); got[0] != "Done." {
+	if got := render.Layout(style, conversation.Frame{Text: "Done.", Final: true, Outcome: conversation.OutcomeDone}); got[0] != "Done." {
 		t.Fatalf("final = %q", got)
 	}
-	got := layout(conversation.Frame{Text: "Part", Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark said:\n quota exceeded"})
+	got := render.Layout(style, conversation.Frame{Text: "Part", Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark said:\n quota exceeded"})
 	if got[0] != "Part\n-# ⚠️ Ark said: quota exceeded" {
 		t.Fatalf("note = %q", got)
 	}
-	got = layout(conversation.Frame{Text: "x\n```py\nprint(1)", Final: true, Outcome: conversation.OutcomeTruncated})
+	got = render.Layout(style, conversation.Frame{Text: "x\n```py\nprint(1)", Final: true, Outcome: conversation.OutcomeTruncated})
 	if got[0] != "x\n```py\nprint(1)\n```\n-# ⚠️ The answer reached the length limit." {
 		t.Fatalf("truncated in fence = %q", got)
 	}
-	if got := layout(conversation.Frame{Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark is unreachable."}); got[0] != "⚠️ Ark is unreachable." {
+	if got := render.Layout(style, conversation.Frame{Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark is unreachable."}); got[0] != "⚠️ Ark is unreachable." {
 		t.Fatalf("failed = %q", got)
 	}
-	if got := layout(conversation.Frame{Text: "a", Final: true, Outcome: conversation.OutcomeStopped}); got[0] != "a\n-# ⏹️ Stopped." {
+	if got := render.Layout(style, conversation.Frame{Text: "a", Final: true, Outcome: conversation.OutcomeStopped}); got[0] != "a\n-# ⏹️ Stopped." {
 		t.Fatalf("stopped = %q", got)
 	}
 	// A note that doesn't fit goes to its own message.
 	full := strings.Repeat("word ", 396) + "end" // 1983 characters
-	got = layout(conversation.Frame{Text: full, Final: true, Outcome: conversation.OutcomeInterrupted, Note: strings.Repeat("n", 50)})
+	got = render.Layout(style, conversation.Frame{Text: full, Final: true, Outcome: conversation.OutcomeInterrupted, Note: strings.Repeat("n", 50)})
 	if len(got) != 2 || !strings.HasPrefix(got[1], "-# ⚠️ ") {
 		t.Fatalf("overflowing note = %d pieces", len(got))
 	}
 	for _, p := range got {
-		if utf8.RuneCountInString(p) > maxContent {
-			t.Fatalf("piece over limit: %d", utf8.RuneCountInString(p))
+		if n := len(utf16.Encode([]rune(p))); n > maxContent {
+			t.Fatalf("piece over limit: %d", n)
 		}
 	}
 }
 
 func TestLayoutLimitsAstralCharacters(t *testing.T) {
 	text := strings.Repeat("😀 ", 1500) // 3,000 runes, 4,500 UTF-16 units
-	for _, p := range layout(conversation.Frame{Text: text, Final: true, Outcome: conversation.OutcomeDone}) {
-		if n := len([]rune(p)); n > maxContent {
-			t.Fatalf("piece has %d runes", n)
-		}
-		units := len(utf16.Encode([]rune(p)))
-		if units > maxContent+markerRoom {
+	for _, p := range render.Layout(style, conversation.Frame{Text: text, Final: true, Outcome: conversation.OutcomeDone}) {
+		if units := len(utf16.Encode([]rune(p))); units > maxContent {
 			t.Fatalf("piece has %d UTF-16 units", units)
 		}
 	}
@@ -224,8 +221,8 @@ func TestPlaceholderRemovedWhenEngineOnlyNotices(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.finish(nil)
-	if s.posts != 2 || s.removes != 1 || len(r.msgs) != 0 {
-		t.Fatalf("posts %d removes %d msgs %d", s.posts, s.removes, len(r.msgs))
+	if s.posts != 2 || s.removes != 1 || len(r.msgs.List) != 0 {
+		t.Fatalf("posts %d removes %d msgs %d", s.posts, s.removes, len(r.msgs.List))
 	}
 }
 
@@ -242,14 +239,6 @@ func TestRouteName(t *testing.T) {
 	} {
 		if got := routeName(url); got != want {
 			t.Errorf("routeName(%s) = %s, want %s", url, got, want)
-		}
-	}
-}
-
-func TestUTF16Len(t *testing.T) {
-	for _, s := range []string{"", "plain", "😀 emoji", "中文 and 𝄞", "bad \xff\xfe utf-8", "\xed\xa0\x80 surrogate", strings.Repeat("😀", 100)} {
-		if got, want := utf16Len(s), len(utf16.Encode([]rune(s))); got != want {
-			t.Errorf("utf16Len(%q) = %d, want %d", s, got, want)
 		}
 	}
 }

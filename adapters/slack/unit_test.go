@@ -15,6 +15,7 @@ import (
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/render"
 	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
@@ -159,41 +160,17 @@ func TestParseTS(t *testing.T) {
 	}
 }
 
-func TestFitCut(t *testing.T) {
-	cases := []struct {
-		pending string
-		room    int
-		zeroOK  bool
-		cut     int
-		skip    int
-		all     bool
-	}{
-		{"short", 10, true, 5, 0, true},
-		{"aaaa bbbb cccc", 10, true, 9, 1, false},
-		{"aaaa\n\nbbbb cccc", 10, true, 4, 2, false},
-		{"abcdefghijklmnop", 10, true, 0, 0, false},   // no break: end the message where it is
-		{"abcdefghijklmnop", 10, false, 10, 0, false}, // an empty message must take something
-		{"ab cdefghijklmnop", 10, false, 2, 1, false},
-		{"anything", 0, true, 0, 0, false},
-		{"ééééé ééééé", 8, true, len("ééééé"), 1, false},
+func TestNotesAndHelpers(t *testing.T) {
+	if got := quoteNote("Stopped.\nAsk again."); got != "> ⚠️ Stopped.\n> Ask again." {
+		t.Errorf("quoteNote = %q", got)
 	}
-	for _, c := range cases {
-		cut, skip, all := fitCut(c.pending, c.room, c.zeroOK)
-		if cut != c.cut || skip != c.skip || all != c.all {
-			t.Errorf("fitCut(%q, %d, %v) = %d, %d, %v; want %d, %d, %v", c.pending, c.room, c.zeroOK, cut, skip, all, c.cut, c.skip, c.all)
-		}
-	}
-}
-
-func TestNoteBlockAndHelpers(t *testing.T) {
-	if got := noteBlock("Stopped.\nAsk again."); got != "\n\n> ⚠️ Stopped.\n> Ask again." {
-		t.Errorf("noteBlock = %q", got)
-	}
-	if noteBlock("  ") != "" {
-		t.Error("blank note not dropped")
-	}
-	if got := noteBlock(strings.Repeat("x", 1000)); len([]rune(got)) > maxNoteRunes+10 {
+	if got := quoteNote(strings.Repeat("x", 1000)); len([]rune(got)) > maxNoteRunes+10 {
 		t.Errorf("long note kept %d runes", len([]rune(got)))
+	}
+	// The note goes under a code block the answer was cut off in, not into it.
+	got := render.Layout(answerStyle, conversation.Frame{Text: "Run:\n```sh\nmake", Final: true, Outcome: conversation.OutcomeTruncated, Note: "Too long."})
+	if len(got) != 1 || got[0] != "Run:\n```sh\nmake\n```\n\n> ⚠️ Too long." {
+		t.Errorf("final layout = %q", got)
 	}
 	if got := reasoningTail("  first\n\nthought  "); got != "first thought" {
 		t.Errorf("reasoningTail = %q", got)

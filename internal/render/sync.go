@@ -4,24 +4,26 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/arkbot/arkbot/internal/ratelimit"
 )
 
-// Priority says what a call does when the platform's rate budget is spent.
-type Priority int
+// Priority says what a call does when the platform's rate budget is
+// spent: ratelimit.BestEffort skips it (failing with ErrSkipped), for an
+// intermediate frame whose text the next frame carries anyway;
+// ratelimit.MustDeliver waits, for a first post or a final frame.
+type Priority = ratelimit.Priority
 
+// Priorities, as the ratelimit package has them.
 const (
-	// BestEffort skips the call, failing with ErrSkipped: an intermediate
-	// frame, whose text the next frame carries anyway.
-	BestEffort Priority = iota
-	// MustDeliver waits for budget and retries as the platform allows: a
-	// first post, a final frame.
-	MustDeliver
+	BestEffort  = ratelimit.BestEffort
+	MustDeliver = ratelimit.MustDeliver
 )
 
 // Errors a Surface reports (wrapped or joined with the platform's error).
 var (
 	// ErrSkipped reports a best-effort call skipped for want of budget.
-	ErrSkipped = errors.New("render: skipped, rate budget spent")
+	ErrSkipped = ratelimit.ErrSkipped
 	// ErrGone reports that the message to edit or delete no longer exists.
 	ErrGone = errors.New("render: message deleted")
 )
