@@ -91,7 +91,7 @@ func SplitParts(text string, limit int, w Width) []Part {
 	for {
 		msg := reopen + text
 		end, next, whole := w.cut(msg, len(reopen), limit)
-		p := Part{Reopen: reopen, Body: msg[len(reopen):max(end, len(reopen))]}
+		p := Part{Reopen: reopen, Body: msg[len(reopen):end]}
 		if whole {
 			add(p)
 			return parts
@@ -113,7 +113,8 @@ func SplitParts(text string, limit int, w Width) []Part {
 // first keep bytes of msg must stay in it (a reopened fence line, or text a
 // message already shows): the piece is msg[:end] but for trailing blanks
 // and a line closing a code block it ends in; the next piece's text starts
-// at msg[next:]. When all of msg fits, end and next are len(msg).
+// at msg[next:]. When all of msg fits, end and next are len(msg); when all
+// but blanks fits, next is len(msg).
 func Cut(msg string, keep, limit int, w Width) (end, next int) {
 	end, next, _ = w.cut(msg, keep, max(limit, minSplitLimit))
 	return end, next
@@ -125,7 +126,7 @@ func (w Width) cut(msg string, floor, limit int) (end, next int, whole bool) {
 	head := w.prefix(msg, limit)
 	if strings.TrimSpace(msg[head:]) == "" { // the rest fits, but for trailing blanks
 		if head < len(msg) {
-			return len(strings.TrimRightFunc(msg, unicode.IsSpace)), len(msg), true
+			return max(len(strings.TrimRightFunc(msg, unicode.IsSpace)), floor), len(msg), true
 		}
 		return len(msg), len(msg), true
 	}

@@ -260,6 +260,12 @@ func FuzzSplit(f *testing.F) {
 		if got, want := noSpace(got), noSpace(text); got != want {
 			t.Fatalf("content changed:\n got %q\nwant %q", got, want)
 		}
+		// Cut never takes back the bytes it must keep, and ends within the limit.
+		keep := Width(nil).prefix(text, lim*3/4)
+		if end, next := Cut(text, keep, limit, nil); end < keep || next < end || next > len(text) ||
+			end < len(text) && utf8.RuneCountInString(text[:end]) > lim {
+			t.Fatalf("Cut(keep %d) = %d, %d", keep, end, next)
+		}
 		// Measured in UTF-16 code units, as for Discord.
 		parts = SplitParts(text, limit, UTF16)
 		for i, p := range parts {
@@ -290,6 +296,7 @@ func TestCut(t *testing.T) {
 		{"paragraph break first", strings.Repeat("a", 25) + "\n\n" + words, 0, 50, 25, 27},
 		{"kept text stays", words, 45, 50, 49, 50},
 		{"no break: hard cut at the limit", strings.Repeat("x", 100), 0, 40, 40, 40},
+		{"only blanks left over", "kept  " + strings.Repeat(" ", 60), 6, 40, 6, 66},
 		{"blanks after the cut dropped", strings.Repeat("a", 30) + "\n\n\n  \n" + words, 0, 40, 31, 36},
 	} {
 		end, next := Cut(tc.msg, tc.keep, tc.limit, nil)

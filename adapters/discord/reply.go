@@ -22,7 +22,6 @@ import (
 const (
 	maxContent  = 2000
 	markerRoom  = 16
-	pieceLimit  = maxContent - markerRoom
 	cursor      = " ▌"
 	placeholder = "⏳ *Thinking…*"
 	thinkingMsg = "💭 *Thinking…*"
