@@ -242,3 +242,38 @@ func TestRouteName(t *testing.T) {
 		}
 	}
 }
+
+// TestLayoutFencesInDiscordStyle: answers cut inside code blocks of every
+// kind stay within Discord's limit (in UTF-16 units) with every piece's
+// blocks closed, streaming and final.
+func TestLayoutFencesInDiscordStyle(t *testing.T) {
+	for _, text := range []string{
+		"Intro.\n\n```go\n" + strings.Repeat("fmt.Println(\"héllo 😀\")\n", 200) + "```\nDone.",
+		"~~~python\n" + strings.Repeat("print('hello, world')\n", 200),
+		"1. Run:\n   ```sh\n" + strings.Repeat("   echo hello world\n", 250) + "   ```\n2. Done.",
+		"````markdown\n" + strings.Repeat("```go\nx := 1\n```\n", 200),
+	} {
+		for _, final := range []bool{false, true} {
+			f := conversation.Frame{Text: text, Final: final}
+			if final {
+				f.Outcome, f.Note = conversation.OutcomeTruncated, "Cut off."
+			}
+			pieces := render.Layout(style, f)
+			if len(pieces) < 2 {
+				t.Fatalf("%.20q: not cut", text)
+			}
+			for i, p := range pieces {
+				if n := len(utf16.Encode([]rune(p))); n > maxContent {
+					t.Errorf("%.20q piece %d: %d units", text, i, n)
+				}
+				if _, open := conversation.OpenFence(p); open {
+					t.Errorf("%.20q piece %d ends inside a code block", text, i)
+				}
+			}
+			last := pieces[len(pieces)-1]
+			if final && !strings.HasSuffix(last, "\n-# ⚠️ Cut off.") || !final && !strings.Contains(last, "▌") {
+				t.Errorf("%.20q final %v: last piece ends %q", text, final, last[max(0, len(last)-40):])
+			}
+		}
+	}
+}

@@ -293,7 +293,7 @@ func (r *reply) Begin(ctx context.Context) error {
 	if len(r.msgs.List) > 0 || r.final {
 		return nil
 	}
-	return r.syncLocked(ctx, []string{placeholder}, true, render.MustDeliver)
+	return r.showLocked(ctx, []string{placeholder}, true, render.MustDeliver)
 }
 
 // Render shows a frame. Intermediate frames are best-effort (but for the
@@ -310,13 +310,13 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
 		fctx, cancel := context.WithTimeout(ctx, finalTimeout)
 		defer cancel()
-		return r.syncLocked(fctx, render.Layout(style, f), false, render.MustDeliver)
+		return r.showLocked(fctx, render.Layout(style, f), false, render.MustDeliver)
 	}
 	p := render.BestEffort
 	if len(r.msgs.List) == 0 {
 		p = render.MustDeliver
 	}
-	return r.syncLocked(ctx, render.Layout(style, f), true, p)
+	return r.showLocked(ctx, render.Layout(style, f), true, p)
 }
 
 // Notice sends a short message outside the answer: ephemeral for slash
@@ -358,7 +358,7 @@ func (r *reply) finish(err error) {
 		// Only the placeholder was shown and the engine explained itself in
 		// a notice (a refusal, a command): take the placeholder away.
 		r.final = true
-		if err := r.syncLocked(ctx, nil, false, render.MustDeliver); err != nil {
+		if err := r.showLocked(ctx, nil, false, render.MustDeliver); err != nil {
 			r.a.log.Debug("could not remove a placeholder", "key", r.key, "err", err)
 		}
 		return
@@ -376,7 +376,7 @@ func (r *reply) finish(err error) {
 			}
 		}
 		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
-		if err := r.syncLocked(ctx, render.Layout(style, f), false, render.MustDeliver); err != nil {
+		if err := r.showLocked(ctx, render.Layout(style, f), false, render.MustDeliver); err != nil {
 			r.a.log.Warn("could not finish an answer", "key", r.key, "err", err)
 		}
 		return
@@ -399,11 +399,11 @@ func (r *reply) finish(err error) {
 	}
 }
 
-// syncLocked brings the answer's messages to show pieces (render.Messages.Sync).
+// showLocked brings the answer's messages to show pieces (render.Messages.Sync).
 // live marks an answer in progress: its last message carries the Stop
 // button; a finished answer's last message carries the Retry button. A
 // best-effort sync that fails is left to a later frame.
-func (r *reply) syncLocked(ctx context.Context, pieces []string, live bool, p render.Priority) error {
+func (r *reply) showLocked(ctx context.Context, pieces []string, live bool, p render.Priority) error {
 	btn := ""
 	switch {
 	case live && r.key != "" && len(stopPrefix+r.key) <= 100:

@@ -437,12 +437,13 @@ func (r *reply) stopSegment(ctx context.Context, md string, blocks ...slack.Bloc
 	return nil
 }
 
-// stopQuietly ends the current stream, if any, ignoring failures.
+// stopQuietly ends the current stream, if any, ignoring failures; it
+// tries for at most 5 s of ctx.
 func (r *reply) stopQuietly(ctx context.Context) {
 	if r.seg == nil {
 		return
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := r.stopSegment(sctx, ""); err != nil {
 		r.log.Debug("stopping a broken stream failed", "err", err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
@@ -167,7 +168,19 @@ func TestNotesAndHelpers(t *testing.T) {
 	if got := quoteNote(strings.Repeat("x", 1000)); len([]rune(got)) > maxNoteRunes+10 {
 		t.Errorf("long note kept %d runes", len([]rune(got)))
 	}
-	// The note goes under a code block the answer was cut off in, not into it.
+	// The note goes under a code block the answer was cut off in, not into it;
+	// pieces stay under the adapter's message limit, their blocks closed.
+	r := &reply{a: &Adapter{pieceLimit: 300}}
+	text := "1. Run:\n   ~~~sh\n" + strings.Repeat("   echo hello world\n", 60)
+	pieces := render.Layout(r.style(), conversation.Frame{Text: text, Final: true, Outcome: conversation.OutcomeTruncated, Note: "Too long."})
+	for i, p := range pieces {
+		if _, open := conversation.OpenFence(p); open || utf8.RuneCountInString(strings.TrimSuffix(p, "\n   ~~~\n\n> ⚠️ Too long.")) > 300 {
+			t.Errorf("piece %d: %q", i, p)
+		}
+	}
+	if len(pieces) < 4 || !strings.HasSuffix(pieces[len(pieces)-1], "\n   ~~~\n\n> ⚠️ Too long.") {
+		t.Errorf("pieces = %q", pieces)
+	}
 	got := render.Layout(answerStyle, conversation.Frame{Text: "Run:\n```sh\nmake", Final: true, Outcome: conversation.OutcomeTruncated, Note: "Too long."})
 	if len(got) != 1 || got[0] != "Run:\n```sh\nmake\n```\n\n> ⚠️ Too long." {
 		t.Errorf("final layout = %q", got)
