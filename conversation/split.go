@@ -89,23 +89,22 @@ func SplitParts(text string, limit int, w Width) []Part {
 	}
 	reopen := ""
 	for {
-		msg := reopen + text
-		end, next, whole := w.cut(msg, len(reopen), limit)
-		p := Part{Reopen: reopen, Body: msg[len(reopen):end]}
+		end, next, whole := w.cut(reopen, text, len(reopen), limit)
+		p := Part{Reopen: reopen, Body: text[:end]}
 		if whole {
 			add(p)
 			return parts
 		}
 		p.Body = strings.TrimRightFunc(p.Body, unicode.IsSpace)
 		reopen = ""
-		if f, open := OpenFence(msg[:end]); open {
+		if f, open := OpenFence(p.Reopen + text[:end]); open {
 			if line := f.Reopening(limit); line != "" {
 				p.Close = "\n" + f.Closing()
 				reopen = line + "\n"
 			}
 		}
 		add(p)
-		text = msg[next:]
+		text = text[next:]
 	}
 }
 
@@ -116,29 +115,32 @@ func SplitParts(text string, limit int, w Width) []Part {
 // at msg[next:]. When all of msg fits, end and next are len(msg); when all
 // but blanks fits, next is len(msg).
 func Cut(msg string, keep, limit int, w Width) (end, next int) {
-	end, next, _ = w.cut(msg, keep, max(limit, minSplitLimit))
+	end, next, _ = w.cut("", msg, keep, max(limit, minSplitLimit))
 	return end, next
 }
 
-// cut does Cut's work; whole reports that msg's rest is blank, so it makes
-// the last piece: msg[:end], trailing blanks trimmed if over the limit.
-func (w Width) cut(msg string, floor, limit int) (end, next int, whole bool) {
-	head := w.prefix(msg, limit)
-	if strings.TrimSpace(msg[head:]) == "" { // the rest fits, but for trailing blanks
-		if head < len(msg) {
-			return max(len(strings.TrimRightFunc(msg, unicode.IsSpace)), floor), len(msg), true
+// cut does Cut's work for the piece made of reopen (a reopened fence line)
+// and text, of which the first floor bytes must stay: end and next are
+// offsets in text. whole reports that text's rest is blank, so the piece
+// is the last: text[:end], trailing blanks trimmed if over the limit.
+func (w Width) cut(reopen, text string, floor, limit int) (end, next int, whole bool) {
+	head := w.prefix(text, limit-w.Len(reopen))
+	if strings.TrimSpace(text[head:]) == "" { // the rest fits, but for trailing blanks
+		if head < len(text) {
+			return max(len(strings.TrimRightFunc(text, unicode.IsSpace)), floor-len(reopen)), len(text), true
 		}
-		return len(msg), len(msg), true
+		return len(text), len(text), true
 	}
 	// What fits, and room for a separator right after it.
-	chunk := msg[:min(len(msg), head+2)]
-	end, sep := w.cutPoint(chunk, floor, head, limit)
-	rest := msg[end+len(sep):]
+	chunk := reopen + text[:min(len(text), head+2)]
+	end, sep := w.cutPoint(chunk, floor, len(reopen)+head, limit)
+	end -= len(reopen)
+	rest := text[end+len(sep):]
 	if sep == " " {
 		rest = strings.TrimLeft(rest, " \t")
 	}
 	rest = dropBlankLines(rest)
-	return end, len(msg) - len(rest), false
+	return end, len(text) - len(rest), false
 }
 
 // cutPoint picks where to end a piece: chunk[:head] is what fits of the
