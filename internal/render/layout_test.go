@@ -275,3 +275,13 @@ func noSpace(s string) string {
 		return r
 	}, s)
 }
+
+func BenchmarkLayout(b *testing.B) {
+	text := strings.Repeat("Some prose with words. ", 200) + "\n```go\n" + strings.Repeat("x := 1 // 😀\n", 400)
+	s := discordLike
+	s.Limit = 2000
+	b.ReportAllocs()
+	for b.Loop() {
+		Layout(s, conversation.Frame{Text: text})
+	}
+}
