@@ -36,13 +36,19 @@ func (f Fence) ClosedBy(line string) bool {
 		strings.TrimLeft(g.Line, " ") == g.Marker
 }
 
+// Closing is the fence line that closes the code block f opened: its
+// marker, indented like f's line (so a block in a list item stays in it).
+func (f Fence) Closing() string {
+	return f.Line[:len(f.Line)-len(strings.TrimLeft(f.Line, " "))] + f.Marker
+}
+
 // Reopening returns the line with which Split reopens the code block f opened
 // in the next piece: f's line or, if that is too long, its bare marker; or ""
 // if even that is too long, and Split leaves the block open. The fence lines
 // Split adds to a piece take at most a quarter of the limit.
 func (f Fence) Reopening(limit int) string {
 	for _, line := range []string{f.Line, f.Marker} {
-		if utf8.RuneCountInString(line)+2+len(f.Marker) <= limit/4 {
+		if utf8.RuneCountInString(line)+2+len(f.Closing()) <= limit/4 {
 			return line
 		}
 	}

@@ -183,26 +183,26 @@ func TestSplitDropsBlankPieces(t *testing.T) {
 // starts with the block's opening line, or its bare fence if the line is too
 // long; a block whose fences don't fit is left open.
 //
-// It needs splitPieces' record of what it added: Split's output alone is
+// It needs SplitParts' record of what it added: Split's output alone is
 // ambiguous, as a piece may end with the text's own closing fence.
-func unsplit(pieces []splitPiece, limit int) (string, error) {
+func unsplit(pieces []Part, limit int) (string, error) {
 	var b strings.Builder
 	reopen := ""
 	for i, p := range pieces {
-		if p.reopen != reopen {
-			return "", fmt.Errorf("piece %d reopens with %q, want %q", i, p.reopen, reopen)
+		if p.Reopen != reopen {
+			return "", fmt.Errorf("piece %d reopens with %q, want %q", i, p.Reopen, reopen)
 		}
 		reopen = ""
 		closing := ""
-		if f, open := OpenFence(p.reopen + p.body); open && i < len(pieces)-1 {
+		if f, open := OpenFence(p.Reopen + p.Body); open && i < len(pieces)-1 {
 			if line := f.Reopening(limit); line != "" {
-				closing, reopen = "\n"+f.Marker, line+"\n"
+				closing, reopen = "\n"+f.Closing(), line+"\n"
 			}
 		}
-		if p.close != closing {
-			return "", fmt.Errorf("piece %d closes with %q, want %q", i, p.close, closing)
+		if p.Close != closing {
+			return "", fmt.Errorf("piece %d closes with %q, want %q", i, p.Close, closing)
 		}
-		b.WriteString(p.body)
+		b.WriteString(p.Body)
 	}
 	return b.String(), nil
 }
@@ -244,13 +244,13 @@ func FuzzSplit(f *testing.F) {
 				t.Fatalf("piece %d leaves a fence open: %q", i, p)
 			}
 		}
-		parts := splitPieces(text, limit)
+		parts := SplitParts(text, limit, nil)
 		if len(parts) != len(pieces) {
-			t.Fatalf("splitPieces made %d pieces, Split %d", len(parts), len(pieces))
+			t.Fatalf("SplitParts made %d pieces, Split %d", len(parts), len(pieces))
 		}
 		for i, p := range parts {
-			if pieces[i] != p.reopen+p.body+p.close {
-				t.Fatalf("splitPieces' piece %d %q is not Split's %q", i, p, pieces[i])
+			if pieces[i] != p.String() {
+				t.Fatalf("SplitParts' piece %d %q is not Split's %q", i, p, pieces[i])
 			}
 		}
 		got, err := unsplit(parts, lim)
@@ -260,7 +260,72 @@ func FuzzSplit(f *testing.F) {
 		if got, want := noSpace(got), noSpace(text); got != want {
 			t.Fatalf("content changed:\n got %q\nwant %q", got, want)
 		}
+		// Cut never takes back the bytes it must keep, and ends within the limit.
+		keep := Width(nil).prefix(text, lim*3/4)
+		if end, next := Cut(text, keep, limit, nil); end < keep || next < end || next > len(text) ||
+			end < len(text) && utf8.RuneCountInString(text[:end]) > lim {
+			t.Fatalf("Cut(keep %d) = %d, %d", keep, end, next)
+		}
+		// Measured in UTF-16 code units, as for Discord.
+		parts = SplitParts(text, limit, UTF16)
+		for i, p := range parts {
+			if n := Width(UTF16).Len(p.String()); n > lim {
+				t.Fatalf("UTF-16 piece %d: %d units > limit %d", i, n, lim)
+			}
+		}
+		if got, err = unsplit(parts, lim); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := noSpace(got), noSpace(text); got != want {
+			t.Fatalf("UTF-16 content changed:\n got %q\nwant %q", got, want)
+		}
 	})
+}
+
+func TestCut(t *testing.T) {
+	words := strings.Repeat("word ", 20) // 100 characters
+	for _, tc := range []struct {
+		name      string
+		msg       string
+		keep      int
+		limit     int
+		end, next int
+	}{
+		{"fits", "short", 0, 40, 5, 5},
+		{"word break in the second half", words, 0, 42, 39, 40},
+		{"paragraph break first", strings.Repeat("a", 25) + "\n\n" + words, 0, 50, 25, 27},
+		{"kept text stays", words, 45, 50, 49, 50},
+		{"no break: hard cut at the limit", strings.Repeat("x", 100), 0, 40, 40, 40},
+		{"only blanks left over", "kept  " + strings.Repeat(" ", 60), 6, 40, 6, 66},
+		{"blanks after the cut dropped", strings.Repeat("a", 30) + "\n\n\n  \n" + words, 0, 40, 31, 36},
+	} {
+		end, next := Cut(tc.msg, tc.keep, tc.limit, nil)
+		if end != tc.end || next != tc.next {
+			t.Errorf("%s: Cut = %d, %d; want %d, %d", tc.name, end, next, tc.end, tc.next)
+		}
+	}
+	// Split's pieces are Cut's: the first piece ends where Cut says.
+	text := "Intro.\n\n```go\n" + strings.Repeat("fmt.Println(1)\n", 20) + "```\nDone."
+	end, next := Cut(text, 0, 100, nil)
+	if p := SplitParts(text, 100, nil); p[0].Body != strings.TrimRight(text[:end], " \n") || !strings.HasPrefix(p[1].Reopen+text[next:], p[1].Reopen+p[1].Body) {
+		t.Fatalf("Cut = %d, %d; Split's parts %q", end, next, p[:2])
+	}
+	// Emoji count twice in UTF-16.
+	if end, _ := Cut(strings.Repeat("😀", 50), 0, 40, UTF16); end != len("😀")*20 {
+		t.Fatalf("UTF-16 cut at byte %d", end)
+	}
+}
+
+func TestSplitClosesAnIndentedFenceWithItsIndent(t *testing.T) {
+	text := "1. Run:\n   ```sh\n" + strings.Repeat("   echo hello world\n", 20) + "   ```\n2. Done."
+	for i, p := range Split(text, 120) {
+		if _, open := OpenFence(p); open {
+			t.Errorf("piece %d left open: %q", i, p)
+		}
+		if strings.Contains(p, "\n```") {
+			t.Errorf("piece %d closes the list item's block at column 0: %q", i, p)
+		}
+	}
 }
 
 func BenchmarkSplit(b *testing.B) {

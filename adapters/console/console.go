@@ -14,12 +14,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/render"
 )
 
 // Console reads messages from in and writes answers to out.
@@ -178,15 +180,29 @@ func (r *reply) Render(_ context.Context, f conversation.Frame) error {
 		r.open = true
 	}
 	if f.Final {
-		if r.open {
-			fmt.Fprintln(out)
-			r.open = false
+		// What the chat platforms show under the answer (render.Style.Tail),
+		// or instead of it when there was none.
+		end := style.Tail(f)
+		if r.printed == 0 {
+			end = strings.Join(render.Layout(style, f), "\n")
+			if r.open && end != "" {
+				end = "\n" + end
+			}
 		}
-		if f.Note != "" {
-			fmt.Fprintf(out, "⚠ %s\n", f.Note)
+		if r.open || end != "" {
+			fmt.Fprintln(out, end)
 		}
+		r.open = false
 	}
 	return nil
+}
+
+// style is how the console ends an answer: its note on a line of its own.
+// A terminal has no message limit.
+var style = render.Style{
+	Limit:   math.MaxInt,
+	NoteSep: "\n",
+	Note:    func(_ conversation.Outcome, note string, _ bool) string { return "⚠ " + note },
 }
 
 // header names the model once, before the answer's first characters.

@@ -90,3 +90,20 @@ func TestSessionsGetDistinctMessageIDs(t *testing.T) {
 		t.Fatal("two runs are different conversations: history would not survive a restart")
 	}
 }
+
+func TestFinalLineClosesACodeBlockAndSaysWhy(t *testing.T) {
+	var out bytes.Buffer
+	r := &reply{c: New(&scripted{}, strings.NewReader(""), &out)}
+	text := "Run:\n```sh\nmake"
+	r.Render(t.Context(), conversation.Frame{Text: text, Model: "m"})
+	r.Render(t.Context(), conversation.Frame{Text: text, Model: "m", Final: true, Outcome: conversation.OutcomeStopped})
+	if want := "m: " + text + "\n```\n⚠ Stopped.\n"; out.String() != want {
+		t.Fatalf("output %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	r = &reply{c: New(&scripted{}, strings.NewReader(""), &out)}
+	r.Render(t.Context(), conversation.Frame{Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark is unreachable."})
+	if want := "⚠ Ark is unreachable.\n"; out.String() != want {
+		t.Fatalf("output %q, want %q", out.String(), want)
+	}
+}

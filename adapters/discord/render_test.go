@@ -18,60 +18,57 @@ import (
 
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/render"
 )
 
 func TestLayoutStreamingAndFinal(t *testing.T) {
-	if got := layout(conversation.Frame{}); len(got) != 1 || got[0] != placeholder {
+	if got := render.Layout(style, conversation.Frame{}); len(got) != 1 || got[0] != placeholder {
 		t.Fatalf("empty = %q", got)
 	}
-	if got := layout(conversation.Frame{Reasoning: "hmm"}); got[0] != thinkingMsg+cursor {
+	if got := render.Layout(style, conversation.Frame{Reasoning: "hmm"}); got[0] != thinkingMsg+cursor {
 		t.Fatalf("thinking = %q", got)
 	}
-	if got := layout(conversation.Frame{Text: "Hello "}); got[0] != "Hello"+cursor {
+	if got := render.Layout(style, conversation.Frame{Text: "Hello "}); got[0] != "Hello"+cursor {
 		t.Fatalf("live = %q", got)
 	}
 	// Streaming inside a code block keeps the block closed, cursor inside.
-	if got := layout(conversation.Frame{Text: "See:\n```go\nfunc f() {"}); got[0] != "See:\n```go\nfunc f() {"+cursor+"\n```" {
+	if got := render.Layout(style, conversation.Frame{Text: "See:\n```go\nfunc f() {"}); got[0] != "See:\n```go\nfunc f() {"+cursor+"\n```" {
 		t.Fatalf("live fence = %q", got)
 	}
-	if got := layout(conversation.Frame{Text: "Done.", Final: true, Outcome: conversation.OutcomeDone}); got[0] != "Done." {
+	if got := render.Layout(style, conversation.Frame{Text: "Done.", Final: true, Outcome: conversation.OutcomeDone}); got[0] != "Done." {
 		t.Fatalf("final = %q", got)
 	}
-	got := layout(conversation.Frame{Text: "Part", Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark said:\n quota exceeded"})
+	got := render.Layout(style, conversation.Frame{Text: "Part", Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark said:\n quota exceeded"})
 	if got[0] != "Part\n-# ⚠️ Ark said: quota exceeded" {
 		t.Fatalf("note = %q", got)
 	}
-	got = layout(conversation.Frame{Text: "x\n```py\nprint(1)", Final: true, Outcome: conversation.OutcomeTruncated})
+	got = render.Layout(style, conversation.Frame{Text: "x\n```py\nprint(1)", Final: true, Outcome: conversation.OutcomeTruncated})
 	if got[0] != "x\n```py\nprint(1)\n```\n-# ⚠️ The answer reached the length limit." {
 		t.Fatalf("truncated in fence = %q", got)
 	}
-	if got := layout(conversation.Frame{Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark is unreachable."}); got[0] != "⚠️ Ark is unreachable." {
+	if got := render.Layout(style, conversation.Frame{Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark is unreachable."}); got[0] != "⚠️ Ark is unreachable." {
 		t.Fatalf("failed = %q", got)
 	}
-	if got := layout(conversation.Frame{Text: "a", Final: true, Outcome: conversation.OutcomeStopped}); got[0] != "a\n-# ⏹️ Stopped." {
+	if got := render.Layout(style, conversation.Frame{Text: "a", Final: true, Outcome: conversation.OutcomeStopped}); got[0] != "a\n-# ⏹️ Stopped." {
 		t.Fatalf("stopped = %q", got)
 	}
 	// A note that doesn't fit goes to its own message.
 	full := strings.Repeat("word ", 396) + "end" // 1983 characters
-	got = layout(conversation.Frame{Text: full, Final: true, Outcome: conversation.OutcomeInterrupted, Note: strings.Repeat("n", 50)})
+	got = render.Layout(style, conversation.Frame{Text: full, Final: true, Outcome: conversation.OutcomeInterrupted, Note: strings.Repeat("n", 50)})
 	if len(got) != 2 || !strings.HasPrefix(got[1], "-# ⚠️ ") {
 		t.Fatalf("overflowing note = %d pieces", len(got))
 	}
 	for _, p := range got {
-		if utf8.RuneCountInString(p) > maxContent {
-			t.Fatalf("piece over limit: %d", utf8.RuneCountInString(p))
+		if n := len(utf16.Encode([]rune(p))); n > maxContent {
+			t.Fatalf("piece over limit: %d", n)
 		}
 	}
 }
 
 func TestLayoutLimitsAstralCharacters(t *testing.T) {
 	text := strings.Repeat("😀 ", 1500) // 3,000 runes, 4,500 UTF-16 units
-	for _, p := range layout(conversation.Frame{Text: text, Final: true, Outcome: conversation.OutcomeDone}) {
-		if n := len([]rune(p)); n > maxContent {
-			t.Fatalf("piece has %d runes", n)
-		}
-		units := len(utf16.Encode([]rune(p)))
-		if units > maxContent+markerRoom {
+	for _, p := range render.Layout(style, conversation.Frame{Text: text, Final: true, Outcome: conversation.OutcomeDone}) {
+		if units := len(utf16.Encode([]rune(p))); units > maxContent {
 			t.Fatalf("piece has %d UTF-16 units", units)
 		}
 	}
@@ -198,8 +195,8 @@ func TestPlaceholderRemovedWhenEngineOnlyNotices(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.finish(nil)
-	if s.posts != 2 || s.removes != 1 || len(r.msgs) != 0 {
-		t.Fatalf("posts %d removes %d msgs %d", s.posts, s.removes, len(r.msgs))
+	if s.posts != 2 || s.removes != 1 || len(r.msgs.List) != 0 {
+		t.Fatalf("posts %d removes %d msgs %d", s.posts, s.removes, len(r.msgs.List))
 	}
 }
 
@@ -220,10 +217,37 @@ func TestRouteName(t *testing.T) {
 	}
 }
 
-func TestUTF16Len(t *testing.T) {
-	for _, s := range []string{"", "plain", "😀 emoji", "中文 and 𝄞", "bad \xff\xfe utf-8", "\xed\xa0\x80 surrogate", strings.Repeat("😀", 100)} {
-		if got, want := utf16Len(s), len(utf16.Encode([]rune(s))); got != want {
-			t.Errorf("utf16Len(%q) = %d, want %d", s, got, want)
+// TestLayoutFencesInDiscordStyle: answers cut inside code blocks of every
+// kind stay within Discord's limit (in UTF-16 units) with every piece's
+// blocks closed, streaming and final.
+func TestLayoutFencesInDiscordStyle(t *testing.T) {
+	for _, text := range []string{
+		"Intro.\n\n```go\n" + strings.Repeat("fmt.Println(\"héllo 😀\")\n", 200) + "```\nDone.",
+		"~~~python\n" + strings.Repeat("print('hello, world')\n", 200),
+		"1. Run:\n   ```sh\n" + strings.Repeat("   echo hello world\n", 250) + "   ```\n2. Done.",
+		"````markdown\n" + strings.Repeat("```go\nx := 1\n```\n", 200),
+	} {
+		for _, final := range []bool{false, true} {
+			f := conversation.Frame{Text: text, Final: final}
+			if final {
+				f.Outcome, f.Note = conversation.OutcomeTruncated, "Cut off."
+			}
+			pieces := render.Layout(style, f)
+			if len(pieces) < 2 {
+				t.Fatalf("%.20q: not cut", text)
+			}
+			for i, p := range pieces {
+				if n := len(utf16.Encode([]rune(p))); n > maxContent {
+					t.Errorf("%.20q piece %d: %d units", text, i, n)
+				}
+				if _, open := conversation.OpenFence(p); open {
+					t.Errorf("%.20q piece %d ends inside a code block", text, i)
+				}
+			}
+			last := pieces[len(pieces)-1]
+			if final && !strings.HasSuffix(last, "\n-# ⚠️ Cut off.") || !final && !strings.Contains(last, "▌") {
+				t.Errorf("%.20q final %v: last piece ends %q", text, final, last[max(0, len(last)-40):])
+			}
 		}
 	}
 }

@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/bwmarrin/discordgo"
 
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/render"
 )
 
 // Rendering constants. Discord caps message content at 2,000 characters; each
@@ -22,7 +22,6 @@ import (
 const (
 	maxContent  = 2000
 	markerRoom  = 16
-	pieceLimit  = maxContent - markerRoom
 	cursor      = " ▌"
 	placeholder = "⏳ *Thinking…*"
 	thinkingMsg = "💭 *Thinking…*"
@@ -238,6 +237,30 @@ func (a *Adapter) webhookEdit(ctx context.Context, p ratelimit.Priority, in *dis
 	return &m, nil
 }
 
+// style is how Discord shows an answer (see render.Layout): pieces under
+// 2,000 characters counted in UTF-16 code units, as Discord may count them,
+// the final note in small text under the answer.
+var style = render.Style{
+	Limit:       maxContent,
+	Width:       conversation.UTF16,
+	Reserve:     markerRoom,
+	Cursor:      cursor,
+	Placeholder: placeholder,
+	Thinking:    thinkingMsg + cursor,
+	NoteSep:     "\n",
+	Note: func(o conversation.Outcome, note string, alone bool) string {
+		note = render.Truncate(strings.Join(strings.Fields(note), " "), maxNote)
+		switch {
+		case alone:
+			return "⚠️ " + note
+		case o == conversation.OutcomeStopped:
+			return "-# ⏹️ " + note
+		}
+		return "-# ⚠️ " + note
+	},
+	Empty: "⚠️ The model returned no answer.",
+}
+
 // reply implements conversation.Reply for one message or interaction.
 type reply struct {
 	a         *Adapter
@@ -251,19 +274,12 @@ type reply struct {
 	onEmpty   func() // runs when the engine showed nothing at all
 
 	mu       sync.Mutex
-	msgs     []shown
+	msgs     render.Messages
 	last     conversation.Frame
 	rendered bool
 	final    bool
 	answered bool // the final frame has text: it can be redone
 	noticed  int
-}
-
-type shown struct {
-	id      string
-	content string
-	button  string // the CustomID of its button, "" for none
-	gone    bool   // deleted by someone else
 }
 
 func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chainRoot string) *reply {
@@ -274,10 +290,10 @@ func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chai
 func (r *reply) Begin(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.msgs) > 0 || r.final {
+	if len(r.msgs.List) > 0 || r.final {
 		return nil
 	}
-	return r.syncLocked(ctx, []string{placeholder}, true, true)
+	return r.showLocked(ctx, []string{placeholder}, true, render.MustDeliver)
 }
 
 // Render shows a frame. Intermediate frames are best-effort; the final one
@@ -294,9 +310,13 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
 		fctx, cancel := context.WithTimeout(ctx, finalTimeout)
 		defer cancel()
-		return r.syncLocked(fctx, layout(f), false, true)
+		return r.showLocked(fctx, render.Layout(style, f), false, render.MustDeliver)
 	}
-	return r.syncLocked(ctx, layout(f), true, len(r.msgs) == 0)
+	p := render.BestEffort
+	if len(r.msgs.List) == 0 {
+		p = render.MustDeliver
+	}
+	return r.showLocked(ctx, render.Layout(style, f), true, p)
 }
 
 // Notice sends a short message outside the answer: ephemeral for slash
@@ -310,8 +330,8 @@ func (r *reply) Notice(ctx context.Context, text string) error {
 func (r *reply) noticeLocked(ctx context.Context, text string) error {
 	r.noticed++
 	prev := ""
-	for _, p := range splitFor(text, maxContent) {
-		id, err := r.notices.post(ctx, ratelimit.MustDeliver, p, nil, prev)
+	for _, p := range conversation.SplitParts(text, maxContent, style.Width) {
+		id, err := r.notices.post(ctx, ratelimit.MustDeliver, p.String(), nil, prev)
 		if err != nil {
 			return err
 		}
@@ -334,16 +354,16 @@ func (r *reply) finish(err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), finalTimeout)
 	defer cancel()
-	if !r.rendered && r.noticed > 0 && len(r.msgs) > 0 {
+	if !r.rendered && r.noticed > 0 && len(r.msgs.List) > 0 {
 		// Only the placeholder was shown and the engine explained itself in
 		// a notice (a refusal, a command): take the placeholder away.
 		r.final = true
-		if err := r.syncLocked(ctx, nil, false, true); err != nil {
+		if err := r.showLocked(ctx, nil, false, render.MustDeliver); err != nil {
 			r.a.log.Debug("could not remove a placeholder", "key", r.key, "err", err)
 		}
 		return
 	}
-	if len(r.msgs) > 0 || r.rendered {
+	if len(r.msgs.List) > 0 || r.rendered {
 		f := r.last
 		f.Final = true
 		if f.Outcome == conversation.OutcomeStreaming {
@@ -356,7 +376,7 @@ func (r *reply) finish(err error) {
 			}
 		}
 		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
-		if err := r.syncLocked(ctx, layout(f), false, true); err != nil {
+		if err := r.showLocked(ctx, render.Layout(style, f), false, render.MustDeliver); err != nil {
 			r.a.log.Warn("could not finish an answer", "key", r.key, "err", err)
 		}
 		return
@@ -379,93 +399,32 @@ func (r *reply) finish(err error) {
 	}
 }
 
-type opKind int
-
-const (
-	opPost opKind = iota
-	opEdit
-	opDelete
-)
-
-type op struct {
-	kind opKind
-	i    int
-}
-
-// syncLocked brings the answer's messages to want. live marks an answer in
-// progress: the last message carries the Stop button; a finished answer's
-// last message carries the Retry button. With wait, every call
-// waits for budget and retries; without, the first call that finds no
-// budget (or fails) ends the sync — a later frame catches up.
-func (r *reply) syncLocked(ctx context.Context, want []string, live, wait bool) error {
-	btn := func(i int) string {
-		switch {
-		case i != len(want)-1:
-		case live && r.key != "" && len(stopPrefix+r.key) <= 100:
-			return stopPrefix + r.key
-		case !live && r.answered && r.question != "" && len(retryPrefix+r.question) <= 100:
-			return retryPrefix + r.question
-		}
-		return ""
+// showLocked brings the answer's messages to show pieces (render.Messages.Sync).
+// live marks an answer in progress: its last message carries the Stop
+// button; a finished answer's last message carries the Retry button. A
+// best-effort sync that fails is left to a later frame.
+func (r *reply) showLocked(ctx context.Context, pieces []string, live bool, p render.Priority) error {
+	btn := ""
+	switch {
+	case live && r.key != "" && len(stopPrefix+r.key) <= 100:
+		btn = stopPrefix + r.key
+	case !live && r.answered && r.question != "" && len(retryPrefix+r.question) <= 100:
+		btn = retryPrefix + r.question
 	}
-	have := len(r.msgs)
-	var ops []op
-	if !live {
-		for i := 0; i < min(have, len(want)); i++ {
-			ops = append(ops, op{opEdit, i})
-		}
-		for i := have; i < len(want); i++ {
-			ops = append(ops, op{opPost, i})
-		}
-		for i := have - 1; i >= len(want); i-- {
-			ops = append(ops, op{opDelete, i})
-		}
-	} else {
-		// New text first, then the live message, then earlier pieces.
-		for i := have; i < len(want); i++ {
-			ops = append(ops, op{opPost, i})
-		}
-		if last := len(want) - 1; last < have {
-			ops = append(ops, op{opEdit, last})
-		}
-		for i := 0; i < min(have, len(want)-1); i++ {
-			ops = append(ops, op{opEdit, i})
-		}
+	err := r.msgs.Sync(ctx, surface{r}, render.Want{Pieces: pieces, Button: btn, Live: live, Priority: p})
+	if err != nil && p == render.BestEffort {
+		r.a.log.Debug("intermediate render failed; the next frame retries", "key", r.key, "err", err)
+		return nil
 	}
-	var errs []error
-	for _, o := range ops {
-		if o.kind == opEdit {
-			m := r.msgs[o.i]
-			if m.gone || (m.content == want[o.i] && m.button == btn(o.i)) {
-				continue
-			}
-		}
-		prio := ratelimit.BestEffort
-		if wait {
-			prio = ratelimit.MustDeliver
-		}
-		err := r.apply(ctx, o, want, btn, prio)
-		if err != nil {
-			if !wait {
-				if errors.Is(err, ratelimit.ErrSkipped) {
-					r.a.stats.skipped.Add(1)
-				} else {
-					r.a.log.Debug("intermediate render failed; the next frame retries", "key", r.key, "err", err)
-				}
-				return nil
-			}
-			errs = append(errs, err)
-			if o.kind == opPost {
-				break // later pieces would land out of order
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // button is the row holding the button with that CustomID: Stop for an
 // answer in progress, Retry for a finished one.
 func button(customID string) []discordgo.MessageComponent {
+	if customID == "" {
+		return nil
+	}
 	b := discordgo.Button{Label: "Stop", Style: discordgo.SecondaryButton, CustomID: customID, Emoji: &discordgo.ComponentEmoji{Name: "⏹️"}}
 	if strings.HasPrefix(customID, retryPrefix) {
 		b.Label, b.Emoji = "Retry", &discordgo.ComponentEmoji{Name: "🔄"}
@@ -473,163 +432,43 @@ func button(customID string) []discordgo.MessageComponent {
 	return []discordgo.MessageComponent{discordgo.ActionsRow{Components: []discordgo.MessageComponent{b}}}
 }
 
-func (r *reply) apply(ctx context.Context, o op, want []string, btn func(int) string, p ratelimit.Priority) error {
-	var comps []discordgo.MessageComponent
-	if o.kind != opDelete && btn(o.i) != "" {
-		comps = button(btn(o.i))
+// surface is render's view of a reply's messages: posts, edits and deletes
+// through its sink, a message's button its CustomID.
+type surface struct{ r *reply }
+
+func (s surface) Post(ctx context.Context, p render.Priority, prev string, m render.Piece) (string, error) {
+	r := s.r
+	id, err := r.sink.post(ctx, p, m.Content, button(m.Button), prev)
+	if err != nil && isForbidden(err) && r.fallback != nil && len(r.msgs.List) == 0 {
+		r.a.log.Info("may not post in this channel; answering through the interaction", "key", r.key, "err", err)
+		r.sink, r.fallback = r.fallback, nil
+		id, err = r.sink.post(ctx, p, m.Content, button(m.Button), prev)
 	}
-	switch o.kind {
-	case opPost:
-		prev := ""
-		if o.i > 0 {
-			prev = r.msgs[o.i-1].id
-		}
-		id, err := r.sink.post(ctx, p, want[o.i], comps, prev)
-		if err != nil && isForbidden(err) && r.fallback != nil && len(r.msgs) == 0 {
-			r.a.log.Info("may not post in this channel; answering through the interaction", "key", r.key, "err", err)
-			r.sink, r.fallback = r.fallback, nil
-			id, err = r.sink.post(ctx, p, want[o.i], comps, prev)
-		}
-		if err != nil {
-			return err
-		}
-		r.msgs = append(r.msgs, shown{id: id, content: want[o.i], button: btn(o.i)})
-		if r.chainRoot != "" {
-			r.a.chains.Add(id, r.chainRoot)
-		}
-	case opEdit:
-		err := r.sink.edit(ctx, p, r.msgs[o.i].id, want[o.i], comps)
-		if err != nil {
-			if isGone(err) {
-				r.msgs[o.i].gone = true
-			}
-			return err
-		}
-		r.msgs[o.i].content, r.msgs[o.i].button = want[o.i], btn(o.i)
-	case opDelete:
-		err := r.sink.remove(ctx, r.msgs[o.i].id)
-		if err != nil && !isGone(err) {
-			return err
-		}
-		r.msgs = r.msgs[:o.i]
+	if err != nil {
+		return "", s.mean(err)
 	}
-	return nil
+	if r.chainRoot != "" {
+		r.a.chains.Add(id, r.chainRoot)
+	}
+	return id, nil
 }
 
-// layout turns a frame into message contents: the answer split under
-// Discord's limit (never inside a word or an open code fence), a cursor on
-// the last piece while it streams, and the final note.
-func layout(f conversation.Frame) []string {
-	text := strings.TrimRight(f.Text, " \t\n")
-	if !f.Final {
-		if text == "" {
-			if f.Reasoning != "" {
-				return []string{thinkingMsg + cursor}
-			}
-			return []string{placeholder}
-		}
-		pieces := splitFor(text, pieceLimit)
-		last := pieces[len(pieces)-1]
-		if closed := closeFence(last); closed != last {
-			// Streaming inside a code block: keep it rendered as code.
-			pieces[len(pieces)-1] = last + cursor + closed[len(last):]
-		} else {
-			pieces[len(pieces)-1] = last + cursor
-		}
-		return pieces
-	}
-	note := finalNote(f)
-	if text == "" {
-		if note == "" {
-			note = "The model returned no answer."
-		}
-		return []string{"⚠️ " + note}
-	}
-	pieces := splitFor(text, pieceLimit)
-	last := closeFence(pieces[len(pieces)-1])
-	pieces[len(pieces)-1] = last
-	if note != "" {
-		line := "-# ⚠️ " + note
-		if f.Outcome == conversation.OutcomeStopped {
-			line = "-# ⏹️ " + note
-		}
-		if utf8.RuneCountInString(last)+1+utf8.RuneCountInString(line) <= maxContent {
-			pieces[len(pieces)-1] = last + "\n" + line
-		} else {
-			pieces = append(pieces, line)
-		}
-	}
-	return pieces
+func (s surface) Edit(ctx context.Context, p render.Priority, id string, m render.Piece) error {
+	return s.mean(s.r.sink.edit(ctx, p, id, m.Content, button(m.Button)))
 }
 
-// finalNote is the frame's note on one line, or a default for outcomes
-// that need saying.
-func finalNote(f conversation.Frame) string {
-	note := strings.Join(strings.Fields(f.Note), " ")
-	if note == "" {
-		switch f.Outcome {
-		case conversation.OutcomeStopped:
-			note = "Stopped."
-		case conversation.OutcomeTruncated:
-			note = "The answer reached the length limit."
-		case conversation.OutcomeFiltered:
-			note = "The answer was stopped by content moderation."
-		case conversation.OutcomeInterrupted:
-			note = "The answer was interrupted."
-		case conversation.OutcomeFailed:
-			note = "No answer could be produced. Please try again."
-		}
-	}
-	if utf8.RuneCountInString(note) > maxNote {
-		note = string([]rune(note)[:maxNote-1]) + "…"
-	}
-	return note
+func (s surface) Delete(ctx context.Context, _ render.Priority, id string) error {
+	return s.mean(s.r.sink.remove(ctx, id))
 }
 
-// splitFor splits text into pieces of at most limit characters with
-// conversation.Split. Discord may count UTF-16 code units, so a piece with
-// many astral characters (emoji) is split again to fit that measure too.
-func splitFor(text string, limit int) []string {
-	var out []string
-	for _, p := range conversation.Split(text, limit) {
-		if n := utf16Len(p); n > limit {
-			out = append(out, conversation.Split(p, limit*limit/n-8)...)
-			continue
-		}
-		out = append(out, p)
+// mean counts a skipped call and marks a message deleted by someone else
+// as render.ErrGone.
+func (s surface) mean(err error) error {
+	switch {
+	case errors.Is(err, render.ErrSkipped):
+		s.r.a.stats.skipped.Add(1)
+	case err != nil && isGone(err):
+		return fmt.Errorf("%w: %w", render.ErrGone, err)
 	}
-	return out
-}
-
-// utf16Len is len(utf16.Encode([]rune(s))) without building either slice:
-// a render measured every piece that way.
-func utf16Len(s string) int {
-	n := 0
-	for _, r := range s {
-		n++
-		if r >= 0x10000 {
-			n++ // a surrogate pair
-		}
-	}
-	return n
-}
-
-// closeFence closes a code fence left open at the end of a final piece
-// (an answer cut off inside a code block), so the note renders as text.
-func closeFence(s string) string {
-	open := false
-	for line := range strings.Lines(s) {
-		t := strings.TrimSpace(line)
-		if strings.HasPrefix(t, "```") {
-			if open && strings.Trim(t, "`") == "" {
-				open = false
-			} else if !open {
-				open = true
-			}
-		}
-	}
-	if open {
-		return s + "\n```"
-	}
-	return s
+	return err
 }

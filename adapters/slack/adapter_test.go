@@ -415,7 +415,7 @@ func TestFiftyConcurrentAnswersStayWithinBudget(t *testing.T) {
 	h := newScripted()
 	h.frames, h.step = 12, 40*time.Millisecond
 	h.answer = func(m conversation.Message) string {
-		return strings.Repeat("Streaming answer for "+m.Text+". ", 12)
+		return strings.TrimSpace(strings.Repeat("Streaming answer for "+m.Text+". ", 12)) // a final render drops trailing blanks
 	}
 	e := setup(t, h, func(c *config.Slack) {
 		c.EditInterval = config.Duration(100 * time.Millisecond)

@@ -288,3 +288,14 @@ func visible(msgs []slacktest.Message) string {
 	}
 	return strings.Join(parts, "\n")
 }
+
+// byteOffset returns the byte index of the n-th rune of s (len(s) if fewer).
+func byteOffset(s string, n int) int {
+	for i := range s {
+		if n == 0 {
+			return i
+		}
+		n--
+	}
+	return len(s)
+}

@@ -31,7 +31,7 @@ func TestReplicasSplitTheBudgetsByLiveCount(t *testing.T) {
 	h := newScripted()
 	h.frames, h.step = 12, 40*time.Millisecond
 	h.answer = func(m conversation.Message) string {
-		return strings.Repeat("Streaming answer for "+m.Text+". ", 12)
+		return strings.TrimSpace(strings.Repeat("Streaming answer for "+m.Text+". ", 12)) // a final render drops trailing blanks
 	}
 	fast := func(c *config.Slack) { c.EditInterval = config.Duration(100 * time.Millisecond) }
 	opts := []Option{WithBudgets(DefaultBudgets().Scaled(scale)), WithPresence(store, 100*time.Millisecond)}

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/render"
 )
 
 // What users see around an answer.
@@ -22,6 +24,7 @@ const (
 	placeholderText  = "⏳ _Thinking…_" // the first post, before any text
 	thinkingStatus   = "is thinking…"  // assistant status while native streaming starts
 	noAnswerText     = "_(no answer)_"
+	maxMarkdown      = 12000  // the most a markdown block holds
 	fenceCloseRoom   = 1 + 16 // "\n" and a closing fence marker, kept free in a stream message
 	maxNoteRunes     = 600    // a final note longer than this is cut
 	maxFallbackRune  = 2000   // the notification text of a message with blocks
@@ -51,21 +54,11 @@ const (
 	modeUpdate               // chat.postMessage + chat.update
 )
 
-// post is a message of the answer shown with chat.postMessage + chat.update.
-type post struct {
-	ts          string
-	shown       string // Markdown it shows now
-	button      bool   // it carries the Retry button
-	lastEdit    time.Time
-	placeholder bool
-}
-
 // segment is a natively streamed message of the answer.
 type segment struct {
 	ts         string
 	start      int    // offset in the answer where the message's text begins
 	prefix     string // reopened code fence the message starts with
-	runes      int    // characters streamed into it so far
 	lastAppend time.Time
 }
 
@@ -99,11 +92,11 @@ type reply struct {
 	// post + update
 	base    int    // bytes already shown by native streaming before a fallback
 	basePre string // code fence reopened at base
-	posts   []*post
+	msgs    render.Messages
 }
 
 func (a *Adapter) newReply(t replyTarget, log *slog.Logger) *reply {
-	return &reply{a: a, t: t, log: log}
+	return &reply{a: a, t: t, log: log, msgs: render.Messages{MinEdit: a.editInterval}}
 }
 
 // nativeCandidate reports whether this answer may stream natively.
@@ -144,7 +137,7 @@ func (r *reply) Begin(ctx context.Context) error {
 		r.log.Debug("assistant status unavailable; posting a placeholder instead", "err", err)
 	}
 	r.mode = modeUpdate
-	return r.newPost(ctx, ratelimit.MustDeliver, placeholderText, true)
+	return r.msgs.Sync(ctx, surface{r}, render.Want{Pieces: []string{placeholderText}, Live: true, Priority: ratelimit.MustDeliver})
 }
 
 // Render implements conversation.Reply.
@@ -208,7 +201,7 @@ func (r *reply) Notice(ctx context.Context, text string) error {
 	}
 	var errs []error
 	for _, piece := range conversation.Split(text, r.a.pieceLimit) {
-		if _, err := r.postMarkdown(ctx, ratelimit.MustDeliver, piece); err != nil {
+		if _, err := r.postRaw(ctx, ratelimit.MustDeliver, piece); err != nil {
 			errs = append(errs, err)
 			break
 		}
@@ -267,21 +260,22 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 	if !f.Final {
 		return true, nil
 	}
-	note := noteBlock(f.Note)
 	if r.seg == nil {
-		if note == "" {
+		if answerStyle.Tail(conversation.Frame{Final: true, Outcome: f.Outcome, Note: f.Note}) == "" {
 			return true, nil
 		}
 		r.fallback(len(text), "") // the note alone, in a new message
 		return false, nil
 	}
 	rest := text[r.sentOff:]
+	// Under the text: a code block it ends in closed, and the note.
+	note := answerStyle.Tail(conversation.Frame{Text: r.seg.prefix + text[r.seg.start:], Final: true, Outcome: f.Outcome, Note: f.Note})
 	if wait := time.Until(r.seg.lastAppend.Add(r.a.editInterval)); wait > 0 && rest != "" {
 		if err := sleep(ctx, wait); err != nil {
 			return true, err
 		}
 	}
-	if err := r.stopSegment(ctx, rest+note, r.retryBlocks(f)...); err != nil {
+	if err := r.stopSegment(ctx, rest+note, retryBlocks(r.retryButton(f))...); err != nil {
 		r.log.Warn("chat.stopStream failed; posting the rest instead", "err", err)
 		pre := r.reopenAt(text)
 		r.seg = nil
@@ -300,7 +294,9 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 // the current stream message ends in ("" if none).
 func (r *reply) reopenAt(text string) string {
 	if f, open := conversation.OpenFence(r.seg.prefix + text[r.seg.start:r.sentOff]); open {
-		return f.Reopening(r.a.pieceLimit) + "\n"
+		if line := f.Reopening(r.streamLimit()); line != "" {
+			return line + "\n"
+		}
 	}
 	return ""
 }
@@ -309,8 +305,13 @@ func (r *reply) reopenAt(text string) string {
 func (r *reply) fallback(base int, pre string) {
 	r.mode = modeUpdate
 	r.base, r.basePre = base, pre
-	r.posts = nil
+	r.msgs.List = nil
 }
+
+// streamLimit is the limit a streamed message is cut under (by
+// conversation.Cut, Split's rule): room is kept to close a code block
+// where the text streamed so far ends.
+func (r *reply) streamLimit() int { return r.a.pieceLimit - fenceCloseRoom }
 
 // stream sends the part of text not streamed yet, rolling over to a new
 // message when one fills up. Intermediate appends are best-effort and
@@ -323,23 +324,24 @@ func (r *reply) stream(ctx context.Context, text string, final bool) error {
 			return nil
 		}
 		if r.seg == nil {
-			room := r.a.pieceLimit - utf8.RuneCountInString(r.nextPrefix) - fenceCloseRoom
-			cut, skip, all := fitCut(pending, room, false)
-			if err := r.startSegment(ctx, r.nextPrefix, pending[:cut]); err != nil {
+			msg := r.nextPrefix + pending
+			end, next := conversation.Cut(msg, len(r.nextPrefix), r.streamLimit(), nil)
+			if err := r.startSegment(ctx, r.nextPrefix, msg[len(r.nextPrefix):end]); err != nil {
 				return err
 			}
-			if all {
+			if end == len(msg) {
 				return nil
 			}
-			if err := r.closeSegment(ctx, text, 0, skip); err != nil {
+			if err := r.closeSegment(ctx, text, 0, next-end); err != nil {
 				return err
 			}
 			continue
 		}
-		room := r.a.pieceLimit - r.seg.runes - fenceCloseRoom
-		cut, skip, all := fitCut(pending, room, true)
-		if !all {
-			if err := r.closeSegment(ctx, text, cut, skip); err != nil {
+		// The message shows msg[:shown]; it may end only after that.
+		msg := r.seg.prefix + text[r.seg.start:]
+		shown := len(msg) - len(pending)
+		if end, next := conversation.Cut(msg, shown, r.streamLimit(), nil); end < len(msg) {
+			if err := r.closeSegment(ctx, text, end-shown, next-end); err != nil {
 				return err
 			}
 			continue
@@ -373,7 +375,7 @@ func (r *reply) startSegment(ctx context.Context, prefix, chunk string) error {
 	if err != nil {
 		return err
 	}
-	r.seg = &segment{ts: ts, start: r.sentOff, prefix: prefix, runes: utf8.RuneCountInString(prefix + chunk), lastAppend: time.Now()}
+	r.seg = &segment{ts: ts, start: r.sentOff, prefix: prefix, lastAppend: time.Now()}
 	r.segments++
 	r.nextPrefix = ""
 	r.sentOff += len(chunk)
@@ -389,29 +391,29 @@ func (r *reply) appendSegment(ctx context.Context, p ratelimit.Priority, chunk s
 	if err != nil {
 		return err
 	}
-	seg.runes += utf8.RuneCountInString(chunk)
 	seg.lastAppend = time.Now()
 	r.sentOff += len(chunk)
 	return nil
 }
 
 // closeSegment ends the current message after cut more bytes of the
-// answer, closing a code fence left open, and skips skip bytes (the break).
+// answer, closing a code block left open as Split does (the next message
+// reopens it), and skips skip bytes (the break).
 func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) error {
 	end := r.sentOff + cut
 	md := text[r.sentOff:end]
-	f, open := conversation.OpenFence(r.seg.prefix + text[r.seg.start:end])
-	if open {
-		md += "\n" + f.Marker
+	reopen := ""
+	if f, open := conversation.OpenFence(r.seg.prefix + text[r.seg.start:end]); open {
+		if line := f.Reopening(r.streamLimit()); line != "" {
+			md += "\n" + f.Closing()
+			reopen = line + "\n"
+		}
 	}
 	if err := r.stopSegment(ctx, md); err != nil {
 		return err
 	}
 	r.sentOff = end + skip
-	r.nextPrefix = ""
-	if open {
-		r.nextPrefix = f.Reopening(r.a.pieceLimit) + "\n"
-	}
+	r.nextPrefix = reopen
 	return nil
 }
 
@@ -432,17 +434,17 @@ func (r *reply) stopSegment(ctx context.Context, md string, blocks ...slack.Bloc
 	if err != nil {
 		return err
 	}
-	seg.runes += utf8.RuneCountInString(md)
 	r.seg = nil
 	return nil
 }
 
-// stopQuietly ends the current stream, if any, ignoring failures.
+// stopQuietly ends the current stream, if any, ignoring failures; it
+// tries for at most 5 s of ctx.
 func (r *reply) stopQuietly(ctx context.Context) {
 	if r.seg == nil {
 		return
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := r.stopSegment(sctx, ""); err != nil {
 		r.log.Debug("stopping a broken stream failed", "err", err)
@@ -474,169 +476,112 @@ func (r *reply) setStatus(ctx context.Context, p ratelimit.Priority, status stri
 	})
 }
 
-// fitCut decides how much of pending fits in room characters: all of it,
-// or up to a paragraph, line or word break (cut), dropping the break
-// (skip bytes), preferring a break in the second half. With zeroOK and no
-// break at all it cuts nothing, ending the message where the last render
-// left it rather than cutting a word.
-func fitCut(pending string, room int, zeroOK bool) (cut, skip int, all bool) {
-	if room <= 0 {
-		return 0, 0, false
-	}
-	if utf8.RuneCountInString(pending) <= room {
-		return len(pending), 0, true
-	}
-	head := pending[:byteOffset(pending, room)]
-	half := len(head) / 2
-	seps := []string{"\n\n", "\n", " "}
-	for _, sep := range seps {
-		if i := strings.LastIndex(head, sep); i > half {
-			return i, len(sep), false
-		}
-	}
-	for _, sep := range seps {
-		// Any break beats the end of the last render, usually mid-word; an
-		// empty message (i == 0 without zeroOK) is never started.
-		if i := strings.LastIndex(head, sep); i > 0 || (i == 0 && zeroOK) {
-			return i, len(sep), false
-		}
-	}
-	if zeroOK {
-		return 0, 0, false
-	}
-	return len(head), 0, false
-}
-
 // ---- post + update ----
 
-// renderUpdate shows the frame by posting and editing messages: the answer
-// from r.base, split with conversation.Split, a cursor on the last piece
-// until the final frame, which carries the note instead.
+// answerStyle is how Slack shows an answer (see render.Layout): the note
+// quoted under it. Limit is a markdown block's; each reply keeps pieces of
+// text under its adapter's message limit (see style).
+var answerStyle = render.Style{
+	Limit:       maxMarkdown,
+	Cursor:      cursorMark,
+	Placeholder: placeholderText,
+	NoteSep:     "\n\n",
+	Note:        func(_ conversation.Outcome, note string, _ bool) string { return quoteNote(note) },
+	Empty:       noAnswerText,
+}
+
+// style is answerStyle with pieces of text under the adapter's message limit.
+func (r *reply) style() render.Style {
+	s := answerStyle
+	s.Reserve = max(s.Limit-r.a.pieceLimit, 0)
+	return s
+}
+
+// renderUpdate shows the frame by posting and editing messages
+// (render.Layout and render.Messages.Sync): the answer from r.base on, a
+// cursor on the last piece until the final frame, which carries the note
+// and the Retry button instead.
 func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
-	text := f.Text
-	content := text
+	button := r.retryButton(f)
 	if r.base > 0 || r.basePre != "" {
-		if r.base <= len(text) && strings.HasPrefix(text, r.sentText) {
-			content = r.basePre + text[r.base:]
+		if r.base <= len(f.Text) && strings.HasPrefix(f.Text, r.sentText) {
+			f.Text = r.basePre + f.Text[r.base:]
 		}
 	}
-	if strings.TrimSpace(content) == "" && !f.Final {
+	if strings.TrimSpace(f.Text) == "" && !f.Final {
 		r.showReasoningInPlaceholder(ctx, f.Reasoning)
 		return nil
 	}
-	pieces := []string{""}
-	if strings.TrimSpace(content) != "" {
-		pieces = conversation.Split(content, r.a.pieceLimit)
-	}
-	last := len(pieces) - 1
+	p := ratelimit.BestEffort
 	if f.Final {
-		pieces[last] = strings.TrimLeft(pieces[last]+noteBlock(f.Note), "\n")
-		if strings.TrimSpace(pieces[last]) == "" {
-			pieces[last] = noAnswerText
-		}
-	} else {
-		pieces[last] += cursorMark
+		p = ratelimit.MustDeliver
 	}
-	prio := ratelimit.BestEffort
-	if f.Final {
-		prio = ratelimit.MustDeliver
-	}
-	var errs []error
-	for i, p := range pieces {
-		var extra []slack.Block
-		if i == last {
-			extra = r.retryBlocks(f)
-		}
-		if i >= len(r.posts) {
-			if _, err := r.postMarkdown(ctx, prio, p, extra...); err != nil {
-				if !errors.Is(err, ratelimit.ErrSkipped) {
-					errs = append(errs, err)
-				}
-				break // later pieces can't be posted before this one
-			}
-			continue
-		}
-		po := r.posts[i]
-		if po.shown == p && po.button == (len(extra) > 0) {
-			continue
-		}
-		if wait := time.Until(po.lastEdit.Add(r.a.editInterval)); wait > 0 {
-			if !f.Final {
-				continue
-			}
-			if err := sleep(ctx, wait); err != nil {
-				errs = append(errs, err)
-				break
-			}
-		}
-		err := r.edit(ctx, prio, po, p, extra...)
-		if err != nil && f.Final && messageGone(err) {
-			// Someone deleted the message: post the piece again.
-			var ts string
-			if ts, err = r.postRaw(ctx, prio, p, extra...); err == nil {
-				po.ts, po.shown, po.lastEdit, po.placeholder, po.button = ts, p, time.Now(), false, len(extra) > 0
-			}
-		}
-		if err != nil && !errors.Is(err, ratelimit.ErrSkipped) {
-			errs = append(errs, err)
-			if f.Final {
-				break
-			}
-		}
-	}
-	if f.Final && len(r.posts) > len(pieces) {
-		// The final answer is shorter than what was shown: remove the rest.
-		for _, po := range r.posts[len(pieces):] {
-			if err := r.a.call(ctx, ratelimit.MustDeliver, r.t.team, r.t.channel, "chat.delete", func(ctx context.Context) error {
-				_, _, err := r.a.api.DeleteMessageContext(ctx, r.t.channel, po.ts)
-				return err
-			}); err != nil {
-				r.log.Debug("deleting a surplus message failed", "err", err)
-			}
-		}
-		r.posts = r.posts[:len(pieces)]
-	}
-	return errors.Join(errs...)
+	return r.msgs.Sync(ctx, surface{r}, render.Want{Pieces: render.Layout(r.style(), f), Button: button, Live: !f.Final, Priority: p})
 }
 
 // showReasoningInPlaceholder shows the tail of the model's thinking in the
 // placeholder, now and then, while no answer text exists yet.
 func (r *reply) showReasoningInPlaceholder(ctx context.Context, reasoning string) {
 	tail := reasoningTail(reasoning)
-	if tail == "" || len(r.posts) != 1 || !r.posts[0].placeholder {
-		return
-	}
-	po := r.posts[0]
-	if time.Since(po.lastEdit) < r.statusInterval() {
+	if tail == "" || len(r.msgs.List) != 1 || !strings.HasPrefix(r.msgs.List[0].Content, placeholderText) ||
+		time.Since(r.msgs.List[0].At) < r.statusInterval() {
 		return
 	}
 	md := placeholderText + "\n> _" + escapeEmphasis(tail) + "_"
-	if md == po.shown {
-		return
-	}
-	if err := r.edit(ctx, ratelimit.BestEffort, po, md); err == nil {
-		po.placeholder = true
+	if err := r.msgs.Sync(ctx, surface{r}, render.Want{Pieces: []string{md}, Live: true, Priority: ratelimit.BestEffort}); err != nil {
+		r.log.Debug("showing the reasoning failed", "err", err)
 	}
 }
 
-// postMarkdown posts md (and extra blocks under it) as a new message of the
-// answer and tracks it.
-func (r *reply) postMarkdown(ctx context.Context, p ratelimit.Priority, md string, extra ...slack.Block) (string, error) {
-	ts, err := r.postRaw(ctx, p, md, extra...)
-	if err != nil {
-		return "", err
+// retryButton is the Retry button's value for the last message of a
+// finished answer with text, when the answer's question is known: the
+// question ("": none).
+func (r *reply) retryButton(f conversation.Frame) string {
+	if !f.Final || strings.TrimSpace(f.Text) == "" {
+		return ""
 	}
-	r.posts = append(r.posts, &post{ts: ts, shown: md, lastEdit: time.Now(), button: len(extra) > 0})
-	return ts, nil
+	return r.t.question
 }
 
-// newPost posts md; placeholder marks the pre-answer placeholder.
-func (r *reply) newPost(ctx context.Context, p ratelimit.Priority, md string, placeholder bool) error {
-	if _, err := r.postMarkdown(ctx, p, md); err != nil {
+// retryBlocks is the Retry button for a question ("": none).
+func retryBlocks(question string) []slack.Block {
+	if question == "" {
+		return nil
+	}
+	return []slack.Block{retryBlock(question)}
+}
+
+// surface is render's view of an update-mode answer: chat.postMessage,
+// chat.update and chat.delete in its thread; a message's button is the
+// question its Retry button asks again.
+type surface struct{ r *reply }
+
+func (s surface) Post(ctx context.Context, p ratelimit.Priority, _ string, m render.Piece) (string, error) {
+	return s.r.postRaw(ctx, p, m.Content, retryBlocks(m.Button)...)
+}
+
+func (s surface) Edit(ctx context.Context, p ratelimit.Priority, ts string, m render.Piece) error {
+	r := s.r
+	return gone(r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", func(ctx context.Context) error {
+		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, ts, contentOptions(m.Content, retryBlocks(m.Button)...)...)
 		return err
+	}))
+}
+
+func (s surface) Delete(ctx context.Context, p ratelimit.Priority, ts string) error {
+	r := s.r
+	return gone(r.a.call(ctx, p, r.t.team, r.t.channel, "chat.delete", func(ctx context.Context) error {
+		_, _, err := r.a.api.DeleteMessageContext(ctx, r.t.channel, ts)
+		return err
+	}))
+}
+
+// gone marks an error meaning the message no longer exists as render.ErrGone.
+func gone(err error) error {
+	if err != nil && messageGone(err) {
+		return fmt.Errorf("%w: %w", render.ErrGone, err)
 	}
-	r.posts[len(r.posts)-1].placeholder = placeholder
-	return nil
+	return err
 }
 
 func (r *reply) postRaw(ctx context.Context, p ratelimit.Priority, md string, extra ...slack.Block) (string, error) {
@@ -653,27 +598,6 @@ func (r *reply) postRaw(ctx context.Context, p ratelimit.Priority, md string, ex
 	return ts, err
 }
 
-func (r *reply) edit(ctx context.Context, p ratelimit.Priority, po *post, md string, extra ...slack.Block) error {
-	err := r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", func(ctx context.Context) error {
-		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, po.ts, contentOptions(md, extra...)...)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	po.shown, po.lastEdit, po.placeholder, po.button = md, time.Now(), false, len(extra) > 0
-	return nil
-}
-
-// retryBlocks is the Retry button for the last message of a finished
-// answer with text, when the answer's question is known.
-func (r *reply) retryBlocks(f conversation.Frame) []slack.Block {
-	if !f.Final || r.t.question == "" || strings.TrimSpace(f.Text) == "" {
-		return nil
-	}
-	return []slack.Block{retryBlock(r.t.question)}
-}
-
 // contentOptions carries standard Markdown in a markdown block (extra
 // blocks under it), with a mrkdwn rendering as the notification text.
 func contentOptions(md string, extra ...slack.Block) []slack.MsgOption {
@@ -688,24 +612,19 @@ func contentOptions(md string, extra ...slack.Block) []slack.MsgOption {
 
 // fallbackText is the notification text for a message whose content is a markdown block.
 func fallbackText(md string) string {
-	return truncateRunes(MarkdownToMrkdwn(truncateRunes(md, maxFallbackRune)), maxFallbackRune)
+	return render.Truncate(MarkdownToMrkdwn(render.Truncate(md, maxFallbackRune)), maxFallbackRune)
 }
 
 // ---- helpers ----
 
-// noteBlock formats a final note as a quoted warning under the answer.
-func noteBlock(note string) string {
-	note = strings.TrimSpace(note)
-	if note == "" {
-		return ""
-	}
-	note = truncateRunes(note, maxNoteRunes)
-	lines := strings.Split(note, "\n")
+// quoteNote formats a final note as a quoted warning.
+func quoteNote(note string) string {
+	lines := strings.Split(render.Truncate(note, maxNoteRunes), "\n")
 	for i, l := range lines {
 		lines[i] = "> " + l
 	}
 	lines[0] = "> ⚠️ " + strings.TrimPrefix(lines[0], "> ")
-	return "\n\n" + strings.Join(lines, "\n")
+	return strings.Join(lines, "\n")
 }
 
 // reasoningTail is the last words of the model's thinking, on one line.
@@ -723,24 +642,6 @@ func reasoningTail(reasoning string) string {
 var emphasisEscaper = strings.NewReplacer("_", "\\_", "*", "\\*", "`", "\\`")
 
 func escapeEmphasis(s string) string { return emphasisEscaper.Replace(s) }
-
-func truncateRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
-}
-
-// byteOffset returns the byte index of the n-th rune of s (len(s) if fewer).
-func byteOffset(s string, n int) int {
-	for i := range s {
-		if n == 0 {
-			return i
-		}
-		n--
-	}
-	return len(s)
-}
 
 // streamingUnavailable reports an error meaning the workspace can't stream
 // natively (an unknown or disallowed method, a plan or setting without it).

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/render"
 	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
@@ -159,41 +161,29 @@ func TestParseTS(t *testing.T) {
 	}
 }
 
-func TestFitCut(t *testing.T) {
-	cases := []struct {
-		pending string
-		room    int
-		zeroOK  bool
-		cut     int
-		skip    int
-		all     bool
-	}{
-		{"short", 10, true, 5, 0, true},
-		{"aaaa bbbb cccc", 10, true, 9, 1, false},
-		{"aaaa\n\nbbbb cccc", 10, true, 4, 2, false},
-		{"abcdefghijklmnop", 10, true, 0, 0, false},   // no break: end the message where it is
-		{"abcdefghijklmnop", 10, false, 10, 0, false}, // an empty message must take something
-		{"ab cdefghijklmnop", 10, false, 2, 1, false},
-		{"anything", 0, true, 0, 0, false},
-		{"ééééé ééééé", 8, true, len("ééééé"), 1, false},
+func TestNotesAndHelpers(t *testing.T) {
+	if got := quoteNote("Stopped.\nAsk again."); got != "> ⚠️ Stopped.\n> Ask again." {
+		t.Errorf("quoteNote = %q", got)
 	}
-	for _, c := range cases {
-		cut, skip, all := fitCut(c.pending, c.room, c.zeroOK)
-		if cut != c.cut || skip != c.skip || all != c.all {
-			t.Errorf("fitCut(%q, %d, %v) = %d, %d, %v; want %d, %d, %v", c.pending, c.room, c.zeroOK, cut, skip, all, c.cut, c.skip, c.all)
+	if got := quoteNote(strings.Repeat("x", 1000)); len([]rune(got)) > maxNoteRunes+10 {
+		t.Errorf("long note kept %d runes", len([]rune(got)))
+	}
+	// The note goes under a code block the answer was cut off in, not into it;
+	// pieces stay under the adapter's message limit, their blocks closed.
+	r := &reply{a: &Adapter{pieceLimit: 300}}
+	text := "1. Run:\n   ~~~sh\n" + strings.Repeat("   echo hello world\n", 60)
+	pieces := render.Layout(r.style(), conversation.Frame{Text: text, Final: true, Outcome: conversation.OutcomeTruncated, Note: "Too long."})
+	for i, p := range pieces {
+		if _, open := conversation.OpenFence(p); open || utf8.RuneCountInString(strings.TrimSuffix(p, "\n   ~~~\n\n> ⚠️ Too long.")) > 300 {
+			t.Errorf("piece %d: %q", i, p)
 		}
 	}
-}
-
-func TestNoteBlockAndHelpers(t *testing.T) {
-	if got := noteBlock("Stopped.\nAsk again."); got != "\n\n> ⚠️ Stopped.\n> Ask again." {
-		t.Errorf("noteBlock = %q", got)
+	if len(pieces) < 4 || !strings.HasSuffix(pieces[len(pieces)-1], "\n   ~~~\n\n> ⚠️ Too long.") {
+		t.Errorf("pieces = %q", pieces)
 	}
-	if noteBlock("  ") != "" {
-		t.Error("blank note not dropped")
-	}
-	if got := noteBlock(strings.Repeat("x", 1000)); len([]rune(got)) > maxNoteRunes+10 {
-		t.Errorf("long note kept %d runes", len([]rune(got)))
+	got := render.Layout(answerStyle, conversation.Frame{Text: "Run:\n```sh\nmake", Final: true, Outcome: conversation.OutcomeTruncated, Note: "Too long."})
+	if len(got) != 1 || got[0] != "Run:\n```sh\nmake\n```\n\n> ⚠️ Too long." {
+		t.Errorf("final layout = %q", got)
 	}
 	if got := reasoningTail("  first\n\nthought  "); got != "first thought" {
 		t.Errorf("reasoningTail = %q", got)
