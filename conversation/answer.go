@@ -102,9 +102,9 @@ type question struct {
 func (e *Engine) newRun(ctx context.Context, log *slog.Logger, m Message, r Reply) *run {
 	actx, cancel := context.WithCancelCause(ctx)
 	stopOnShutdown := context.AfterFunc(e.base, func() { cancel(context.Cause(e.base)) })
-	e.running.Store(m.DedupeKey(), cancel)
-	a := &run{e: e, ctx: ctx, actx: actx, cancel: cancel, log: log, m: m, r: r, start: e.now(),
-		holder: &answering{cancel: cancel, owner: m.userKey()}}
+	holder := &answering{cancel: cancel, owner: m.userKey(), ownerID: m.User.ID}
+	e.running.Store(m.DedupeKey(), holder)
+	a := &run{e: e, ctx: ctx, actx: actx, cancel: cancel, log: log, m: m, r: r, start: e.now(), holder: holder}
 	a.end = func() {
 		e.running.Delete(m.DedupeKey())
 		stopOnShutdown()

@@ -159,11 +159,12 @@ func (e *Engine) usage(m Message, adm Admission) string {
 // whichever replica runs it, when m's author asked it or is an admin.
 func (e *Engine) stopThread(ctx context.Context, m Message) (string, error) {
 	thread := m.ThreadKey()
-	if owner, ok := e.localOwner(thread); ok {
-		if owner != m.userKey() && !m.User.Admin {
+	if v, ok := e.threads.Load(thread); ok {
+		a := v.(*answering)
+		if a.owner != m.userKey() && !m.User.Admin {
 			return msgNotYours, nil
 		}
-		e.stopLocal(thread)
+		a.cancel(errStopped)
 		return msgStopped, nil
 	}
 	switch out, err := e.store.RequestStop(ctx, thread, m.userKey(), m.User.Admin); {

@@ -99,9 +99,13 @@ const (
 
 // answering is an answer holding its thread's lock, for /stop.
 type answering struct {
-	cancel context.CancelCauseFunc
-	owner  string // the asker's user key
+	cancel  context.CancelCauseFunc
+	owner   string // the asker's user key
+	ownerID string // the asker's user ID on the platform
 }
+
+// mayStop reports whether u may stop this answer: its asker or an admin.
+func (a *answering) mayStop(u User) bool { return u.Admin || a.ownerID == u.ID }
 
 // retryRefusal says why the latest question q (ok: there is one) can't be
 // answered again for a /retry naming question id (empty: the latest).
@@ -231,12 +235,17 @@ func (e *Engine) enter() bool {
 }
 
 // Stop implements Handler.
-func (e *Engine) Stop(dedupeKey string) bool {
-	cancel, ok := e.running.Load(dedupeKey)
-	if ok {
-		cancel.(context.CancelCauseFunc)(errStopped)
+func (e *Engine) Stop(dedupeKey string, by User) StopResult {
+	v, ok := e.running.Load(dedupeKey)
+	if !ok {
+		return StopResult{}
 	}
-	return ok
+	a := v.(*answering)
+	res := StopResult{Running: true, Owner: a.ownerID, Stopped: a.mayStop(by)}
+	if res.Stopped {
+		a.cancel(errStopped)
+	}
+	return res
 }
 
 // stopLocal stops the answer this process runs in thread, if any.
@@ -246,15 +255,6 @@ func (e *Engine) stopLocal(thread string) bool {
 		a.(*answering).cancel(errStopped)
 	}
 	return ok
-}
-
-// localOwner returns the asker of the answer this process runs in thread.
-func (e *Engine) localOwner(thread string) (string, bool) {
-	a, ok := e.threads.Load(thread)
-	if !ok {
-		return "", false
-	}
-	return a.(*answering).owner, true
 }
 
 // ListenForStops stops this process's answers that /stop asks any replica

@@ -292,12 +292,23 @@ func TestStopKeepsWhatWasWritten(t *testing.T) {
 			r.mu.Lock()
 			shown := len(r.frames) > 0
 			r.mu.Unlock()
-			if shown && rg.engine.Stop(m.DedupeKey()) {
+			if !shown {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			// Only the asker or an admin may stop it.
+			if res := rg.engine.Stop(m.DedupeKey(), User{ID: "u2"}); !res.Running || res.Stopped || res.Owner != "u1" {
+				t.Fatalf("another user's stop: %+v", res)
+			}
+			if res := rg.engine.Stop(m.DedupeKey(), m.User); res.Stopped {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		<-done
+		if res := rg.engine.Stop(m.DedupeKey(), User{ID: "u2", Admin: true}); res.Running {
+			t.Fatalf("a finished answer still runs: %+v", res)
+		}
 		f := r.final()
 		if f.Outcome != OutcomeStopped || f.Note != "Stopped." || f.Text == "" || strings.Contains(f.Text, "four") {
 			t.Fatalf("stop: %+v", f)

@@ -140,11 +140,18 @@ type Handler interface {
 	// a clear refusal. It returns when the answer is finished.
 	Handle(ctx context.Context, m Message, r Reply) error
 	// Stop ends the generation answering the message with that DedupeKey,
-	// keeping what was written. It reports whether one was running here.
-	Stop(dedupeKey string) bool
+	// keeping what was written, when by asked the question or is an admin.
+	Stop(dedupeKey string, by User) StopResult
 	// ModelChoices lists the registered models for the conversation of m,
 	// the one in use first.
 	ModelChoices(ctx context.Context, m Message) []ModelChoice
+}
+
+// StopResult is what a Stop request found and did.
+type StopResult struct {
+	Running bool   // an answer with that key runs in this process
+	Stopped bool   // and the requester was allowed to stop it
+	Owner   string // the asker's user ID, when Running
 }
 
 // ModelChoice is one registered model as offered to a user.

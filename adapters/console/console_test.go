@@ -33,7 +33,9 @@ func (s *scripted) Handle(ctx context.Context, m conversation.Message, r convers
 	}
 	return r.Render(ctx, conversation.Frame{Reasoning: "pondering", Text: "Hello, " + m.Text, Model: "doubao", Final: true, Note: note})
 }
-func (s *scripted) Stop(string) bool { return false }
+func (s *scripted) Stop(string, conversation.User) conversation.StopResult {
+	return conversation.StopResult{}
+}
 func (s *scripted) ModelChoices(context.Context, conversation.Message) []conversation.ModelChoice {
 	return nil
 }

@@ -139,9 +139,6 @@ type Adapter struct {
 	// joined remembers threads the bot posted in or created.
 	joined *lru[string, bool]
 
-	activeMu sync.Mutex
-	active   map[string]*activeAnswer
-
 	runMu   sync.Mutex
 	running bool
 	closing bool
@@ -151,11 +148,6 @@ type Adapter struct {
 	stats struct {
 		calls, errors, rateLimited, skipped atomic.Int64
 	}
-}
-
-type activeAnswer struct {
-	userID string
-	n      int
 }
 
 // Stats are the adapter's counters since New.
@@ -217,7 +209,6 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 		chains:   newLRU[string, string](cacheSize),
 		channels: newLRU[string, chanInfo](cacheSize),
 		joined:   newLRU[string, bool](cacheSize),
-		active:   map[string]*activeAnswer{},
 	}
 	a.budget = ratelimit.New("discord", rateLimits(o.channelCalls, o.channelWindow, o.globalPerSec),
 		ratelimit.WithClassifier(classify), ratelimit.WithObserver(a.count), ratelimit.WithLogger(a.log))

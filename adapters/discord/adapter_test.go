@@ -632,7 +632,7 @@ func testStaleStopButtonIsCleanedUp(t *testing.T, hs *harness) {
 	u := hs.mention(alice, channelID, "hi")
 	key := hs.h.waitCall(t, u.ID).DedupeKey()
 	hs.h.waitDone(t, key)
-	if err := hs.fake.WaitFor(5*time.Second, func() bool { _, running := hs.a.answerOwner(key); return !running }); err != nil {
+	if err := hs.fake.WaitFor(5*time.Second, func() bool { return !hs.h.runs(key) }); err != nil {
 		t.Fatal(err)
 	}
 	a := hs.answerTo(channelID, u.ID)[0]

@@ -36,6 +36,7 @@ type scriptHandler struct {
 	calls    []conversation.Message
 	seen     map[string]bool
 	running  map[string]chan struct{}
+	owners   map[string]string // running answers' askers
 	done     map[string]chan struct{}
 	stops    []string
 	models   []conversation.ModelChoice
@@ -54,7 +55,7 @@ type scriptHandler struct {
 
 func newScriptHandler() *scriptHandler {
 	return &scriptHandler{
-		seen: map[string]bool{}, running: map[string]chan struct{}{}, done: map[string]chan struct{}{},
+		seen: map[string]bool{}, running: map[string]chan struct{}{}, owners: map[string]string{}, done: map[string]chan struct{}{},
 		frames: 6, interval: 10 * time.Millisecond,
 	}
 }
@@ -87,12 +88,14 @@ func (h *scriptHandler) Handle(ctx context.Context, m conversation.Message, r co
 	h.seen[key] = true
 	stop := make(chan struct{})
 	h.running[key] = stop
+	h.owners[key] = m.User.ID
 	done := h.doneCh(key)
 	answerFn, frames, interval, fail, beforeFinal := h.answer, h.frames, h.interval, h.fail, h.beforeFinal
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
 		delete(h.running, key)
+		delete(h.owners, key)
 		h.mu.Unlock()
 		close(done)
 	}()
@@ -130,16 +133,30 @@ func (h *scriptHandler) Handle(ctx context.Context, m conversation.Message, r co
 	return r.Render(ctx, conversation.Frame{Text: answer, Final: true, Outcome: conversation.OutcomeDone, Model: "m"})
 }
 
-func (h *scriptHandler) Stop(key string) bool {
+// Stop keeps the engine's contract: the asker or an admin stops a running answer.
+func (h *scriptHandler) Stop(key string, by conversation.User) conversation.StopResult {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.stops = append(h.stops, key)
-	if ch, ok := h.running[key]; ok {
+	ch, ok := h.running[key]
+	if !ok {
+		return conversation.StopResult{}
+	}
+	res := conversation.StopResult{Running: true, Owner: h.owners[key], Stopped: by.Admin || by.ID == h.owners[key]}
+	if res.Stopped {
+		h.stops = append(h.stops, key)
 		close(ch)
 		delete(h.running, key)
-		return true
+		delete(h.owners, key)
 	}
-	return false
+	return res
+}
+
+// runs reports whether the answer with that key is running.
+func (h *scriptHandler) runs(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.running[key]
+	return ok
 }
 
 func (h *scriptHandler) ModelChoices(ctx context.Context, m conversation.Message) []conversation.ModelChoice {

@@ -471,19 +471,11 @@ func (a *Adapter) onComponent(in *discordgo.Interaction) {
 	if u == nil {
 		return
 	}
-	owner, running := a.answerOwner(key)
-	if running && owner != u.ID && !a.user(u, member, roles).Admin {
-		a.respondEphemeral(in, fmt.Sprintf("Only <@%s> or an admin can stop this answer.", owner))
+	switch res := a.h.Stop(key, a.user(u, member, roles)); {
+	case res.Running && !res.Stopped:
+		a.respondEphemeral(in, fmt.Sprintf("Only <@%s> or an admin can stop this answer.", res.Owner))
 		return
-	}
-	if running {
-		if a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate}) != nil {
-			return
-		}
-		a.h.Stop(key)
-		return
-	}
-	if a.h.Stop(key) {
+	case res.Running:
 		_ = a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate})
 		return
 	}

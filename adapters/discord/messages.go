@@ -177,23 +177,6 @@ var errPanicked = errors.New("panic in handler")
 // whose work was queued when shutdown cancelled it says so.
 func (a *Adapter) handle(ctx context.Context, msg conversation.Message, r *reply) {
 	key := msg.DedupeKey()
-	a.activeMu.Lock()
-	if e := a.active[key]; e != nil {
-		e.n++
-	} else {
-		a.active[key] = &activeAnswer{userID: msg.User.ID, n: 1}
-	}
-	a.activeMu.Unlock()
-	defer func() {
-		a.activeMu.Lock()
-		if e := a.active[key]; e != nil {
-			if e.n--; e.n == 0 {
-				delete(a.active, key)
-			}
-		}
-		a.activeMu.Unlock()
-	}()
-
 	err := errPanicked // until Handle returns
 	defer func() {
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -205,16 +188,6 @@ func (a *Adapter) handle(ctx context.Context, msg conversation.Message, r *reply
 		return // queued when shutdown began
 	}
 	err = a.h.Handle(ctx, msg, r)
-}
-
-// answerOwner returns the user whose answer with that key runs here.
-func (a *Adapter) answerOwner(key string) (string, bool) {
-	a.activeMu.Lock()
-	defer a.activeMu.Unlock()
-	if e := a.active[key]; e != nil {
-		return e.userID, true
-	}
-	return "", false
 }
 
 // chainRoot finds the conversation a reply to the bot's message belongs to.

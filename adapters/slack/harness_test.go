@@ -112,7 +112,9 @@ func (h *scripted) fail(err error) {
 	h.errs = append(h.errs, err)
 }
 
-func (h *scripted) Stop(string) bool { return false }
+func (h *scripted) Stop(string, conversation.User) conversation.StopResult {
+	return conversation.StopResult{}
+}
 
 func (h *scripted) ModelChoices(context.Context, conversation.Message) []conversation.ModelChoice {
 	return nil
