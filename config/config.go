@@ -83,7 +83,7 @@ type Limits struct {
 
 // Redis configures the store. An empty URL runs an embedded in-memory Redis.
 type Redis struct {
-	// URL is redis://, rediss://, redis-sentinel:// style (see README) or a
+	// URL is redis://, rediss://, redis-sentinel:// style (docs/reference.md) or a
 	// comma-separated list of cluster nodes (redis-cluster://host1,host2).
 	URL        string   `yaml:"url"`
 	Prefix     string   `yaml:"prefix"`

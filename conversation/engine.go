@@ -524,7 +524,7 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 // connection's buffer and is read in a few reads just before the render
 // that shows it, instead of one read and one goroutine wake-up per token.
 // The user sees the same renders at the same moments; the bot spends a
-// fraction of the CPU per token (see the README's performance section).
+// fraction of the CPU per token (docs/decisions.md).
 // The wait stays well under Ark's idle timeout, which counts from the
 // last chunk read.
 func (e *Engine) readLater(ctx context.Context, p *pacer) {

@@ -20,8 +20,8 @@ const startHold = 100 * time.Millisecond
 // burst of new messages costs the bot more CPU than the answers already
 // streaming; set up all at once, they queue every goroutine behind them,
 // and the streams' next renders with them. Through the gate a burst waits
-// in line instead, in arrival order, and the streams keep their pace (see
-// the README's performance section).
+// in line instead, in arrival order, and the streams keep their pace
+// (docs/decisions.md).
 type startGate struct {
 	slots chan struct{}
 	hold  time.Duration
