@@ -246,7 +246,7 @@ func (a *Adapter) authenticate(ctx context.Context) error {
 	var lastErr error
 	for attempt := range 5 {
 		if attempt > 0 {
-			if err := sleep(ctx, time.Duration(attempt)*time.Second); err != nil {
+			if err := ratelimit.Sleep(ctx, time.Duration(attempt)*time.Second); err != nil {
 				return err
 			}
 		}

@@ -161,14 +161,3 @@ func (a *Adapter) call(ctx context.Context, p ratelimit.Priority, team, channel,
 func (a *Adapter) available(team, channel, method string) bool {
 	return a.budget.Available(ratelimit.Call{Method: method, Workspace: team, Channel: channel})
 }
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}

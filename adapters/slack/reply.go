@@ -271,7 +271,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 	// Under the text: a code block it ends in closed, and the note.
 	note := answerStyle.Tail(conversation.Frame{Text: r.seg.prefix + text[r.seg.start:], Final: true, Outcome: f.Outcome, Note: f.Note})
 	if wait := time.Until(r.seg.lastAppend.Add(r.a.editInterval)); wait > 0 && rest != "" {
-		if err := sleep(ctx, wait); err != nil {
+		if err := ratelimit.Sleep(ctx, wait); err != nil {
 			return true, err
 		}
 	}

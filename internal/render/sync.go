@@ -176,7 +176,7 @@ func (m *Messages) apply(ctx context.Context, s Surface, o op, w Want) error {
 			if w.Live {
 				return nil // a later frame catches up
 			}
-			if err := sleep(ctx, wait); err != nil {
+			if err := ratelimit.Sleep(ctx, wait); err != nil {
 				return err
 			}
 		}
@@ -212,15 +212,4 @@ func (m *Messages) repost(ctx context.Context, s Surface, i int, p Priority, wan
 	}
 	m.List[i] = Message{ID: id, Piece: want, At: time.Now()}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
