@@ -57,6 +57,13 @@ func (d *Discord) applyDefaults() {
 	}
 }
 
+// WithDefaults returns d with every key left out set to its default, as
+// Load sets it: for callers that build a Discord section in code.
+func (d Discord) WithDefaults() Discord {
+	d.applyDefaults()
+	return d
+}
+
 func (d *Discord) validate(errs *fieldErrors) {
 	if u, err := url.Parse(d.APIURL); err != nil || u.Host == "" {
 		errs.add("discord.api_url", "must be a URL such as https://discord.com/api/v10/, not %q", d.APIURL)

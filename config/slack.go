@@ -67,6 +67,13 @@ func (s *Slack) applyDefaults() {
 	}
 }
 
+// WithDefaults returns s with every key left out set to its default, as
+// Load sets it: for callers that build a Slack section in code.
+func (s Slack) WithDefaults() Slack {
+	s.applyDefaults()
+	return s
+}
+
 func (s *Slack) validate(errs *fieldErrors) {
 	if u, err := url.Parse(s.APIURL); err != nil || u.Host == "" {
 		errs.add("slack.api_url", "must be a URL such as https://slack.com/api/, not %q", s.APIURL)

@@ -179,20 +179,9 @@ func New(cfg config.Discord, limits config.Limits, h conversation.Handler, opts 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if cfg.APIURL == "" {
-		cfg.APIURL = "https://discord.com/api/v10/"
-	}
+	cfg = cfg.WithDefaults()
 	if u, err := url.Parse(cfg.APIURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("discord: api_url %q is not an http(s) URL", cfg.APIURL)
-	}
-	if cfg.AllowDMs == nil {
-		cfg.AllowDMs = new(true)
-	}
-	if cfg.ThreadFollowups == nil {
-		cfg.ThreadFollowups = new(true)
-	}
-	if cfg.ShardCount < 1 {
-		cfg.ShardCount = 1
 	}
 	if o.client == nil {
 		// Each answer makes one call at a time: keep that many connections.

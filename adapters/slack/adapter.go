@@ -135,26 +135,14 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 	if cfg.AppToken != "" && !strings.HasPrefix(cfg.AppToken.Value(), "xapp-") {
 		return nil, errors.New("slack.app_token must be an app-level token (xapp-…) with the connections:write scope")
 	}
+	cfg = cfg.WithDefaults()
 	cfg.APIURL = apiURL(cfg.APIURL)
-	if cfg.EventsPath == "" {
-		cfg.EventsPath = "/slack/events"
-	}
-	if cfg.CommandsPath == "" {
-		cfg.CommandsPath = "/slack/commands"
-	}
-	if cfg.InteractivityPath == "" {
-		cfg.InteractivityPath = "/slack/interactivity"
-	}
 	switch cfg.ReplyInThreads {
-	case "":
-		cfg.ReplyInThreads = "mentioned"
 	case "mentioned", "always":
 	default:
 		return nil, fmt.Errorf("slack.reply_in_threads must be mentioned or always, not %q", cfg.ReplyInThreads)
 	}
 	switch cfg.Streaming {
-	case "":
-		cfg.Streaming = "auto"
 	case "auto", "native", "update":
 	default:
 		return nil, fmt.Errorf("slack.streaming must be auto, native or update, not %q", cfg.Streaming)
@@ -183,7 +171,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		client:       o.client,
 		budget:       ratelimit.New("slack", rateLimits(o.budgets), ratelimit.WithClassifier(classify), ratelimit.WithLogger(log)),
 		socket:       cfg.AppToken != "",
-		allowDMs:     cfg.AllowDMs == nil || *cfg.AllowDMs,
+		allowDMs:     *cfg.AllowDMs,
 		editInterval: cfg.EditInterval.D(),
 		grace:        o.grace,
 		pieceLimit:   o.limit,
