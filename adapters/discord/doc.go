@@ -18,14 +18,16 @@
 //   - /model [name] (with autocomplete), /models, /reset, /stop, /help, /usage:
 //     ephemeral answers from the engine's text commands.
 //   - Streaming answers carry a cursor (" ▌") and a Stop button until they
-//     end; answers over 2,000 characters continue in further messages split by
-//     conversation.Split; a final note (an error in plain words, "Stopped.")
-//     is appended as a small line.
+//     end; answers over 2,000 characters continue in further messages (laid
+//     out and synced by internal/render, shared with the other platforms); a
+//     final note (an error in plain words, "Stopped.") is appended as a small
+//     line.
 //   - A finished answer's last message carries a Retry button: the engine's
 //     /retry, answering the same question again (with the model in use now)
 //     as a reply to the old answer, which then replaces it in the
 //     conversation's memory. Only the latest answer can be redone.
 //
-// Conversation keys are described on (*Adapter).onMessage; the streaming and
-// rate-budget design in reply.go and budget.go.
+// Conversation keys are described on (*Adapter).onMessage; the streaming
+// design in reply.go; Discord's rate limits (for internal/ratelimit) in
+// budget.go; bounded work on internal/work's pools.
 package discord

@@ -73,7 +73,9 @@
 // instead of streaming when the Tier-2 chat.startStream budget is spent, and
 // an answer that arrives whole in one frame is simply posted. Answers longer
 // than one message (11,000 characters) continue in further thread messages,
-// a code block cut in two being closed and reopened.
+// a code block cut in two being closed and reopened. The layout of an answer
+// and the sync of what is shown are internal/render's, shared with the other
+// platforms; this package holds Slack's style, API calls and native streaming.
 //
 // Every call is metered per workspace and method (DefaultBudgets, from
 // Slack's published tiers): intermediate edits are skipped when the budget
