@@ -568,25 +568,6 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-func TestNetworkErrorRetried(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	addr := srv.URL
-	srv.Close() // nothing listens there now
-	c, err := New(addr+"/api/v3", testKey, WithLogger(quiet), WithRetries(2, time.Millisecond, 5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	retries := counter(metrics.ArkRetries)
-	_, err = c.Stream(context.Background(), userReq("x"))
-	e := asError(t, err)
-	if e.Code != CodeNetworkError || !e.Retryable || e.Interrupted {
-		t.Errorf("%+v", e)
-	}
-	if d := counter(metrics.ArkRetries) - retries; d != 2 {
-		t.Errorf("%v retries, want 2", d)
-	}
-}
-
 func TestBackoff(t *testing.T) {
 	c := &Client{base: 100 * time.Millisecond, maxDelay: time.Second}
 	for attempt := range 40 {
