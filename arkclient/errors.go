@@ -281,7 +281,7 @@ const (
 // connects through one.
 func connectText(ark string, ce *transport.ConnectError) string {
 	where := "at " + ark
-	if ce.Addr != ark {
+	if !strings.EqualFold(ce.Addr, ark) {
 		where = "through the proxy at " + ce.Addr
 	}
 	var dns *net.DNSError
