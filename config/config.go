@@ -41,6 +41,9 @@ type Ark struct {
 	// request URL ending in "#", e.g. ".../api/v3/chat/completions#".
 	BaseURL string `yaml:"base_url"`
 	APIKey  Secret `yaml:"api_key"`
+	// ConnectTimeout bounds each attempt to open a connection to Ark; a
+	// failed connect is retried once.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
 	// FirstTokenTimeout bounds the wait from request to first streamed chunk.
 	FirstTokenTimeout Duration `yaml:"first_token_timeout"`
 	// IdleTimeout bounds the silence between two chunks of a stream.
@@ -136,6 +139,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
 	setDefault(&c.Ark.BaseURL, DefaultBaseURL)
+	setDur(&c.Ark.ConnectTimeout, 5*time.Second)
 	setDur(&c.Ark.FirstTokenTimeout, 90*time.Second)
 	setDur(&c.Ark.IdleTimeout, 60*time.Second)
 	if c.Ark.MaxRetries == nil {
@@ -200,6 +204,9 @@ func (c *Config) validate() error {
 	}
 	if n := c.Server.MaxStarting; n != nil && (*n < 0 || *n > 1<<16) {
 		errs.add("server.max_starting", "must be 0 (no limit) to 65536 answers set up at once, not %d", *n)
+	}
+	if d := c.Ark.ConnectTimeout; d < 0 || d > c.Ark.FirstTokenTimeout {
+		errs.add("ark.connect_timeout", "must be between 0 (the default, 5s) and first_token_timeout (%s), not %s", c.Ark.FirstTokenTimeout.D(), d.D())
 	}
 	if *c.Ark.MaxRetries < 0 {
 		errs.add("ark.max_retries", "must not be negative")

@@ -339,3 +339,31 @@ discord: {edit_interval: 0}
 		}
 	}
 }
+
+// ark.connect_timeout defaults to 5s, and may not exceed first_token_timeout
+// or be negative.
+func TestConnectTimeout(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	for _, tc := range []struct {
+		yaml, err string
+		want      time.Duration
+	}{
+		{yaml: "", want: 5 * time.Second},
+		{yaml: "  connect_timeout: 0s\n", want: 5 * time.Second},
+		{yaml: "  connect_timeout: 2s\n", want: 2 * time.Second},
+		{yaml: "  connect_timeout: -1s\n", err: "ark.connect_timeout: must be between 0 (the default, 5s) and first_token_timeout (1m30s), not -1s"},
+		{yaml: "  connect_timeout: 20s\n  first_token_timeout: 10s\n", err: "ark.connect_timeout: must be between 0 (the default, 5s) and first_token_timeout (10s), not 20s"},
+	} {
+		c, err := Parse([]byte(strings.Replace(minimal, "${ARK_API_KEY}\n", "${ARK_API_KEY}\n"+tc.yaml, 1)))
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want %q", tc.yaml, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.yaml, err)
+		case c.Ark.ConnectTimeout.D() != tc.want:
+			t.Errorf("%q: %v, want %v", tc.yaml, c.Ark.ConnectTimeout.D(), tc.want)
+		}
+	}
+}

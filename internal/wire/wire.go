@@ -18,6 +18,7 @@ import (
 // options (an HTTP client, say) apply after those from the configuration.
 func Core(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, extra ...arkclient.Option) (*conversation.Engine, *conversation.Store, error) {
 	opts := append([]arkclient.Option{
+		arkclient.WithConnectTimeout(cfg.Ark.ConnectTimeout.D()),
 		arkclient.WithFirstTokenTimeout(cfg.Ark.FirstTokenTimeout.D()),
 		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
 		arkclient.WithRetries(*cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
