@@ -45,7 +45,7 @@ func TestParseMinimalAppliesDefaults(t *testing.T) {
 }
 
 func TestEnvExpansion(t *testing.T) {
-	env(t, map[string]string{"ARK_API_KEY": "k: with # odd [chars]", "PORT": "9090", "CHANNELS": "C1, C2"})
+	env(t, map[string]string{"ARK_API_KEY": "k:#[odd]{chars},&a*b!|>%@", "PORT": "9090", "CHANNELS": "C1, C2"})
 	c, err := Parse([]byte(minimal + `
 server:
   addr: ":${PORT}"
@@ -58,7 +58,7 @@ slack:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Ark.APIKey.Value() != "k: with # odd [chars]" {
+	if c.Ark.APIKey.Value() != "k:#[odd]{chars},&a*b!|>%@" {
 		t.Errorf("secret with YAML syntax changed: %q", c.Ark.APIKey.Value())
 	}
 	if c.Server.Addr != ":9090" || c.Redis.MaxTurns != 40 || c.Redis.URL != "" {
@@ -110,14 +110,14 @@ models:
 default_model: gpt
 `))
 	for _, want := range []string{
-		"ark.base_url: must be an http(s) URL",
-		"ark.api_key: is empty",
-		"ARK_API_KEY",
-		"models[0].thinking: must be enabled, disabled or auto",
-		"models[0].max_tokens: (2000) must be smaller than context_window (1000)",
-		"models[1].name: \"Doubao\" is registered twice",
-		"models[1].id: is required",
-		"default_model: \"gpt\" is not a registered model name",
+		"ark.base_url (line 2): must be an http(s) URL",
+		"ark.api_key (line 2): is empty",
+		"write ${ARK_API_KEY} as ark.api_key's value (line 2) and set ARK_API_KEY",
+		"models[0].thinking (line 4): must be enabled, disabled or auto",
+		"models[0].max_tokens (line 4): (2000) must be smaller than context_window (1000)",
+		"models[1].name (line 5): \"Doubao\" is registered twice",
+		"models[1].id (line 5): is required",
+		"default_model (line 6): \"gpt\" is not a registered model name",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -129,14 +129,6 @@ func TestUnknownKeySuggestsTheRightOne(t *testing.T) {
 	env(t, map[string]string{"ARK_API_KEY": "k"})
 	_, err := Parse([]byte(minimal + "redis:\n  max_turn: 4\n"))
 	if err == nil || !strings.Contains(err.Error(), "did you mean max_turns?") {
-		t.Fatalf("got %v", err)
-	}
-}
-
-func TestSlackNeedsAModeWhenOn(t *testing.T) {
-	env(t, map[string]string{"ARK_API_KEY": "k"})
-	_, err := Parse([]byte(minimal + "slack:\n  bot_token: xoxb-1\n"))
-	if err == nil || !strings.Contains(err.Error(), "neither app_token") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -202,7 +194,7 @@ func TestMaxStarting(t *testing.T) {
 		}
 	}
 	_, err := Parse([]byte(minimal + "server:\n  max_starting: -1\n"))
-	if err == nil || !strings.Contains(err.Error(), "server.max_starting: must be 0 (no limit)") {
+	if err == nil || !strings.Contains(err.Error(), "server.max_starting (line 8): must be 0 (no limit)") {
 		t.Errorf("negative max_starting: %v", err)
 	}
 }
@@ -255,7 +247,7 @@ func TestSecretsIncludeTheRedisPassword(t *testing.T) {
 func TestSlackPathsDiffer(t *testing.T) {
 	env(t, map[string]string{"ARK_API_KEY": "k"})
 	_, err := Parse([]byte(minimal + "slack:\n  interactivity_path: /slack/events\n"))
-	if err == nil || !strings.Contains(err.Error(), `slack.interactivity_path: must differ from slack.events_path ("/slack/events")`) {
+	if err == nil || !strings.Contains(err.Error(), `slack.interactivity_path (line 8): must differ from slack.events_path ("/slack/events")`) {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -285,7 +277,7 @@ func TestMaxRetriesZeroMeansNone(t *testing.T) {
 		}
 	}
 	_, err := Parse([]byte(strings.Replace(minimal, "${ARK_API_KEY}", "k\n  max_retries: -1", 1)))
-	if err == nil || !strings.Contains(err.Error(), "ark.max_retries: must not be negative") {
+	if err == nil || !strings.Contains(err.Error(), "ark.max_retries (line 4): must not be negative, not -1") {
 		t.Errorf("negative max_retries: %v", err)
 	}
 }
