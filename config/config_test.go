@@ -363,6 +363,7 @@ func TestSlackHalfConfiguredIsAnError(t *testing.T) {
 		{name: "app token alone", env: map[string]string{"SLACK_APP_TOKEN": "xapp-1"}, err: []string{
 			"slack.bot_token (line 8): is empty while slack.app_token is set",
 			"set the environment variable SLACK_BOT_TOKEN (read by slack.bot_token)",
+			"or leave SLACK_APP_TOKEN empty too to keep Slack off",
 		}},
 		{name: "app token, bot token only spaces", env: map[string]string{"SLACK_BOT_TOKEN": "  \n", "SLACK_APP_TOKEN": "xapp-1"}, err: []string{
 			"slack.bot_token (line 8): is empty while slack.app_token is set",
@@ -383,6 +384,7 @@ func TestSlackHalfConfiguredIsAnError(t *testing.T) {
 		{name: "app token alone, bot token written empty", doc: "slack:\n  bot_token: \"\"\n  app_token: ${APP}\n", env: map[string]string{"APP": "xapp-1"}, err: []string{
 			"slack.bot_token (line 8): is empty while slack.app_token is set",
 			"write ${SLACK_BOT_TOKEN} as slack.bot_token's value (line 8) and set SLACK_BOT_TOKEN",
+			"or leave APP empty too",
 		}},
 		{name: "discord keys without a token: off", doc: "discord:\n  token: ${DISCORD_BOT_TOKEN:-}\n  guild_ids: [\"1\"]\n  admins: U1\n", env: map[string]string{}},
 	} {

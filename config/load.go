@@ -327,6 +327,15 @@ func (e *fieldErrors) setHint(key, variable string) string {
 	return fmt.Sprintf("add %s: ${%s} under %s: and set %s", leaf, variable, parent, variable)
 }
 
+// source names what gives key its value: the environment variables the
+// file reads it from, else the key.
+func (e *fieldErrors) source(key string) string {
+	if vars := e.env[key]; len(vars) > 0 {
+		return strings.Join(vars, " and ")
+	}
+	return key
+}
+
 func (e fieldErrors) err() error {
 	if len(e.msgs) == 0 {
 		return nil

@@ -109,7 +109,7 @@ func (s *Slack) validate(errs *fieldErrors) {
 			set = "slack.signing_secret"
 		}
 		errs.add("slack.bot_token", "is empty while %s is set, and Slack needs both: %s to the Bot User OAuth Token (xoxb-…), or leave %s empty too to keep Slack off",
-			set, errs.setHint("slack.bot_token", "SLACK_BOT_TOKEN"), set)
+			set, errs.setHint("slack.bot_token", "SLACK_BOT_TOKEN"), errs.source(set))
 	case s.BotToken != "" && s.AppToken == "" && s.SigningSecret == "":
 		errs.add("slack.app_token", "and slack.signing_secret are both empty while slack.bot_token is set: for Socket Mode %s to an app-level token (xapp-…); for the HTTP Events API %s instead",
 			errs.setHint("slack.app_token", "SLACK_APP_TOKEN"), errs.setHint("slack.signing_secret", "SLACK_SIGNING_SECRET"))
