@@ -372,6 +372,10 @@ func TestSlackHalfConfiguredIsAnError(t *testing.T) {
 			"slack.bot_token (line 8): is empty while slack.signing_secret is set",
 			"SLACK_BOT_TOKEN",
 		}},
+		{name: "app token and signing secret", env: map[string]string{"SLACK_APP_TOKEN": "xapp-1", "SLACK_SIGNING_SECRET": "abc"}, err: []string{
+			"slack.bot_token (line 8): is empty while slack.app_token and slack.signing_secret are set",
+			"or leave SLACK_APP_TOKEN and SLACK_SIGNING_SECRET empty too",
+		}},
 		{name: "bot token alone", env: map[string]string{"SLACK_BOT_TOKEN": "xoxb-1"}, err: []string{
 			"slack.app_token (line 9): and slack.signing_secret are both empty while slack.bot_token is set",
 			"set the environment variable SLACK_APP_TOKEN (read by slack.app_token)",

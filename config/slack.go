@@ -104,12 +104,22 @@ func (s *Slack) validate(errs *fieldErrors) {
 	// bot_token and signing_secret; all three empty keep Slack off.
 	switch {
 	case s.BotToken == "" && (s.AppToken != "" || s.SigningSecret != ""):
-		set := "slack.app_token"
-		if s.AppToken == "" {
-			set = "slack.signing_secret"
+		var set, sources []string
+		for _, k := range []struct {
+			key string
+			val Secret
+		}{{"slack.app_token", s.AppToken}, {"slack.signing_secret", s.SigningSecret}} {
+			if k.val != "" {
+				set = append(set, k.key)
+				sources = append(sources, errs.source(k.key))
+			}
 		}
-		errs.add("slack.bot_token", "is empty while %s is set, and Slack needs both: %s to the Bot User OAuth Token (xoxb-…), or leave %s empty too to keep Slack off",
-			set, errs.setHint("slack.bot_token", "SLACK_BOT_TOKEN"), errs.source(set))
+		verb := "is"
+		if len(set) > 1 {
+			verb = "are"
+		}
+		errs.add("slack.bot_token", "is empty while %s %s set, and Slack needs a bot token: %s to the Bot User OAuth Token (xoxb-…), or leave %s empty too to keep Slack off",
+			strings.Join(set, " and "), verb, errs.setHint("slack.bot_token", "SLACK_BOT_TOKEN"), strings.Join(sources, " and "))
 	case s.BotToken != "" && s.AppToken == "" && s.SigningSecret == "":
 		errs.add("slack.app_token", "and slack.signing_secret are both empty while slack.bot_token is set: for Socket Mode %s to an app-level token (xapp-…); for the HTTP Events API %s instead",
 			errs.setHint("slack.app_token", "SLACK_APP_TOKEN"), errs.setHint("slack.signing_secret", "SLACK_SIGNING_SECRET"))
