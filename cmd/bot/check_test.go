@@ -186,3 +186,29 @@ func TestCheckNamesUnreachableArk(t *testing.T) {
 		t.Errorf("%d connection attempts for 2 models, want 4 (one retry each)", n)
 	}
 }
+
+// -check-config refuses a half-configured Slack (an app token without a
+// bot token, as an .env with only SLACK_APP_TOKEN filled in gives), naming
+// the key and the variable to set, without the token.
+func TestCheckConfigRefusesHalfConfiguredSlack(t *testing.T) {
+	t.Setenv("SLACK_BOT_TOKEN", "")
+	t.Setenv("SLACK_APP_TOKEN", "xapp-1-A1-secret-part")
+	cfg := writeConfig(t, "https://ark.example/api/v3", "", `
+slack:
+  bot_token: ${SLACK_BOT_TOKEN:-}
+  app_token: ${SLACK_APP_TOKEN:-}
+`)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"-check-config", "-config", cfg}, strings.NewReader(""), &out, &errb)
+	if code == 0 {
+		t.Fatalf("half-configured Slack accepted:\n%s", out.String())
+	}
+	for _, want := range []string{"slack.bot_token (line 23): is empty while slack.app_token is set", "set the environment variable SLACK_BOT_TOKEN", "or leave SLACK_APP_TOKEN empty too"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("error lacks %q:\n%s", want, errb.String())
+		}
+	}
+	if strings.Contains(out.String()+errb.String(), "secret-part") {
+		t.Error("the app token was printed")
+	}
+}
