@@ -163,7 +163,7 @@ func verdict(n skipCount, e env) (notice string, fail bool) {
 	case optOut:
 		notice += ". ARKBOT_SKIP_REDIS is set: the package passes without them."
 	default:
-		notice += "; or set ARKBOT_SKIP_REDIS=1 to pass without them. Until then the package fails."
+		notice += ", or set ARKBOT_SKIP_REDIS=1 to skip them knowingly; until then this package fails."
 	}
 	return notice, fail
 }

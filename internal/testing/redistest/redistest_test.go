@@ -47,7 +47,7 @@ func TestVerdict(t *testing.T) {
 		{"no redis, CI ignores the opt-out", skipCount{noRedis: 1}, map[string]string{"CI": "1", "ARKBOT_SKIP_REDIS": "1"}, true,
 			[]string{"1 test skipped", "CI=true"}},
 		{"no redis, no CI", skipCount{noRedis: 2}, map[string]string{"CI": "false"}, true,
-			[]string{"2 tests skipped", "Install redis-server", "ARKBOT_SKIP_REDIS=1", "the package fails"}},
+			[]string{"2 tests skipped", "Install redis-server", "set ARKBOT_SKIP_REDIS=1 to skip them knowingly", "this package fails"}},
 		{"no redis, opted out", skipCount{noRedis: 2}, map[string]string{"ARKBOT_SKIP_REDIS": "1"}, false,
 			[]string{"2 tests skipped", "passes without them"}},
 		{"REDIS_URL but no redis-server", skipCount{notOwned: 1}, nil, true,
@@ -101,7 +101,7 @@ func TestMainReportsSkips(t *testing.T) {
 	}{
 		{"no redis, CI", "new", []string{"CI=true"}, true, "1 test skipped: no redis-server on PATH and REDIS_URL unset"},
 		{"no redis, CI, opted out", "new", []string{"CI=true", "ARKBOT_SKIP_REDIS=1"}, true, "CI=true: a missing Redis fails"},
-		{"no redis", "new", nil, true, "set ARKBOT_SKIP_REDIS=1 to pass without them"},
+		{"no redis", "new", nil, true, "set ARKBOT_SKIP_REDIS=1 to skip them knowingly"},
 		{"no redis, opted out", "new", []string{"ARKBOT_SKIP_REDIS=1"}, false, "passes without them"},
 		{"REDIS_URL", "new", []string{"REDIS_URL=redis://127.0.0.1:1/0", "CI=true"}, false, ""},
 		{"REDIS_URL, owned", "owned", []string{"REDIS_URL=redis://127.0.0.1:1/0"}, true, "they stop and start Redis"},
