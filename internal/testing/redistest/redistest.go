@@ -60,7 +60,7 @@ func New(t testing.TB) *Server {
 		return s
 	}
 	skipped.noRedis.Add(1)
-	t.Skip("!!! SKIPPED: no Redis: no redis-server on PATH and REDIS_URL unset !!!")
+	t.Skip("!!! SKIPPED: no Redis: no redis-server on PATH and REDIS_URL unset; install redis-server or set REDIS_URL !!!")
 	return nil
 }
 
