@@ -1,13 +1,14 @@
 // Package redistest gives tests a real Redis server: a private redis-server
 // process on a loopback port when the binary is installed, else the server
 // named by $REDIS_URL. With neither, the tests that need Redis skip, and Main
-// makes their package fail with a summary of what was skipped, unless
-// ARKBOT_SKIP_REDIS=1 is set outside CI.
+// says so loudly: on the terminal (go test hides a passing package's
+// output), and with CI=true by failing the package.
 package redistest
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -79,15 +80,20 @@ func NewOwned(t testing.TB) *Server {
 
 // Main runs the package's tests and exits. Call it from the TestMain of every
 // package whose tests use New. When tests skipped for want of Redis, it
-// prints a summary to stderr and exits non-zero, as go test shows a passing
-// package's output only with -v; ARKBOT_SKIP_REDIS=1 makes the skips pass,
-// except with CI=true, where a missing Redis always fails.
+// prints a summary: with CI=true to stderr, failing the package; else on
+// the terminal, since go test shows a passing package's output only with
+// -v (stderr when there is no terminal).
 func Main(m *testing.M) {
 	mainCalled.Store(true)
 	code := m.Run()
 	notice, fail := verdict(skipped.load(), osEnv)
 	if notice != "" {
-		fmt.Fprintln(os.Stderr, notice)
+		w := io.Writer(os.Stderr)
+		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil && !fail {
+			defer tty.Close()
+			w = tty
+		}
+		fmt.Fprintln(w, notice)
 	}
 	if fail && code == 0 {
 		code = 1
@@ -137,15 +143,12 @@ func (s *skips) load() skipCount {
 }
 
 // verdict returns the paragraph Main prints for the skips ("" for none) and
-// whether they fail the package: always with CI set true, else unless
-// ARKBOT_SKIP_REDIS is set true.
+// whether they fail the package: with CI set true.
 func verdict(n skipCount, e env) (notice string, fail bool) {
 	if n.noRedis == 0 && n.notOwned == 0 {
 		return "", false
 	}
-	ci, _ := strconv.ParseBool(e.getenv("CI"))
-	optOut, _ := strconv.ParseBool(e.getenv("ARKBOT_SKIP_REDIS"))
-	fail = ci || !optOut
+	fail, _ = strconv.ParseBool(e.getenv("CI"))
 	notice = "redistest:"
 	if n.noRedis > 0 {
 		notice += fmt.Sprintf(" %s skipped: no redis-server on PATH and REDIS_URL unset.", tests(n.noRedis))
@@ -157,15 +160,10 @@ func verdict(n skipCount, e env) (notice string, fail bool) {
 	if n.noRedis > 0 {
 		notice += " or set REDIS_URL=redis://host:port/0"
 	}
-	switch {
-	case ci:
-		notice += ". CI=true: a missing Redis fails the package."
-	case optOut:
-		notice += ". ARKBOT_SKIP_REDIS is set: the package passes without them."
-	default:
-		notice += ", or set ARKBOT_SKIP_REDIS=1 to skip them knowingly; until then this package fails."
+	if fail {
+		return notice + ". CI=true: a missing Redis fails the package.", true
 	}
-	return notice, fail
+	return notice + " to run them.", false
 }
 
 // tests says "1 test" or "n tests".
