@@ -301,12 +301,17 @@ func (s *Store) Lock(ctx context.Context, thread, owner string) (*Thread, error)
 	}
 }
 
+// renewScript extends the lock, or takes it again when it is gone (a
+// failover lost it, or it expired while this answer stalled).
 var renewScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+local v = redis.call("GET", KEYS[1])
+if v == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+if not v then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) return 1 end
 return 0
 `)
 
-// Renew extends the lock; it reports false when the lock was lost.
+// Renew extends the lock, taking it again if it is gone; it reports false
+// when another answer holds it.
 func (t *Thread) Renew(ctx context.Context) (bool, error) {
 	n, err := renewScript.Run(ctx, t.store.rdb, []string{t.store.lockKey(t.Key)}, t.token, t.store.opt.LockTTL.Milliseconds()).Int()
 	return n == 1, err
@@ -324,15 +329,17 @@ func (t *Thread) Release(ctx context.Context) error {
 
 // saveScript drops the turns a retry replaces, appends turns, trims,
 // refreshes TTLs and releases the lock, all or nothing. It refuses (returns
-// 0) when the lock is no longer ours, so a replica that lost its lock can't
-// interleave turns with the new holder. A re-save (ARGV[6] = "1"), after a
-// save whose reply was lost or that no replica confirmed, returns 2 when the
-// turns already follow each other in the list (Redis kept the first save);
-// otherwise it appends them even without the lock, which a failover may
-// have lost with the first save, dropping turns only under its own lock.
+// 0) when another answer holds the lock, so a replica that lost its lock
+// can't interleave turns with the new holder; with no lock at all (expired,
+// or lost in a failover) it appends without dropping. A re-save (ARGV[6] =
+// "1"), after a save whose reply was lost or that no replica confirmed,
+// returns 2 when the turns already follow each other in the list (Redis
+// kept the first save), and otherwise appends them whoever holds the lock:
+// the first save had it.
 var saveScript = redis.NewScript(`
 local n = #ARGV - 6
-local mine = redis.call("GET", KEYS[1]) == ARGV[1]
+local lock = redis.call("GET", KEYS[1])
+local mine = lock == ARGV[1]
 if ARGV[6] == "1" then
   local tail = redis.call("LRANGE", KEYS[2], 0, -1)
   for i = 1, #tail - n + 1 do
@@ -343,7 +350,7 @@ if ARGV[6] == "1" then
       return 2
     end
   end
-elseif not mine then
+elseif lock and not mine then
   return 0
 end
 if mine then for i = 1, tonumber(ARGV[5]) do redis.call("RPOP", KEYS[2]) end end
