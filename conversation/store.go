@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -48,6 +49,9 @@ type Store struct {
 	rdb  redis.UniversalClient
 	opt  StoreOptions
 	rate *redis_rate.Limiter
+	// lonelyUntil (Unix ns) ends the spell in which saves are not re-saved
+	// for want of a replica (see lonelyFor).
+	lonelyUntil atomic.Int64
 }
 
 // ErrBusy is returned by Lock when the thread stayed locked for LockWait.
@@ -377,11 +381,16 @@ type Usage struct {
 // Re-saves of a turn no replica confirmed: at most resaveAttempts, the
 // first after resaveBackoff, doubling up to resaveBackoffMax (about 5 s in
 // all with a 200 ms WAIT), time for a Sentinel or Cluster failover to
-// promote a replica and for the client to find it.
+// promote a replica and for the client to find it. When they all go
+// unconfirmed although Redis answers, the master has no replica (a new
+// master before the old one rejoins it as one, a replica down): for
+// lonelyFor after that, saves WAIT once and are not re-saved unless they
+// fail, so that every answer does not pay for the missing replica.
 const (
 	resaveAttempts   = 6
 	resaveBackoff    = 100 * time.Millisecond
 	resaveBackoffMax = time.Second
+	lonelyFor        = 10 * time.Second
 )
 
 // Save appends turns (in place of those dropped by DropLastExchange) and
@@ -391,7 +400,8 @@ const (
 // the connection failed, Save re-saves them (idempotently: turns already
 // saved are not appended twice) a few times with backoff, so that after a
 // failover they are on the new master. Tokens are counted once: a failover
-// may lose that count (see docs/decisions.md).
+// may lose that count (see docs/decisions.md). Save returns ErrUnconfirmed
+// when the turns are saved but not confirmed.
 func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time) error {
 	s := t.store
 	args := []any{t.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix(), t.drop, "0"}
@@ -403,27 +413,22 @@ func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time)
 		args = append(args, b)
 	}
 	res, acked, err := s.saveTurns(ctx, t.Key, args, u, now)
-	if err == nil && res == 0 {
+	switch {
+	case err == nil && res == 0:
 		return ErrLockLost
-	}
-	if s.opt.MinReplicas <= 0 {
-		if err != nil {
-			return fmt.Errorf("save: %w", err)
-		}
+	case s.opt.MinReplicas <= 0 && err != nil:
+		return fmt.Errorf("save: %w", err)
+	case s.opt.MinReplicas <= 0 || (err == nil && acked >= int64(s.opt.MinReplicas)):
+		s.lonelyUntil.Store(0)
 		return nil
+	}
+	metrics.SavesUnconfirmed.Inc()
+	if err == nil && time.Now().UnixNano() < s.lonelyUntil.Load() {
+		return fmt.Errorf("save: %w", ErrUnconfirmed)
 	}
 	args[5] = "1"
 	backoff := resaveBackoff
-	for attempt := 0; err != nil || acked < int64(s.opt.MinReplicas); attempt++ {
-		if attempt == 0 {
-			metrics.SavesUnconfirmed.Inc()
-		}
-		if attempt == resaveAttempts {
-			if err != nil {
-				return fmt.Errorf("save: %w", err)
-			}
-			return fmt.Errorf("save: %w", ErrUnconfirmed)
-		}
+	for range resaveAttempts {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("save: %w", ctx.Err())
@@ -432,9 +437,16 @@ func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time)
 		backoff = min(2*backoff, resaveBackoffMax)
 		metrics.Resaves.Inc()
 		// A re-save appends the turns or finds them; it never refuses.
-		_, acked, err = s.saveTurns(ctx, t.Key, args, Usage{}, now)
+		if _, acked, err = s.saveTurns(ctx, t.Key, args, Usage{}, now); err == nil && acked >= int64(s.opt.MinReplicas) {
+			s.lonelyUntil.Store(0)
+			return nil
+		}
 	}
-	return nil
+	if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	s.lonelyUntil.Store(time.Now().Add(lonelyFor).UnixNano())
+	return fmt.Errorf("save: %w", ErrUnconfirmed)
 }
 
 // ErrUnconfirmed is returned by Save when fewer than MinReplicas replicas

@@ -353,6 +353,21 @@ func TestStoreSaveUnconfirmedByMissingReplica(t *testing.T) {
 	if err != nil || used != 5 {
 		t.Fatalf("tokens counted %d (%v), want 5 once", used, err)
 	}
+	// Still no replica: the next save is not re-saved.
+	th, err = s.Lock(ctx, "k", "test:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resaves = counterValue(metrics.Resaves)
+	if err := th.Save(ctx, []Turn{{Role: "user", Text: "q2"}, {Role: "assistant", Text: "a2"}}, Usage{}, time.Now()); !errors.Is(err, ErrUnconfirmed) {
+		t.Fatalf("save while Redis has no replica: %v, want ErrUnconfirmed", err)
+	}
+	if d := counterValue(metrics.Resaves) - resaves; d != 0 {
+		t.Errorf("%v re-saves while Redis has had no replica for a while, want none", d)
+	}
+	if got := threadTexts(t, s, "k"); got != "q,a,q2,a2" {
+		t.Fatalf("turns %s, want q,a,q2,a2", got)
+	}
 }
 
 func counterValue(c prometheus.Counter) float64 {

@@ -4,10 +4,10 @@ import "github.com/prometheus/client_golang/prometheus"
 
 var (
 	// SavesUnconfirmed counts saved turns that fewer than redis.min_replicas
-	// replicas confirmed at first (or whose save failed), so were re-saved.
+	// replicas confirmed at first, or whose save failed.
 	SavesUnconfirmed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "arkbot_saves_unconfirmed_total",
-		Help: "Saved turns that fewer than redis.min_replicas replicas confirmed at first, or whose save failed, and that were re-saved.",
+		Help: "Saved turns that fewer than redis.min_replicas replicas confirmed at first, or whose save failed (then re-saved unless Redis has had no replica for a while).",
 	})
 
 	// Resaves counts re-save attempts of unconfirmed turns.
