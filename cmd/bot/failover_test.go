@@ -179,7 +179,7 @@ slack: {edit_interval: 100ms}
 			t.Errorf("follow-up %d's prompt lacks its first exchange", i)
 		}
 	}
-	t.Logf("%d of %d answers done across the failover from %s to %s; %v saves unconfirmed at first, re-saved",
+	t.Logf("%d of %d answers done across the failover from %s to %s; %v saves unconfirmed at first",
 		answered.Load(), threads, oldMaster, newMaster, counterValue(metrics.SavesUnconfirmed)-unconfirmed)
 }
 
