@@ -26,14 +26,17 @@ type Server struct {
 	cmd    *exec.Cmd
 	port   int
 	dir    string
+	extra  []string // more redis-server arguments
 }
 
 var seq atomic.Int64
 
-// New returns a real Redis for t, stopped when t ends.
-func New(t testing.TB) *Server {
+// New returns a real Redis for t, stopped when t ends. Extra arguments go
+// to redis-server (e.g. "--cluster-enabled", "yes"); with $REDIS_URL's
+// server instead, they are ignored (see Owned).
+func New(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, Prefix: fmt.Sprintf("test%d-%d", os.Getpid(), seq.Add(1))}
+	s := &Server{t: t, Prefix: fmt.Sprintf("test%d-%d", os.Getpid(), seq.Add(1)), extra: extra}
 	if _, err := exec.LookPath("redis-server"); err == nil {
 		s.dir = t.TempDir()
 		s.start()
@@ -93,6 +96,7 @@ func (s *Server) start() {
 	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
 		"--logfile", filepath.Join(s.dir, "redis.log"))
+	s.cmd.Args = append(s.cmd.Args, s.extra...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
