@@ -96,6 +96,11 @@ type Redis struct {
 	LockWait   Duration `yaml:"lock_wait"` // how long a message waits for its thread's previous answer
 	DedupeTTL  Duration `yaml:"dedupe_ttl"`
 	MasterName string   `yaml:"master_name"` // Sentinel master name
+	// MinReplicas is how many replicas must confirm each saved turn (WAIT)
+	// before it counts as safe from a failover; unconfirmed turns are
+	// re-saved. nil: 1 when the Redis has replicas at start-up, else 0.
+	MinReplicas *int     `yaml:"min_replicas"`
+	ReplicaWait Duration `yaml:"replica_wait"` // how long one WAIT waits for them
 }
 
 // Server configures the HTTP listener for health, metrics and Slack's HTTP mode.
@@ -177,6 +182,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Redis.LockTTL, 30*time.Second)
 	setDur(&c.Redis.LockWait, 3*time.Minute)
 	setDur(&c.Redis.DedupeTTL, 24*time.Hour)
+	setDur(&c.Redis.ReplicaWait, 200*time.Millisecond)
 	setDefault(&c.Server.Addr, ":8080")
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
 	setDefault(&c.Console.User, "you")
@@ -260,6 +266,9 @@ func (c *Config) validate(errs *fieldErrors) {
 	}
 	if c.Redis.MaxTurns < 2 {
 		errs.add("redis.max_turns", "must be at least 2 (one question and its answer), not %d", c.Redis.MaxTurns)
+	}
+	if n := c.Redis.MinReplicas; n != nil && (*n < 0 || *n > 16) {
+		errs.add("redis.min_replicas", "must be 0 (confirm nothing) to 16 replicas, not %d", *n)
 	}
 	if strings.ContainsAny(c.Redis.Prefix, "{} ") {
 		errs.add("redis.prefix", "must not contain braces or spaces")

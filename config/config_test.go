@@ -628,3 +628,25 @@ server:
 		t.Errorf("missing api_key: %v", err)
 	}
 }
+
+func TestRedisMinReplicas(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.MinReplicas != nil || c.Redis.ReplicaWait.D() != 200*time.Millisecond {
+		t.Errorf("defaults: min_replicas %v (want unset: settled at start-up), replica_wait %v", c.Redis.MinReplicas, c.Redis.ReplicaWait.D())
+	}
+	c, err = Parse([]byte(minimal + "redis:\n  min_replicas: 0\n  replica_wait: 50ms\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.MinReplicas == nil || *c.Redis.MinReplicas != 0 || c.Redis.ReplicaWait.D() != 50*time.Millisecond {
+		t.Errorf("set: min_replicas %v, replica_wait %v", c.Redis.MinReplicas, c.Redis.ReplicaWait.D())
+	}
+	_, err = Parse([]byte(minimal + "redis:\n  min_replicas: -1\n"))
+	if err == nil || !strings.Contains(err.Error(), "must be 0") {
+		t.Errorf("negative min_replicas: %v", err)
+	}
+}

@@ -29,6 +29,7 @@ type Server struct {
 	cmd    *exec.Cmd
 	port   int
 	dir    string
+	extra  []string // more redis-server arguments
 }
 
 var (
@@ -41,14 +42,16 @@ var (
 )
 
 // New returns a real Redis for t, stopped when t ends. With no redis-server
-// on PATH and $REDIS_URL unset it skips t, and Main reports the skip.
-func New(t testing.TB) *Server {
+// on PATH and $REDIS_URL unset it skips t, and Main reports the skip. Extra
+// arguments go to redis-server (e.g. "--cluster-enabled", "yes"); with
+// $REDIS_URL's server instead, they are ignored (see Owned).
+func New(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	if !mainCalled.Load() {
 		t.Fatal("redistest: this package's TestMain must call redistest.Main(m), which reports the tests skipped for want of Redis")
 		return nil
 	}
-	s := &Server{t: t, Prefix: fmt.Sprintf("test%d-%d", os.Getpid(), seq.Add(1))}
+	s := &Server{t: t, Prefix: fmt.Sprintf("test%d-%d", os.Getpid(), seq.Add(1)), extra: extra}
 	src, u := find(osEnv)
 	switch src {
 	case binary:
@@ -219,6 +222,7 @@ func (s *Server) start() {
 	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
 		"--logfile", filepath.Join(s.dir, "redis.log"))
+	s.cmd.Args = append(s.cmd.Args, s.extra...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
