@@ -69,7 +69,7 @@ func TestInteractiveModePromptsDimsAndQuits(t *testing.T) {
 	var out bytes.Buffer
 	New(h, strings.NewReader("hi\n/quit\nnever\n"), &out, Interactive(true), User("ada")).Run(context.Background())
 	s := out.String()
-	for _, want := range []string{"ada>", dim + "(thinking) pondering", "Hello, hi", "/quit leaves"} {
+	for _, want := range []string{"ada>", dim + "(thinking) pondering", "Hello, hi", "/quit or Ctrl-D leaves"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("interactive output lacks %q:\n%q", want, s)
 		}
