@@ -165,12 +165,23 @@ func markdown(text string, w int) (string, error) {
 	if name == "" || name == "auto" {
 		name = "dark" // "auto" would query the terminal, whose input the console reads
 	}
+	// Line breaks are kept, as Slack and Discord keep them.
 	tr, err := glamour.NewTermRenderer(glamour.WithStylePath(name), glamour.WithWordWrap(min(w-4, 120)),
-		glamour.WithColorProfile(termenv.EnvColorProfile()))
+		glamour.WithColorProfile(termenv.EnvColorProfile()), glamour.WithPreservedNewLines())
 	if err != nil {
 		return "", err
 	}
-	return tr.Render(text)
+	md, err := tr.Render(text)
+	if err != nil {
+		return "", err
+	}
+	// glamour pads lines to the wrap width: padding that would wrap, and
+	// leave blank rows, if the terminal narrows.
+	lines := strings.Split(md, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(lines, "\n"), nil
 }
 
 func (r *reply) Notice(_ context.Context, text string) error {
