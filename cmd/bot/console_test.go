@@ -44,7 +44,7 @@ type terminal struct {
 	pty  *os.File
 	mu   sync.Mutex
 	out  bytes.Buffer
-	from int // start of the output not yet waited for
+	from int           // start of the output not yet waited for
 	done chan struct{} // closed when run returned
 	code int           // run's exit code, once done
 }
