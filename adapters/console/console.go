@@ -39,6 +39,7 @@ type Console struct {
 	thinking    bool
 	size        func() (w, h int, err error) // of the terminal on out, if any: answers are then re-rendered as Markdown
 	interrupts  <-chan os.Signal
+	warnings    <-chan string
 	user        string
 	session     string
 	n           int // messages sent
@@ -57,6 +58,10 @@ func ShowThinking(on bool) Option { return func(c *Console) { c.thinking = on } 
 // Interrupts delivers signals (SIGINT) that act as Ctrl-C: ending the
 // answer in progress, else leaving.
 func Interrupts(ch <-chan os.Signal) Option { return func(c *Console) { c.interrupts = ch } }
+
+// Warnings delivers warnings to show, dimmed, between answers (in
+// interactive mode, where logs do not go to the terminal).
+func Warnings(ch <-chan string) Option { return func(c *Console) { c.warnings = ch } }
 
 // User sets the name the bot knows you by; each user has a conversation of
 // their own, even when several share one Redis.

@@ -22,7 +22,8 @@ type session struct {
 	tooLong bool   // the line went over MaxMessage
 	queue   []string
 	busy    *answer
-	eof     bool // no more input
+	warned  []string // warnings to show when the answer ends
+	eof     bool     // no more input
 }
 
 // answer is a message being answered.
@@ -85,6 +86,15 @@ func (c *Console) runInteractive(ctx context.Context) error {
 				c.printf("\n")
 			}
 			return nil
+		case text := <-c.warnings:
+			if s.busy != nil {
+				s.warned = append(s.warned, text)
+			} else {
+				s.c.printf("\r\x1b[2K")
+				s.warn(text)
+				s.prompt()
+				s.c.printf("%s", s.line)
+			}
 		case <-c.interrupts:
 			if s.interrupt() {
 				return nil
@@ -204,6 +214,10 @@ func (s *session) stop() {
 // next sends the first line typed during the answer that just ended, or
 // shows the prompt; it reports whether the chat is over.
 func (s *session) next() bool {
+	for _, text := range s.warned {
+		s.warn(text)
+	}
+	s.warned = nil
 	if len(s.queue) > 0 {
 		text := s.queue[0]
 		s.queue = s.queue[1:]
@@ -238,6 +252,11 @@ func (s *session) send(text string) bool {
 		r.end()
 	}()
 	return false
+}
+
+// warn shows a warning on a line of its own.
+func (s *session) warn(text string) {
+	s.c.printf("%s⚠ %s%s\n", dim, text, reset)
 }
 
 func (s *session) prompt() {

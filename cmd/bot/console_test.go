@@ -141,6 +141,8 @@ func TestConsoleOnATerminal(t *testing.T) {
 	cfg := writeConfig(t, ark.URL, "", "log:\n  level: info\n")
 	term := startTerminal(t, cfg)
 	logPath := strings.TrimSpace(strings.TrimPrefix(term.wait("console.log"), "\x1b[2mLogs: "))
+	// Start-up warnings show, briefly, before the prompt.
+	term.wait("NOT persisted")
 	term.wait("you>")
 
 	// Markdown is rendered: no ** left around the bold words.
@@ -150,14 +152,17 @@ func TestConsoleOnATerminal(t *testing.T) {
 		t.Errorf("the answer is not rendered as Markdown:\n%q", out)
 	}
 
-	// /stop typed during a slow answer ends it and keeps what it said; the
-	// log line written meanwhile goes to the log file, not into the answer.
+	// /stop typed during a slow answer ends it and keeps what it said; a
+	// log line written meanwhile goes to the log file, not into the answer,
+	// and a warning shows after it.
 	ark.Enqueue(arktest.Response{Content: words(50), PerChunk: 100 * time.Millisecond})
 	term.write("long story\r")
 	term.wait("word")
-	slog.Warn("a log line during an answer")
+	slog.Info("a log line during an answer")
+	slog.Warn("a warning during an answer")
 	term.write("/stop\r")
-	if out := term.wait("you>"); !strings.Contains(out, "Stopped.") || strings.Contains(out, "log line") {
+	out := term.wait("you>")
+	if stopped, warned := strings.Index(out, "Stopped."), strings.Index(out, "a warning during an answer"); stopped < 0 || warned < stopped || strings.Contains(out, "log line") {
 		t.Errorf("after /stop:\n%q", out)
 	}
 

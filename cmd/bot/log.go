@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,6 +39,32 @@ func newLogger(w io.Writer, cfg config.Log, secrets []string, level slog.Level) 
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// warnings is a handler passing every record to Handler and the message of
+// each warning or error, redacted, to ch; it drops them while ch is full.
+type warnings struct {
+	slog.Handler
+	ch     chan<- string
+	redact *strings.Replacer
+}
+
+func (w warnings) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		select {
+		case w.ch <- w.redact.Replace(r.Message):
+		default:
+		}
+	}
+	return w.Handler.Handle(ctx, r)
+}
+
+func (w warnings) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnings{w.Handler.WithAttrs(attrs), w.ch, w.redact}
+}
+
+func (w warnings) WithGroup(name string) slog.Handler {
+	return warnings{w.Handler.WithGroup(name), w.ch, w.redact}
 }
 
 func redactor(secrets []string) *strings.Replacer {

@@ -86,6 +86,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		level = slog.LevelWarn // keep the transcript readable; warnings still show
 	}
 	log := newLogger(logTo, cfg.Log, cfg.Secrets(), level)
+	var warned chan string
+	if logTo != stderr {
+		// The console shows warnings, briefly, between answers.
+		warned = make(chan string, 16)
+		log = slog.New(warnings{log.Handler(), warned, redactor(cfg.Secrets())})
+	}
 	slog.SetDefault(log)
 
 	b, err := newBot(cfg, log)
@@ -111,7 +117,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			intr := make(chan os.Signal, 1)
 			signal.Notify(intr, os.Interrupt)
 			defer signal.Stop(intr)
-			opts = append(opts, console.Interrupts(intr))
+			opts = append(opts, console.Interrupts(intr), console.Warnings(warned))
 		}
 		err := console.New(b.engine, stdin, stdout, opts...).Run(ctx)
 		total := cfg.Server.ShutdownTimeout.D()
