@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		log.Error("start-up failed", "err", err)
 		if logTo != stderr {
-			fmt.Fprintf(stderr, "start-up failed: %v\n", err)
+			fmt.Fprintf(stderr, "start-up failed: %s\n", redactor(cfg.Secrets()).Replace(err.Error()))
 		}
 		return 1
 	}
