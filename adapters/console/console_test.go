@@ -206,3 +206,15 @@ func waitFor(t *testing.T, out *syncBuffer, want string, n int) {
 	}
 	t.Fatalf("no %q in %q", want, out.String())
 }
+
+func TestScriptedModeRefusesOverLongLinesAndGoesOn(t *testing.T) {
+	h := &scripted{}
+	var out bytes.Buffer
+	in := "a\n" + strings.Repeat("x", MaxMessage+1) + "\nb\n"
+	if err := New(h, strings.NewReader(in), &out).Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.msgs) != 2 || h.msgs[0].Text != "a" || h.msgs[1].Text != "b" || !strings.Contains(out.String(), msgTooLong) {
+		t.Fatalf("messages %d; output %q", len(h.msgs), out.String())
+	}
+}
