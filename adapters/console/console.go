@@ -3,9 +3,9 @@
 //
 // Interactive on a terminal: the terminal is put in raw mode, input is read
 // all the time, answers stream and are then shown as rendered Markdown. While
-// an answer streams, /stop or Ctrl-C ends it (keeping what it said) and
-// other lines typed wait their turn: they are sent, in order, when it ends.
-// A paste is one message. Ctrl-C or Ctrl-D on an empty prompt, or /quit,
+// an answer streams, /stop or Ctrl-C ends it (keeping what it said); other
+// lines typed wait their turn, sent in order when it ends (Ctrl-C drops
+// them). Typing is not echoed until then. A paste is one message. Ctrl-C or Ctrl-D on an empty prompt, or /quit,
 // leaves.
 //
 // Scriptable otherwise: each input line is one message of one conversation,
