@@ -33,19 +33,27 @@ func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admissio
 }
 
 func (e *Engine) help(m Message) string {
+	console := m.Platform == PlatformConsole
+	switchScope, stop := "in a thread: for this thread; elsewhere: for the whole channel", "stop the answer in progress in this conversation, if you asked it (what it said so far is kept)"
+	if console {
+		switchScope, stop = "for this conversation", "stop the answer in progress, keeping what it said so far (Ctrl-C does too)"
+	}
 	lines := []string{
 		"**What I can do**: ask me anything; I answer with Volcengine Ark models and remember the conversation.",
 		"• `/model`: show the model in use here and the ones you can pick",
-		"• `/model <name>`: switch model (in a thread: for this thread; elsewhere: for the whole channel)",
+		"• `/model <name>`: switch model (" + switchScope + ")",
 		"• `/models`: list the models with their descriptions",
 		"• `/reset`: forget this conversation and start fresh",
 		"• `/retry`: answer the latest question again (with the model in use now), replacing the latest answer",
-		"• `/stop`: stop the answer in progress in this conversation, if you asked it (what it said so far is kept)",
+		"• `/stop`: " + stop,
 		"• `/usage`: your token usage today and your limits",
 		"• `/help`: this message",
 	}
-	if m.Platform == PlatformSlack {
+	switch m.Platform {
+	case PlatformSlack:
 		lines = append(lines, "In a thread Slack keeps `/` for its own commands: type `!stop`, `!retry`, `!model deepseek-r1`…, or mention me first (`@me /stop`).")
+	case PlatformConsole:
+		lines = append(lines, "• `/quit`: leave (Ctrl-D on an empty line does too)")
 	}
 	return strings.Join(lines, "\n")
 }
@@ -66,6 +74,9 @@ func (e *Engine) modelList(ctx context.Context, m Message) (string, error) {
 		scope = "chosen for this thread"
 	case e.model(cm) != nil:
 		scope = "chosen for this channel"
+	}
+	if scope != "the default" && m.Platform == PlatformConsole {
+		scope = "chosen for this conversation"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Current model: **%s** (`%s`), %s.\n\nAvailable models:\n", cur.Name, cur.ID, scope)
@@ -120,8 +131,11 @@ func (e *Engine) switchModel(ctx context.Context, m Message, name string) (strin
 	if err := e.store.SetChannelModel(ctx, m.ChannelKey(), mdl.Name); err != nil {
 		return "", err
 	}
+	if m.Platform == PlatformConsole {
+		return fmt.Sprintf("✅ This conversation now uses **%s** (`%s`).", mdl.Name, mdl.ID), nil
+	}
 	where := "this channel"
-	if m.DM || m.Platform == PlatformConsole {
+	if m.DM {
 		where = "this conversation"
 	}
 	return fmt.Sprintf("✅ New conversations in %s now use **%s** (`%s`). Threads that picked their own model keep it.", where, mdl.Name, mdl.ID), nil

@@ -454,7 +454,8 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 		case errors.As(err, &aerr):
 			res.frame.Outcome = OutcomeInterrupted
 			res.frame.Note = aerr.UserMessage()
-			if aerr.Interrupted && res.frame.Text != "" {
+			// A broken or stalled stream's message says the answer is incomplete.
+			if aerr.Interrupted && res.frame.Text != "" && aerr.Code != arkclient.CodeStreamInterrupted && aerr.Code != arkclient.CodeTimeout {
 				res.frame.Note = "The answer was interrupted: " + res.frame.Note
 			}
 			log.Warn("ark error", "code", aerr.Code, "status", aerr.Status, "request_id", aerr.RequestID, "message", aerr.Message)

@@ -1,27 +1,32 @@
 // Package console is a terminal chat with the bot, for trying it with no
 // messenger (like Hubot's shell adapter).
 //
-// Interactive on a terminal: a prompt, tokens printed as they arrive, the
-// model's reasoning dimmed. Scriptable otherwise: each input line is one
-// message of one conversation, output is plain text, and at end of input the
-// last answer finishes before Run returns.
+// Interactive on a terminal: the terminal is put in raw mode, input is read
+// all the time, answers stream and are then shown as rendered Markdown. While
+// an answer streams, /stop or Ctrl-C ends it (keeping what it said); other
+// lines typed wait their turn, sent in order when it ends (Ctrl-C drops
+// them). Typing is not echoed until then. A paste is one message. Ctrl-C or Ctrl-D on an empty prompt, or /quit,
+// leaves.
+//
+// Scriptable otherwise: each input line is one message of one conversation,
+// output is plain text, and at end of input the last answer finishes before
+// Run returns.
 package console
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
-	"math"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/arkbot/arkbot/conversation"
-	"github.com/arkbot/arkbot/internal/render"
 )
 
 // Console reads messages from in and writes answers to out.
@@ -29,22 +34,37 @@ type Console struct {
 	h           conversation.Handler
 	in          io.Reader
 	out         io.Writer
+	mu          sync.Mutex // serializes writes to out
 	interactive bool
 	thinking    bool
+	size        func() (w, h int, err error) // of the terminal on out, if any: answers are then re-rendered as Markdown
+	interrupts  <-chan os.Signal
+	warnings    <-chan string
 	user        string
 	session     string
+	n           int // messages sent
 }
 
 // Option configures a Console.
 type Option func(*Console)
 
-// Interactive turns on the prompt and ANSI styling (for a terminal).
+// Interactive turns on the prompt, line editing and ANSI styling (for a
+// terminal). When in is a terminal it is put in raw mode while Run runs.
 func Interactive(on bool) Option { return func(c *Console) { c.interactive = on } }
 
 // ShowThinking prints the model's reasoning before its answer.
 func ShowThinking(on bool) Option { return func(c *Console) { c.thinking = on } }
 
-// User sets the name the bot knows you by.
+// Interrupts delivers signals (SIGINT) that act as Ctrl-C: ending the
+// answer in progress, else leaving.
+func Interrupts(ch <-chan os.Signal) Option { return func(c *Console) { c.interrupts = ch } }
+
+// Warnings delivers warnings to show, dimmed, between answers (in
+// interactive mode, where logs do not go to the terminal).
+func Warnings(ch <-chan string) Option { return func(c *Console) { c.warnings = ch } }
+
+// User sets the name the bot knows you by; each user has a conversation of
+// their own, even when several share one Redis.
 func User(name string) Option { return func(c *Console) { c.user = name } }
 
 // New returns a console chatting with h.
@@ -64,58 +84,69 @@ const (
 	reset = "\x1b[0m"
 )
 
+const msgTooLong = "That message is over 1 MiB: not sent."
+
 // Run chats until end of input, /quit, or ctx is done. It returns nil at
 // the end of input, after the last answer finished.
 func (c *Console) Run(ctx context.Context) error {
-	lines := make(chan string)
+	if c.interactive {
+		return c.runInteractive(ctx)
+	}
+	return c.runScripted(ctx)
+}
+
+// runScripted answers each input line in turn.
+func (c *Console) runScripted(ctx context.Context) error {
+	type line struct {
+		text    string
+		tooLong bool
+	}
+	lines := make(chan line)
 	readErr := make(chan error, 1)
 	go func() {
-		sc := bufio.NewScanner(c.in)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
+		defer close(lines)
+		lr := newLineReader(c.in)
+		for {
+			text, tooLong, err := lr.next()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				readErr <- err
+				return
+			}
 			select {
-			case lines <- sc.Text():
+			case lines <- line{text, tooLong}:
 			case <-ctx.Done():
+				readErr <- nil
 				return
 			}
 		}
-		readErr <- sc.Err()
-		close(lines)
 	}()
-	if c.interactive {
-		fmt.Fprintf(c.out, "%sChatting with the bot. /help lists commands, /quit leaves.%s\n", dim, reset)
-	}
-	for n := 1; ; n++ {
-		c.prompt()
-		var line string
+	for {
+		var l line
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case line, ok = <-lines:
+		case l, ok = <-lines:
 		}
 		if !ok {
-			if c.interactive {
-				fmt.Fprintln(c.out)
-			}
 			return <-readErr
 		}
-		line = strings.TrimSpace(line)
-		if line == "" {
+		if l.tooLong {
+			c.printf("%s\n", msgTooLong)
 			continue
 		}
-		if line == "/quit" || line == "/exit" {
+		text := strings.TrimSpace(l.text)
+		if text == "" {
+			continue
+		}
+		if text == "/quit" || text == "/exit" {
 			return nil
 		}
-		if !c.interactive {
-			fmt.Fprintf(c.out, "> %s\n", line)
-		}
-		m := conversation.Message{
-			Platform: conversation.PlatformConsole, Workspace: "local", Channel: "console",
-			ID:   c.session + "-" + strconv.Itoa(n),
-			User: conversation.User{ID: c.user, Name: c.user, Admin: true, CanSwitchModel: true},
-			Text: line, Mentioned: true, Time: time.Now(),
-		}
+		c.printf("> %s\n", text)
+		m := c.message(text)
 		r := &reply{c: c}
 		// The engine tells the user what went wrong and logs it; nothing to add.
 		_ = c.h.Handle(ctx, m, r)
@@ -123,115 +154,19 @@ func (c *Console) Run(ctx context.Context) error {
 	}
 }
 
-func (c *Console) prompt() {
-	if c.interactive {
-		fmt.Fprintf(c.out, "%s%s>%s ", bold, c.user, reset)
+// message is text as the next message of this user's conversation.
+func (c *Console) message(text string) conversation.Message {
+	c.n++
+	return conversation.Message{
+		Platform: conversation.PlatformConsole, Workspace: "local", Channel: c.user,
+		ID:   c.session + "-" + strconv.Itoa(c.n),
+		User: conversation.User{ID: c.user, Name: c.user, Admin: true, CanSwitchModel: true},
+		Text: text, Mentioned: true, Time: time.Now(),
 	}
 }
 
-// reply prints one answer as it streams.
-type reply struct {
-	c         *Console
-	mu        sync.Mutex
-	printed   int // bytes of Frame.Text printed
-	reasoning int // bytes of Frame.Reasoning printed
-	started   bool
-	open      bool // a line is being printed
-}
-
-func (r *reply) Begin(context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.c.interactive {
-		fmt.Fprintf(r.c.out, "%sthinking…%s\r", dim, reset)
-	}
-	return nil
-}
-
-func (r *reply) Render(_ context.Context, f conversation.Frame) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.c.out
-	if r.c.thinking || r.c.interactive {
-		if len(f.Reasoning) > r.reasoning {
-			if r.reasoning == 0 {
-				r.header(f.Model)
-				fmt.Fprint(out, dim+"(thinking) ")
-			} else if r.c.interactive {
-				fmt.Fprint(out, dim)
-			}
-			fmt.Fprint(out, f.Reasoning[r.reasoning:])
-			if r.c.interactive {
-				fmt.Fprint(out, reset)
-			}
-			r.reasoning = len(f.Reasoning)
-			r.open = true
-		}
-	}
-	if len(f.Text) > r.printed {
-		if r.printed == 0 {
-			if r.reasoning > 0 {
-				fmt.Fprint(out, reset+"\n")
-			}
-			r.header(f.Model)
-		}
-		fmt.Fprint(out, f.Text[r.printed:])
-		r.printed = len(f.Text)
-		r.open = true
-	}
-	if f.Final {
-		// What the chat platforms show under the answer (render.Style.Tail),
-		// or instead of it when there was none.
-		end := style.Tail(f)
-		if r.printed == 0 {
-			end = strings.Join(render.Layout(style, f), "\n")
-			if r.open && end != "" {
-				end = "\n" + end
-			}
-		}
-		if r.open || end != "" {
-			fmt.Fprintln(out, end)
-		}
-		r.open = false
-	}
-	return nil
-}
-
-// style is how the console ends an answer: its note on a line of its own.
-// A terminal has no message limit.
-var style = render.Style{
-	Limit:   math.MaxInt,
-	NoteSep: "\n",
-	Note:    func(_ conversation.Outcome, note string, _ bool) string { return "⚠ " + note },
-}
-
-// header names the model once, before the answer's first characters.
-func (r *reply) header(model string) {
-	if r.started {
-		return
-	}
-	r.started = true
-	if r.c.interactive {
-		fmt.Fprintf(r.c.out, "\x1b[2K%s%s>%s ", bold, model, reset)
-	} else {
-		fmt.Fprintf(r.c.out, "%s: ", model)
-	}
-}
-
-func (r *reply) Notice(_ context.Context, text string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.c.interactive {
-		fmt.Fprint(r.c.out, "\x1b[2K")
-	}
-	fmt.Fprintln(r.c.out, text)
-	return nil
-}
-
-func (r *reply) end() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.open {
-		fmt.Fprintln(r.c.out)
-	}
+func (c *Console) printf(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.out, format, args...)
 }

@@ -2,7 +2,8 @@
 //
 //	bot [-config config.yaml] [-console] [-check-config] [-check]
 //
-// With no messenger credentials configured it runs the console; with no
+// With no messenger credentials configured it runs the console when stdin
+// is a terminal (or with -console), and refuses to start otherwise; with no
 // redis.url it uses an embedded in-memory Redis.
 package main
 
@@ -28,7 +29,8 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT is run's: it shuts down, except in an interactive console.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -41,7 +43,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cfgPath := fs.String("config", "config.yaml", "path of the configuration file")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	checkAll := fs.Bool("check", false, "validate the configuration, then try Ark with every registered model, Redis, and the Slack and Discord tokens, and exit (1 if any check fails)")
-	forceConsole := fs.Bool("console", false, "chat in this terminal (the default when no messenger is configured)")
+	forceConsole := fs.Bool("console", false, "chat on stdin and stdout even when messengers are configured (the default with none, on a terminal)")
 	probe := fs.String("healthcheck", "", "GET this URL, exit 0 if it answers 2xx (for container health checks)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -61,29 +63,63 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 0
 	}
-	useConsole := *forceConsole || (!cfg.Slack.Enabled() && !cfg.Discord.Enabled())
-	level := parseLevel(cfg.Log.Level)
-	if useConsole && level < slog.LevelWarn {
-		level = slog.LevelWarn // keep the chat readable; warnings still show
+	messengers := cfg.Slack.Enabled() || cfg.Discord.Enabled()
+	interactive := isTerminal(stdin)
+	useConsole := *forceConsole || !messengers && interactive
+	if !useConsole && !messengers {
+		fmt.Fprintln(stderr, msgNobodyToChatWith)
+		return 1
 	}
-	log := newLogger(stderr, cfg.Log, cfg.Secrets(), level)
+	level := parseLevel(cfg.Log.Level)
+	logTo := stderr
+	if useConsole && interactive {
+		// Logs written to the terminal would land inside the answers.
+		f, err := openConsoleLog()
+		if err != nil {
+			fmt.Fprintf(stderr, "console log: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		fmt.Fprintf(stdout, "\x1b[2mLogs: %s\x1b[0m\n", f.Name())
+		logTo = f
+	} else if useConsole && level < slog.LevelWarn {
+		level = slog.LevelWarn // keep the transcript readable; warnings still show
+	}
+	log := newLogger(logTo, cfg.Log, cfg.Secrets(), level)
+	var warned chan string
+	if logTo != stderr {
+		// The console shows warnings, briefly, between answers.
+		warned = make(chan string, 16)
+		log = slog.New(warnings{log.Handler(), warned, redactor(cfg.Secrets())})
+	}
 	slog.SetDefault(log)
 
 	b, err := newBot(cfg, log)
 	if err != nil {
 		log.Error("start-up failed", "err", err)
+		if logTo != stderr {
+			fmt.Fprintf(stderr, "start-up failed: %s\n", redactor(cfg.Secrets()).Replace(err.Error()))
+		}
 		return 1
 	}
 	defer b.close()
 
+	if !useConsole || !interactive {
+		// Ctrl-C shuts down; in an interactive console it stops the answer.
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt)
+		defer stop()
+	}
 	if useConsole {
-		interactive := false
-		if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			interactive = true
+		opts := []console.Option{console.Interactive(interactive),
+			console.ShowThinking(cfg.Console.ShowThinking), console.User(cfg.Console.User)}
+		if interactive {
+			intr := make(chan os.Signal, 1)
+			signal.Notify(intr, os.Interrupt)
+			defer signal.Stop(intr)
+			opts = append(opts, console.Interrupts(intr), console.Warnings(warned))
 		}
-		c := console.New(b.engine, stdin, stdout, console.Interactive(interactive),
-			console.ShowThinking(cfg.Console.ShowThinking), console.User(cfg.Console.User))
-		err := c.Run(ctx)
+		err := console.New(b.engine, stdin, stdout, opts...).Run(ctx)
 		total := cfg.Server.ShutdownTimeout.D()
 		sctx, cancel := context.WithTimeout(context.Background(), total)
 		b.shutdown(sctx, total)
@@ -95,6 +131,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 0
 	}
 	return b.serve(ctx, cfg)
+}
+
+// msgNobodyToChatWith is why a process with no messenger and no terminal
+// does not start.
+const msgNobodyToChatWith = "no messenger is configured and stdin is not a terminal, so there is nobody to chat with: " +
+	"set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP mode) for Slack, " +
+	"or DISCORD_BOT_TOKEN for Discord; or run with -console to chat on stdin and stdout, or in a terminal"
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f io.Reader) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
 }
 
 // healthcheck probes url, for images without curl.

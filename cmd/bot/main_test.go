@@ -159,3 +159,64 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Errorf("the user was not told about the failure:\n%s", out)
 	}
 }
+
+// A stream cut mid-answer keeps its text and says so once.
+func TestConsoleCutStreamSaysSoOnce(t *testing.T) {
+	ark := arktest.New(arktest.WithAPIKey(testKey))
+	defer ark.Close()
+	ark.Enqueue(arktest.Response{Content: []string{"The start ", "of it ", "and more"}, CutAfter: 2})
+	cfg := writeConfig(t, ark.URL, "", "")
+	out, _, code := runBot(t, cfg, "tell me\n")
+	if code != 0 || !strings.Contains(out, "The start of it") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if n := strings.Count(strings.ToLower(out), "interrupted"); n != 1 {
+		t.Errorf("the interruption is told %d times:\n%s", n, out)
+	}
+}
+
+// The console's commands speak of a terminal conversation, not of
+// channels and threads, and /help names /quit.
+func TestConsoleCommandsSpeakOfTheConsole(t *testing.T) {
+	ark := arktest.New(arktest.WithAPIKey(testKey))
+	defer ark.Close()
+	cfg := writeConfig(t, ark.URL, "", "")
+	out, errs, code := runBot(t, cfg, "/help\n/model deepseek-r1\n/model\n")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"`/quit`", "Ctrl-C", "This conversation now uses **deepseek-r1**", "chosen for this conversation"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if lower := strings.ToLower(out); strings.Contains(lower, "channel") || strings.Contains(lower, "thread") {
+		t.Errorf("the console speaks of channels or threads:\n%s", out)
+	}
+}
+
+// Several people on one Redis each have their console conversation.
+func TestConsoleConversationIsPerUser(t *testing.T) {
+	rs := redistest.New(t)
+	ark := arktest.New(arktest.WithAPIKey(testKey))
+	defer ark.Close()
+	ada := writeConfig(t, ark.URL, rs.URL, "console:\n  user: ada\n")
+	bob := writeConfig(t, ark.URL, rs.URL, "console:\n  user: bob\n")
+	for _, r := range []struct{ cfg, input string }{{ada, "remember the word pineapple\n"}, {bob, "which word?\n"}, {ada, "and now?\n"}} {
+		if out, errs, code := runBot(t, r.cfg, r.input); code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+	}
+	reqs := ark.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("want 3 requests, got %d", len(reqs))
+	}
+	for _, m := range reqs[1].Messages {
+		if strings.Contains(m.Text, "pineapple") {
+			t.Errorf("bob sees ada's conversation: %+v", reqs[1].Messages)
+		}
+	}
+	if got := reqs[2].Messages; len(got) != 4 || got[1].Text != "remember the word pineapple" {
+		t.Errorf("ada's conversation was not kept: %+v", got)
+	}
+}
