@@ -160,9 +160,14 @@ func (c *Console) message(text string) conversation.Message {
 	return conversation.Message{
 		Platform: conversation.PlatformConsole, Workspace: "local", Channel: c.user,
 		ID:   c.session + "-" + strconv.Itoa(c.n),
-		User: conversation.User{ID: c.user, Name: c.user, Admin: true, CanSwitchModel: true},
+		User: c.asker(),
 		Text: text, Mentioned: true, Time: time.Now(),
 	}
+}
+
+// asker is the person at the terminal, in every message and /stop.
+func (c *Console) asker() conversation.User {
+	return conversation.User{ID: c.user, Name: c.user, Admin: true, CanSwitchModel: true}
 }
 
 func (c *Console) printf(format string, args ...any) {

@@ -136,12 +136,12 @@ func (b *blocking) Handle(ctx context.Context, m conversation.Message, r convers
 	return r.Render(ctx, conversation.Frame{Text: "partial " + m.Text, Model: "m", Final: true, Outcome: conversation.OutcomeStopped})
 }
 
-func (b *blocking) Stop(key string) bool {
+func (b *blocking) Stop(key string, _ conversation.User) conversation.StopResult {
 	b.mu.Lock()
 	b.stopped = append(b.stopped, key)
 	b.mu.Unlock()
 	b.stop <- key
-	return true
+	return conversation.StopResult{Running: true, Stopped: true}
 }
 
 func (b *blocking) ModelChoices(context.Context, conversation.Message) []conversation.ModelChoice {

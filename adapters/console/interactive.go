@@ -206,7 +206,7 @@ func (s *session) interrupt() bool {
 // stop ends the answer in progress, keeping what it said; before the
 // answer has started streaming, it cancels the message instead.
 func (s *session) stop() {
-	if !s.c.h.Stop(s.busy.key) {
+	if !s.c.h.Stop(s.busy.key, s.c.asker()).Stopped {
 		s.busy.cancel()
 	}
 }
