@@ -60,7 +60,7 @@ func TestStoreRenewKeepsTheLock(t *testing.T) {
 		}
 		for i := 0; i < 4; i++ { // renewed every 0.4 of the TTL, it outlives the TTL
 			time.Sleep(400 * time.Millisecond)
-			if ok, err := th.Renew(ctx); !ok || err != nil {
+			if ok, err := th.Renew(ctx, Progress{}); !ok || err != nil {
 				t.Fatalf("renew %d: %v %v", i, ok, err)
 			}
 		}

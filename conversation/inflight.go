@@ -1,0 +1,279 @@
+package conversation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Answers in flight.
+//
+// When an answer takes its thread's lock (Admit, LockAnswer), the same
+// script writes the answer's flight record next to the lock:
+// thread:{K}:flight, a hash with the conversation, the asker, the question
+// and this replica ("rec"), the Unix second it began ("start"), and, from
+// the lock renewals on, where its message is ("loc") and what it showed
+// ("shown"). The index inflight, a sorted set of thread keys by lock
+// deadline, is updated in the same round trips. A flight ends with its
+// lock: Release deletes it; after a save it stays inert (its thread ends
+// with an answer saved since it began) until a sweep drops it.
+//
+// A replica that dies stops renewing: its locks expire, and the sweep of
+// any replica (ClaimOrphans) finds the flights whose deadline passed and
+// whose lock is gone, claims each in one script that deletes it (so
+// exactly one replica gets it), and hands it to its platform's
+// OrphanFinisher.
+
+// OrphanNote is the final note of an answer whose replica died.
+const OrphanNote = "I was restarted before I could finish. Press Retry or ask again."
+
+// maxShown bounds the text a flight record keeps of what its answer showed.
+const maxShown = 16 << 10
+
+// Located is implemented by a Reply that knows where its answer's message
+// is: an opaque location its adapter's OrphanFinisher turns back into an
+// edit, ok false until a message exists. It is called from the lock
+// renewals, concurrently with the Reply's methods.
+type Located interface {
+	Location() (loc string, ok bool)
+}
+
+// Orphan is an answer whose replica died before finishing it.
+type Orphan struct {
+	Platform  string `json:"platform"`
+	Workspace string `json:"workspace,omitempty"`
+	Channel   string `json:"channel"`
+	Thread    string `json:"thread,omitempty"`
+	Asker     string `json:"asker"`              // the asker's user ID
+	Question  string `json:"question,omitempty"` // the question's message ID, for Retry
+	Replica   string `json:"replica"`            // the replica that ran it
+	Location  string `json:"-"`                  // from the Reply's Located, "" if never known
+	Shown     string `json:"-"`                  // the answer's text as last rendered, perhaps cut
+}
+
+// OrphanFinisher ends an orphaned answer in the chat: its message (or, with
+// no location, a new one in its conversation) shows what was shown, the
+// note that the bot was restarted, and a Retry button.
+type OrphanFinisher interface {
+	FinishOrphan(ctx context.Context, o Orphan) error
+}
+
+func (s *Store) flightKey(thread string) string  { return s.key("thread", thread, "flight") }
+func (s *Store) talkingKey(thread string) string { return s.key("thread", thread, "talking") }
+func (s *Store) indexKey() string                { return s.opt.Prefix + ":inflight" }
+
+// newReplicaID names this process in flight records.
+func newReplicaID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Replica is this process's name in flight records.
+func (s *Store) Replica() string { return s.replica }
+
+// Track makes the store record flights of answers on platform, for which
+// some replica can finish orphans.
+func (s *Store) Track(platform string) { s.tracked.Store(platform, true) }
+
+func (s *Store) tracking(platform string) bool {
+	_, ok := s.tracked.Load(platform)
+	return ok
+}
+
+// flightArgs are the lock scripts' flight arguments for an answer to m
+// begun at now: its record and start, and the record's TTL; a record ""
+// writes none.
+func (s *Store) flightArgs(m Message, now time.Time) []any {
+	if !s.tracking(m.Platform) {
+		return []any{"", 0, 0}
+	}
+	o := Orphan{Platform: m.Platform, Workspace: m.Workspace, Channel: m.Channel, Thread: m.Thread,
+		Asker: m.User.ID, Question: m.ID, Replica: s.replica}
+	if cmd, ok := ParseCommand(m.Text); ok && cmd.Name == CmdRetry {
+		o.Question = cmd.Arg
+	}
+	rec, _ := json.Marshal(o)
+	return []any{string(rec), now.Unix(), s.opt.TTL.Milliseconds()}
+}
+
+// indexAdd puts thread in the index with the deadline of a lock taken or
+// renewed now.
+func (s *Store) indexAdd(ctx context.Context, p redis.Pipeliner, thread string) {
+	p.ZAdd(ctx, s.indexKey(), redis.Z{Score: float64(time.Now().Add(s.opt.LockTTL).UnixMilli()), Member: thread})
+}
+
+// LockAnswer is Lock for an answer to m begun at now: the same script
+// records the answer's flight, for a tracked platform.
+func (s *Store) LockAnswer(ctx context.Context, m Message, now time.Time) (*Thread, error) {
+	return s.lock(ctx, m.ThreadKey(), m.userKey(), s.flightArgs(m, now))
+}
+
+// Progress is what a lock renewal records of its answer.
+type Progress struct {
+	Location string // the Reply's, "" if not known yet
+	Shown    string // the text last rendered
+	Question string // the question's message ID
+}
+
+// renewFlightScript extends the lock (KEYS[1], token ARGV[1], ARGV[2] ms)
+// and, when ARGV[3] (a location) isn't empty and the flight record
+// (KEYS[2]) exists, records the answer's progress. It returns 0 when the
+// lock was lost.
+var renewFlightScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+if ARGV[3] ~= "" and redis.call("EXISTS", KEYS[2]) == 1 then
+  redis.call("HSET", KEYS[2], "loc", ARGV[3], "shown", ARGV[4], "question", ARGV[5])
+end
+return 1
+`)
+
+// Renew extends the lock and, for an answer whose flight is recorded,
+// moves its deadline in the index and records p unless p.Location is
+// empty, in one round trip. It reports false when the lock was lost.
+func (t *Thread) Renew(ctx context.Context, p Progress) (bool, error) {
+	s := t.store
+	if !t.tracked {
+		p.Location = ""
+	}
+	var renewed *redis.Cmd
+	_, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		renewed = renewFlightScript.Eval(ctx, pl, []string{s.lockKey(t.Key), s.flightKey(t.Key)},
+			t.token, s.opt.LockTTL.Milliseconds(), p.Location, cutShown(p.Shown), p.Question)
+		if t.tracked {
+			s.indexAdd(ctx, pl, t.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	n, err := renewed.Int()
+	return n == 1, err
+}
+
+// cutShown is text cut to maxShown bytes, on a rune boundary.
+func cutShown(text string) string {
+	if len(text) <= maxShown {
+		return text
+	}
+	return strings.ToValidUTF8(text[:maxShown], "")
+}
+
+// orphanLua defines orphanOf(flight, turns), to call once the thread's
+// lock is known gone: it deletes the flight record and returns it as
+// {rec, loc, shown, question}, or nil when there is none or the turns
+// end with an answer saved since the flight began (the record was inert).
+const orphanLua = `
+local function orphanOf(flight, turns)
+  local f = redis.call("HMGET", flight, "rec", "start", "loc", "shown", "question")
+  if not f[1] then return nil end
+  redis.call("DEL", flight)
+  local last = redis.call("LINDEX", turns, -1)
+  if last then
+    local ok, t = pcall(cjson.decode, last)
+    if ok and type(t) == "table" and t.role == "assistant" and (tonumber(t.time) or 0) >= (tonumber(f[2]) or 0) then return nil end
+  end
+  return {f[1], f[3] or "", f[4] or "", f[5] or ""}
+end
+`
+
+// claimScript claims the flight record (KEYS[2]) of an answer whose lock
+// (KEYS[1]) is gone, with orphanOf (KEYS[3]: the turns); it returns 0 when
+// the lock is held or there is no orphan.
+var claimScript = redis.NewScript(orphanLua + `
+if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+return orphanOf(KEYS[2], KEYS[3]) or 0
+`)
+
+// orphanFrom is the orphan in orphanOf's reply, nil if none.
+func orphanFrom(v any) *Orphan {
+	res, ok := v.([]any)
+	if !ok || len(res) != 4 {
+		return nil
+	}
+	var o Orphan
+	if rec, _ := res[0].(string); json.Unmarshal([]byte(rec), &o) != nil {
+		return nil // not a record this version wrote
+	}
+	o.Location, _ = res[1].(string)
+	o.Shown, _ = res[2].(string)
+	if q, _ := res[3].(string); q != "" {
+		o.Question = q
+	}
+	return &o
+}
+
+// unindexScript removes the members ARGV[2..] of the index (KEYS[1])
+// whose deadline is still at most ARGV[1]: a lock renewed meanwhile keeps
+// its entry.
+var unindexScript = redis.NewScript(`
+for i = 2, #ARGV do
+  local d = redis.call("ZSCORE", KEYS[1], ARGV[i])
+  if d and tonumber(d) <= tonumber(ARGV[1]) then redis.call("ZREM", KEYS[1], ARGV[i]) end
+end
+return 0
+`)
+
+// ClaimOrphans finds up to limit answers in flight whose lock deadline
+// has passed, on platforms want accepts, and claims those whose lock is
+// gone: each is returned to exactly one caller across replicas. With
+// nothing past its deadline it costs one round trip.
+func (s *Store) ClaimOrphans(ctx context.Context, limit int, want func(platform string) bool) ([]Orphan, error) {
+	now := time.Now().UnixMilli()
+	due, err := s.rdb.ZRangeByScore(ctx, s.indexKey(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10), Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	var threads []string
+	for _, thread := range due {
+		if platform, _, _ := strings.Cut(thread, ":"); want(platform) {
+			threads = append(threads, thread)
+		}
+	}
+	if len(threads) == 0 {
+		return nil, nil
+	}
+	claims := make([]*redis.Cmd, len(threads))
+	unindex := []any{now}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, thread := range threads {
+			// EVALSHA has no NOSCRIPT fallback in a pipeline.
+			claims[i] = claimScript.Eval(ctx, p, []string{s.lockKey(thread), s.flightKey(thread), s.turnsKey(thread)})
+			unindex = append(unindex, thread)
+		}
+		unindexScript.Eval(ctx, p, []string{s.indexKey()}, unindex...)
+		return nil
+	})
+	var out []Orphan
+	for _, c := range claims {
+		// 0: nothing to claim; an error: claimed by nobody, retried next sweep.
+		if o := orphanFrom(c.Val()); o != nil {
+			out = append(out, *o)
+		}
+	}
+	if err != nil && len(out) == 0 {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	return out, nil
+}
+
+// finishers holds the engine's OrphanFinisher per platform.
+type finishers struct{ m sync.Map }
+
+func (f *finishers) get(platform string) OrphanFinisher {
+	v, ok := f.m.Load(platform)
+	if !ok {
+		return nil
+	}
+	return v.(OrphanFinisher)
+}
