@@ -246,12 +246,12 @@ func (s *Store) Allow(ctx context.Context, key string, perMinute int) (time.Dura
 
 // Thread is a locked conversation, loaded. Save or Release it.
 type Thread struct {
-	Key   string
-	Model string // the thread's own model choice, "" if none
-	Turns []Turn
+	Key     string
+	Model   string // the thread's own model choice, "" if none
+	Turns   []Turn
 	token   string
 	store   *Store
-	drop    int  // turns Save removes from the end before appending
+	drop    int     // turns Save removes from the end before appending
 	tracked bool    // its answer's flight is recorded
 	orphan  *Orphan // an orphaned answer claimed with the lock, to finish
 }
