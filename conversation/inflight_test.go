@@ -282,4 +282,3 @@ func TestMentionedThreadWithoutTurnsTakesFollowUps(t *testing.T) {
 		}
 	})
 }
-
