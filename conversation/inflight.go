@@ -89,20 +89,32 @@ func (s *Store) tracking(platform string) bool {
 	return ok
 }
 
+// flightRecord is a flight record's "rec": the orphan it would be, and
+// the question as orphanLua saves it (a retry's is saved already).
+type flightRecord struct {
+	Orphan
+	Text  string `json:"text,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Retry bool   `json:"retry,omitempty"`
+}
+
+// noFlight are flightArgs that record no flight.
+var noFlight = []any{"", 0, 0, 0}
+
 // flightArgs are the lock scripts' flight arguments for an answer to m
-// begun at now: its record and start, and the record's TTL; a record ""
-// writes none.
+// begun at now: its record and start, the record's TTL (the thread's) and
+// the turns a thread keeps; a record "" writes none.
 func (s *Store) flightArgs(m Message, now time.Time) []any {
 	if !s.tracking(m.Platform) {
-		return []any{"", 0, 0}
+		return noFlight
 	}
-	o := Orphan{Platform: m.Platform, Workspace: m.Workspace, Channel: m.Channel, Thread: m.Thread,
-		Asker: m.User.ID, Question: m.ID, Replica: s.replica}
+	r := flightRecord{Orphan: Orphan{Platform: m.Platform, Workspace: m.Workspace, Channel: m.Channel, Thread: m.Thread,
+		Asker: m.User.ID, Question: m.ID, Replica: s.replica}, Text: cutShown(m.Text), Name: m.User.Name}
 	if cmd, ok := ParseCommand(m.Text); ok && cmd.Name == CmdRetry {
-		o.Question = cmd.Arg
+		r.Question, r.Text, r.Retry = cmd.Arg, "", true
 	}
-	rec, _ := json.Marshal(o)
-	return []any{string(rec), now.Unix(), s.opt.TTL.Milliseconds()}
+	rec, _ := json.Marshal(r)
+	return []any{string(rec), now.Unix(), s.opt.TTL.Milliseconds(), s.opt.MaxTurns}
 }
 
 // indexAdd puts thread in the index with the deadline of a lock taken or
@@ -169,30 +181,51 @@ func cutShown(text string) string {
 	return strings.ToValidUTF8(text[:maxShown], "")
 }
 
-// orphanLua defines orphanOf(flight, turns), to call once the thread's
-// lock is known gone: it deletes the flight record and returns it as
-// {rec, loc, shown, question}, or nil when there is none or the turns
-// end with an answer saved since the flight began (the record was inert).
+// orphanLua defines orphanOf(flight, turns, maxTurns, ttl), to call once
+// the thread's lock is known gone: it deletes the flight record and
+// returns it as {rec, loc, shown, question}, or nil when there is none or
+// the turns end with an answer saved since the flight began (the record
+// was inert). As an interrupted answer does, it saves the question and
+// what was shown (or that nothing was) to the turns, trimmed to maxTurns
+// and kept for ttl ms, so that follow-ups see them and Retry redoes them;
+// a retry's question is saved already.
 const orphanLua = `
-local function orphanOf(flight, turns)
+local function orphanOf(flight, turns, maxTurns, ttl)
   local f = redis.call("HMGET", flight, "rec", "start", "loc", "shown", "question")
   if not f[1] then return nil end
   redis.call("DEL", flight)
+  local start = tonumber(f[2]) or 0
   local last = redis.call("LINDEX", turns, -1)
   if last then
     local ok, t = pcall(cjson.decode, last)
-    if ok and type(t) == "table" and t.role == "assistant" and (tonumber(t.time) or 0) >= (tonumber(f[2]) or 0) then return nil end
+    if ok and type(t) == "table" and t.role == "assistant" and (tonumber(t.time) or 0) >= start then return nil end
+  end
+  local ok, r = pcall(cjson.decode, f[1])
+  if ok and type(r) == "table" and not r.retry and type(r.text) == "string" and r.text ~= "" then
+    local id = r.question
+    if f[5] and f[5] ~= "" then id = f[5] end
+    local shown = f[4] or ""
+    if shown == "" then shown = "` + orphanTurn + `" end
+    local q = {id = id, role = "user", text = r.text, tokens = math.floor(#r.text / 3) + 4, time = start}
+    if type(r.name) == "string" and r.name ~= "" then q.user = r.name end
+    redis.call("RPUSH", turns, cjson.encode(q), cjson.encode({role = "assistant", text = shown, tokens = math.floor(#shown / 3) + 4, time = start}))
+    redis.call("LTRIM", turns, -tonumber(maxTurns), -1)
+    redis.call("PEXPIRE", turns, ttl)
   end
   return {f[1], f[3] or "", f[4] or "", f[5] or ""}
 end
 `
 
+// orphanTurn is the answer saved for an orphan that showed nothing.
+const orphanTurn = "(No answer: I was restarted before I could answer.)"
+
 // claimScript claims the flight record (KEYS[2]) of an answer whose lock
-// (KEYS[1]) is gone, with orphanOf (KEYS[3]: the turns); it returns 0 when
-// the lock is held or there is no orphan.
+// (KEYS[1]) is gone, with orphanOf (KEYS[3]: the turns; ARGV[1] turns
+// kept, ARGV[2] ms); it returns 0 when the lock is held or there is no
+// orphan.
 var claimScript = redis.NewScript(orphanLua + `
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
-return orphanOf(KEYS[2], KEYS[3]) or 0
+return orphanOf(KEYS[2], KEYS[3], ARGV[1], ARGV[2]) or 0
 `)
 
 // orphanFrom is the orphan in orphanOf's reply, nil if none.
@@ -248,7 +281,8 @@ func (s *Store) ClaimOrphans(ctx context.Context, limit int, want func(platform 
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, thread := range threads {
 			// EVALSHA has no NOSCRIPT fallback in a pipeline.
-			claims[i] = claimScript.Eval(ctx, p, []string{s.lockKey(thread), s.flightKey(thread), s.turnsKey(thread)})
+			claims[i] = claimScript.Eval(ctx, p, []string{s.lockKey(thread), s.flightKey(thread), s.turnsKey(thread)},
+				s.opt.MaxTurns, s.opt.TTL.Milliseconds())
 			unindex = append(unindex, thread)
 		}
 		unindexScript.Eval(ctx, p, []string{s.indexKey()}, unindex...)

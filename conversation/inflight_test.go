@@ -174,6 +174,21 @@ func TestOrphansAreFinishedOnceBySurvivors(t *testing.T) {
 		if f := r.final(); f.Outcome != OutcomeDone || !strings.Contains(f.Text, "are you there?") {
 			t.Errorf("follow-up in an orphaned thread: %+v", f)
 		}
+		// The follow-up saw the orphaned exchange, as far as it was shown.
+		reqs := a.ark.Requests()
+		if got := transcript(reqs[len(reqs)-1]); !strings.Contains(got, "user: a slow question\nassistant: Partial answer here\nuser: are you there?") {
+			t.Errorf("the follow-up's request:\n%s", got)
+		}
+		// Retry under an orphan answers its question again.
+		retry := msg("/retry " + asked[1].ID)
+		retry.Thread = asked[1].Thread
+		r = &recorder{t: t}
+		if err := b.engine.Handle(context.Background(), retry, r); err != nil {
+			t.Fatal(err)
+		}
+		if f := r.final(); f.Outcome != OutcomeDone || !strings.Contains(f.Text, "a slow question") {
+			t.Errorf("retry of an orphan: %+v", f)
+		}
 	})
 }
 
@@ -199,6 +214,9 @@ func TestFollowUpFinishesTheOrphanItFinds(t *testing.T) {
 		}
 		if f := r.final(); f.Outcome != OutcomeDone {
 			t.Errorf("follow-up: %+v", f)
+		}
+		if got := transcript(survivor.ark.Requests()[0]); got != "user: a slow question\nassistant: Partial answer here\nuser: hello?" {
+			t.Errorf("the follow-up's request:\n%s", got)
 		}
 		for deadline := time.Now().Add(5 * time.Second); len(survivor.done.list()) == 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
@@ -281,4 +299,15 @@ func TestMentionedThreadWithoutTurnsTakesFollowUps(t *testing.T) {
 			t.Errorf("a follow-up where the bot was never asked was answered: %+v", r.frames)
 		}
 	})
+}
+
+// transcript is a request's conversation, one "role: text" line a message.
+func transcript(req arktest.Request) string {
+	var lines []string
+	for _, m := range req.Messages {
+		if m.Role != "system" {
+			lines = append(lines, m.Role+": "+m.Text)
+		}
+	}
+	return strings.Join(lines, "\n")
 }

@@ -104,14 +104,15 @@ type Admission struct {
 // lockAndLoadLua takes the lock (KEYS[1], token ARGV[1], ARGV[2] ms) and,
 // only if it got it, returns {1, the thread's model, its turns} (KEYS[2]
 // turns, KEYS[3] meta); else it returns {0, the lock's TTL}. With a flight
-// record to write (KEYS[5]: ARGV[5], begun at ARGV[6], for ARGV[7] ms;
-// none if ARGV[5] is empty), it first claims the record there, if an
-// orphan's (see orphanLua), and returns it fourth.
+// record to write (KEYS[5]: ARGV[5], begun at ARGV[6], for ARGV[7] ms, in
+// a thread keeping ARGV[8] turns; none if ARGV[5] is empty), it first
+// claims the record there, if an orphan's (see orphanLua), and returns it
+// fourth.
 const lockAndLoadLua = orphanLua + `
 if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
   local orphan = false
   if ARGV[5] ~= "" then
-    orphan = orphanOf(KEYS[5], KEYS[2]) or false
+    orphan = orphanOf(KEYS[5], KEYS[2], ARGV[8], ARGV[7]) or false
     redis.call("HSET", KEYS[5], "rec", ARGV[5], "start", ARGV[6])
     redis.call("PEXPIRE", KEYS[5], ARGV[7])
   end
@@ -130,12 +131,12 @@ var lockAndLoad = redis.NewScript(lockAndLoadLua)
 // and not marked as one the bot talks in (KEYS[6]), leaving nothing
 // behind; {0} for a message seen before; {1} for a new one, and then
 // lockAndLoadLua's reply if ARGV[1], the lock token, isn't empty. A new
-// mention to answer marks its thread as one the bot talks in, for ARGV[8] ms.
+// mention to answer marks its thread as one the bot talks in, for ARGV[9] ms.
 var admitScript = redis.NewScript(`
 if ARGV[3] == "1" and redis.call("EXISTS", KEYS[2], KEYS[1], KEYS[6]) == 0 then return {-1} end
 if not redis.call("SET", KEYS[4], "1", "NX", "PX", ARGV[4]) then return {0} end
 if ARGV[1] == "" then return {1} end
-if ARGV[3] == "0" then redis.call("SET", KEYS[6], "1", "PX", ARGV[8]) end
+if ARGV[3] == "0" then redis.call("SET", KEYS[6], "1", "PX", ARGV[9]) end
 local function lock()` + lockAndLoadLua + `end
 local r = lock()
 table.insert(r, 1, 1)
@@ -159,7 +160,7 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 		usageKeys = append(usageKeys, s.usageKey(m.userKey(), day, name))
 	}
 	thread := m.ThreadKey()
-	token, followUp, flight := "", "0", []any{"", 0, 0}
+	token, followUp, flight := "", "0", noFlight
 	if lock {
 		token = lockToken(m.userKey())
 		flight = s.flightArgs(m, now)
@@ -299,7 +300,7 @@ func lastQuestion(turns []Turn) (Turn, bool) {
 // turns and model in the same round trip. The lock expires after LockTTL
 // unless renewed with Renew.
 func (s *Store) Lock(ctx context.Context, thread, owner string) (*Thread, error) {
-	return s.lock(ctx, thread, owner, []any{"", 0, 0})
+	return s.lock(ctx, thread, owner, noFlight)
 }
 
 // lock is Lock, writing a flight record when flight (flightArgs) has one.
