@@ -38,22 +38,31 @@ func (r *reply) locate() {
 
 // FinishOrphan implements conversation.OrphanFinisher: the answer's
 // messages are edited to show what was shown and the note, with the Retry
-// button when the question is known; with no location the note is posted
-// in the conversation's channel.
+// button when the question is known. With no location the note is posted
+// in the conversation: in its thread when the thread is a channel, else
+// in its channel, replying to the reply chain's root.
 func (a *Adapter) FinishOrphan(ctx context.Context, o conversation.Orphan) error {
-	channel, ids := o.Channel, ""
 	if rest, ok := strings.CutPrefix(o.Location, "c:"); ok {
-		if ch, list, ok := strings.Cut(rest, ":"); ok && ch != "" {
-			channel, ids = ch, list
+		if ch, ids, ok := strings.Cut(rest, ":"); ok && ch != "" && ids != "" {
+			return a.finishOrphan(ctx, &channelSink{a: a, channelID: ch}, o, strings.Split(ids, ","))
 		}
 	}
-	s := &channelSink{a: a, channelID: channel}
+	if o.Thread != "" && o.Thread != o.Channel {
+		err := a.finishOrphan(ctx, &channelSink{a: a, channelID: o.Thread}, o, nil)
+		if err == nil || !isGone(err) {
+			return err
+		}
+		// Not a channel: a reply chain's root message.
+	}
+	return a.finishOrphan(ctx, &channelSink{a: a, channelID: o.Channel, replyTo: o.Thread}, o, nil)
+}
+
+// finishOrphan renders o's final frame through s, over the messages ids.
+func (a *Adapter) finishOrphan(ctx context.Context, s *channelSink, o conversation.Orphan, ids []string) error {
 	r := a.newReply("", s, nil, s, "")
 	r.question, r.orphan = o.Question, true
-	if ids != "" {
-		for id := range strings.SplitSeq(ids, ",") {
-			r.msgs.List = append(r.msgs.List, render.Message{ID: id})
-		}
+	for _, id := range ids {
+		r.msgs.List = append(r.msgs.List, render.Message{ID: id})
 	}
 	return r.Render(ctx, conversation.Frame{Text: o.Shown, Final: true, Outcome: conversation.OutcomeInterrupted, Note: conversation.OrphanNote})
 }

@@ -76,21 +76,28 @@ func TestFinishOrphan(t *testing.T) {
 		t.Errorf("%d answer messages after finishing, want the one", n)
 	}
 
-	t.Run("no location", func(t *testing.T) {
-		o := conversation.Orphan{Platform: conversation.PlatformDiscord, Workspace: guildID, Channel: otherChan, Thread: "x",
-			Asker: alice.ID, Question: "700000000000000009"}
-		if err := hs.a.FinishOrphan(context.Background(), o); err != nil {
-			t.Fatal(err)
-		}
-		var posted []discordtest.Message
-		for _, m := range hs.fake.Messages(otherChan) {
-			if m.Author.ID == hs.fake.Bot().ID {
-				posted = append(posted, m)
+	// Without a location: in the thread channel, or replying to the chain's root.
+	root := hs.post(discordtest.MessageSpec{ChannelID: otherChan, Author: alice, Content: "a chain's root"})
+	for _, tc := range []struct{ name, thread, in, replyTo string }{
+		{"thread", threadID, threadID, ""},
+		{"reply chain", root.ID, otherChan, root.ID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := conversation.Orphan{Platform: conversation.PlatformDiscord, Workspace: guildID, Channel: otherChan, Thread: tc.thread,
+				Asker: alice.ID, Question: "700000000000000009"}
+			if err := hs.a.FinishOrphan(context.Background(), o); err != nil {
+				t.Fatal(err)
 			}
-		}
-		if len(posted) != 1 {
-			t.Fatalf("%d bot messages in the channel, want the note", len(posted))
-		}
-		checkFinished(t, posted[0], "", o.Question)
-	})
+			var posted []discordtest.Message
+			for _, m := range hs.fake.Messages(tc.in) {
+				if m.Author.ID == hs.fake.Bot().ID && strings.Contains(m.Content, conversation.OrphanNote) {
+					posted = append(posted, m)
+				}
+			}
+			if len(posted) != 1 || posted[0].ReferenceID != tc.replyTo {
+				t.Fatalf("bot messages in %s: %+v, want the note replying to %q", tc.in, posted, tc.replyTo)
+			}
+			checkFinished(t, posted[0], "", o.Question)
+		})
+	}
 }
