@@ -77,12 +77,9 @@ func newReplicaID() string {
 	return hex.EncodeToString(b)
 }
 
-// Replica is this process's name in flight records.
-func (s *Store) Replica() string { return s.replica }
-
-// Track makes the store record flights of answers on platform, for which
+// track makes the store record flights of answers on platform, for which
 // some replica can finish orphans.
-func (s *Store) Track(platform string) { s.tracked.Store(platform, true) }
+func (s *Store) track(platform string) { s.tracked.Store(platform, true) }
 
 func (s *Store) tracking(platform string) bool {
 	_, ok := s.tracked.Load(platform)

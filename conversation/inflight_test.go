@@ -154,7 +154,7 @@ func TestOrphansAreFinishedOnceBySurvivors(t *testing.T) {
 			o, ok := got[m.Thread]
 			want := Orphan{Platform: "test", Workspace: "w", Channel: "c1", Thread: m.Thread, Asker: "u1", Question: m.ID,
 				Location: "loc-" + m.ID, Shown: "Partial answer here"}
-			if o.Replica == "" || o.Replica == a.store.Replica() || o.Replica == b.store.Replica() {
+			if o.Replica == "" || o.Replica == a.store.replica || o.Replica == b.store.replica {
 				t.Errorf("orphan of replica %q", o.Replica)
 			}
 			o.Replica = ""

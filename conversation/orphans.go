@@ -23,7 +23,7 @@ const sweepBatch = 256
 // answers (every replica running platform registers the same finisher).
 func (e *Engine) FinishOrphansWith(platform string, f OrphanFinisher) {
 	e.finishers.m.Store(platform, f)
-	e.store.Track(platform)
+	e.store.track(platform)
 }
 
 // SweepOrphans claims and finishes, every interval until ctx ends, the

@@ -44,7 +44,7 @@ type Store struct {
 	opt     StoreOptions
 	rate    *redis_rate.Limiter
 	replica string   // this process's name in flight records
-	tracked sync.Map // platforms whose answers' flights are recorded (Track)
+	tracked sync.Map // platforms whose answers' flights are recorded (track)
 }
 
 // ErrBusy is returned by Lock when the thread stayed locked for LockWait.
