@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -36,6 +37,7 @@ const maxIdleConns = 1024
 // Client calls Ark's chat completions API. It is safe for concurrent use.
 type Client struct {
 	url      string
+	addr     string // host:port of url
 	apiKey   string
 	auth     string // the Authorization header, "" without a key
 	http     *http.Client
@@ -45,6 +47,8 @@ type Client struct {
 	retries  int
 	base     time.Duration
 	maxDelay time.Duration
+	connect  time.Duration
+	dial     transport.DialFunc
 }
 
 // Option configures a Client.
@@ -52,13 +56,26 @@ type Option func(*Client)
 
 // WithHTTPClient sets the HTTP client used for requests. Its Timeout, if
 // any, bounds whole streams, so leave it zero and rely on the client's
-// first-token and idle timeouts.
+// first-token and idle timeouts. WithConnectTimeout and WithDialContext do
+// not apply to it: build its transport with internal/transport for that.
 func WithHTTPClient(h *http.Client) Option {
 	return func(c *Client) {
 		if h != nil {
 			c.http = h
 		}
 	}
+}
+
+// WithConnectTimeout bounds each attempt to open a connection to Ark (name
+// lookup and TCP connect) to d. Without it, or with d <= 0, net/http's
+// dialer bounds it (30 s).
+func WithConnectTimeout(d time.Duration) Option { return func(c *Client) { c.connect = d } }
+
+// WithDialContext replaces the dialer of the default HTTP client (to dial
+// through a custom network, or in tests); the connect timeout still
+// applies.
+func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(c *Client) { c.dial = dial }
 }
 
 // WithFirstTokenTimeout bounds the time from sending a request to the first
@@ -72,7 +89,8 @@ func WithFirstTokenTimeout(d time.Duration) Option { return func(c *Client) { c.
 func WithIdleTimeout(d time.Duration) Option { return func(c *Client) { c.idle = d } }
 
 // WithRetries sets how many times a retryable error is retried before the
-// first chunk (without it: never), and the exponential backoff with full jitter: the
+// first chunk (without it: never; a failed connect at most once, as a
+// second failure is all but certain), and the exponential backoff with full jitter: the
 // n-th retry waits a random time up to min(maxDelay, base*2^n). A Retry-After
 // header, capped at maxDelay, is used instead when present.
 func WithRetries(maxRetries int, base, maxDelay time.Duration) Option {
@@ -93,18 +111,24 @@ func WithLogger(l *slog.Logger) Option {
 // New returns a Client for the API address (resolved with ResolveURL) and
 // API key. An empty key sends no Authorization header.
 func New(address, apiKey string, opts ...Option) (*Client, error) {
-	resolved, err := ResolveURL(address)
+	resolved, full, err := resolve(address)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := url.Parse(resolved); err != nil {
+	u, err := url.Parse(resolved)
+	if err != nil {
 		return nil, fmt.Errorf("arkclient: API address: %w", err)
 	}
-	c := &Client{
-		url: resolved, apiKey: apiKey, http: &http.Client{Transport: transport.New(maxIdleConns)}, log: slog.Default(),
-	}
+	c := &Client{url: resolved, addr: hostPort(u), apiKey: apiKey, log: slog.Default()}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.http == nil {
+		c.http = &http.Client{Transport: transport.New(maxIdleConns,
+			transport.WithConnectTimeout(c.connect), transport.WithDialContext(c.dial))}
+	}
+	if full {
+		c.log.Info("ark: the API address ends in /chat/completions, so the bot posts to it as is (end it with # to say so)", "url", resolved)
 	}
 	if apiKey != "" {
 		c.auth = "Bearer " + apiKey
@@ -114,6 +138,18 @@ func New(address, apiKey string, opts ...Option) (*Client, error) {
 
 // URL returns the chat completions URL the client posts to.
 func (c *Client) URL() string { return c.url }
+
+// hostPort is u's host:port, the port from the scheme when u names none.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
 
 // Message is one message of the conversation.
 type Message struct {
@@ -164,14 +200,16 @@ func (c *Client) Stream(ctx context.Context, req Request) (*Stream, error) {
 	if err != nil {
 		return nil, &Error{Code: CodeInvalidRequest, Message: "building the request: " + err.Error(), cause: err}
 	}
+	connectFailed := false
 	for attempt := 0; ; attempt++ {
 		s, e := c.open(ctx, body)
 		if e == nil {
 			return s, nil
 		}
-		if !e.Retryable || attempt >= c.retries || ctx.Err() != nil {
+		if !e.Retryable || attempt >= c.retries || ctx.Err() != nil || e.Code == CodeConnectFailed && connectFailed {
 			return nil, e
 		}
+		connectFailed = connectFailed || e.Code == CodeConnectFailed
 		delay := c.backoff(attempt, e.RetryAfter)
 		c.log.Warn("ark: retrying request", "model", req.Model, "code", e.Code, "status", e.Status,
 			"request_id", e.RequestID, "message", e.Message, "retry", attempt+1, "max_retries", c.retries, "delay", delay)

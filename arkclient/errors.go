@@ -1,12 +1,19 @@
 package arkclient
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/arkbot/arkbot/internal/transport"
 )
 
 // Synthetic error codes, for failures Ark did not name itself.
@@ -17,9 +24,15 @@ const (
 	// CodeStreamInterrupted: the stream broke (connection cut, malformed
 	// data) before the answer finished.
 	CodeStreamInterrupted = "StreamInterrupted"
-	// CodeNetworkError: Ark could not be reached, or the connection failed
-	// before a response arrived.
+	// CodeNetworkError: the connection failed before a response arrived.
 	CodeNetworkError = "NetworkError"
+	// CodeConnectFailed: no connection to Ark (or its proxy) could be
+	// opened: no answer within the connect timeout, refused, or a name that
+	// does not resolve. Retried at most once.
+	CodeConnectFailed = "ConnectFailed"
+	// CodeTLSCertificate: Ark's TLS certificate could not be verified
+	// (unknown authority, wrong host name, expired). Not retried.
+	CodeTLSCertificate = "TLSCertificate"
 	// CodeCanceled: the caller's context ended or the Stream was closed.
 	CodeCanceled = "Canceled"
 	// CodeInvalidRequest: the request could not be built locally.
@@ -38,6 +51,7 @@ type Error struct {
 	RetryAfter  time.Duration // from the Retry-After header, if any
 
 	cause error
+	user  string // UserMessage's text when it depends on more than the code
 }
 
 // Error describes the failure for logs: "ark: <Code> (HTTP n): <message>".
@@ -70,6 +84,8 @@ const (
 	kindTimeout
 	kindInterrupted
 	kindNetwork
+	kindConnect
+	kindTLS
 	kindCanceled
 )
 
@@ -102,6 +118,10 @@ func classify(status int, code string) kind {
 		return kindInterrupted
 	case CodeNetworkError:
 		return kindNetwork
+	case CodeConnectFailed:
+		return kindConnect
+	case CodeTLSCertificate:
+		return kindTLS
 	case CodeCanceled:
 		return kindCanceled
 	case CodeInvalidRequest:
@@ -138,7 +158,7 @@ func classify(status int, code string) kind {
 // as the wait was already long.
 func (k kind) retryable() bool {
 	switch k {
-	case kindRateLimit, kindServer, kindNetwork, kindInterrupted:
+	case kindRateLimit, kindServer, kindNetwork, kindConnect, kindInterrupted:
 		return true
 	}
 	return false
@@ -201,6 +221,9 @@ func (e *Error) UserMessage() string {
 }
 
 func (e *Error) userText() string {
+	if e.user != "" {
+		return e.user
+	}
 	switch classify(e.Status, e.Code) {
 	case kindInvalid:
 		return "Ark rejected the request as invalid. Try rephrasing, or /reset to start a new conversation; if it keeps happening, tell the bot's operator."
@@ -234,6 +257,10 @@ func (e *Error) userText() string {
 		return "The connection to Ark broke before the answer started; please try again in a moment."
 	case kindNetwork:
 		return "The bot could not reach Ark (network error); please try again in a moment."
+	case kindConnect:
+		return "I can't connect to Ark. " + connectAdvice
+	case kindTLS:
+		return "Ark's TLS certificate could not be verified. " + tlsAdvice
 	case kindCanceled:
 		return "The request was cancelled."
 	}
@@ -241,4 +268,70 @@ func (e *Error) userText() string {
 		return fmt.Sprintf("Ark refused the request (%s); if it keeps happening, tell the bot's operator.", e.Code)
 	}
 	return fmt.Sprintf("Ark returned an error (%s); please try again, and tell the bot's operator if it keeps happening.", e.Code)
+}
+
+// What to do about a connect or a TLS certificate failure.
+const (
+	connectAdvice = "Please try again later; if it keeps happening, an operator must check the network, the proxy (HTTPS_PROXY) and ark.base_url."
+	tlsAdvice     = "A proxy intercepting TLS? Then set SSL_CERT_FILE to its CA certificate; otherwise an operator must check ark.base_url."
+)
+
+// connectText tells users that no connection to Ark at ark (host:port)
+// could be opened, and why: ce.Addr is the proxy's address when the bot
+// connects through one.
+func connectText(ark string, ce *transport.ConnectError) string {
+	where := "at " + ark
+	if !strings.EqualFold(ce.Addr, ark) {
+		where = "through the proxy at " + ce.Addr
+	}
+	var dns *net.DNSError
+	why := ""
+	switch {
+	case ce.Limit > 0:
+		why = fmt.Sprintf(": no connection within %s", ce.Limit)
+	case errors.Is(ce.Err, syscall.ECONNREFUSED):
+		why = ": connection refused"
+	case errors.As(ce.Err, &dns) && dns.IsNotFound:
+		why = fmt.Sprintf(": the name %s is not found", dns.Name)
+	case ce.Timeout():
+		why = ": timed out"
+	}
+	return fmt.Sprintf("I can't connect to Ark %s%s. %s", where, why, connectAdvice)
+}
+
+// tlsCertificateError finds a certificate verification failure in err.
+func tlsCertificateError(err error) error {
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &verr):
+		return verr.Err
+	case errors.As(err, &unknown):
+		return unknown
+	case errors.As(err, &host):
+		return host
+	case errors.As(err, &invalid):
+		return invalid
+	}
+	return nil
+}
+
+// tlsText tells users that Ark's certificate at ark (host:port) failed
+// verification with cert, in words for the usual causes.
+func tlsText(ark string, cert error) string {
+	why := cert.Error()
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(cert, &unknown):
+		why = "it is signed by an unknown authority"
+	case errors.As(cert, &host):
+		why = "it is not valid for " + host.Host
+	case errors.As(cert, &invalid) && invalid.Reason == x509.Expired:
+		why = "it has expired or is not yet valid (is the clock right?)"
+	}
+	return fmt.Sprintf("Ark's TLS certificate at %s could not be verified: %s. %s", ark, why, tlsAdvice)
 }

@@ -49,6 +49,8 @@ func TestClassify(t *testing.T) {
 		{0, CodeTimeout, false, "timeout"},
 		{0, CodeStreamInterrupted, true, "connection"},
 		{0, CodeNetworkError, true, "could not reach Ark"},
+		{0, CodeConnectFailed, true, "I can't connect to Ark. "},
+		{0, CodeTLSCertificate, false, "TLS certificate could not be verified"},
 		{0, CodeCanceled, false, "cancelled"},
 		// Unknown codes fall back on the status.
 		{429, "SomethingNew", true, "rate limit"},

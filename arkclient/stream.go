@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/arkbot/arkbot/internal/transport"
 	"github.com/arkbot/arkbot/metrics"
 	openai "github.com/sashabaranov/go-openai"
 	"github.com/valyala/fastjson"
@@ -163,14 +164,31 @@ func (s *Stream) classify(err error) error {
 		}
 		return s.newError(0, CodeStreamInterrupted, msg, header, err)
 	case sent:
-		e := s.newError(0, CodeNetworkError, err.Error(), header, err)
-		if status != 0 { // the error body could not be read
-			e.Status = status
-		}
-		return e
+		return s.networkError(err, status, header)
 	default:
 		return s.newError(0, CodeInvalidRequest, err.Error(), nil, err)
 	}
+}
+
+// networkError classifies a request that got no usable response: no
+// connection, an unverified TLS certificate, or another network failure.
+func (s *Stream) networkError(err error, status int, header http.Header) *Error {
+	var connErr *transport.ConnectError
+	if errors.As(err, &connErr) {
+		e := s.newError(0, CodeConnectFailed, err.Error(), nil, err)
+		e.user = connectText(s.c.addr, connErr)
+		return e
+	}
+	if cert := tlsCertificateError(err); cert != nil {
+		e := s.newError(0, CodeTLSCertificate, err.Error(), nil, err)
+		e.user = tlsText(s.c.addr, cert)
+		return e
+	}
+	e := s.newError(0, CodeNetworkError, err.Error(), header, err)
+	if status != 0 { // the error body could not be read
+		e.Status = status
+	}
+	return e
 }
 
 // newError builds an *Error for this stream, redacts the API key and counts it.

@@ -22,32 +22,47 @@ var versionSegment = regexp.MustCompile(`(^|/)v[0-9]+(/|$)`)
 //   - otherwise trailing "/" are stripped, "/v1" is appended when the path has
 //     no version segment (/v1, /v3, any /v<digits>), then "/chat/completions".
 //
-// So ".../api/v3", ".../api/v3/" and ".../api/v3/chat/completions#" all give
-// ".../api/v3/chat/completions". The address must be an http(s) URL with a
-// host and no credentials; apart from the "#" form it must carry no query or
-// fragment.
+// One case goes beyond Cherry Studio's rule: a path that already ends in
+// "/chat/completions" (the full URL pasted without its "#") is used as is
+// rather than given a second "/chat/completions".
+//
+// So ".../api/v3", ".../api/v3/", ".../api/v3/chat/completions#" and
+// ".../api/v3/chat/completions" all give ".../api/v3/chat/completions". The
+// address must be an http(s) URL with a host and no credentials; apart from
+// the "#" form it must carry no query or fragment.
 func ResolveURL(address string) (string, error) {
+	resolved, _, err := resolve(address)
+	return resolved, err
+}
+
+// resolve is ResolveURL; full reports a path that ended in
+// "/chat/completions" without the "#".
+func resolve(address string) (resolved string, full bool, err error) {
 	s := strings.TrimSpace(address)
 	if exact, ok := strings.CutSuffix(s, "#"); ok {
 		if _, err := checkURL(exact); err != nil {
-			return "", err
+			return "", false, err
 		}
-		return exact, nil
+		return exact, false, nil
 	}
 	u, err := checkURL(s)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if u.RawQuery != "" || u.ForceQuery {
-		return "", errors.New("arkclient: API address must not contain a query (end it with # to use an exact URL)")
+		return "", false, errors.New("arkclient: API address must not contain a query (end it with # to use an exact URL)")
 	}
 	path := strings.TrimRight(u.Path, "/")
-	if !versionSegment.MatchString(path) {
-		path += "/v1"
+	full = strings.HasSuffix(path, chatSuffix)
+	if !full {
+		if !versionSegment.MatchString(path) {
+			path += "/v1"
+		}
+		path += chatSuffix
 	}
-	u.Path = path + chatSuffix
+	u.Path = path
 	u.RawPath = ""
-	return u.String(), nil
+	return u.String(), full, nil
 }
 
 // checkURL parses s and rejects what cannot be an Ark address. Errors quote

@@ -1,7 +1,9 @@
 package arkclient
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -15,6 +17,9 @@ func TestResolveURL(t *testing.T) {
 		{"https://ark.cn-beijing.volces.com/api/v3", want},
 		{"https://ark.cn-beijing.volces.com/api/v3/", want},
 		{"https://ark.cn-beijing.volces.com/api/v3/chat/completions#", want},
+		{"https://ark.cn-beijing.volces.com/api/v3/chat/completions", want},
+		{"https://ark.cn-beijing.volces.com/api/v3/chat/completions/", want},
+		{"https://api.example.com/chat/completions", "https://api.example.com/chat/completions"},
 		{"  https://ark.cn-beijing.volces.com/api/v3//  ", want},
 		{"https://ark.ap-southeast.bytepluses.com/api/v3", "https://ark.ap-southeast.bytepluses.com/api/v3/chat/completions"},
 		{"https://api.example.com", "https://api.example.com/v1/chat/completions"},
@@ -63,7 +68,7 @@ func TestResolveURL(t *testing.T) {
 func TestAddressFormsReachChatPath(t *testing.T) {
 	srv := arktest.New(arktest.WithAPIKey(testKey))
 	defer srv.Close()
-	for _, addr := range []string{srv.URL, srv.URL + "/", srv.URL + "/chat/completions#"} {
+	for _, addr := range []string{srv.URL, srv.URL + "/", srv.URL + "/chat/completions#", srv.URL + "/chat/completions"} {
 		c := newClient(t, srv, addr)
 		text, _, err := collect(t, c, Request{Model: "m", Messages: []Message{{Role: "user", Content: "hi"}}})
 		if err != nil || text != "You said: hi" {
@@ -75,8 +80,8 @@ func TestAddressFormsReachChatPath(t *testing.T) {
 			t.Errorf("request %d went to %s", i, r.Path)
 		}
 	}
-	if n := len(srv.Requests()); n != 3 {
-		t.Errorf("%d requests, want 3", n)
+	if n := len(srv.Requests()); n != 4 {
+		t.Errorf("%d requests, want 4", n)
 	}
 
 	// A bare host gets /v1, which the fake (like Ark) does not serve.
@@ -87,8 +92,27 @@ func TestAddressFormsReachChatPath(t *testing.T) {
 	if e.Status != 404 || e.Code != "NotFound" || e.Retryable {
 		t.Errorf("bare host: %v", e)
 	}
-	if p := srv.Requests()[3].Path; p != "/v1/chat/completions" {
+	if p := srv.Requests()[4].Path; p != "/v1/chat/completions" {
 		t.Errorf("bare host hit %s", p)
+	}
+}
+
+// The full URL pasted without its "#" is used as is, with a notice in the
+// log; the other forms log none.
+func TestFullURLWithoutHashLogsNotice(t *testing.T) {
+	for addr, notice := range map[string]bool{
+		"https://ark.cn-beijing.volces.com/api/v3/chat/completions":  true,
+		"https://ark.cn-beijing.volces.com/api/v3/chat/completions#": false,
+		"https://ark.cn-beijing.volces.com/api/v3/":                  false,
+	} {
+		var buf bytes.Buffer
+		c, err := New(addr, testKey, WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+		if err != nil || c.URL() != "https://ark.cn-beijing.volces.com/api/v3/chat/completions" {
+			t.Fatalf("%s: %v, %v", addr, c, err)
+		}
+		if got := strings.Contains(buf.String(), "posts to it as is (end it with # to say so)"); got != notice {
+			t.Errorf("%s: notice %v, want %v: %q", addr, got, notice, buf.String())
+		}
 	}
 }
 

@@ -41,6 +41,9 @@ type Ark struct {
 	// request URL ending in "#", e.g. ".../api/v3/chat/completions#".
 	BaseURL string `yaml:"base_url"`
 	APIKey  Secret `yaml:"api_key"`
+	// ConnectTimeout bounds each attempt to open a connection to Ark; a
+	// failed connect is retried once.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
 	// FirstTokenTimeout bounds the wait from request to first streamed chunk.
 	FirstTokenTimeout Duration `yaml:"first_token_timeout"`
 	// IdleTimeout bounds the silence between two chunks of a stream.
@@ -93,6 +96,11 @@ type Redis struct {
 	LockWait   Duration `yaml:"lock_wait"` // how long a message waits for its thread's previous answer
 	DedupeTTL  Duration `yaml:"dedupe_ttl"`
 	MasterName string   `yaml:"master_name"` // Sentinel master name
+	// MinReplicas is how many replicas must confirm each saved turn (WAIT)
+	// before it counts as safe from a failover; unconfirmed turns are
+	// re-saved. nil: 1 when the Redis has replicas at start-up, else 0.
+	MinReplicas *int     `yaml:"min_replicas"`
+	ReplicaWait Duration `yaml:"replica_wait"` // how long one WAIT waits for them
 }
 
 // Server configures the HTTP listener for health, metrics and Slack's HTTP mode.
@@ -136,6 +144,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "text")
 	setDefault(&c.Ark.BaseURL, DefaultBaseURL)
+	setDur(&c.Ark.ConnectTimeout, 5*time.Second)
 	setDur(&c.Ark.FirstTokenTimeout, 90*time.Second)
 	setDur(&c.Ark.IdleTimeout, 60*time.Second)
 	if c.Ark.MaxRetries == nil {
@@ -173,6 +182,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Redis.LockTTL, 30*time.Second)
 	setDur(&c.Redis.LockWait, 3*time.Minute)
 	setDur(&c.Redis.DedupeTTL, 24*time.Hour)
+	setDur(&c.Redis.ReplicaWait, 200*time.Millisecond)
 	setDefault(&c.Server.Addr, ":8080")
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
 	setDefault(&c.Console.User, "you")
@@ -180,8 +190,7 @@ func (c *Config) applyDefaults() {
 	c.Discord.applyDefaults()
 }
 
-func (c *Config) validate() error {
-	var errs fieldErrors
+func (c *Config) validate(errs *fieldErrors) {
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -196,13 +205,17 @@ func (c *Config) validate() error {
 		errs.add("ark.base_url", "must be an http(s) URL such as %s/, not %q", DefaultBaseURL, c.Ark.BaseURL)
 	}
 	if c.Ark.APIKey == "" {
-		errs.add("ark.api_key", "is empty: create a key in the Ark console under API Key管理 (API Key management) and export ARK_API_KEY")
+		errs.add("ark.api_key", "is empty: create a key in the Ark console under API Key管理 (API Key management) and %s", errs.setHint("ark.api_key", "ARK_API_KEY"))
 	}
+	checkSecret(errs, "ark.api_key", c.Ark.APIKey)
 	if n := c.Server.MaxStarting; n != nil && (*n < 0 || *n > 1<<16) {
 		errs.add("server.max_starting", "must be 0 (no limit) to 65536 answers set up at once, not %d", *n)
 	}
+	if d := c.Ark.ConnectTimeout; d < 0 || d > c.Ark.FirstTokenTimeout {
+		errs.add("ark.connect_timeout", "must be between 0 (the default, 5s) and first_token_timeout (%s), not %s", c.Ark.FirstTokenTimeout.D(), d.D())
+	}
 	if *c.Ark.MaxRetries < 0 {
-		errs.add("ark.max_retries", "must not be negative")
+		errs.add("ark.max_retries", "must not be negative, not %d", *c.Ark.MaxRetries)
 	}
 	if len(c.Models) == 0 {
 		errs.add("models", "register at least one model (an Ark model ID such as doubao-seed-1-6-250615, or an endpoint ID ep-…)")
@@ -227,11 +240,13 @@ func (c *Config) validate() error {
 		default:
 			errs.add(key+".thinking", "must be enabled, disabled or auto (or left out), not %q", m.Thinking)
 		}
-		if m.ContextWindow < 0 || m.MaxTokens < 0 {
-			errs.add(key, "context_window and max_tokens must not be negative")
-		} else if m.MaxTokens >= m.ContextWindow {
+		ok := nonNegative(errs, key+".context_window", m.ContextWindow)
+		ok = nonNegative(errs, key+".max_tokens", m.MaxTokens) && ok
+		if ok && m.MaxTokens >= m.ContextWindow {
 			errs.add(key+".max_tokens", "(%d) must be smaller than context_window (%d), or nothing is left for the conversation", m.MaxTokens, m.ContextWindow)
 		}
+		nonNegative(errs, key+".daily_tokens", m.DailyTokens)
+		nonNegative(errs, key+".requests_per_minute", m.RequestsPerMinute)
 		if m.Temperature != nil && (*m.Temperature < 0 || *m.Temperature > 2) {
 			errs.add(key+".temperature", "must be between 0 and 2")
 		}
@@ -239,23 +254,36 @@ func (c *Config) validate() error {
 	if len(c.Models) > 0 && c.Model(c.DefaultModel) == nil {
 		errs.add("default_model", "%q is not a registered model name (have: %s)", c.DefaultModel, strings.Join(c.ModelNames(), ", "))
 	}
-	if c.Limits.MaxInputChars < 0 || c.Limits.RequestsPerMinute < 0 || c.Limits.DailyTokens < 0 {
-		errs.add("limits", "values must not be negative")
-	}
+	nonNegative(errs, "limits.max_input_chars", c.Limits.MaxInputChars)
+	nonNegative(errs, "limits.requests_per_minute", c.Limits.RequestsPerMinute)
+	nonNegative(errs, "limits.daily_tokens", c.Limits.DailyTokens)
+	nonNegative(errs, "limits.max_image_bytes", c.Limits.MaxImageBytes)
+	nonNegative(errs, "limits.max_file_bytes", c.Limits.MaxFileBytes)
 	if c.Redis.URL != "" {
 		if _, err := url.Parse(c.Redis.URL); err != nil || !strings.HasPrefix(c.Redis.URL, "redis") {
 			errs.add("redis.url", "must look like redis://host:6379/0, rediss://…, redis-sentinel://… or redis-cluster://…")
 		}
 	}
 	if c.Redis.MaxTurns < 2 {
-		errs.add("redis.max_turns", "must be at least 2 (one question and its answer)")
+		errs.add("redis.max_turns", "must be at least 2 (one question and its answer), not %d", c.Redis.MaxTurns)
+	}
+	if n := c.Redis.MinReplicas; n != nil && (*n < 0 || *n > 16) {
+		errs.add("redis.min_replicas", "must be 0 (confirm nothing) to 16 replicas, not %d", *n)
 	}
 	if strings.ContainsAny(c.Redis.Prefix, "{} ") {
 		errs.add("redis.prefix", "must not contain braces or spaces")
 	}
-	c.Slack.validate(&errs)
-	c.Discord.validate(&errs)
-	return errs.err()
+	c.Slack.validate(errs)
+	c.Discord.validate(errs)
+}
+
+// nonNegative reports whether v is at least 0, adding an error for key if not.
+func nonNegative[T int | int64](errs *fieldErrors, key string, v T) bool {
+	if v < 0 {
+		errs.add(key, "must not be negative, not %d", v)
+		return false
+	}
+	return true
 }
 
 // Model returns the registered model with that name (case-insensitive), or nil.

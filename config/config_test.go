@@ -45,7 +45,7 @@ func TestParseMinimalAppliesDefaults(t *testing.T) {
 }
 
 func TestEnvExpansion(t *testing.T) {
-	env(t, map[string]string{"ARK_API_KEY": "k: with # odd [chars]", "PORT": "9090", "CHANNELS": "C1, C2"})
+	env(t, map[string]string{"ARK_API_KEY": "k:#[odd]{chars},&a*b!|>%@", "PORT": "9090", "CHANNELS": "C1, C2"})
 	c, err := Parse([]byte(minimal + `
 server:
   addr: ":${PORT}"
@@ -58,7 +58,7 @@ slack:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Ark.APIKey.Value() != "k: with # odd [chars]" {
+	if c.Ark.APIKey.Value() != "k:#[odd]{chars},&a*b!|>%@" {
 		t.Errorf("secret with YAML syntax changed: %q", c.Ark.APIKey.Value())
 	}
 	if c.Server.Addr != ":9090" || c.Redis.MaxTurns != 40 || c.Redis.URL != "" {
@@ -110,14 +110,14 @@ models:
 default_model: gpt
 `))
 	for _, want := range []string{
-		"ark.base_url: must be an http(s) URL",
-		"ark.api_key: is empty",
-		"ARK_API_KEY",
-		"models[0].thinking: must be enabled, disabled or auto",
-		"models[0].max_tokens: (2000) must be smaller than context_window (1000)",
-		"models[1].name: \"Doubao\" is registered twice",
-		"models[1].id: is required",
-		"default_model: \"gpt\" is not a registered model name",
+		"ark.base_url (line 2): must be an http(s) URL",
+		"ark.api_key (line 2): is empty",
+		"write ${ARK_API_KEY} as ark.api_key's value (line 2) and set ARK_API_KEY",
+		"models[0].thinking (line 4): must be enabled, disabled or auto",
+		"models[0].max_tokens (line 4): (2000) must be smaller than context_window (1000)",
+		"models[1].name (line 5): \"Doubao\" is registered twice",
+		"models[1].id (line 5): is required",
+		"default_model (line 6): \"gpt\" is not a registered model name",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -129,14 +129,6 @@ func TestUnknownKeySuggestsTheRightOne(t *testing.T) {
 	env(t, map[string]string{"ARK_API_KEY": "k"})
 	_, err := Parse([]byte(minimal + "redis:\n  max_turn: 4\n"))
 	if err == nil || !strings.Contains(err.Error(), "did you mean max_turns?") {
-		t.Fatalf("got %v", err)
-	}
-}
-
-func TestSlackNeedsAModeWhenOn(t *testing.T) {
-	env(t, map[string]string{"ARK_API_KEY": "k"})
-	_, err := Parse([]byte(minimal + "slack:\n  bot_token: xoxb-1\n"))
-	if err == nil || !strings.Contains(err.Error(), "neither app_token") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -180,6 +172,10 @@ func FuzzParse(f *testing.F) {
 		if err == nil && (len(c.Models) == 0 || c.Model(c.DefaultModel) == nil) {
 			t.Fatalf("accepted a config without a usable default model: %q", s)
 		}
+		var line int
+		if err != nil && func() bool { _, e := fmt.Sscanf(err.Error(), "invalid YAML: line %d:", &line); return e == nil }() && (line < 1 || line > strings.Count(s, "\n")+1) {
+			t.Fatalf("syntax error on line %d of a %d-line document: %v", line, strings.Count(s, "\n")+1, err)
+		}
 	})
 }
 
@@ -202,7 +198,7 @@ func TestMaxStarting(t *testing.T) {
 		}
 	}
 	_, err := Parse([]byte(minimal + "server:\n  max_starting: -1\n"))
-	if err == nil || !strings.Contains(err.Error(), "server.max_starting: must be 0 (no limit)") {
+	if err == nil || !strings.Contains(err.Error(), "server.max_starting (line 8): must be 0 (no limit)") {
 		t.Errorf("negative max_starting: %v", err)
 	}
 }
@@ -255,7 +251,7 @@ func TestSecretsIncludeTheRedisPassword(t *testing.T) {
 func TestSlackPathsDiffer(t *testing.T) {
 	env(t, map[string]string{"ARK_API_KEY": "k"})
 	_, err := Parse([]byte(minimal + "slack:\n  interactivity_path: /slack/events\n"))
-	if err == nil || !strings.Contains(err.Error(), `slack.interactivity_path: must differ from slack.events_path ("/slack/events")`) {
+	if err == nil || !strings.Contains(err.Error(), `slack.interactivity_path (line 8): must differ from slack.events_path ("/slack/events")`) {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -285,7 +281,7 @@ func TestMaxRetriesZeroMeansNone(t *testing.T) {
 		}
 	}
 	_, err := Parse([]byte(strings.Replace(minimal, "${ARK_API_KEY}", "k\n  max_retries: -1", 1)))
-	if err == nil || !strings.Contains(err.Error(), "ark.max_retries: must not be negative") {
+	if err == nil || !strings.Contains(err.Error(), "ark.max_retries (line 4): must not be negative, not -1") {
 		t.Errorf("negative max_retries: %v", err)
 	}
 }
@@ -337,5 +333,320 @@ discord: {edit_interval: 0}
 		if c.Slack.EditInterval.D() != time.Second || c.Discord.EditInterval.D() != 1200*time.Millisecond {
 			t.Errorf("edit intervals: slack %v, discord %v", c.Slack.EditInterval.D(), c.Discord.EditInterval.D())
 		}
+	}
+}
+
+// ark.connect_timeout defaults to 5s, and may not exceed first_token_timeout
+// or be negative.
+func TestConnectTimeout(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	for _, tc := range []struct {
+		yaml, err string
+		want      time.Duration
+	}{
+		{yaml: "", want: 5 * time.Second},
+		{yaml: "  connect_timeout: 0s\n", want: 5 * time.Second},
+		{yaml: "  connect_timeout: 2s\n", want: 2 * time.Second},
+		{yaml: "  connect_timeout: -1s\n", err: "ark.connect_timeout (line 4): must not be negative"},
+		{yaml: "  connect_timeout: 20s\n  first_token_timeout: 10s\n", err: "must be between 0 (the default, 5s) and first_token_timeout (10s), not 20s"},
+	} {
+		c, err := Parse([]byte(strings.Replace(minimal, "${ARK_API_KEY}\n", "${ARK_API_KEY}\n"+tc.yaml, 1)))
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want %q", tc.yaml, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.yaml, err)
+		case c.Ark.ConnectTimeout.D() != tc.want:
+			t.Errorf("%q: %v, want %v", tc.yaml, c.Ark.ConnectTimeout.D(), tc.want)
+		}
+	}
+}
+
+// slackSection reads Slack's secrets from the environment as config.yaml
+// does; minimal + slackSection puts bot_token on line 8.
+const slackSection = `slack:
+  bot_token: ${SLACK_BOT_TOKEN:-}
+  app_token: ${SLACK_APP_TOKEN:-}
+  signing_secret: ${SLACK_SIGNING_SECRET:-}
+`
+
+// Socket Mode takes a bot token and an app token, the HTTP Events API a
+// bot token and a signing secret; all empty keeps Slack off. Anything in
+// between is an error naming the key to set and its variable. Discord
+// has one secret: its other keys without a token are fine.
+func TestSlackHalfConfiguredIsAnError(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		doc      string
+		on, sock bool
+		err      []string
+	}{
+		{name: "all empty: off", env: map[string]string{}},
+		{name: "socket mode", env: map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}, on: true, sock: true},
+		{name: "http mode", env: map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "abc"}, on: true},
+		{name: "all three: socket mode", env: map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "SLACK_SIGNING_SECRET": "abc"}, on: true, sock: true},
+		{name: "app token alone", env: map[string]string{"SLACK_APP_TOKEN": "xapp-1"}, err: []string{
+			"slack.bot_token (line 8): is empty while slack.app_token is set",
+			"set the environment variable SLACK_BOT_TOKEN (read by slack.bot_token)",
+			"or leave SLACK_APP_TOKEN empty too to keep Slack off",
+		}},
+		{name: "app token, bot token only spaces", env: map[string]string{"SLACK_BOT_TOKEN": "  \n", "SLACK_APP_TOKEN": "xapp-1"}, err: []string{
+			"slack.bot_token (line 8): is empty while slack.app_token is set",
+		}},
+		{name: "signing secret alone", env: map[string]string{"SLACK_SIGNING_SECRET": "abc"}, err: []string{
+			"slack.bot_token (line 8): is empty while slack.signing_secret is set",
+			"SLACK_BOT_TOKEN",
+		}},
+		{name: "app token and signing secret", env: map[string]string{"SLACK_APP_TOKEN": "xapp-1", "SLACK_SIGNING_SECRET": "abc"}, err: []string{
+			"slack.bot_token (line 8): is empty while slack.app_token and slack.signing_secret are set",
+			"or leave SLACK_APP_TOKEN and SLACK_SIGNING_SECRET empty too",
+		}},
+		{name: "bot token alone", env: map[string]string{"SLACK_BOT_TOKEN": "xoxb-1"}, err: []string{
+			"slack.app_token (line 9): and slack.signing_secret are both empty while slack.bot_token is set",
+			"set the environment variable SLACK_APP_TOKEN (read by slack.app_token)",
+			"set the environment variable SLACK_SIGNING_SECRET (read by slack.signing_secret)",
+		}},
+		{name: "bot token alone, the others left out", doc: "slack:\n  bot_token: ${MY_TOKEN}\n", env: map[string]string{"MY_TOKEN": "xoxb-1"}, err: []string{
+			"slack.app_token: and slack.signing_secret are both empty",
+			"add app_token: ${SLACK_APP_TOKEN} under slack: and set SLACK_APP_TOKEN",
+		}},
+		{name: "app token alone, bot token written empty", doc: "slack:\n  bot_token: \"\"\n  app_token: ${APP}\n", env: map[string]string{"APP": "xapp-1"}, err: []string{
+			"slack.bot_token (line 8): is empty while slack.app_token is set",
+			"write ${SLACK_BOT_TOKEN} as slack.bot_token's value (line 8) and set SLACK_BOT_TOKEN",
+			"or leave APP empty too",
+		}},
+		{name: "discord keys without a token: off", doc: "discord:\n  token: ${DISCORD_BOT_TOKEN:-}\n  guild_ids: [\"1\"]\n  admins: U1\n", env: map[string]string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.env["ARK_API_KEY"] = "k"
+			env(t, tc.env)
+			doc := tc.doc
+			if doc == "" {
+				doc = slackSection
+			}
+			c, err := Parse([]byte(minimal + doc))
+			if len(tc.err) > 0 {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				for _, want := range tc.err {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error lacks %q:\n%v", want, err)
+					}
+				}
+				for _, secret := range []string{"xoxb-1", "xapp-1", "abc"} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("error shows a secret %q", secret)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Slack.Enabled() != tc.on || c.Slack.SocketMode() != tc.sock || c.Discord.Enabled() {
+				t.Errorf("slack on %v socket %v, discord on %v; want %v %v false", c.Slack.Enabled(), c.Slack.SocketMode(), c.Discord.Enabled(), tc.on, tc.sock)
+			}
+		})
+	}
+}
+
+// A key or token pasted with a line break or spaces around it works; the
+// Discord token may carry its "Bot " header prefix.
+func TestSecretsAreTrimmed(t *testing.T) {
+	env(t, map[string]string{
+		"ARK_API_KEY":     "  sk-1\r\n",
+		"SLACK_BOT_TOKEN": "xoxb-1\n",
+		"SLACK_APP_TOKEN": "\txapp-1 ",
+		"DISCORD":         " Bot tok.en \n",
+	})
+	c, err := Parse([]byte(minimal + slackSection + "discord:\n  token: ${DISCORD}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct{ got, want string }{
+		{c.Ark.APIKey.Value(), "sk-1"},
+		{c.Slack.BotToken.Value(), "xoxb-1"},
+		{c.Slack.AppToken.Value(), "xapp-1"},
+		{c.Discord.Token.Value(), "tok.en"},
+	} {
+		if s.got != s.want {
+			t.Errorf("got %q, want %q", s.got, s.want)
+		}
+	}
+}
+
+// A secret with a character inside that no key has is refused, saying
+// which character and where, never the value.
+func TestSecretsWithStrayCharactersAreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		key, value, want string
+	}{
+		{"ARK_API_KEY", "sk-12 34", "ark.api_key (line 3): has a space at character 6 of 8 (the value is not shown)"},
+		{"ARK_API_KEY", "sk-12\n34", "ark.api_key (line 3): has a line break at character 6 of 8"},
+		{"ARK_API_KEY", "sk-12\x0734", "ark.api_key (line 3): has the control character U+0007 at character 6 of 8"},
+		{"ARK_API_KEY", "sk-12\u200b34", "ark.api_key (line 3): has the non-ASCII character U+200B at character 6 of 8"},
+		{"ARK_API_KEY", `"sk-1234"`, "ark.api_key (line 3): has a quote at character 1 of 9 (the value is not shown): write the value without quotes"},
+		{"SLACK_BOT_TOKEN", "xoxb-1234 xoxb-5678", "slack.bot_token (line 8): has a space at character 10 of 19"},
+		{"SLACK_APP_TOKEN", "xapp-1234\txapp", "slack.app_token (line 9): has a space at character 10 of 14"},
+		{"SLACK_SIGNING_SECRET", "ab\u00a0cd", "slack.signing_secret (line 10): has a space at character 3 of 5"},
+		{"DISCORD", "abc.def ghi", "discord.token (line 12): has a space at character 8 of 11"},
+	} {
+		vars := map[string]string{"ARK_API_KEY": "sk-1", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
+		vars[tc.key] = tc.value
+		env(t, vars)
+		_, err := Parse([]byte(minimal + slackSection + "discord:\n  token: ${DISCORD:-}\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%q: error %v, want %q", tc.key, tc.value, err, tc.want)
+			continue
+		}
+		for _, part := range strings.FieldsFunc(tc.value, func(r rune) bool { return r < 'A' }) {
+			if len(part) > 3 && strings.Contains(err.Error(), part) {
+				t.Errorf("%s=%q: error shows part of the value (%q): %v", tc.key, tc.value, part, err)
+			}
+		}
+	}
+}
+
+// yaml.v3 names the line where the enclosing mapping or list begins, and
+// for parser errors one less; the error names the problem's own line.
+func TestSyntaxErrorNamesTheProblemLine(t *testing.T) {
+	const head = "ark:\n  api_key: k\nmodels:\n  - name: a\n" // lines 1-4
+	for _, tc := range []struct {
+		line5, rest string
+		want        string
+	}{
+		{"   id: b\n", "", "invalid YAML: line 5: did not find expected '-' indicator"},
+		{"  id: b\n", "", "invalid YAML: line 5: did not find expected '-' indicator"},
+		{"    id: b: c\n", "", "invalid YAML: line 5: mapping values are not allowed in this context"},
+		{"\tid: b\n", "", "invalid YAML: line 5: found a tab character that violates indentation"},
+		{"    id: \"b\n", "redis:\n  prefix: x\n", "invalid YAML: line 5: found unexpected end of stream"},
+		{"    id: [b\n", "", "invalid YAML: line 5: did not find expected ',' or ']'"},
+		{"    id: @b\n", "", "invalid YAML: line 5: found character that cannot start any token"},
+		{"redis: {prefix: x\n", "server: {}\n", "invalid YAML: line 5: did not find expected ',' or '}'"},
+		{"    id: b\n", "redis:\n  prefix: x\n    ttl: 1h\n", "invalid YAML: line 8: mapping values are not allowed in this context"},
+	} {
+		doc := head + tc.line5 + tc.rest
+		_, err := Parse([]byte(doc))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q:\n got %v\nwant %s", doc, err, tc.want)
+		}
+	}
+	// A problem on line 1, where yaml.v3 names no line.
+	if _, err := Parse([]byte("ark: [\n")); err == nil || !strings.HasPrefix(err.Error(), "invalid YAML: line 1: ") {
+		t.Errorf("line 1: %v", err)
+	}
+}
+
+// Range errors found after decoding name the key and its line too.
+func TestRangeErrorsNameKeyAndLine(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	_, err := Parse([]byte(`
+ark:
+  api_key: ${ARK_API_KEY}
+  max_retries: -2
+  idle_timeout: -1s
+models:
+  - name: doubao
+    id: doubao-seed-1-6-250615
+    max_tokens: -1
+    daily_tokens: -5
+limits:
+  max_input_chars: -1
+  requests_per_minute: -1
+  daily_tokens: -1
+  max_image_bytes: -1
+  max_file_bytes: -1
+redis:
+  max_turns: -1
+server:
+  max_starting: -5
+slack:
+  edit_interval: -1s
+`))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	// Durations are checked with the document's structure, first.
+	for _, want := range []string{
+		"ark.idle_timeout (line 5): must not be negative, not -1s",
+		"slack.edit_interval (line 22): must not be negative, not -1s",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	_, err = Parse([]byte(strings.NewReplacer("-1s", "1s").Replace(`
+ark:
+  api_key: ${ARK_API_KEY}
+  max_retries: -2
+models:
+  - name: doubao
+    id: doubao-seed-1-6-250615
+    max_tokens: -1
+    daily_tokens: -5
+limits:
+  max_input_chars: -1
+  requests_per_minute: -1
+  daily_tokens: -1
+  max_image_bytes: -1
+  max_file_bytes: -1
+redis:
+  max_turns: -1
+server:
+  max_starting: -5
+`)))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"ark.max_retries (line 4): must not be negative, not -2",
+		"models[0].max_tokens (line 8): must not be negative, not -1",
+		"models[0].daily_tokens (line 9): must not be negative, not -5",
+		"limits.max_input_chars (line 11): must not be negative, not -1",
+		"limits.requests_per_minute (line 12): must not be negative",
+		"limits.daily_tokens (line 13): must not be negative",
+		"limits.max_image_bytes (line 14): must not be negative",
+		"limits.max_file_bytes (line 15): must not be negative",
+		"redis.max_turns (line 17): must be at least 2 (one question and its answer), not -1",
+		"server.max_starting (line 19): must be 0 (no limit) to 65536 answers set up at once, not -5",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "(line "); n != 10 {
+		t.Errorf("%d errors, want 10:\n%v", n, err)
+	}
+	// A key left out has no line: it is named alone.
+	env(t, map[string]string{})
+	_, err = Parse([]byte("models: [{name: a, id: b}]\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "ark.api_key: is empty") || !strings.Contains(err.Error(), "add api_key: ${ARK_API_KEY} under ark: and set ARK_API_KEY") {
+		t.Errorf("missing api_key: %v", err)
+	}
+}
+
+func TestRedisMinReplicas(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.MinReplicas != nil || c.Redis.ReplicaWait.D() != 200*time.Millisecond {
+		t.Errorf("defaults: min_replicas %v (want unset: settled at start-up), replica_wait %v", c.Redis.MinReplicas, c.Redis.ReplicaWait.D())
+	}
+	c, err = Parse([]byte(minimal + "redis:\n  min_replicas: 0\n  replica_wait: 50ms\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.MinReplicas == nil || *c.Redis.MinReplicas != 0 || c.Redis.ReplicaWait.D() != 50*time.Millisecond {
+		t.Errorf("set: min_replicas %v, replica_wait %v", c.Redis.MinReplicas, c.Redis.ReplicaWait.D())
+	}
+	_, err = Parse([]byte(minimal + "redis:\n  min_replicas: -1\n"))
+	if err == nil || !strings.Contains(err.Error(), "must be 0") {
+		t.Errorf("negative min_replicas: %v", err)
 	}
 }

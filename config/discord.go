@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -39,6 +40,8 @@ type Discord struct {
 func (d Discord) Enabled() bool { return d.Token != "" }
 
 func (d *Discord) applyDefaults() {
+	// The token as Discord's HTTP header carries it works too.
+	d.Token = Secret(strings.TrimSpace(strings.TrimPrefix(string(d.Token), "Bot ")))
 	setDefault(&d.APIURL, "https://discord.com/api/v10/")
 	setDur(&d.EditInterval, 1200*time.Millisecond)
 	if d.AllowDMs == nil {
@@ -79,7 +82,5 @@ func (d *Discord) validate(errs *fieldErrors) {
 	if d.MaxConcurrent < 1 {
 		errs.add("discord.max_concurrent", "must be at least 1, not %d", d.MaxConcurrent)
 	}
-	if d.EditInterval.D() < 0 {
-		errs.add("discord.edit_interval", "must not be negative")
-	}
+	checkSecret(errs, "discord.token", d.Token)
 }

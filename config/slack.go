@@ -88,9 +88,6 @@ func (s *Slack) validate(errs *fieldErrors) {
 	default:
 		errs.add("slack.streaming", "must be auto, native or update, not %q", s.Streaming)
 	}
-	if s.EditInterval < 0 {
-		errs.add("slack.edit_interval", "must not be negative")
-	}
 	if s.MaxConcurrent < 0 {
 		errs.add("slack.max_concurrent", "must not be negative")
 	}
@@ -107,10 +104,31 @@ func (s *Slack) validate(errs *fieldErrors) {
 			}
 		}
 	}
-	if !s.Enabled() {
-		return
-	}
-	if s.AppToken == "" && s.SigningSecret == "" {
-		errs.add("slack", "bot_token is set but neither app_token (Socket Mode) nor signing_secret (HTTP Events API) is")
+	checkSecret(errs, "slack.bot_token", s.BotToken)
+	checkSecret(errs, "slack.app_token", s.AppToken)
+	checkSecret(errs, "slack.signing_secret", s.SigningSecret)
+	// Socket Mode takes bot_token and app_token, the HTTP Events API
+	// bot_token and signing_secret; all three empty keep Slack off.
+	switch {
+	case s.BotToken == "" && (s.AppToken != "" || s.SigningSecret != ""):
+		var set, sources []string
+		for _, k := range []struct {
+			key string
+			val Secret
+		}{{"slack.app_token", s.AppToken}, {"slack.signing_secret", s.SigningSecret}} {
+			if k.val != "" {
+				set = append(set, k.key)
+				sources = append(sources, errs.source(k.key))
+			}
+		}
+		verb := "is"
+		if len(set) > 1 {
+			verb = "are"
+		}
+		errs.add("slack.bot_token", "is empty while %s %s set, and Slack needs a bot token: %s to the Bot User OAuth Token (xoxb-…), or leave %s empty too to keep Slack off",
+			strings.Join(set, " and "), verb, errs.setHint("slack.bot_token", "SLACK_BOT_TOKEN"), strings.Join(sources, " and "))
+	case s.BotToken != "" && s.AppToken == "" && s.SigningSecret == "":
+		errs.add("slack.app_token", "and slack.signing_secret are both empty while slack.bot_token is set: for Socket Mode %s to an app-level token (xapp-…); for the HTTP Events API %s instead",
+			errs.setHint("slack.app_token", "SLACK_APP_TOKEN"), errs.setHint("slack.signing_secret", "SLACK_SIGNING_SECRET"))
 	}
 }

@@ -297,6 +297,10 @@ func (a *run) save(res *streamResult) error {
 		{Role: "assistant", Text: res.frame.Text, Model: a.model.Name, Tokens: max(answerTokens, 1), Time: now.Unix()},
 	}
 	err := a.thread.Save(context.WithoutCancel(a.ctx), turns, Usage{User: a.m.userKey(), Model: a.model.Name, Tokens: spent}, now)
+	if errors.Is(err, ErrUnconfirmed) {
+		a.log.Warn("no replica confirmed the saved turn; a failover now could lose it", "err", err)
+		err = nil
+	}
 	if err != nil {
 		metrics.RedisErrors.WithLabelValues("save").Inc()
 		a.log.Error("saving the turn failed", "err", err)

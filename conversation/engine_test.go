@@ -476,7 +476,7 @@ func TestTwoReplicasOneRedis(t *testing.T) {
 
 // When Redis goes away the user hears so, and the bot recovers by itself.
 func TestRedisOutage(t *testing.T) {
-	rs := redistestNew(t)
+	rs := redistest.NewOwned(t)
 	rg := newRig(t, rs.Client(), rs.Prefix)
 	rg.ask(t, msg("before"))
 	rs.Stop()

@@ -171,12 +171,3 @@ func (rg *rig) ask(t *testing.T, m Message) *recorder {
 	}
 	return r
 }
-
-// redistestNew returns a Redis this test owns, so it can stop and start it.
-func redistestNew(t *testing.T) *redistest.Server {
-	rs := redistest.New(t)
-	if !rs.Owned() {
-		t.Skip("!!! SKIPPED: the outage test needs redis-server installed to stop and start it !!!")
-	}
-	return rs
-}

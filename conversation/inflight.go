@@ -133,22 +133,30 @@ type Progress struct {
 	Question string // the question's message ID
 }
 
-// renewFlightScript extends the lock (KEYS[1], token ARGV[1], ARGV[2] ms)
-// and, when ARGV[3] (a location) isn't empty and the flight record
-// (KEYS[2]) exists, records the answer's progress. It returns 0 when the
-// lock was lost.
+// renewFlightScript extends the lock (KEYS[1], token ARGV[1], ARGV[2] ms),
+// or takes it again when it is gone (a failover lost it, or it expired
+// while this answer stalled), and, when ARGV[3] (a location) isn't empty
+// and the flight record (KEYS[2]) exists, records the answer's progress.
+// It returns 0 when another answer holds the lock.
 var renewFlightScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call("PEXPIRE", KEYS[1], ARGV[2])
+local v = redis.call("GET", KEYS[1])
+if v == ARGV[1] then
+  redis.call("PEXPIRE", KEYS[1], ARGV[2])
+elseif not v then
+  redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+else
+  return 0
+end
 if ARGV[3] ~= "" and redis.call("EXISTS", KEYS[2]) == 1 then
   redis.call("HSET", KEYS[2], "loc", ARGV[3], "shown", ARGV[4], "question", ARGV[5])
 end
 return 1
 `)
 
-// Renew extends the lock and, for an answer whose flight is recorded,
-// moves its deadline in the index and records p unless p.Location is
-// empty, in one round trip. It reports false when the lock was lost.
+// Renew extends the lock, taking it again if it is gone, and, for an
+// answer whose flight is recorded, moves its deadline in the index and
+// records p unless p.Location is empty, in one round trip. It reports
+// false when another answer holds the lock.
 func (t *Thread) Renew(ctx context.Context, p Progress) (bool, error) {
 	s := t.store
 	if !t.tracked {

@@ -48,3 +48,31 @@ func testHeartbeat(t *testing.T, s *Store) {
 		t.Fatalf("after c left: %d alive", n)
 	}
 }
+
+func TestDeparturesTellTheOthers(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		s := NewStore(rdb, storeOptions(prefix))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		left := make(chan struct{}, 16)
+		done := make(chan error, 1)
+		go func() { done <- s.Departures(ctx, "slack", func() { left <- struct{}{} }) }()
+		// Leave until the subscription hears one (it may not be up yet).
+		for heard := false; !heard; {
+			if err := s.Leave(ctx, "slack", "b"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-left:
+				heard = true
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatal("no departure heard")
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Departures after its context ended: %v", err)
+		}
+	})
+}

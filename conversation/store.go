@@ -10,10 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/arkbot/arkbot/metrics"
 )
 
 // Turn is one saved message of a conversation.
@@ -35,6 +38,10 @@ type StoreOptions struct {
 	LockTTL   time.Duration // a lock not renewed expires after this
 	LockWait  time.Duration // how long Lock waits for a busy thread
 	DedupeTTL time.Duration // how long a message ID is remembered
+	// MinReplicas is how many replicas must confirm a saved turn (WAIT);
+	// 0 confirms nothing. ReplicaWait is how long each WAIT waits.
+	MinReplicas int
+	ReplicaWait time.Duration
 }
 
 // Store keeps conversations in Redis. Every key of one thread shares a hash
@@ -45,6 +52,9 @@ type Store struct {
 	rate    *redis_rate.Limiter
 	replica string   // this process's name in flight records
 	tracked sync.Map // platforms whose answers' flights are recorded (track)
+	// lonelyUntil (Unix ns) ends the spell in which saves are not re-saved
+	// for want of a replica (see lonelyFor).
+	lonelyUntil atomic.Int64
 }
 
 // ErrBusy is returned by Lock when the thread stayed locked for LockWait.
@@ -358,18 +368,38 @@ func (t *Thread) Release(ctx context.Context) error {
 
 // saveScript drops the turns a retry replaces, appends turns, trims,
 // refreshes TTLs and releases the lock, all or nothing. It refuses (returns
-// 0) when the lock is no longer ours, so a replica that lost its lock can't
-// interleave turns with the new holder.
+// 0) when another answer holds the lock, so a replica that lost its lock
+// can't interleave turns with the new holder; with no lock at all (expired,
+// or lost in a failover) it appends without dropping. A re-save (ARGV[6] =
+// "1"), after a save whose reply was lost or that no replica confirmed,
+// returns 2 when the turns already follow each other in the list (Redis
+// kept the first save), and otherwise appends them whoever holds the lock:
+// the first save had it.
 var saveScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
-for i = 1, tonumber(ARGV[5]) do redis.call("RPOP", KEYS[2]) end
-for i = 6, #ARGV do redis.call("RPUSH", KEYS[2], ARGV[i]) end
+local n = #ARGV - 6
+local lock = redis.call("GET", KEYS[1])
+local mine = lock == ARGV[1]
+if ARGV[6] == "1" then
+  local tail = redis.call("LRANGE", KEYS[2], 0, -1)
+  for i = 1, #tail - n + 1 do
+    local j = 1
+    while j <= n and tail[i+j-1] == ARGV[6+j] do j = j + 1 end
+    if j > n then
+      if mine then redis.call("DEL", KEYS[1]) end
+      return 2
+    end
+  end
+elseif lock and not mine then
+  return 0
+end
+if mine then for i = 1, tonumber(ARGV[5]) do redis.call("RPOP", KEYS[2]) end end
+for i = 7, #ARGV do redis.call("RPUSH", KEYS[2], ARGV[i]) end
 redis.call("LTRIM", KEYS[2], -tonumber(ARGV[2]), -1)
 redis.call("PEXPIRE", KEYS[2], ARGV[3])
 redis.call("HSET", KEYS[3], "updated", ARGV[4])
 redis.call("HSETNX", KEYS[3], "created", ARGV[4])
 redis.call("PEXPIRE", KEYS[3], ARGV[3])
-redis.call("DEL", KEYS[1])
+if mine then redis.call("DEL", KEYS[1]) end
 return 1
 `)
 
@@ -383,12 +413,33 @@ type Usage struct {
 	Tokens int64
 }
 
+// Re-saves of a turn no replica confirmed: at most resaveAttempts, the
+// first after resaveBackoff, doubling up to resaveBackoffMax (about 5 s in
+// all with a 200 ms WAIT), time for a Sentinel or Cluster failover to
+// promote a replica and for the client to find it. When they all go
+// unconfirmed although Redis answers, the master has no replica (a new
+// master before the old one rejoins it as one, a replica down): for
+// lonelyFor after that, saves WAIT once and are not re-saved unless they
+// fail, so that every answer does not pay for the missing replica.
+const (
+	resaveAttempts   = 6
+	resaveBackoff    = 100 * time.Millisecond
+	resaveBackoffMax = time.Second
+	lonelyFor        = 10 * time.Second
+)
+
 // Save appends turns (in place of those dropped by DropLastExchange) and
 // releases the lock in one atomic script, and counts the user's tokens in
-// the same pipeline.
+// the same pipeline. With StoreOptions.MinReplicas, a WAIT in that pipeline
+// confirms the turns reached that many replicas; when fewer confirmed, or
+// the connection failed, Save re-saves them (idempotently: turns already
+// saved are not appended twice) a few times with backoff, so that after a
+// failover they are on the new master. Tokens are counted once: a failover
+// may lose that count (see docs/decisions.md). Save returns ErrUnconfirmed
+// when the turns are saved but not confirmed.
 func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time) error {
 	s := t.store
-	args := []any{t.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix(), t.drop}
+	args := []any{t.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix(), t.drop, "0"}
 	for _, turn := range turns {
 		b, err := json.Marshal(turn)
 		if err != nil {
@@ -396,25 +447,99 @@ func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time)
 		}
 		args = append(args, b)
 	}
-	keys := []string{s.lockKey(t.Key), s.turnsKey(t.Key), s.metaKey(t.Key)}
-	var saved *redis.Cmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	res, acked, err := s.saveTurns(ctx, t.Key, args, u, now)
+	switch {
+	case err == nil && res == 0:
+		return ErrLockLost
+	case s.opt.MinReplicas <= 0 && err != nil:
+		return fmt.Errorf("save: %w", err)
+	case s.opt.MinReplicas <= 0 || (err == nil && acked >= int64(s.opt.MinReplicas)):
+		s.lonelyUntil.Store(0)
+		return nil
+	}
+	metrics.SavesUnconfirmed.Inc()
+	if err == nil && time.Now().UnixNano() < s.lonelyUntil.Load() {
+		return fmt.Errorf("save: %w", ErrUnconfirmed)
+	}
+	args[5] = "1"
+	backoff := resaveBackoff
+	for range resaveAttempts {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("save: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, resaveBackoffMax)
+		metrics.Resaves.Inc()
+		// A re-save appends the turns or finds them; it never refuses.
+		if _, acked, err = s.saveTurns(ctx, t.Key, args, Usage{}, now); err == nil && acked >= int64(s.opt.MinReplicas) {
+			s.lonelyUntil.Store(0)
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	s.lonelyUntil.Store(time.Now().Add(lonelyFor).UnixNano())
+	return fmt.Errorf("save: %w", ErrUnconfirmed)
+}
+
+// ErrUnconfirmed is returned by Save when fewer than MinReplicas replicas
+// confirmed the turns after every re-save: they are on the master the client
+// last reached, which a failover may still lose.
+var ErrUnconfirmed = errors.New("fewer replicas than redis.min_replicas confirmed the turns")
+
+// saveTurns runs saveScript with args on the thread's master, counts u's
+// tokens and, with MinReplicas, WAITs for replicas: one pipeline, so the
+// WAIT follows the script on its connection. In a Cluster the thread's
+// node gets the script and the WAIT; the usage keys, tagged by user, go
+// through the cluster client after it. It returns the script's reply and
+// how many replicas acknowledged.
+func (s *Store) saveTurns(ctx context.Context, thread string, args []any, u Usage, now time.Time) (res, acked int64, err error) {
+	keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread)}
+	count := func(p redis.Pipeliner) {
+		if u.Tokens <= 0 {
+			return
+		}
+		for _, k := range []string{s.usageKey(u.User, Day(now), ""), s.usageKey(u.User, Day(now), u.Model)} {
+			p.IncrBy(ctx, k, u.Tokens)
+			p.Expire(ctx, k, 48*time.Hour)
+		}
+	}
+	var node redis.Cmdable = s.rdb
+	cluster, isCluster := s.rdb.(*redis.ClusterClient)
+	if isCluster && s.opt.MinReplicas > 0 {
+		if node, err = cluster.MasterForKey(ctx, keys[1]); err != nil {
+			return 0, 0, err
+		}
+	}
+	var (
+		saved *redis.Cmd
+		wait  *redis.Cmd
+	)
+	_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
 		saved = saveScript.Eval(ctx, p, keys, args...) // EVALSHA has no NOSCRIPT fallback in a pipeline
-		if u.Tokens > 0 {
-			for _, k := range []string{s.usageKey(u.User, Day(now), ""), s.usageKey(u.User, Day(now), u.Model)} {
-				p.IncrBy(ctx, k, u.Tokens)
-				p.Expire(ctx, k, 48*time.Hour)
-			}
+		if node == s.rdb {
+			count(p)
+		}
+		if s.opt.MinReplicas > 0 {
+			wait = p.Do(ctx, "wait", s.opt.MinReplicas, s.opt.ReplicaWait.Milliseconds())
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("save: %w", err)
+		return 0, 0, err
 	}
-	if n, _ := saved.Int(); n != 1 {
-		return ErrLockLost
+	if node != s.rdb && u.Tokens > 0 {
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { count(p); return nil }); err != nil {
+			return 0, 0, err
+		}
 	}
-	return nil
+	res, _ = saved.Int64()
+	if wait != nil {
+		acked, _ = wait.Int64()
+	}
+	return res, acked, nil
 }
 
 // resetScript deletes the turns (KEYS[1]) and, unless an answer holds

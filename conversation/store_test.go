@@ -2,12 +2,18 @@ package conversation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/arkbot/arkbot/internal/testing/redistest"
+	"github.com/arkbot/arkbot/metrics"
 )
 
 func TestStoreLockIsExclusiveAndExpiresWhenTheHolderDies(t *testing.T) {
@@ -202,4 +208,170 @@ func TestStoreKeysShareTheThreadsHashTag(t *testing.T) {
 	if got := s.turnsKey("a{b}c"); strings.Count(got, "{") != 1 {
 		t.Errorf("braces in an ID break the hash tag: %s", got)
 	}
+}
+
+// resave re-runs saveScript as Save's re-save does, for turns of th.
+func resave(t *testing.T, th *Thread, turns []Turn, now time.Time) int64 {
+	t.Helper()
+	s := th.store
+	args := []any{th.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix(), th.drop, "1"}
+	for _, turn := range turns {
+		b, _ := json.Marshal(turn)
+		args = append(args, b)
+	}
+	res, _, err := s.saveTurns(context.Background(), th.Key, args, Usage{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func threadTexts(t *testing.T, s *Store, thread string) string {
+	t.Helper()
+	th, err := s.Lock(context.Background(), thread, "test:u9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer th.Release(context.Background())
+	var texts []string
+	for _, turn := range th.Turns {
+		texts = append(texts, turn.Text)
+	}
+	return strings.Join(texts, ",")
+}
+
+func TestStoreResaveAppendsOnce(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		ctx := context.Background()
+		s := NewStore(rdb, storeOptions(prefix))
+		now := time.Now()
+		first := []Turn{{ID: "m1", Role: "user", Text: "q1", Time: now.Unix()}, {Role: "assistant", Text: "a1", Time: now.Unix()}}
+		th, err := s.Lock(ctx, "k", "test:u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := th.Save(ctx, first, Usage{}, now); err != nil {
+			t.Fatal(err)
+		}
+		// The save landed but its confirmation did not: the re-save finds it.
+		if res := resave(t, th, first, now); res != 2 {
+			t.Fatalf("re-save of a kept save: %d, want 2 (found)", res)
+		}
+		// Another answer saves after it; the re-save still finds the first.
+		next, err := s.Lock(ctx, "k", "test:u2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := next.Save(ctx, []Turn{{ID: "m2", Role: "user", Text: "q2"}, {Role: "assistant", Text: "a2"}}, Usage{}, now); err != nil {
+			t.Fatal(err)
+		}
+		if res := resave(t, th, first, now); res != 2 {
+			t.Fatalf("re-save behind a later exchange: %d, want 2 (found)", res)
+		}
+		if got := threadTexts(t, s, "k"); got != "q1,a1,q2,a2" {
+			t.Fatalf("turns %s, want q1,a1,q2,a2", got)
+		}
+
+		// A failover lost the save and the lock with it: the re-save appends.
+		lost, err := s.Lock(ctx, "lost", "test:u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Del(ctx, s.lockKey("lost")).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if res := resave(t, lost, first, now); res != 1 {
+			t.Fatalf("re-save of a lost save: %d, want 1 (appended)", res)
+		}
+		if res := resave(t, lost, first, now); res != 2 {
+			t.Fatalf("second re-save: %d, want 2 (found)", res)
+		}
+		if got := threadTexts(t, s, "lost"); got != "q1,a1" {
+			t.Fatalf("turns %s, want q1,a1 once", got)
+		}
+	})
+}
+
+func TestStoreLockLostInAFailover(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		ctx := context.Background()
+		s := NewStore(rdb, storeOptions(prefix))
+		th, err := s.Lock(ctx, "k", "test:u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The new master never saw the lock: renewing takes it again…
+		if err := rdb.Del(ctx, s.lockKey("k")).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := th.Renew(ctx, Progress{}); !ok || err != nil {
+			t.Fatalf("renew of a vanished lock: %v %v, want it taken again", ok, err)
+		}
+		quick := storeOptions(prefix)
+		quick.LockWait = 50 * time.Millisecond
+		if _, err := NewStore(rdb, quick).Lock(ctx, "k", "test:u2"); !errors.Is(err, ErrBusy) {
+			t.Fatalf("lock taken again by renewal was free: %v", err)
+		}
+		// …and a save without it appends rather than losing the turns.
+		if err := rdb.Del(ctx, s.lockKey("k")).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := th.Save(ctx, []Turn{{Role: "user", Text: "q"}, {Role: "assistant", Text: "a"}}, Usage{}, time.Now()); err != nil {
+			t.Fatalf("save without a lock: %v", err)
+		}
+		if got := threadTexts(t, s, "k"); got != "q,a" {
+			t.Fatalf("turns %s, want q,a", got)
+		}
+	})
+}
+
+func TestStoreSaveUnconfirmedByMissingReplica(t *testing.T) {
+	rs := redistest.New(t)
+	ctx := context.Background()
+	opt := storeOptions(rs.Prefix)
+	opt.MinReplicas, opt.ReplicaWait = 1, 10*time.Millisecond
+	s := NewStore(rs.Client(), opt)
+	th, err := s.Lock(ctx, "k", "test:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unconfirmed, resaves := counterValue(metrics.SavesUnconfirmed), counterValue(metrics.Resaves)
+	err = th.Save(ctx, []Turn{{Role: "user", Text: "q"}, {Role: "assistant", Text: "a"}}, Usage{User: "slack:U1", Model: "doubao", Tokens: 5}, time.Now())
+	if !errors.Is(err, ErrUnconfirmed) {
+		t.Fatalf("save with no replica to confirm it: %v, want ErrUnconfirmed", err)
+	}
+	if d := counterValue(metrics.SavesUnconfirmed) - unconfirmed; d != 1 {
+		t.Errorf("unconfirmed saves counted %v, want 1", d)
+	}
+	if d := counterValue(metrics.Resaves) - resaves; d != resaveAttempts {
+		t.Errorf("re-saves counted %v, want %d", d, resaveAttempts)
+	}
+	if got := threadTexts(t, s, "k"); got != "q,a" {
+		t.Fatalf("turns %s, want q,a once", got)
+	}
+	used, err := rs.Client().Get(ctx, s.usageKey("slack:U1", Day(time.Now()), "")).Int()
+	if err != nil || used != 5 {
+		t.Fatalf("tokens counted %d (%v), want 5 once", used, err)
+	}
+	// Still no replica: the next save is not re-saved.
+	th, err = s.Lock(ctx, "k", "test:u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resaves = counterValue(metrics.Resaves)
+	if err := th.Save(ctx, []Turn{{Role: "user", Text: "q2"}, {Role: "assistant", Text: "a2"}}, Usage{}, time.Now()); !errors.Is(err, ErrUnconfirmed) {
+		t.Fatalf("save while Redis has no replica: %v, want ErrUnconfirmed", err)
+	}
+	if d := counterValue(metrics.Resaves) - resaves; d != 0 {
+		t.Errorf("%v re-saves while Redis has had no replica for a while, want none", d)
+	}
+	if got := threadTexts(t, s, "k"); got != "q,a,q2,a2" {
+		t.Fatalf("turns %s, want q,a,q2,a2", got)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
 }

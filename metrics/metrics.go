@@ -36,7 +36,7 @@ var (
 		Help: "Answers streaming now, by platform.",
 	}, []string{"platform"})
 
-	// ArkErrors counts errors from Ark by code (Ark's code, or Timeout, StreamInterrupted, NetworkError).
+	// ArkErrors counts errors from Ark by code (Ark's code, or one of arkclient's: Timeout, StreamInterrupted, NetworkError, ConnectFailed, TLSCertificate).
 	ArkErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "arkbot_ark_errors_total",
 		Help: "Errors from Ark by code, including retried ones.",

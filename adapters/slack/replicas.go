@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -19,6 +20,9 @@ type Presence interface {
 	Heartbeat(ctx context.Context, group, member string, ttl time.Duration) (int, error)
 	// Leave takes member out of group at once.
 	Leave(ctx context.Context, group, member string) error
+	// Departures calls left each time a member leaves group, until ctx
+	// ends.
+	Departures(ctx context.Context, group string, left func()) error
 }
 
 // WithPresence makes the replicas serving a workspace split its rate
@@ -26,9 +30,9 @@ type Presence interface {
 // through p every interval and spends 1/n of each budget, n being the
 // replicas heard from within the last three intervals. A replica that
 // starts counts itself and those before it at once; the others follow
-// within an interval, and take back a stopped replica's share when it
-// leaves (or, if it died, within three intervals). When p fails, the last
-// count stands.
+// within an interval, and take back a stopped replica's share as soon as
+// it leaves (or, if it died, within three intervals), renders already
+// waiting for budget included. When p fails, the last count stands.
 func WithPresence(p Presence, interval time.Duration) Option {
 	return func(o *options) { o.presence, o.presenceEvery = p, interval }
 }
@@ -56,16 +60,41 @@ func newPresence(p Presence, every time.Duration) *presence {
 	return &presence{p: p, every: every, member: host + "/" + strconv.Itoa(os.Getpid()) + "/" + hex.EncodeToString(b)}
 }
 
-// keepCounting heartbeats until ctx ends; the caller has made the first.
+// keepCounting heartbeats every interval, and at once when another
+// replica leaves, until ctx ends; the caller has made the first.
 func (a *Adapter) keepCounting(ctx context.Context) {
 	t := time.NewTicker(a.presence.every)
 	defer t.Stop()
+	left := make(chan struct{}, 1)
+	go a.watchDepartures(ctx, left)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.countReplicas(ctx)
+		case <-left:
+		}
+		a.countReplicas(ctx)
+	}
+}
+
+// watchDepartures signals left (without blocking: one pending recount
+// covers any number of departures) each time a replica leaves, until ctx
+// ends; a failed subscription is tried again every interval.
+func (a *Adapter) watchDepartures(ctx context.Context, left chan<- struct{}) {
+	for {
+		err := a.presence.p.Departures(ctx, presenceGroup, func() {
+			select {
+			case left <- struct{}{}:
+			default:
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		a.log.Debug("not told when replicas leave; counting at heartbeats only", "err", err)
+		if ratelimit.Sleep(ctx, a.presence.every) != nil {
+			return
 		}
 	}
 }

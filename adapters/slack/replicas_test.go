@@ -87,6 +87,11 @@ func (p *presenceStub) Heartbeat(context.Context, string, string, time.Duration)
 
 func (p *presenceStub) Leave(context.Context, string, string) error { return p.err }
 
+func (p *presenceStub) Departures(ctx context.Context, _ string, _ func()) error {
+	<-ctx.Done()
+	return nil
+}
+
 // TestReplicaCountSurvivesStorageFailures: a failed heartbeat keeps the
 // last count rather than spending the whole budget.
 func TestReplicaCountSurvivesStorageFailures(t *testing.T) {
@@ -112,4 +117,30 @@ func TestReplicaCountSurvivesStorageFailures(t *testing.T) {
 	if s := a.budget.Share(); s != 1 {
 		t.Fatalf("counted 0: share %v, want 1 (this replica at least)", s)
 	}
+}
+
+// TestReplicaTakesBackALeaversShareAtOnce: with heartbeats a minute apart,
+// a replica still counts again as soon as another leaves: the leaver's
+// share is its at once (internal/ratelimit passes it to calls waiting).
+func TestReplicaTakesBackALeaversShareAtOnce(t *testing.T) {
+	rs := redistest.New(t)
+	store := conversation.NewStore(rs.Client(), conversation.StoreOptions{Prefix: rs.Prefix})
+	fs := slacktest.New(slacktest.Options{})
+	t.Cleanup(fs.Close)
+	ctx := context.Background()
+	if _, err := store.Heartbeat(ctx, presenceGroup, "other", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := start(t, fs, newScripted(), nil, WithPresence(store, time.Minute))
+	if s := a.budget.Share(); s != 0.5 {
+		t.Fatalf("with another replica alive: share %v, want 0.5", s)
+	}
+	e := &env{t: t, fs: fs, a: a}
+	// Subscribed once a Leave reaches a listener: retry the Leave until then.
+	e.waitFor("the replica to count again when the other leaves", 5*time.Second, func() bool {
+		if err := store.Leave(ctx, presenceGroup, "other"); err != nil {
+			t.Fatal(err)
+		}
+		return a.budget.Share() == 1
+	})
 }

@@ -23,8 +23,9 @@ const checkTimeout = 30 * time.Second
 // "check" does: every registered model on Ark (a tiny streamed request,
 // closed at its first token), Redis, and each configured messenger's
 // tokens. It prints a line per check, with what to do about each failure
-// and no secret, and returns how many failed.
-func checkLive(ctx context.Context, cfg *config.Config, out io.Writer) int {
+// and no secret, and returns how many failed. Extra Ark client options
+// apply after those from cfg.
+func checkLive(ctx context.Context, cfg *config.Config, out io.Writer, extra ...arkclient.Option) int {
 	r := redactor(cfg.Secrets())
 	failed := 0
 	report := func(what string, detail string, err error) {
@@ -36,22 +37,24 @@ func checkLive(ctx context.Context, cfg *config.Config, out io.Writer) int {
 		fmt.Fprintf(out, "  ok    %s: %s\n", what, r.Replace(detail))
 	}
 
-	ark, err := arkclient.New(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(),
+	ark, err := arkclient.New(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(), append([]arkclient.Option{
+		arkclient.WithConnectTimeout(cfg.Ark.ConnectTimeout.D()),
 		arkclient.WithFirstTokenTimeout(min(cfg.Ark.FirstTokenTimeout.D(), checkTimeout)),
 		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
 		arkclient.WithRetries(1, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
-		arkclient.WithLogger(slog.New(slog.DiscardHandler)))
+		arkclient.WithLogger(slog.New(slog.DiscardHandler)),
+	}, extra...)...)
 	if err != nil {
 		fmt.Fprintf(out, "ark:\n")
 		report("ark.base_url", "", err)
 		return failed
 	}
-	fmt.Fprintf(out, "ark: %s\n", ark.URL())
+	fmt.Fprintf(out, "ark: %s (connect timeout %s)\n", ark.URL(), cfg.Ark.ConnectTimeout.D())
 	results := make([]func(), len(cfg.Models))
 	var wg sync.WaitGroup
 	for i, m := range cfg.Models {
 		wg.Go(func() {
-			detail, err := checkModel(ctx, ark, m)
+			detail, err := checkModel(ctx, ark, m, cfg.Ark.ConnectTimeout.D())
 			results[i] = func() { report(fmt.Sprintf("%s (%s)", m.Name, m.ID), detail, err) }
 		})
 	}
@@ -86,9 +89,10 @@ func checkLive(ctx context.Context, cfg *config.Config, out io.Writer) int {
 }
 
 // checkModel streams a one-word question to model m and closes the stream
-// at its first token, so the check costs a handful of tokens.
-func checkModel(ctx context.Context, ark *arkclient.Client, m config.Model) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+// at its first token, so the check costs a handful of tokens. connect is
+// ark.connect_timeout, named when the check runs out of time.
+func checkModel(parent context.Context, ark *arkclient.Client, m config.Model, connect time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(parent, checkTimeout)
 	defer cancel()
 	start := time.Now()
 	s, err := ark.Stream(ctx, arkclient.Request{
@@ -100,6 +104,11 @@ func checkModel(ctx context.Context, ark *arkclient.Client, m config.Model) (str
 	})
 	if err != nil {
 		var aerr *arkclient.Error
+		if parent.Err() == nil && ctx.Err() != nil {
+			u, _ := url.Parse(ark.URL())
+			return "", fmt.Errorf("no answer from Ark at %s within %s, the check's limit (ark.connect_timeout %s, retried once): check the network, the proxy (HTTPS_PROXY) and ark.base_url",
+				u.Host, checkTimeout, connect)
+		}
 		if errors.As(err, &aerr) {
 			// What the users would read, then what Ark (or the network) said.
 			return "", fmt.Errorf("%s [%s: %s]", aerr.UserMessage(), aerr.Code, aerr.Message)

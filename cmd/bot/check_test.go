@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/arkbot/arkbot/arkclient"
+	"github.com/arkbot/arkbot/config"
 
 	"github.com/arkbot/arkbot/internal/testing/arktest"
 	"github.com/arkbot/arkbot/internal/testing/discordtest"
@@ -140,5 +146,69 @@ func TestCheckPasses(t *testing.T) {
 	out, code := runCheck(t, checkConfig(t, ark, rs.URL, fs, fd, fs.BotToken(), fd.Token()))
 	if code != 0 || !strings.Contains(out, "all checks passed") {
 		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+// With Ark's address black-holed, -check fails each model after the
+// connect timeout (retried once) and names the address and the timeout.
+func TestCheckNamesUnreachableArk(t *testing.T) {
+	cfg, err := config.Load(writeConfig(t, "http://127.0.0.1:9/api/v3", "redis://127.0.0.1:1/0", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Ark.ConnectTimeout = config.Duration(50 * time.Millisecond)
+	var dials atomic.Int64
+	hole := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		dials.Add(1)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	var out bytes.Buffer
+	failed := checkLive(context.Background(), cfg, &out, arkclient.WithDialContext(hole))
+	t.Log("\n" + out.String())
+	if failed != 3 {
+		t.Errorf("%d failed, want both models and Redis", failed)
+	}
+	for _, want := range []string{
+		"ark: http://127.0.0.1:9/api/v3/chat/completions (connect timeout 50ms)",
+		"  FAIL  doubao (doubao-seed-1-6-250615): I can't connect to Ark at 127.0.0.1:9: no connection within 50ms. ",
+		"  FAIL  deepseek-r1 (deepseek-r1-250528): I can't connect to Ark at 127.0.0.1:9: no connection within 50ms. ",
+		"ark.base_url", "[ConnectFailed: ",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "cancelled") {
+		t.Error("the check says the request was cancelled")
+	}
+	if n := dials.Load(); n != 4 {
+		t.Errorf("%d connection attempts for 2 models, want 4 (one retry each)", n)
+	}
+}
+
+// -check-config refuses a half-configured Slack (an app token without a
+// bot token, as an .env with only SLACK_APP_TOKEN filled in gives), naming
+// the key and the variable to set, without the token.
+func TestCheckConfigRefusesHalfConfiguredSlack(t *testing.T) {
+	t.Setenv("SLACK_BOT_TOKEN", "")
+	t.Setenv("SLACK_APP_TOKEN", "xapp-1-A1-secret-part")
+	cfg := writeConfig(t, "https://ark.example/api/v3", "", `
+slack:
+  bot_token: ${SLACK_BOT_TOKEN:-}
+  app_token: ${SLACK_APP_TOKEN:-}
+`)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"-check-config", "-config", cfg}, strings.NewReader(""), &out, &errb)
+	if code == 0 {
+		t.Fatalf("half-configured Slack accepted:\n%s", out.String())
+	}
+	for _, want := range []string{"slack.bot_token (line 23): is empty while slack.app_token is set", "set the environment variable SLACK_BOT_TOKEN", "or leave SLACK_APP_TOKEN empty too"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("error lacks %q:\n%s", want, errb.String())
+		}
+	}
+	if strings.Contains(out.String()+errb.String(), "secret-part") {
+		t.Error("the app token was printed")
 	}
 }

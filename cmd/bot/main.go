@@ -133,6 +133,7 @@ func newBot(cfg *config.Config, log *slog.Logger) (*bot, error) {
 	if err != nil {
 		return nil, err
 	}
+	settleMinReplicas(context.Background(), &cfg.Redis, rdb, log)
 	engine, store, err := wire.Core(cfg, rdb, log)
 	if err != nil {
 		closeRedis()

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -62,6 +65,62 @@ func openRedis(cfg config.Redis, log *slog.Logger) (redis.UniversalClient, func(
 		return c, func() { c.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("redis.url: unknown scheme %q (use redis://, rediss://, redis-sentinel:// or redis-cluster://)", u.Scheme)
+}
+
+// settleMinReplicas sets cfg.MinReplicas, when not configured, to 1 if
+// every master rdb reaches has a replica connected (INFO replication), else
+// to 0: an embedded or lone Redis has nothing to confirm saves, and waiting
+// for a replica it lacks would slow every save. It is settled once, at
+// start-up: replicas added later are used once configured or on restart.
+func settleMinReplicas(ctx context.Context, cfg *config.Redis, rdb redis.UniversalClient, log *slog.Logger) {
+	if cfg.MinReplicas != nil {
+		return
+	}
+	n := 0
+	if cfg.URL != "" {
+		n = 1
+		count := func(ctx context.Context, c *redis.Client) error {
+			info, err := c.Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			if replicasIn(info) == 0 {
+				n = 0
+			}
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		switch c := rdb.(type) {
+		case *redis.ClusterClient:
+			var mu sync.Mutex
+			err = c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+				mu.Lock()
+				defer mu.Unlock()
+				return count(ctx, c)
+			})
+		case *redis.Client:
+			err = count(ctx, c)
+		}
+		if err != nil {
+			log.Warn("could not count Redis replicas; saves are not confirmed by any (set redis.min_replicas)", "err", err)
+			n = 0
+		}
+	}
+	cfg.MinReplicas = &n
+	log.Info("redis", "min_replicas", n, "replica_wait", cfg.ReplicaWait.D())
+}
+
+// replicasIn reads connected_slaves from INFO replication's reply.
+func replicasIn(info string) int {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
 }
 
 // redisLogger sends go-redis's own messages (dial failures, pool trouble)

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/internal/testing/redistest"
 )
 
 func TestOpenRedisModes(t *testing.T) {
@@ -49,5 +50,35 @@ func TestOpenRedisModes(t *testing.T) {
 			}
 		}
 		closeFn()
+	}
+}
+
+func TestSettleMinReplicas(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	lone := redistest.New(t)
+	one := 1
+	for _, tc := range []struct {
+		name string
+		cfg  config.Redis
+		want int
+	}{
+		{"embedded", config.Redis{}, 0},
+		{"a lone node", config.Redis{URL: lone.URL}, 0},
+		{"configured", config.Redis{URL: lone.URL, MinReplicas: &one}, 1},
+	} {
+		rdb, closeFn, err := openRedis(tc.cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settleMinReplicas(ctx, &tc.cfg, rdb, log)
+		closeFn()
+		if tc.cfg.MinReplicas == nil || *tc.cfg.MinReplicas != tc.want {
+			t.Errorf("%s: min_replicas %v, want %d", tc.name, tc.cfg.MinReplicas, tc.want)
+		}
+	}
+	// With a replica: the Sentinel set-up of TestSentinelFailoverKeepsEveryTurn.
+	if n := replicasIn("# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=…\r\n"); n != 2 {
+		t.Errorf("replicasIn: %d, want 2", n)
 	}
 }

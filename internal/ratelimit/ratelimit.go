@@ -176,6 +176,9 @@ type Budget struct {
 	buckets map[string]*bucket
 	adds    int
 	share   float64 // of each limit's rate and burst this replica spends
+	// reshared is closed (and replaced) when the share changes, waking the
+	// calls waiting for tokens to wait again at the new pace.
+	reshared chan struct{}
 }
 
 type bucket struct {
@@ -191,7 +194,7 @@ func New(platform string, limits Limits, opts ...Option) *Budget {
 		classify:         func(error) (Kind, time.Duration) { return Failed, 0 },
 		log:              slog.Default(),
 		rateLimitRetries: DefaultRateLimitRetries, transientRetries: DefaultTransientRetries, backoff: DefaultTransientBackoff,
-		buckets: map[string]*bucket{}, share: 1,
+		buckets: map[string]*bucket{}, share: 1, reshared: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(b)
@@ -206,12 +209,19 @@ func burstShare(burst int, f float64) int {
 }
 
 // SetShare makes this replica spend f of every limit's rate and burst from
-// now on, as when 1/f replicas share the platform's limits.
+// now on, as when 1/f replicas share the platform's limits. Calls already
+// waiting for tokens wait again at the new pace: when another replica
+// leaves, its share goes at once to the renders queued here.
 func (b *Budget) SetShare(f float64) {
 	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if f == b.share {
+		return
+	}
 	b.share = f
+	close(b.reshared)
+	b.reshared = make(chan struct{})
 	for _, k := range b.buckets {
 		if k.lim != nil {
 			k.lim.SetLimitAt(now, rate.Limit(k.full.PerSecond*f))
@@ -344,20 +354,42 @@ func (b *Budget) acquire(ctx context.Context, c Call) error {
 			}
 			return errors.New("ratelimit: a limit's burst is below 1")
 		}
+		reshared := b.reshared
 		b.mu.Unlock()
 		if delay > 0 {
-			if err := b.clock.Sleep(ctx, delay); err != nil {
+			if err := b.sleepUnlessReshared(ctx, reshared, delay); err != nil {
 				now := b.clock.Now()
 				b.mu.Lock()
 				for _, r := range rs {
 					r.CancelAt(now)
 				}
 				b.mu.Unlock()
-				return err
+				if ctx.Err() != nil {
+					return err
+				}
+				continue // the share changed: reserve again at the new pace
 			}
 		}
 		return nil
 	}
+}
+
+// errReshared ends a wait for tokens when the share changes.
+var errReshared = errors.New("ratelimit: share changed")
+
+// sleepUnlessReshared sleeps d, returning early with ctx's cause when ctx
+// ends or with errReshared when reshared is closed.
+func (b *Budget) sleepUnlessReshared(ctx context.Context, reshared <-chan struct{}, d time.Duration) error {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-reshared:
+			cancel(errReshared)
+		case <-sctx.Done():
+		}
+	}()
+	return b.clock.Sleep(sctx, d)
 }
 
 // penalize blocks the key of the call's first limit for d, for every caller.

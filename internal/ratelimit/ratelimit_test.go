@@ -385,3 +385,57 @@ func BenchmarkDo(b *testing.B) {
 		}
 	}
 }
+
+// waitClock's Sleep reports each wait on slept and blocks until its context
+// ends; the time stands still.
+type waitClock struct {
+	now   time.Time
+	slept chan time.Duration
+}
+
+func (c *waitClock) Now() time.Time { return c.now }
+
+func (c *waitClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.slept <- d
+	<-ctx.Done()
+	return context.Cause(ctx)
+}
+
+// TestShareReachesWaitingCalls: a call already waiting for tokens at half
+// the budget waits again at the whole budget when the share grows, as when
+// another replica leaves.
+func TestShareReachesWaitingCalls(t *testing.T) {
+	clk := &waitClock{now: time.Unix(1_800_000_000, 0), slept: make(chan time.Duration, 1)}
+	b := New("test", Limits{"chat.update": {PerSecond: 1, Burst: 2, Scope: PerWorkspace}},
+		WithClock(clk), WithClassifier(classify), WithLogger(slog.New(slog.DiscardHandler)))
+	b.SetShare(0.5) // 0.5 calls a second, burst 1
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := call("chat.update", "T1", "", MustDeliver)
+	if err := b.acquire(ctx, c); err != nil { // the burst: no wait
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.acquire(ctx, c) }()
+	if d := <-clk.slept; d != 2*time.Second {
+		t.Fatalf("waits %v at half the budget, want 2s", d)
+	}
+	b.SetShare(1)
+	select {
+	case d := <-clk.slept:
+		if d != time.Second {
+			t.Fatalf("waits %v once the whole budget is this replica's, want 1s", d)
+		}
+	case err := <-done:
+		t.Fatalf("the waiting call kept its old wait until its context ended (%v)", err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("acquire: %v, want context.Canceled", err)
+	}
+	// The cancelled wait gave its token back: after 1 s at 1/s there is one.
+	clk.now = clk.now.Add(time.Second)
+	if !b.Available(c) {
+		t.Fatal("a cancelled wait kept its token")
+	}
+}

@@ -1,13 +1,19 @@
 package transport
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // countConns counts the connections srv accepts into n.
@@ -116,5 +122,56 @@ func TestHTTP2OverTLS(t *testing.T) {
 	wg.Wait()
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d streams took %d connections", streams, n)
+	}
+}
+
+// The connect timeout ends a dial that would wait forever, and the error
+// says which address and that the timeout ended it.
+func TestConnectTimeout(t *testing.T) {
+	var dials atomic.Int64
+	tr := New(2, WithConnectTimeout(20*time.Millisecond), WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
+		dials.Add(1)
+		<-ctx.Done() // a black-holed address
+		return nil, ctx.Err()
+	}))
+	_, err := (&http.Client{Transport: tr}).Get("http://127.0.0.1:9/")
+	var ce *ConnectError
+	if !errors.As(err, &ce) || ce.Addr != "127.0.0.1:9" || ce.Limit != 20*time.Millisecond {
+		t.Fatalf("%v (%T)", err, err)
+	}
+	var ue *url.Error
+	if !errors.As(err, &ue) || !ue.Timeout() {
+		t.Errorf("url.Error %v does not report a timeout", err)
+	}
+	if !strings.Contains(err.Error(), "connect to 127.0.0.1:9: no connection within 20ms") || dials.Load() != 1 {
+		t.Errorf("%v after %d dials", err, dials.Load())
+	}
+}
+
+// A refused connection is a ConnectError without the timeout; a request
+// cancelled while connecting is not the connect timeout's doing.
+func TestConnectErrorCauses(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, err = (&http.Client{Transport: New(2, WithConnectTimeout(time.Minute))}).Get("http://" + addr + "/")
+	var ce *ConnectError
+	if !errors.As(err, &ce) || ce.Addr != addr || ce.Limit != 0 || ce.Timeout() || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("refused: %v (%+v)", err, ce)
+	}
+
+	tr := New(2, WithConnectTimeout(time.Minute), WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:9/", nil)
+	_, err = (&http.Client{Transport: tr}).Do(req)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ce) && ce.Limit != 0 {
+		t.Errorf("cancelled: %v", err)
 	}
 }

@@ -16,8 +16,10 @@ import (
 
 // Core returns the engine and its store for cfg on rdb. Extra Ark client
 // options (an HTTP client, say) apply after those from the configuration.
+// A nil cfg.Redis.MinReplicas confirms no saves; cmd/bot settles it first.
 func Core(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, extra ...arkclient.Option) (*conversation.Engine, *conversation.Store, error) {
 	opts := append([]arkclient.Option{
+		arkclient.WithConnectTimeout(cfg.Ark.ConnectTimeout.D()),
 		arkclient.WithFirstTokenTimeout(cfg.Ark.FirstTokenTimeout.D()),
 		arkclient.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
 		arkclient.WithRetries(*cfg.Ark.MaxRetries, cfg.Ark.RetryBase.D(), cfg.Ark.RetryMax.D()),
@@ -27,9 +29,15 @@ func Core(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, extra
 	if err != nil {
 		return nil, nil, fmt.Errorf("ark.base_url: %w", err)
 	}
+	minReplicas := 0
+	if cfg.Redis.MinReplicas != nil {
+		minReplicas = *cfg.Redis.MinReplicas
+	}
 	store := conversation.NewStore(rdb, conversation.StoreOptions{
-		Prefix: cfg.Redis.Prefix, TTL: cfg.Redis.TTL.D(), MaxTurns: cfg.Redis.MaxTurns,
+		MinReplicas: minReplicas,
+		Prefix:      cfg.Redis.Prefix, TTL: cfg.Redis.TTL.D(), MaxTurns: cfg.Redis.MaxTurns,
 		LockTTL: cfg.Redis.LockTTL.D(), LockWait: cfg.Redis.LockWait.D(), DedupeTTL: cfg.Redis.DedupeTTL.D(),
+		ReplicaWait: cfg.Redis.ReplicaWait.D(),
 	})
 	engine := conversation.NewEngine(Models(cfg), store, ark, append(EngineOptions(cfg), conversation.WithLogger(log))...)
 	log.Info("ark", "url", ark.URL(), "models", cfg.ModelNames(), "default", cfg.DefaultModel)

@@ -39,6 +39,7 @@ type Server struct {
 	ttft      time.Duration
 	perToken  time.Duration
 	onFirst   func(Request, time.Time)
+	onChunk   func(Request, time.Time)
 	quit      chan struct{}
 	closeOnce sync.Once
 	nextID    atomic.Uint64
@@ -70,6 +71,12 @@ func WithTiming(ttft, perToken time.Duration) Option {
 // quickly.
 func WithFirstChunkHook(f func(req Request, at time.Time)) Option {
 	return func(s *Server) { s.onFirst = f }
+}
+
+// WithChunkHook calls f for every chunk of every streamed answer with the
+// time it was written (taken just before the write), once it is flushed.
+func WithChunkHook(f func(req Request, at time.Time)) Option {
+	return func(s *Server) { s.onChunk = f }
 }
 
 // Request is one request the server received.
@@ -500,6 +507,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, req
 		}
 		if sent == 1 && s.onFirst != nil {
 			s.onFirst(req, at)
+		}
+		if s.onChunk != nil {
+			s.onChunk(req, at)
 		}
 		return true
 	}
