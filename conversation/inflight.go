@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -226,10 +227,10 @@ const orphanTurn = "(No answer: I was restarted before I could answer.)"
 
 // claimScript claims the flight record (KEYS[2]) of an answer whose lock
 // (KEYS[1]) is gone, with orphanOf (KEYS[3]: the turns; ARGV[1] turns
-// kept, ARGV[2] ms); it returns 0 when the lock is held or there is no
-// orphan.
+// kept, ARGV[2] ms); it returns -1 when the lock is held, 0 when there is
+// no orphan.
 var claimScript = redis.NewScript(orphanLua + `
-if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+if redis.call("EXISTS", KEYS[1]) == 1 then return -1 end
 return orphanOf(KEYS[2], KEYS[3], ARGV[1], ARGV[2]) or 0
 `)
 
@@ -264,8 +265,10 @@ return 0
 
 // ClaimOrphans finds up to limit answers in flight whose lock deadline
 // has passed, on platforms want accepts, and claims those whose lock is
-// gone: each is returned to exactly one caller across replicas. With
-// nothing past its deadline it costs one round trip.
+// gone: each is returned to exactly one caller across replicas. It drops
+// from the index what it claimed and entries without a flight; an entry
+// whose lock is still held (renewed late, or expiring just now) stays for
+// the next sweep. With nothing past its deadline it costs one round trip.
 func (s *Store) ClaimOrphans(ctx context.Context, limit int, want func(platform string) bool) ([]Orphan, error) {
 	now := time.Now().UnixMilli()
 	due, err := s.rdb.ZRangeByScore(ctx, s.indexKey(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now, 10), Count: int64(limit)}).Result()
@@ -282,22 +285,32 @@ func (s *Store) ClaimOrphans(ctx context.Context, limit int, want func(platform 
 		return nil, nil
 	}
 	claims := make([]*redis.Cmd, len(threads))
-	unindex := []any{now}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, thread := range threads {
 			// EVALSHA has no NOSCRIPT fallback in a pipeline.
 			claims[i] = claimScript.Eval(ctx, p, []string{s.lockKey(thread), s.flightKey(thread), s.turnsKey(thread)},
 				s.opt.MaxTurns, s.opt.TTL.Milliseconds())
-			unindex = append(unindex, thread)
 		}
-		unindexScript.Eval(ctx, p, []string{s.indexKey()}, unindex...)
 		return nil
 	})
 	var out []Orphan
-	for _, c := range claims {
-		// 0: nothing to claim; an error: claimed by nobody, retried next sweep.
-		if o := orphanFrom(c.Val()); o != nil {
+	unindex := []any{now}
+	for i, c := range claims {
+		v, cerr := c.Result()
+		if cerr != nil && !errors.Is(cerr, redis.Nil) {
+			continue // claimed by nobody: the next sweep tries again
+		}
+		if n, ok := v.(int64); ok && n == -1 {
+			continue // the lock is held
+		}
+		unindex = append(unindex, threads[i])
+		if o := orphanFrom(v); o != nil {
 			out = append(out, *o)
+		}
+	}
+	if len(unindex) > 1 {
+		if uerr := unindexScript.Run(ctx, s.rdb, []string{s.indexKey()}, unindex...).Err(); uerr != nil && !errors.Is(uerr, redis.Nil) {
+			err = errors.Join(err, uerr) // the next sweep finds no flight there and drops them
 		}
 	}
 	if err != nil && len(out) == 0 {
