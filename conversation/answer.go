@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/arkbot/arkbot/arkclient"
@@ -42,6 +43,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	// all the same, and once more as a failure if that panics too.
 	p := newPacer(e.renders, a.r, e.renderInterval(m.Platform), a.log, func() { a.cancel(errPanicked) })
 	defer p.stop()
+	a.setProgress(a.q.id, p)
 	res := a.stream(req, p, started)
 	saveErr := a.save(&res)
 	res.frame.Note = joinNotes(res.frame.Note, strings.Join(a.q.notices, " "))
@@ -87,6 +89,34 @@ type run struct {
 	saved     bool   // the save released the lock
 	model     *Model
 	q         question
+
+	progressMu sync.Mutex // the lock renewals read what follows
+	questionID string
+	pacer      *pacer
+}
+
+// setProgress tells the lock renewals the question's ID and the pacer
+// showing the answer.
+func (a *run) setProgress(questionID string, p *pacer) {
+	a.progressMu.Lock()
+	a.questionID, a.pacer = questionID, p
+	a.progressMu.Unlock()
+}
+
+// progress is what a lock renewal records of the answer: where its message
+// is, if the Reply knows (Located), and what it showed.
+func (a *run) progress() Progress {
+	var p Progress
+	if l, ok := a.r.(Located); ok {
+		p.Location, _ = l.Location()
+	}
+	a.progressMu.Lock()
+	p.Question = a.questionID
+	if a.pacer != nil {
+		p.Shown = a.pacer.shown()
+	}
+	a.progressMu.Unlock()
+	return p
 }
 
 // question is the question an answer answers, as it is saved.
@@ -132,7 +162,7 @@ func (a *run) takeThread(adm Admission) error {
 	if a.thread != nil {
 		return nil
 	}
-	t, err := e.store.Lock(a.actx, a.m.ThreadKey(), a.m.userKey())
+	t, err := e.store.LockAnswer(a.actx, a.m, a.start)
 	if err != nil {
 		return err
 	}
@@ -142,10 +172,14 @@ func (a *run) takeThread(adm Admission) error {
 }
 
 // holdLock starts renewing the thread's lock and makes the answer /stop's
-// to find.
+// to find. An orphaned answer claimed with the lock is finished aside.
 func (a *run) holdLock() {
-	a.stopRenew = a.e.keepLock(a.actx, a.log, a.thread)
+	a.stopRenew = a.e.keepLock(a.actx, a.log, a.thread, a.progress)
 	a.e.threads.Store(a.thread.Key, a.holder)
+	if o := a.thread.orphan; o != nil {
+		a.thread.orphan = nil
+		go a.e.finishOrphans([]Orphan{*o})
+	}
 }
 
 // lockFailure is the final frame of an answer that could not take its

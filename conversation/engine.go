@@ -35,6 +35,7 @@ type Engine struct {
 	interval     map[string]time.Duration
 	now          func() time.Time
 	starts       *startGate // nil: no limit on set-ups at once
+	finishers    finishers  // per platform, for orphaned answers
 
 	// Answers in flight: running maps DedupeKey to its cancel func; mu
 	// orders enter (read-locked, so answers never wait on each other) with
@@ -213,10 +214,15 @@ func (e *Engine) handle(ctx context.Context, log *slog.Logger, m Message, r Repl
 	return e.answer(ctx, log, m, r, adm, nil, started)
 }
 
-// release unlocks t, if not nil, without saving.
+// release unlocks t, if not nil, without saving; an orphaned answer
+// claimed with its lock is finished aside.
 func (e *Engine) release(ctx context.Context, log *slog.Logger, t *Thread) {
 	if t == nil {
 		return
+	}
+	if o := t.orphan; o != nil {
+		t.orphan = nil
+		go e.finishOrphans([]Orphan{*o})
 	}
 	if err := t.Release(context.WithoutCancel(ctx)); err != nil {
 		log.Warn("release failed", "err", err)
@@ -333,12 +339,14 @@ func (e *Engine) currentModel(ctx context.Context, m Message) *Model {
 	return e.modelFor(tm, cm)
 }
 
-// keepLock renews the thread lock while the answer runs. The returned func
+// keepLock renews the thread lock while the answer runs, recording its
+// progress (see Thread.Renew); the first renewal comes after at most
+// locateAfter, to record where the answer's message is. The returned func
 // stops renewing and waits until no renewal is in flight; it is idempotent.
 // A timer rather than a goroutine waits between renewals: a goroutine per
 // answer, parked for seconds, was stack the garbage collector scanned in
 // every cycle.
-func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func() {
+func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread, progress func() Progress) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	every := e.store.opt.LockTTL / 3
 	var (
@@ -346,7 +354,7 @@ func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func
 		timer *time.Timer
 	)
 	mu.Lock()
-	timer = time.AfterFunc(every, func() {
+	timer = time.AfterFunc(min(every, locateAfter), func() {
 		mu.Lock()
 		defer mu.Unlock()
 		defer func() {
@@ -357,7 +365,7 @@ func (e *Engine) keepLock(ctx context.Context, log *slog.Logger, t *Thread) func
 		if ctx.Err() != nil {
 			return
 		}
-		if ok, err := t.Renew(ctx); (err != nil || !ok) && ctx.Err() == nil {
+		if ok, err := t.Renew(ctx, progress()); (err != nil || !ok) && ctx.Err() == nil {
 			log.Warn("lock renewal failed", "held", ok, "err", err)
 		}
 		if ctx.Err() == nil {

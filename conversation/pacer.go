@@ -30,6 +30,7 @@ type pacer struct {
 	rendering bool      // a render is in flight
 	next      time.Time // the last render's end plus the interval
 	finalErr  error
+	shownText string // the text of the last frame rendered without error
 	wake      chan struct{}
 	done      chan struct{}
 }
@@ -39,6 +40,13 @@ func newPacer(ctx context.Context, r Reply, interval time.Duration, log *slog.Lo
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.run()
 	return p
+}
+
+// shown is the text of the last frame rendered without error.
+func (p *pacer) shown() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.shownText
 }
 
 // update offers a newer frame; it never blocks.
@@ -103,6 +111,9 @@ func (p *pacer) run() {
 		last = time.Now()
 		p.mu.Lock()
 		p.rendering, p.next = false, last.Add(p.interval)
+		if err == nil {
+			p.shownText = f.Text
+		}
 		p.mu.Unlock()
 		if final {
 			p.finalErr = err

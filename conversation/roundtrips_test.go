@@ -20,13 +20,15 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 }
 
 // Redis round trips per answered turn, with the per-user rate limit of the
-// example config.yaml, both for a message that mentions the bot and for the
-// follow-ups in its thread that don't: 3 (admit with lock and load, the rate
-// limit, save with unlock), under the budget of 4.
+// example config.yaml and answers' flights recorded, both for a message
+// that mentions the bot and for the follow-ups in its thread that don't: 3
+// (admit with lock, load and flight, the rate limit, save with unlock),
+// under the budget of 4.
 func TestRedisRoundTripsPerTurn(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		rg := newRig(t, rdb, prefix)
 		rg.engine.limits.RequestsPerMinute = 20
+		rg.engine.FinishOrphansWith("test", &finished{})
 		rg.ask(t, msg("warm up")) // loads scripts
 		h := &roundTrips{}
 		rdb.AddHook(h)

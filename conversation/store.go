@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,9 +47,11 @@ type StoreOptions struct {
 // Store keeps conversations in Redis. Every key of one thread shares a hash
 // tag, so a thread lives in one Cluster slot and its scripts stay atomic.
 type Store struct {
-	rdb  redis.UniversalClient
-	opt  StoreOptions
-	rate *redis_rate.Limiter
+	rdb     redis.UniversalClient
+	opt     StoreOptions
+	rate    *redis_rate.Limiter
+	replica string   // this process's name in flight records
+	tracked sync.Map // platforms whose answers' flights are recorded (track)
 	// lonelyUntil (Unix ns) ends the spell in which saves are not re-saved
 	// for want of a replica (see lonelyFor).
 	lonelyUntil atomic.Int64
@@ -59,7 +62,7 @@ var ErrBusy = errors.New("conversation is busy")
 
 // NewStore returns a Store on rdb.
 func NewStore(rdb redis.UniversalClient, opt StoreOptions) *Store {
-	return &Store{rdb: rdb, opt: opt, rate: redis_rate.NewLimiter(rdb)}
+	return &Store{rdb: rdb, opt: opt, rate: redis_rate.NewLimiter(rdb), replica: newReplicaID()}
 }
 
 // tagSafe keeps an ID's braces from ending a key's hash tag early.
@@ -110,10 +113,20 @@ type Admission struct {
 
 // lockAndLoadLua takes the lock (KEYS[1], token ARGV[1], ARGV[2] ms) and,
 // only if it got it, returns {1, the thread's model, its turns} (KEYS[2]
-// turns, KEYS[3] meta); else it returns {0, the lock's TTL}.
-const lockAndLoadLua = `
+// turns, KEYS[3] meta); else it returns {0, the lock's TTL}. With a flight
+// record to write (KEYS[5]: ARGV[5], begun at ARGV[6], for ARGV[7] ms, in
+// a thread keeping ARGV[8] turns; none if ARGV[5] is empty), it first
+// claims the record there, if an orphan's (see orphanLua), and returns it
+// fourth.
+const lockAndLoadLua = orphanLua + `
 if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
-  return {1, redis.call("HGET", KEYS[3], "model") or "", redis.call("LRANGE", KEYS[2], 0, -1)}
+  local orphan = false
+  if ARGV[5] ~= "" then
+    orphan = orphanOf(KEYS[5], KEYS[2], ARGV[8], ARGV[7]) or false
+    redis.call("HSET", KEYS[5], "rec", ARGV[5], "start", ARGV[6])
+    redis.call("PEXPIRE", KEYS[5], ARGV[7])
+  end
+  return {1, redis.call("HGET", KEYS[3], "model") or "", redis.call("LRANGE", KEYS[2], 0, -1), orphan}
 end
 return {0, redis.call("PTTL", KEYS[1])}
 `
@@ -123,14 +136,17 @@ var lockAndLoad = redis.NewScript(lockAndLoadLua)
 
 // admitScript marks a message as seen (KEYS[4], for ARGV[4] ms) and, when
 // asked, tries lockAndLoadLua on its thread in the same step. It returns
-// {-1} for a follow-up (ARGV[3] = "1") in a thread without turns and not
-// locked (a thread's first answer holds the lock before it saves a turn),
-// leaving nothing behind; {0} for a message seen before; {1} for a new one, and
-// then lockAndLoadLua's reply if ARGV[1], the lock token, isn't empty.
+// {-1} for a follow-up (ARGV[3] = "1") in a thread without turns, not
+// locked (a thread's first answer holds the lock before it saves a turn)
+// and not marked as one the bot talks in (KEYS[6]), leaving nothing
+// behind; {0} for a message seen before; {1} for a new one, and then
+// lockAndLoadLua's reply if ARGV[1], the lock token, isn't empty. A new
+// mention to answer marks its thread as one the bot talks in, for ARGV[9] ms.
 var admitScript = redis.NewScript(`
-if ARGV[3] == "1" and redis.call("EXISTS", KEYS[2], KEYS[1]) == 0 then return {-1} end
+if ARGV[3] == "1" and redis.call("EXISTS", KEYS[2], KEYS[1], KEYS[6]) == 0 then return {-1} end
 if not redis.call("SET", KEYS[4], "1", "NX", "PX", ARGV[4]) then return {0} end
 if ARGV[1] == "" then return {1} end
+if ARGV[3] == "0" then redis.call("SET", KEYS[6], "1", "PX", ARGV[9]) end
 local function lock()` + lockAndLoadLua + `end
 local r = lock()
 table.insert(r, 1, 1)
@@ -142,9 +158,11 @@ return r
 // share a hash tag). A follow-up (m.Mentioned false) is for the bot only
 // where it holds a conversation: Admit checks that its thread has turns and
 // only then marks it; Talking is false when it has none, and nothing is
-// written then; a thread whose first answer is under way counts as one
-// with turns. With lock, Admit also tries to lock and load the thread of
-// a new message (see Admission.Thread), saving the answer a round trip.
+// written then; a thread whose first answer is under way, or where a
+// mention was taken to answer (within TTL), counts as one with turns.
+// With lock, Admit also tries to lock and load the thread of a new
+// message (see Admission.Thread), saving the answer a round trip, and
+// records the answer's flight on a tracked platform.
 func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.Time, lock bool) (Admission, error) {
 	day := Day(now)
 	usageKeys := []string{s.usageKey(m.userKey(), day, "")}
@@ -152,9 +170,10 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 		usageKeys = append(usageKeys, s.usageKey(m.userKey(), day, name))
 	}
 	thread := m.ThreadKey()
-	token, followUp := "", "0"
+	token, followUp, flight := "", "0", noFlight
 	if lock {
 		token = lockToken(m.userKey())
+		flight = s.flightArgs(m, now)
 	}
 	if !m.Mentioned {
 		followUp = "1"
@@ -165,9 +184,13 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 		used    *redis.SliceCmd
 	)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread), s.markerKey(m)}
+		keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread), s.markerKey(m), s.flightKey(thread), s.talkingKey(thread)}
+		args := append([]any{token, s.opt.LockTTL.Milliseconds(), followUp, s.opt.DedupeTTL.Milliseconds()}, flight...)
 		// EVALSHA has no NOSCRIPT fallback in a pipeline.
-		script = admitScript.Eval(ctx, p, keys, token, s.opt.LockTTL.Milliseconds(), followUp, s.opt.DedupeTTL.Milliseconds())
+		script = admitScript.Eval(ctx, p, keys, append(args, s.opt.TTL.Milliseconds())...)
+		if flight[0] != "" {
+			s.indexAdd(ctx, p, thread) // an entry without a flight is dropped by a sweep
+		}
 		chModel = p.Get(ctx, s.channelKey(m.ChannelKey()))
 		used = p.MGet(ctx, usageKeys...)
 		return nil
@@ -189,6 +212,7 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 	a.Talking = true
 	if len(res) > 1 && res[1].(int64) == 1 {
 		a.Thread = s.loaded(thread, token, res[2:])
+		a.Thread.tracked = flight[0] != ""
 	}
 	for i, v := range used.Val() {
 		str, _ := v.(string)
@@ -203,9 +227,12 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 }
 
 // loaded is the thread locked with token, from lockAndLoadLua's reply after
-// its leading 1: the model and the turns.
+// its leading 1: the model, the turns, and an orphan claimed.
 func (s *Store) loaded(thread, token string, res []any) *Thread {
 	t := &Thread{Key: thread, Model: res[0].(string), token: token, store: s}
+	if len(res) > 2 {
+		t.orphan = orphanFrom(res[2])
+	}
 	for _, raw := range res[1].([]any) {
 		var turn Turn
 		if json.Unmarshal([]byte(raw.(string)), &turn) == nil {
@@ -230,12 +257,14 @@ func (s *Store) Allow(ctx context.Context, key string, perMinute int) (time.Dura
 
 // Thread is a locked conversation, loaded. Save or Release it.
 type Thread struct {
-	Key   string
-	Model string // the thread's own model choice, "" if none
-	Turns []Turn
-	token string
-	store *Store
-	drop  int // turns Save removes from the end before appending
+	Key     string
+	Model   string // the thread's own model choice, "" if none
+	Turns   []Turn
+	token   string
+	store   *Store
+	drop    int     // turns Save removes from the end before appending
+	tracked bool    // its answer's flight is recorded
+	orphan  *Orphan // an orphaned answer claimed with the lock, to finish
 }
 
 // DropLastExchange takes the latest question and its answer out of the
@@ -281,17 +310,39 @@ func lastQuestion(turns []Turn) (Turn, bool) {
 // turns and model in the same round trip. The lock expires after LockTTL
 // unless renewed with Renew.
 func (s *Store) Lock(ctx context.Context, thread, owner string) (*Thread, error) {
+	return s.lock(ctx, thread, owner, noFlight)
+}
+
+// lock is Lock, writing a flight record when flight (flightArgs) has one.
+func (s *Store) lock(ctx context.Context, thread, owner string, flight []any) (*Thread, error) {
 	token := lockToken(owner)
-	keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread)}
+	flightKey := s.flightKey(thread)
+	// KEYS[4], ARGV[3] and ARGV[4] are admitScript's own.
+	keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread), flightKey, flightKey}
+	args := append([]any{token, s.opt.LockTTL.Milliseconds(), "", ""}, flight...)
+	tracked := flight[0] != ""
 	deadline := time.Now().Add(s.opt.LockWait)
 	backoff := 20 * time.Millisecond
 	for {
-		res, err := lockAndLoad.Run(ctx, s.rdb, keys, token, s.opt.LockTTL.Milliseconds()).Slice()
+		var script *redis.Cmd
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			script = lockAndLoad.Eval(ctx, p, keys, args...) // EVALSHA has no NOSCRIPT fallback in a pipeline
+			if tracked {
+				s.indexAdd(ctx, p, thread)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		res, err := script.Slice()
 		if err != nil {
 			return nil, fmt.Errorf("lock: %w", err)
 		}
 		if res[0].(int64) == 1 {
-			return s.loaded(thread, token, res[1:]), nil
+			t := s.loaded(thread, token, res[1:])
+			t.tracked = tracked
+			return t, nil
 		}
 		if time.Now().Add(backoff).After(deadline) {
 			return nil, ErrBusy
@@ -305,30 +356,14 @@ func (s *Store) Lock(ctx context.Context, thread, owner string) (*Thread, error)
 	}
 }
 
-// renewScript extends the lock, or takes it again when it is gone (a
-// failover lost it, or it expired while this answer stalled).
-var renewScript = redis.NewScript(`
-local v = redis.call("GET", KEYS[1])
-if v == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
-if not v then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) return 1 end
-return 0
-`)
-
-// Renew extends the lock, taking it again if it is gone; it reports false
-// when another answer holds it.
-func (t *Thread) Renew(ctx context.Context) (bool, error) {
-	n, err := renewScript.Run(ctx, t.store.rdb, []string{t.store.lockKey(t.Key)}, t.token, t.store.opt.LockTTL.Milliseconds()).Int()
-	return n == 1, err
-}
-
 var releaseScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1], KEYS[2]) end
 return 0
 `)
 
-// Release unlocks the thread without saving.
+// Release unlocks the thread without saving, ending its answer's flight.
 func (t *Thread) Release(ctx context.Context) error {
-	return releaseScript.Run(ctx, t.store.rdb, []string{t.store.lockKey(t.Key)}, t.token).Err()
+	return releaseScript.Run(ctx, t.store.rdb, []string{t.store.lockKey(t.Key), t.store.flightKey(t.Key)}, t.token).Err()
 }
 
 // saveScript drops the turns a retry replaces, appends turns, trims,
@@ -507,9 +542,18 @@ func (s *Store) saveTurns(ctx context.Context, thread string, args []any, u Usag
 	return res, acked, nil
 }
 
+// resetScript deletes the turns (KEYS[1]) and, unless an answer holds
+// the lock (KEYS[2]), the last answer's flight record (KEYS[3]), which
+// the turns no longer show as saved.
+var resetScript = redis.NewScript(`
+redis.call("DEL", KEYS[1])
+if redis.call("EXISTS", KEYS[2]) == 0 then redis.call("DEL", KEYS[3]) end
+return 0
+`)
+
 // Reset forgets the thread's turns, keeping its model choice.
 func (s *Store) Reset(ctx context.Context, thread string) error {
-	return s.rdb.Del(ctx, s.turnsKey(thread)).Err()
+	return resetScript.Run(ctx, s.rdb, []string{s.turnsKey(thread), s.lockKey(thread), s.flightKey(thread)}).Err()
 }
 
 // ThreadModel returns the thread's model choice, "" if none.

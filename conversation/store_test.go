@@ -66,7 +66,7 @@ func TestStoreRenewKeepsTheLock(t *testing.T) {
 		}
 		for i := 0; i < 4; i++ { // renewed every 0.4 of the TTL, it outlives the TTL
 			time.Sleep(400 * time.Millisecond)
-			if ok, err := th.Renew(ctx); !ok || err != nil {
+			if ok, err := th.Renew(ctx, Progress{}); !ok || err != nil {
 				t.Fatalf("renew %d: %v %v", i, ok, err)
 			}
 		}
@@ -304,7 +304,7 @@ func TestStoreLockLostInAFailover(t *testing.T) {
 		if err := rdb.Del(ctx, s.lockKey("k")).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := th.Renew(ctx); !ok || err != nil {
+		if ok, err := th.Renew(ctx, Progress{}); !ok || err != nil {
 			t.Fatalf("renew of a vanished lock: %v %v, want it taken again", ok, err)
 		}
 		quick := storeOptions(prefix)

@@ -6,5 +6,9 @@ import (
 	"github.com/arkbot/arkbot/internal/testing/redistest"
 )
 
-// TestMain reports the tests that skipped for want of Redis (see redistest.Main).
-func TestMain(m *testing.M) { redistest.Main(m) }
+// TestMain reports the tests that skipped for want of Redis (see
+// redistest.Main); run as the replica a test kills, it is that replica.
+func TestMain(m *testing.M) {
+	doomedReplicaMain()
+	redistest.Main(m)
+}

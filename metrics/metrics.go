@@ -14,7 +14,7 @@ var (
 	// Answers counts finished answers by platform, model and outcome.
 	Answers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "arkbot_answers_total",
-		Help: "Answers finished, by platform, model and outcome (done, truncated, filtered, stopped, interrupted, failed).",
+		Help: "Answers finished, by platform, model and outcome (done, truncated, filtered, stopped, interrupted, failed; orphaned: finished by a sweep after its replica died).",
 	}, []string{"platform", "model", "outcome"})
 
 	// FirstToken observes the time from a user's message to the first token from Ark.

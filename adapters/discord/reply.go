@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bwmarrin/discordgo"
 
@@ -279,7 +280,10 @@ type reply struct {
 	rendered bool
 	final    bool
 	answered bool // the final frame has text: it can be redone
+	orphan   bool // finishing an orphaned answer: Retry even without text
 	noticed  int
+
+	loc atomic.Pointer[string] // where the answer is, for Location (see locate)
 }
 
 func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chainRoot string) *reply {
@@ -290,6 +294,7 @@ func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chai
 func (r *reply) Begin(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.locate()
 	if len(r.msgs.List) > 0 || r.final {
 		return nil
 	}
@@ -302,6 +307,7 @@ func (r *reply) Begin(ctx context.Context) error {
 func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.locate()
 	if r.final {
 		return nil
 	}
@@ -408,7 +414,7 @@ func (r *reply) showLocked(ctx context.Context, pieces []string, live bool, p re
 	switch {
 	case live && r.key != "" && len(stopPrefix+r.key) <= 100:
 		btn = stopPrefix + r.key
-	case !live && r.answered && r.question != "" && len(retryPrefix+r.question) <= 100:
+	case !live && (r.answered || r.orphan) && r.question != "" && len(retryPrefix+r.question) <= 100:
 		btn = retryPrefix + r.question
 	}
 	err := r.msgs.Sync(ctx, surface{r}, render.Want{Pieces: pieces, Button: btn, Live: live, Priority: p})

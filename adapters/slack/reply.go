@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -44,6 +45,7 @@ type replyTarget struct {
 	slash         bool
 	question      string // the question's message ID, behind the Retry button ("": no button)
 	private       bool   // notices only the user sees (a button click's refusals)
+	orphan        bool   // finishing an orphaned answer: Retry even without text
 }
 
 type renderMode int
@@ -93,6 +95,8 @@ type reply struct {
 	base    int    // bytes already shown by native streaming before a fallback
 	basePre string // code fence reopened at base
 	msgs    render.Messages
+
+	loc atomic.Pointer[string] // where the answer is, for Location (see locate)
 }
 
 func (a *Adapter) newReply(t replyTarget, log *slog.Logger) *reply {
@@ -122,6 +126,7 @@ func (a *Adapter) nativeDisabled(team string) bool {
 func (r *reply) Begin(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.locate()
 	if r.mode != modeUndecided || r.done {
 		return nil
 	}
@@ -144,6 +149,7 @@ func (r *reply) Begin(ctx context.Context) error {
 func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.locate()
 	if r.done {
 		return nil
 	}
@@ -534,10 +540,10 @@ func (r *reply) showReasoningInPlaceholder(ctx context.Context, reasoning string
 }
 
 // retryButton is the Retry button's value for the last message of a
-// finished answer with text, when the answer's question is known: the
-// question ("": none).
+// finished answer with text (of any orphan), when the answer's question
+// is known: the question ("": none).
 func (r *reply) retryButton(f conversation.Frame) string {
-	if !f.Final || strings.TrimSpace(f.Text) == "" {
+	if !f.Final || strings.TrimSpace(f.Text) == "" && !r.t.orphan {
 		return ""
 	}
 	return r.t.question

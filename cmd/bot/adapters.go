@@ -9,6 +9,7 @@ import (
 	"github.com/arkbot/arkbot/adapters/discord"
 	"github.com/arkbot/arkbot/adapters/slack"
 	"github.com/arkbot/arkbot/config"
+	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -16,7 +17,8 @@ import (
 type runner func(ctx context.Context) error
 
 // adapters builds the configured messenger adapters, mounting the HTTP
-// routes they need on mux and registering their readiness.
+// routes they need on mux and registering their readiness and their
+// finishers of orphaned answers; a sweep for those runs with them.
 func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error) {
 	var runners []runner
 	if cfg.Slack.Enabled() {
@@ -34,6 +36,7 @@ func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error)
 		if !cfg.Slack.SocketMode() {
 			a.Register(mux)
 		}
+		b.engine.FinishOrphansWith(conversation.PlatformSlack, a)
 		runners = append(runners, a.Run)
 		b.ready = append(b.ready, a.Ready)
 	}
@@ -46,8 +49,16 @@ func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error)
 		if err != nil {
 			return nil, err
 		}
+		b.engine.FinishOrphansWith(conversation.PlatformDiscord, a)
 		runners = append(runners, a.Run)
 		b.ready = append(b.ready, a.Ready)
+	}
+	if len(runners) > 0 {
+		// Answers of a replica that died are finished by whichever survives.
+		runners = append(runners, func(ctx context.Context) error {
+			b.engine.SweepOrphans(ctx, conversation.DefaultSweepInterval)
+			return nil
+		})
 	}
 	return runners, nil
 }
