@@ -91,7 +91,7 @@ func TestServeSlackAndDiscord(t *testing.T) {
 	cfg := writeConfig(t, ark.URL, rs.URL, fmt.Sprintf(`
 server:
   addr: %s
-  shutdown_timeout: 300ms
+  shutdown_timeout: 3s # a grace of 2s: the slow answer below needs 5s
 slack:
   bot_token: ${T_SLACK_BOT}
   app_token: ${T_SLACK_APP}
