@@ -29,6 +29,7 @@ import (
 )
 
 func main() {
+	wire.TuneGC()
 	// SIGINT is run's: it shuts down, except in an interactive console.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

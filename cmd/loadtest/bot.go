@@ -135,6 +135,7 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 
 // runBot is the bot process: it runs until told to stop or stdin closes.
 func runBot(stdin io.Reader, stdout, stderr io.Writer) int {
+	wire.TuneGC() // as cmd/bot does
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 64<<10), 1<<20)
 	out := json.NewEncoder(stdout)

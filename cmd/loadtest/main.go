@@ -254,7 +254,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// The harness's garbage collections would delay the fakes' timestamps,
 	// counting as the bot's latency, and take CPU from it: it collects less
 	// often, with memory to spare, and not at all during the measured load
-	// (see pauseGC). The bot process keeps Go's defaults (or GOGC, if set).
+	// (see pauseGC). The bot process runs with cmd/bot's GC setting
+	// (wire.DefaultGOGC, or GOGC if set).
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
