@@ -12,14 +12,6 @@ import (
 // its messages in a channel or thread. Answers given through an
 // interaction's webhook have none: its token is not kept in Redis.
 
-// Location implements conversation.Located.
-func (r *reply) Location() (string, bool) {
-	if p := r.loc.Load(); p != nil {
-		return *p, true
-	}
-	return "", false
-}
-
 // locate records where the answer's messages are now; the caller holds r.mu.
 func (r *reply) locate() {
 	c, ok := r.sink.(*channelSink)
@@ -31,9 +23,7 @@ func (r *reply) locate() {
 		ids[i] = m.ID
 	}
 	loc := "c:" + c.channelID + ":" + strings.Join(ids, ",")
-	if old := r.loc.Load(); old == nil || *old != loc {
-		r.loc.Store(&loc)
-	}
+	r.Set(loc)
 }
 
 // FinishOrphan implements conversation.OrphanFinisher: the answer's

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/bwmarrin/discordgo"
 
@@ -283,7 +282,7 @@ type reply struct {
 	orphan   bool // finishing an orphaned answer: Retry even without text
 	noticed  int
 
-	loc atomic.Pointer[string] // where the answer is, for Location (see locate)
+	render.Where // where the answer is, for conversation.Located (see locate)
 }
 
 func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chainRoot string) *reply {

@@ -15,14 +15,6 @@ import (
 // messages from the answer's byte offset BASE on. The channel and thread
 // come with the orphan.
 
-// Location implements conversation.Located.
-func (r *reply) Location() (string, bool) {
-	if p := r.loc.Load(); p != nil {
-		return *p, true
-	}
-	return "", false
-}
-
 // locate records where the answer's messages are now; the caller holds r.mu.
 func (r *reply) locate() {
 	var loc string
@@ -38,9 +30,7 @@ func (r *reply) locate() {
 	default:
 		return
 	}
-	if old := r.loc.Load(); old == nil || *old != loc {
-		r.loc.Store(&loc)
-	}
+	r.Set(loc)
 }
 
 // FinishOrphan implements conversation.OrphanFinisher: the answer's open

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -96,7 +95,7 @@ type reply struct {
 	basePre string // code fence reopened at base
 	msgs    render.Messages
 
-	loc atomic.Pointer[string] // where the answer is, for Location (see locate)
+	render.Where // where the answer is, for conversation.Located (see locate)
 }
 
 func (a *Adapter) newReply(t replyTarget, log *slog.Logger) *reply {
