@@ -37,10 +37,9 @@ type Engine struct {
 	starts       *startGate // nil: no limit on set-ups at once
 	finishers    finishers  // per platform, for orphaned answers
 
-	// Answers in flight: running maps DedupeKey to its cancel func; mu
+	// Answers in flight: running maps DedupeKey to its *answering; mu
 	// orders enter (read-locked, so answers never wait on each other) with
-	// Shutdown setting closing. A mutex around both was a hot spot when a
-	// thousand answers began and ended at once.
+	// Shutdown setting closing.
 	running  sync.Map
 	threads  sync.Map // thread key to the *answering that holds its lock
 	mu       sync.RWMutex
