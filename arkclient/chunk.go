@@ -16,8 +16,8 @@ import (
 //
 // It decodes a chunk (one per token) in place, allocating only the content
 // string, where json.Unmarshal allocates for every field (see
-// BenchmarkDecodeChunk and docs/decisions.md). It gives what json.Unmarshal into the fields the
-// client reads gave: keys match case-insensitively, a repeated key
+// BenchmarkDecodeChunk and docs/decisions.md). It gives what json.Unmarshal
+// into the fields the client reads gave: keys match case-insensitively, a repeated key
 // overrides, null leaves a field alone, a value of the wrong type is an
 // error; only choices with index 0 count. The rare error event goes through
 // encoding/json.
