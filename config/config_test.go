@@ -629,6 +629,30 @@ server:
 	}
 }
 
+// slack.rate_limits replaces assumed limits per Web API method; a rate
+// that is not positive, or a name that is no method, is an error with its
+// key and line.
+func TestSlackRateLimits(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	c, err := Parse([]byte(minimal + "slack:\n  rate_limits:\n    chat.update: {per_minute: 100, burst: 8}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Slack.RateLimits["chat.update"]; got != (RateLimit{PerMinute: 100, Burst: 8}) {
+		t.Errorf("rate_limits = %+v", c.Slack.RateLimits)
+	}
+	for yaml, want := range map[string]string{
+		"    chat.update: {per_minute: 0}\n":            "slack.rate_limits.chat.update.per_minute (line ",
+		"    update: {per_minute: 5}\n":                 "slack.rate_limits.update (line ",
+		"    chat.update: {per_minute: 5, burst: -1}\n": "slack.rate_limits.chat.update.burst (line ",
+	} {
+		_, err := Parse([]byte(minimal + "slack:\n  rate_limits:\n" + yaml))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", yaml, err, want)
+		}
+	}
+}
+
 func TestRedisMinReplicas(t *testing.T) {
 	env(t, map[string]string{"ARK_API_KEY": "k"})
 	c, err := Parse([]byte(minimal))

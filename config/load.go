@@ -195,6 +195,16 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *fieldErrors) {
 			}
 			checkNode(n.Content[i+1], ft, key, errs)
 		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			errs.add(path, "must be a mapping of keys (got %s)", kindName(n))
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := join(path, n.Content[i].Value)
+			errs.lines[key] = n.Content[i].Line
+			checkNode(n.Content[i+1], t.Elem(), key, errs)
+		}
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			if t.Elem().Kind() == reflect.String && n.Kind == yaml.ScalarNode {

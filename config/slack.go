@@ -42,6 +42,18 @@ type Slack struct {
 	// stay under Slack's limits. Auto (the default) counts the live
 	// replicas through Redis heartbeats and follows as they come and go.
 	Replicas Replicas `yaml:"replicas"`
+	// RateLimits replaces the rate limits the bot assumes for these Web API
+	// methods (Slack's published tiers by default): for Enterprise Grid or
+	// a workspace whose limits Slack raised.
+	RateLimits map[string]RateLimit `yaml:"rate_limits"`
+}
+
+// RateLimit is a Web API method's limit as Slack states it: calls per
+// minute per workspace (per channel for chat.postMessage), and how many
+// the bot may make at once (0: the bot's default burst for the method).
+type RateLimit struct {
+	PerMinute float64 `yaml:"per_minute"`
+	Burst     int     `yaml:"burst"`
 }
 
 // Enabled reports whether the Slack adapter should run.
@@ -87,6 +99,17 @@ func (s *Slack) validate(errs *fieldErrors) {
 	case "auto", "native", "update":
 	default:
 		errs.add("slack.streaming", "must be auto, native or update, not %q", s.Streaming)
+	}
+	for method, l := range s.RateLimits {
+		key := "slack.rate_limits." + method
+		switch {
+		case !strings.Contains(method, "."):
+			errs.add(key, "is not a Web API method name such as chat.update")
+		case l.PerMinute <= 0:
+			errs.add(key+".per_minute", "must be more than 0 calls a minute, not %v", l.PerMinute)
+		case l.Burst < 0:
+			errs.add(key+".burst", "must not be negative")
+		}
 	}
 	if s.MaxConcurrent < 0 {
 		errs.add("slack.max_concurrent", "must not be negative")

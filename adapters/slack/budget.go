@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/slack-go/slack"
 
+	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/internal/ratelimit"
 )
 
@@ -56,6 +58,24 @@ func DefaultBudgets() Budgets {
 		"users.info":                  {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
 		"files.info":                  {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
 	}
+}
+
+// WithLimits returns a copy with the limits of the methods in limits
+// replaced by those given as Slack states them (slack.rate_limits): the bot
+// plans BudgetShare of each rate, keeps a known method's scope (per channel
+// for chat.postMessage) and its burst unless one is given.
+func (b Budgets) WithLimits(limits map[string]config.RateLimit) Budgets {
+	out := make(Budgets, len(b)+len(limits))
+	maps.Copy(out, b)
+	for method, l := range limits {
+		v, known := out[method]
+		v.PerMinute = l.PerMinute * BudgetShare
+		if l.Burst > 0 || !known {
+			v.Burst = max(l.Burst, 1)
+		}
+		out[method] = v
+	}
+	return out
 }
 
 // Scaled returns a copy with every rate multiplied by f; bursts are kept.

@@ -225,6 +225,25 @@ func TestRateLimits(t *testing.T) {
 	if got := DefaultBudgets().Scaled(2)["chat.update"]; got.PerMinute != 2*Tier3PerMinute*BudgetShare || got.Burst != 5 {
 		t.Fatalf("Scaled = %+v", got)
 	}
+	// slack.rate_limits replaces the limit Slack states, keeping a known
+	// method's scope and burst unless one is given.
+	defaults := DefaultBudgets()
+	raised := defaults.WithLimits(map[string]config.RateLimit{
+		"chat.update": {PerMinute: 200}, "chat.postMessage": {PerMinute: 120, Burst: 6}, "conversations.info": {PerMinute: 20},
+	})
+	for method, want := range map[string]Budget{
+		"chat.update":        {PerMinute: 200 * BudgetShare, Burst: 5},
+		"chat.postMessage":   {PerMinute: 120 * BudgetShare, Burst: 6, PerChannel: true},
+		"conversations.info": {PerMinute: 20 * BudgetShare, Burst: 1},
+		"chat.startStream":   defaults["chat.startStream"],
+	} {
+		if raised[method] != want {
+			t.Errorf("WithLimits: %s = %+v, want %+v", method, raised[method], want)
+		}
+	}
+	if defaults["chat.update"].PerMinute != Tier3PerMinute*BudgetShare {
+		t.Error("WithLimits changed the budgets it was called on")
+	}
 	for _, tc := range []struct {
 		err  error
 		kind ratelimit.Kind

@@ -276,7 +276,7 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 	if cfg.Slack.Enabled() {
 		budgets := slack.Budgets{} // no method listed: none limited
 		if !spec.Unlimited {
-			budgets = slack.DefaultBudgets().Scaled(spec.RateScale * cfg.Slack.Replicas.Share())
+			budgets = slack.DefaultBudgets().WithLimits(cfg.Slack.RateLimits).Scaled(spec.RateScale * cfg.Slack.Replicas.Share())
 		}
 		opts := []slack.Option{slack.WithLogger(log.With("adapter", "slack")),
 			slack.WithShutdownGrace(b.shutdown), slack.WithBudgets(budgets),
