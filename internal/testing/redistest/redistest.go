@@ -226,8 +226,15 @@ func (s *Server) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
-	opt, _ := redis.ParseURL(s.URL)
-	c := redis.NewClient(opt)
+	WaitUntilUp(s.t, "redis-server", fmt.Sprintf("127.0.0.1:%d", s.port), filepath.Join(s.dir, "redis.log"))
+}
+
+// WaitUntilUp waits up to 10 s for the redis-server (or sentinel) called
+// name to answer PING at addr, failing t with its log file's content if
+// it does not.
+func WaitUntilUp(t testing.TB, name, addr, logfile string) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -238,8 +245,8 @@ func (s *Server) start() {
 			return
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server did not start: %v\n%s", err, log)
+			log, _ := os.ReadFile(logfile)
+			t.Fatalf("%s did not start: %v\n%s", name, err, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

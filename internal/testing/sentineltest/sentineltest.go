@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/arkbot/arkbot/internal/testing/redistest"
 )
 
 // MasterName is the name the sentinels know the master by.
@@ -165,22 +167,7 @@ func (s *Set) run(name, dir string, port int, conf string, args ...string) {
 			}
 		}
 	})
-	c := redis.NewClient(&redis.Options{Addr: addr(port)})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logfile)
-			s.t.Fatalf("%s did not start: %v\n%s", name, err, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	redistest.WaitUntilUp(s.t, name, addr(port), logfile)
 }
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
