@@ -44,7 +44,7 @@ type harness struct {
 	bot    *botProc
 
 	convs   map[string]*conv // by id
-	slack   map[string]*conv // by channel
+	slack   sync.Map         // "channel/thread_ts" → *conv, once its first message is sent
 	discord map[string]*conv // by thread (channel) ID
 	stats   *callStats
 }
@@ -53,13 +53,11 @@ type harness struct {
 // Redis server (embedded unless -redis names one), and registers the
 // conversations' users and channels.
 func startFakes(o options, convs []*conv) (*harness, error) {
-	h := &harness{opts: o, convs: map[string]*conv{}, slack: map[string]*conv{}, discord: map[string]*conv{},
+	h := &harness{opts: o, convs: map[string]*conv{}, discord: map[string]*conv{},
 		stats: newCallStats(), prefix: fmt.Sprintf("loadtest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)}
 	for _, c := range convs {
 		h.convs[c.id] = c
-		if c.platform == platformSlack {
-			h.slack[c.channel] = c
-		} else {
+		if c.platform == platformDiscord {
 			h.discord[c.channel] = c
 		}
 	}
