@@ -202,8 +202,8 @@ func (a *Adapter) available(team, channel, method string) bool {
 	return a.budget.Available(rlCall(ratelimit.BestEffort, team, channel, method))
 }
 
-// claim promises a call of the method for the answer's final render (see
-// ratelimit.Budget.Claim).
+// claim promises a call of the method for the answer's final render,
+// free now (see ratelimit.Budget.Claim).
 func (a *Adapter) claim(team, channel, method string) (release func(), ok bool) {
 	return a.budget.Claim(rlCall(ratelimit.MustDeliver, team, channel, method))
 }

@@ -678,7 +678,7 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 	want := render.Want{Pieces: render.Layout(r.style(), f), Button: button, Priority: ratelimit.MustDeliver}
 	within := r.patience()
 	if r.finishBy == "chat.delete" && within > 0 {
-		within = time.Nanosecond // claimed to be posted instead: edit only if chat.update is free now
+		within = -1 // claimed to be posted instead: edit only if chat.update is free now, beyond claims
 	}
 	err := r.msgs.Sync(ctx, surface{r: r, within: within}, want)
 	if !errors.Is(err, ratelimit.ErrSkipped) {
@@ -743,7 +743,8 @@ func retryBlocks(question string) []slack.Block {
 // surface is render's view of an update-mode answer: chat.postMessage,
 // chat.update and chat.delete in its thread; a message's button is the
 // question its Retry button asks again. With within, a must-deliver edit
-// waits at most that long for budget (ratelimit.ErrSkipped).
+// waits at most that long for budget (ratelimit.ErrSkipped); with it
+// negative, it is made only if budget beyond the claims is free now.
 type surface struct {
 	r      *reply
 	within time.Duration
@@ -759,7 +760,11 @@ func (s surface) Edit(ctx context.Context, p ratelimit.Priority, ts string, m re
 		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, ts, contentOptions(m.Content, retryBlocks(m.Button)...)...)
 		return err
 	}
-	if s.within > 0 && p == ratelimit.MustDeliver {
+	switch {
+	case p != ratelimit.MustDeliver || s.within == 0:
+	case s.within < 0:
+		p = ratelimit.BestEffort
+	default:
 		return gone(r.a.callWithin(ctx, s.within, r.t.team, r.t.channel, "chat.update", update))
 	}
 	return gone(r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", update))

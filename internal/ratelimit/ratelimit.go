@@ -322,7 +322,7 @@ func (b *Budget) Available(c Call) bool {
 // (a final render, say, when its answer starts streaming): until release,
 // best-effort calls without patience, and further claims, see one token
 // fewer in those buckets. It claims nothing and reports false when a
-// bucket has no token beyond those already claimed, or is blocked by a
+// bucket holds no token beyond those already claimed, or is blocked by a
 // 429. The claimed call itself runs with a patience or as must-deliver,
 // best after release. release is safe to call more than once.
 func (b *Budget) Claim(c Call) (release func(), ok bool) {
