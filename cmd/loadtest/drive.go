@@ -180,9 +180,16 @@ func (h *harness) send(c *conv, n int) (*turn, error) {
 			bot := h.fd.Bot()
 			spec.Content, spec.Mentions = "<@"+bot.ID+"> "+q, []discordtest.User{bot}
 		}
+		if h.opts.channels > 0 { // a mention in a shared channel: the answer's messages reply to it
+			spec.ID = h.fd.NewID()
+			h.asked.Store(spec.ID, c)
+		}
 		c.mu.Lock()
 		t.event = time.Now()
 		c.turns = append(c.turns, t)
+		if h.opts.channels > 0 {
+			c.thread = spec.ID
+		}
 		c.mu.Unlock()
 		_, err := h.fd.PostUserMessage(spec)
 		return t, err
@@ -313,18 +320,35 @@ func (h *harness) onDiscordCall(call discordtest.Call) {
 	if call.Status/100 != 2 {
 		return
 	}
-	c := h.discord[call.Channel]
-	if c == nil {
-		return
-	}
 	content := ""
 	if call.Content != nil {
 		content = *call.Content
+	}
+	c := h.discord[call.Channel]
+	if c == nil && h.opts.channels > 0 {
+		c = h.discordConv(call.ReplyTo, content)
+	}
+	if c == nil {
+		return
 	}
 	sign := call.Method == "POST" && (call.Route == routeMessages || call.Route == routeTyping)
 	isMessage := call.Route == routeMessages || call.Route == routeMessage
 	c.observe(call.Time, call.Handled, sentAt(call.Header), sign, isMessage && call.Method != "DELETE", content, func(t *turn) bool { return isMessage && call.Content != nil && content == t.answer })
 }
+
+// discordConv is the conversation in a shared channel a call is about: the
+// question its post replies to, or the answer its content begins.
+func (h *harness) discordConv(replyTo, content string) *conv {
+	if c, ok := h.asked.Load(replyTo); ok {
+		return c.(*conv)
+	}
+	if m := markerRE.FindStringSubmatch(content); m != nil {
+		return h.convs[m[1]]
+	}
+	return nil
+}
+
+var markerRE = regexp.MustCompile(`a-([a-z][a-z0-9]*)-[0-9]+`)
 
 // callStats counts the platform calls the fakes answered.
 type callStats struct {
@@ -385,6 +409,9 @@ func (h *harness) verifyOne(ctx context.Context, store *conversation.Store, c *c
 	m := conversation.Message{Platform: conversation.PlatformSlack, Workspace: h.fs.TeamID(), Channel: c.channel, Thread: c.thread}
 	if c.platform == platformDiscord {
 		m = conversation.Message{Platform: conversation.PlatformDiscord, Workspace: guildID, Channel: parentID, Thread: c.channel}
+		if h.opts.channels > 0 {
+			m.Channel, m.Thread = c.channel, c.thread
+		}
 	}
 	turns := append([]*turn(nil), c.turns...)
 	c.mu.Unlock()

@@ -45,7 +45,8 @@ type harness struct {
 
 	convs   map[string]*conv // by id
 	slack   sync.Map         // "channel/thread_ts" → *conv, once its first message is sent
-	discord map[string]*conv // by thread (channel) ID
+	discord map[string]*conv // by thread (channel) ID; none with -channels
+	asked   sync.Map         // with -channels: Discord question's message ID → *conv
 	stats   *callStats
 }
 
@@ -57,7 +58,7 @@ func startFakes(o options, convs []*conv) (*harness, error) {
 		stats: newCallStats(), prefix: fmt.Sprintf("loadtest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)}
 	for _, c := range convs {
 		h.convs[c.id] = c
-		if c.platform == platformDiscord {
+		if c.platform == platformDiscord && o.channels == 0 {
 			h.discord[c.channel] = c
 		}
 	}
@@ -75,6 +76,10 @@ func startFakes(o options, convs []*conv) (*harness, error) {
 	for _, c := range convs {
 		if c.platform == platformSlack {
 			h.fs.AddUser(slacktest.User{ID: c.user, Name: "user" + c.id, RealName: "User " + c.id})
+		} else if o.channels > 0 {
+			if _, ok := h.fd.Channel(c.channel); !ok {
+				h.fd.AddChannel(discordtest.Channel{ID: c.channel, GuildID: guildID, Name: "channel " + c.channel, Type: discordtest.ChannelText})
+			}
 		} else {
 			h.fd.AddChannel(discordtest.Channel{ID: c.channel, GuildID: guildID, ParentID: parentID, Name: "thread " + c.id, Type: discordtest.ChannelPublicThread})
 		}

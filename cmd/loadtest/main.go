@@ -139,7 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.echo, "echo", true, "the fakes send the bot its own posts and edits back as events, as Slack and Discord do (false: leave that cost out)")
 	fs.DurationVar(&o.churn, "churn", 0, "replace the bot's event connections this often during the load, as Slack (a refresh) and Discord (RECONNECT) do now and then (0: never)")
 	fs.BoolVar(&o.ratelimits, "ratelimits", false, "emulate Slack's and Discord's rate limits, and use the adapters' budgets")
-	fs.IntVar(&o.channels, "channels", 0, "Slack: the conversations share this many channels of the one workspace, each in a thread of its own (0: a channel each)")
+	fs.IntVar(&o.channels, "channels", 0, "the conversations share this many channels: on Slack of the one workspace, each in a thread of its own; on Discord each a mention answered in the channel (with -turns 1) (0: a channel or Discord thread each)")
 	fs.Float64Var(&o.rateScale, "ratelimit-scale", 1, "with -ratelimits, multiply every platform rate (fakes and budgets) by this, to compress time")
 	fs.StringVar(&o.redisURL, "redis", "", "a Redis server to use (redis://host:port/db); empty: an embedded one")
 	fs.DurationVar(&o.slackEdit, "slack-edit-interval", time.Second, "slack.edit_interval: the least time between two renders of an answer")
@@ -192,6 +192,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-harness-procs must not be negative")
 	case o.channels < 0:
 		return o, errors.New("-channels must be 0 (a channel each) or more")
+	case o.channels > 0 && o.platform != "slack" && o.turns != 1:
+		return o, errors.New("-channels with Discord conversations needs -turns 1 (each is a mention in a shared channel)")
 	case o.rateScale <= 0:
 		return o, errors.New("-ratelimit-scale must be positive")
 	case o.timeout < 10*time.Second:
@@ -217,7 +219,16 @@ func newRand(phase, platform, i int) *rand.Rand {
 	return rand.New(rand.NewPCG(uint64(phase)<<32|uint64(platform), uint64(i)))
 }
 
-// channelOf is the number of Slack conversation i's channel.
+// discordChannel is Discord conversation i's thread, or with -channels
+// the text channel it shares.
+func discordChannel(o options, digit, i int) string {
+	if o.channels > 0 {
+		return fmt.Sprintf("94%d%015d", digit, channelOf(o, i))
+	}
+	return fmt.Sprintf("92%d%015d", digit, i)
+}
+
+// channelOf is the number of conversation i's channel.
 func channelOf(o options, i int) int {
 	if o.channels > 0 {
 		return i % o.channels
@@ -251,7 +262,7 @@ func makeConvs(o options, n int, prefix string, counted bool) convSet {
 	}
 	for i := range cs.discord {
 		cs.all = append(cs.all, &conv{id: fmt.Sprintf("%sd%d", prefix, i), platform: platformDiscord, counted: counted,
-			channel: fmt.Sprintf("92%d%015d", digit, i), user: fmt.Sprintf("93%d%015d", digit, i), rand: newRand(digit, 1, i)})
+			channel: discordChannel(o, digit, i), user: fmt.Sprintf("93%d%015d", digit, i), rand: newRand(digit, 1, i)})
 	}
 	return cs
 }
