@@ -294,8 +294,9 @@ func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chai
 }
 
 // Begin posts a placeholder with the Stop button when the channel has a
-// call free now and one to claim for the final render; in a busy channel
-// it shows nothing, and the first text is the sign of life.
+// call free now and, if other answers stream there, one to claim for the
+// final render; in a busy channel it shows nothing, and the first text is
+// the sign of life.
 func (r *reply) Begin(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -307,10 +308,11 @@ func (r *reply) Begin(ctx context.Context) error {
 }
 
 // claimFinal claims a call of the channel's budget for the final render
-// (see ratelimit.Budget.Claim), reporting whether there was one to claim;
-// intermediate renders then never spend it. r.mu is held.
+// (see ratelimit.Budget.Claim) when other answers stream in the channel,
+// reporting whether there was one to claim (or no need); intermediate
+// renders then never spend it. r.mu is held.
 func (r *reply) claimFinal() bool {
-	if r.claim != nil {
+	if r.claim != nil || r.msgs.Fair.Alone() {
 		return true
 	}
 	release, ok := r.a.claim(r.sink.budgetKey())
