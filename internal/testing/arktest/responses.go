@@ -67,12 +67,13 @@ func (s *Server) StoredResponses() int {
 }
 
 // parseResponsesRequest reads a Responses API body into req: the input
-// items as Messages, and the chain and tool fields.
-func parseResponsesRequest(req *Request) error {
+// items as Messages, and the chain and tool fields. It returns Ark's
+// message for a body Ark refuses, else "".
+func parseResponsesRequest(req *Request) string {
 	b := req.Body
 	for k := range b {
 		if !slices.Contains(responsesFields, k) {
-			return fmt.Errorf("The parameter `%s` specified in the request is not valid.", k)
+			return fmt.Sprintf("The parameter `%s` specified in the request is not valid.", k)
 		}
 	}
 	req.PreviousResponseID, _ = b["previous_response_id"].(string)
@@ -122,7 +123,7 @@ func parseResponsesRequest(req *Request) error {
 						u, _ := part["image_url"].(string)
 						rm.Images = append(rm.Images, u)
 					default:
-						return fmt.Errorf("The parameter `input.content.type` %q specified in the request is not valid.", part["type"])
+						return fmt.Sprintf("The parameter `input.content.type` %q specified in the request is not valid.", part["type"])
 					}
 				}
 				rm.Text = strings.Join(texts, "\n")
@@ -130,9 +131,9 @@ func parseResponsesRequest(req *Request) error {
 			req.Messages = append(req.Messages, rm)
 		}
 	default:
-		return fmt.Errorf("The parameter `input` specified in the request is not valid.")
+		return "The parameter `input` specified in the request is not valid."
 	}
-	return nil
+	return ""
 }
 
 // serveResponses answers POST /responses: it checks the request as Ark
@@ -140,12 +141,12 @@ func parseResponsesRequest(req *Request) error {
 // previous_response_id refused), carries a chain's context, streams the
 // scripted or echo answer as Responses events, and stores the response.
 func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, req Request, reqID string, index int) {
-	err := parseResponsesRequest(&req)
+	refused := parseResponsesRequest(&req)
 	s.mu.Lock()
 	s.requests[index] = req // with what the parse found
 	s.mu.Unlock()
-	if err != nil {
-		writeError(w, reqID, Response{Status: http.StatusBadRequest, ErrorCode: "InvalidParameter", ErrorMessage: err.Error()})
+	if refused != "" {
+		writeError(w, reqID, Response{Status: http.StatusBadRequest, ErrorCode: "InvalidParameter", ErrorMessage: refused})
 		return
 	}
 	if req.Caching && (req.Instructions != "" || len(req.Tools) > 0) {
