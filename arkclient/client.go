@@ -166,7 +166,10 @@ type Request struct {
 	MaxTokens   int      // the answer's limit (reasoning excluded), sent as max_tokens when > 0
 	Temperature *float32 // omitted when nil
 	Thinking    string   // "enabled" | "disabled" | "auto", sent as "thinking":{"type":...}; "" omits it
-	User        string   // end-user id, sent as "user" when non-empty
+	// ReasoningEffort ("minimal" | "low" | "medium" | "high") is sent as
+	// reasoning_effort; "" omits it.
+	ReasoningEffort string
+	User            string // end-user id, sent as "user" when non-empty
 }
 
 // Chunk is one piece of a streamed answer.
@@ -391,6 +394,9 @@ func extraFields(req Request) map[string]any {
 	extras := map[string]any{}
 	if req.Thinking != "" {
 		extras["thinking"] = map[string]string{"type": req.Thinking}
+	}
+	if req.ReasoningEffort != "" {
+		extras["reasoning_effort"] = req.ReasoningEffort
 	}
 	if req.Temperature != nil {
 		extras["temperature"] = *req.Temperature
