@@ -276,13 +276,19 @@ func (a *run) stream(req builtRequest, p *pacer, started func()) streamResult {
 	metrics.ActiveStreams.WithLabelValues(platform).Inc()
 	res := a.e.stream(arkclient.WithRequestSent(a.actx, started), a.log, a.m, p, a.model, req, a.start)
 	// The thread's chain continues with this answer's response only when
-	// Ark stored it whole; otherwise the next turn starts a new chain.
+	// Ark stored it whole; otherwise the next turn starts a new chain. A
+	// chain lasts until its first response expires: Ark may not carry
+	// what an expired link of it held.
+	prev := a.thread.Chain
 	a.thread.Chain = nil
 	if res.responseID != "" && (res.frame.Outcome == OutcomeDone || res.frame.Outcome == OutcomeTruncated) {
 		c := req.chain
 		c.ID = res.responseID
 		if res.usage != nil {
 			c.Tokens = res.usage.TotalTokens
+		}
+		if res.continued {
+			c.Expires = min(c.Expires, prev.Expires)
 		}
 		a.thread.Chain = &c
 	}

@@ -26,7 +26,7 @@ type Chain struct {
 	Search  bool   `json:"search"`  // made with web_search, so without caching
 	Turns   int    `json:"turns"`   // the transcript's length it covers
 	Tokens  int    `json:"tokens"`  // the context Ark carries: the last turn's total tokens
-	Expires int64  `json:"expires"` // Unix seconds: Ark forgets it then
+	Expires int64  `json:"expires"` // Unix seconds: its first response's expire_at
 }
 
 // maxChainTTL is the longest expire_at Ark accepts after a response's

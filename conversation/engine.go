@@ -443,6 +443,7 @@ type streamResult struct {
 	usage         *arkclient.Usage
 	historyTokens int    // tokens of the system prompt and history sent (or carried by Ark)
 	responseID    string // the Responses API's stored response, once complete
+	continued     bool   // the request continued the thread's chain
 }
 
 // activitySearching is Frame.Activity while Ark searches the web.
@@ -461,7 +462,7 @@ func (e *Engine) open(ctx context.Context, log *slog.Logger, model *Model, req b
 		var aerr *arkclient.Error
 		if !errors.As(err, &aerr) || aerr.Code != arkclient.CodeChainLost {
 			metrics.Chains.WithLabelValues(model.Name, "continued").Inc()
-			res.historyTokens = req.contTokens
+			res.historyTokens, res.continued = req.contTokens, true
 			return s, err
 		}
 		metrics.Chains.WithLabelValues(model.Name, "lost").Inc()

@@ -3,6 +3,7 @@ package conversation
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -305,5 +306,29 @@ func TestSearchAndThinkCommands(t *testing.T) {
 		if n := rg.ask(t, msg("/help")).notice(); !strings.Contains(n, "/search on|off") || !strings.Contains(n, "/think on|off|auto") {
 			t.Errorf("/help: %q", n)
 		}
+	})
+}
+
+func TestResponsesChainEndsWithItsFirstResponse(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		var mu sync.Mutex
+		now := time.Now()
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+		// A prompt without {date}: a new day would start a new chain.
+		rg := newResponsesRig(t, rdb, prefix, WithClock(clock), WithChainTTL(10*time.Hour), WithSystemPrompt("Be brief."))
+		rg.ask(t, msg("q1"))
+		if d := time.Unix(rg.lastRequest(t).ExpireAt, 0).Sub(clock()); d <= 10*time.Hour-time.Second || d > 10*time.Hour {
+			t.Errorf("expire_at in %s, want chain_ttl", d)
+		}
+		advance(9 * time.Hour)
+		rg.ask(t, msg("q2"))
+		if req := rg.lastRequest(t); req.PreviousResponseID == "" {
+			t.Fatal("the chain did not continue within its first response's life")
+		}
+		// Later links live longer, but the first one ends the chain.
+		advance(56 * time.Minute)
+		rg.ask(t, msg("q3"))
+		wantFull(t, rg.lastRequest(t), 6)
 	})
 }
