@@ -56,8 +56,8 @@ type Ark struct {
 	// RetryMax caps one backoff delay (and a server's Retry-After).
 	RetryMax Duration `yaml:"retry_max"`
 	// ChainTTL is how long Ark keeps a thread's stored responses for the
-	// Responses API's chains (expire_at; at most 168h). A thread idle for
-	// longer starts a new chain from its transcript.
+	// Responses API's chains (expire_at; at most 168h): a chain this old
+	// starts over from the thread's transcript.
 	ChainTTL Duration `yaml:"chain_ttl"`
 }
 

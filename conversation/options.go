@@ -111,8 +111,8 @@ func WithStartLimit(n int) Option {
 }
 
 // WithChainTTL sets how long Ark keeps a thread's stored responses for
-// the Responses API's chains (expire_at; default 72h, at most 7 days).
-// A thread idle for longer starts a new chain from its transcript.
+// the Responses API's chains (expire_at; default 72h, at most 7 days):
+// a chain this old starts over from the thread's transcript.
 func WithChainTTL(d time.Duration) Option {
 	return func(e *Engine) {
 		if d > 0 {
