@@ -327,3 +327,19 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+func TestChatReasoningEffort(t *testing.T) {
+	req := userReq("hi")
+	req.ReasoningEffort = "high"
+	body, err := requestBody(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `"reasoning_effort":"high"`) {
+		t.Errorf("body %s", body)
+	}
+	req.ReasoningEffort = ""
+	if body, _ := requestBody(req); strings.Contains(string(body), "reasoning_effort") {
+		t.Errorf("empty effort sent: %s", body)
+	}
+}
