@@ -332,3 +332,48 @@ func TestResponsesChainEndsWithItsFirstResponse(t *testing.T) {
 		wantFull(t, rg.lastRequest(t), 6)
 	})
 }
+
+func TestResponsesStopAndErrorsAsOnChat(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient, prefix string) {
+		rg := newResponsesRig(t, rdb, prefix)
+		rg.ask(t, msg("q1"))
+		// Stop: what was shown stays, and the chain is cut.
+		rg.ark.Enqueue(arktest.Response{Content: []string{"one ", "two ", "three ", "four"}, PerChunk: 200 * time.Millisecond})
+		m := msg("count slowly")
+		r := &recorder{t: t}
+		done := make(chan struct{})
+		go func() { rg.engine.Handle(context.Background(), m, r); close(done) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			r.mu.Lock()
+			shown := len(r.frames) > 0 && r.frames[len(r.frames)-1].Text != ""
+			r.mu.Unlock()
+			if shown && rg.engine.Stop(m.DedupeKey(), m.User).Stopped {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		<-done
+		f := r.final()
+		if f.Outcome != OutcomeStopped || f.Text == "" || strings.Contains(f.Text, "four") {
+			t.Fatalf("stopped answer %+v", f)
+		}
+		rg.ask(t, msg("q3"))
+		req := rg.lastRequest(t)
+		wantFull(t, req, 6)
+		if req.Messages[4].Text != f.Text {
+			t.Errorf("the stopped answer was not resent as shown: %+v", req.Messages)
+		}
+		// Ark's errors reach the user in the same words.
+		rg.ark.Enqueue(arktest.Response{Status: 429, ErrorCode: "QuotaExceeded"})
+		f = rg.ask(t, msg("q4")).final()
+		if f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "quota or spending cap") {
+			t.Errorf("quota error: %+v", f)
+		}
+		rg.ark.Enqueue(arktest.Response{Content: []string{"partial "}, StreamError: &arktest.ErrorBody{Code: "OutputTextSensitiveContentDetected", Message: "x"}})
+		f = rg.ask(t, msg("q5")).final()
+		if f.Outcome != OutcomeInterrupted || !strings.Contains(f.Note, "moderation") || f.Text != "partial " {
+			t.Errorf("moderation mid-stream: %+v", f)
+		}
+	})
+}
