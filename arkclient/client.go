@@ -179,9 +179,9 @@ type Chunk struct {
 	FinishReason string // "stop", "length", "content_filter", ... on the chunk that carries it, else ""
 	Usage        *Usage // on the final usage chunk
 	// Responses API only:
-	ResponseID string   // the stored response's ID, on the last chunk
-	Search     int      // SearchStarted or SearchDone when a web search starts or ends, else SearchNone
-	Sources    []Source // web pages cited for the first time
+	ResponseID string      // the stored response's ID, on the last chunk
+	Search     SearchPhase // SearchStarted or SearchDone when a web search starts or ends, else SearchNone
+	Sources    []Source    // web pages cited for the first time
 }
 
 // empty reports whether c carries nothing.

@@ -46,11 +46,14 @@ type Source struct {
 	Title, URL string
 }
 
+// SearchPhase is what a Chunk says of web search.
+type SearchPhase int
+
 // Search phases a Chunk reports.
 const (
-	SearchNone    = 0 // no change
-	SearchStarted = 1 // a web search is running
-	SearchDone    = 2 // it finished
+	SearchNone    SearchPhase = iota // no change
+	SearchStarted                    // a web search is running
+	SearchDone                       // it finished
 )
 
 // StreamResponses sends req to the Responses API with stream:true and

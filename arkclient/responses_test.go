@@ -114,7 +114,7 @@ func TestResponsesSearchCitationsUsage(t *testing.T) {
 	if content != "Ark shipped it." || reasoning != "Let me look." {
 		t.Errorf("content %q reasoning %q", content, reasoning)
 	}
-	var phases []int
+	var phases []SearchPhase
 	var sources []Source
 	var last Chunk
 	for _, ch := range chunks {
@@ -124,7 +124,7 @@ func TestResponsesSearchCitationsUsage(t *testing.T) {
 		sources = append(sources, ch.Sources...)
 		last = ch
 	}
-	if want := []int{SearchStarted, SearchStarted, SearchDone}; !reflect.DeepEqual(phases, want) {
+	if want := []SearchPhase{SearchStarted, SearchStarted, SearchDone}; !reflect.DeepEqual(phases, want) {
 		t.Errorf("search phases %v, want %v", phases, want)
 	}
 	if phases[0] != chunks[0].Search {
