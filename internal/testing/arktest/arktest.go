@@ -139,11 +139,12 @@ type Response struct {
 
 	Reasoning    []string // reasoning_content deltas, sent before Content
 	Content      []string // content deltas
-	FinishReason string   // default "stop"
+	FinishReason string   // default "stop"; on /responses, "length" and "content_filter" end it as response.incomplete
 	Usage        *Usage   // default: estimated from the request and the chunks
 
-	// StreamError is sent as `data: {"error":{...}}` after the chunks, instead
-	// of a finish_reason and [DONE]; the stream then ends.
+	// StreamError is sent as `data: {"error":{...}}` (on /responses, an
+	// "error" event) after the chunks, instead of a finish_reason and
+	// [DONE]; the stream then ends.
 	StreamError *ErrorBody
 	// CutAfter > 0 closes the connection abruptly after this many content
 	// chunks: no finish_reason, no [DONE].
