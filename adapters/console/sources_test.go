@@ -30,3 +30,13 @@ func TestSourcesAsFootnotes(t *testing.T) {
 		t.Fatalf("output:\n%q\nwant\n%q", out.String(), want)
 	}
 }
+
+func TestInteractiveShowsTheSearch(t *testing.T) {
+	var out bytes.Buffer
+	New(&searching{}, strings.NewReader("news?\n/quit\n"), &out, Interactive(true)).Run(context.Background())
+	s := out.String()
+	search := strings.Index(s, dim+"🔎 Searching the web…")
+	if search < 0 || search > strings.Index(s, "Fresh.") || !strings.Contains(s, "[1] News: https://news.example.com/a") {
+		t.Errorf("interactive output:\n%q", s)
+	}
+}
