@@ -341,6 +341,7 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	if r.final {
 		return nil
 	}
+	f = render.WithSources(f, render.SourcesDiscord)
 	r.last, r.rendered = f, true
 	if f.Final {
 		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""

@@ -102,6 +102,7 @@ type reply struct {
 	sentText   string // the answer's first sentOff bytes
 	nextPrefix string // fence to reopen in the next segment
 	statusAt   time.Time
+	activity   string // the Frame.Activity last shown as the status (activity.go)
 
 	// post + update
 	base    int    // bytes already shown by native streaming before a fallback
@@ -223,6 +224,7 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	if r.done {
 		return nil
 	}
+	f = render.WithSources(f, render.SourcesMarkdown)
 	if f.Final {
 		r.done = true
 		r.unclaim() // the final render spends what was claimed for it
@@ -327,6 +329,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 	text := f.Text
 	if r.segments == 0 {
 		if text == "" && !f.Final {
+			r.showActivity(ctx, f.Activity)
 			r.showReasoning(ctx, f.Reasoning)
 			return true, nil
 		}
@@ -668,7 +671,7 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 			f.Text = r.basePre + f.Text[r.base:]
 		}
 	}
-	if strings.TrimSpace(f.Text) == "" && !f.Final {
+	if strings.TrimSpace(f.Text) == "" && !f.Final && f.Activity == "" {
 		r.showReasoningInPlaceholder(ctx, f.Reasoning)
 		return nil
 	}

@@ -1,6 +1,7 @@
 // Package enginetest wires the real conversation engine for adapter tests:
 // an embedded Redis, the given fake Ark, and two registered models (doubao,
-// the default, with vision; deepseek-r1).
+// the default, with vision; deepseek-r1), or with NewSearching one model
+// on the Responses API that searches the web.
 package enginetest
 
 import (
@@ -22,18 +23,35 @@ import (
 // Redis stopped when t ends; opts follow a discarding logger.
 func New(t testing.TB, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
 	t.Helper()
+	return newEngine(t, ark, `
+ark: {api_key: k}
+models:
+  - {name: doubao, id: doubao-seed-1-6-250615, vision: true}
+  - {name: deepseek-r1, id: deepseek-r1-250528}
+`, opts...)
+}
+
+// NewSearching is New with one model, seed, on the Responses API with
+// web search on.
+func NewSearching(t testing.TB, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
+	t.Helper()
+	return newEngine(t, ark, `
+ark: {api_key: k}
+models:
+  - {name: seed, id: doubao-seed-1-6-250615, api: responses, search: {enabled: true}}
+`, opts...)
+}
+
+// newEngine is New with the configuration yaml.
+func newEngine(t testing.TB, ark *arktest.Server, yaml string, opts ...conversation.Option) *conversation.Engine {
+	t.Helper()
 	mr, err := embedredis.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := mr.Client()
 	t.Cleanup(func() { rdb.Close(); mr.Close() })
-	cfg, err := config.Parse([]byte(`
-ark: {api_key: k}
-models:
-  - {name: doubao, id: doubao-seed-1-6-250615, vision: true}
-  - {name: deepseek-r1, id: deepseek-r1-250528}
-`))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
