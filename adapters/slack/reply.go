@@ -253,8 +253,8 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 // the channel has a post free and chat.update an edit (or chat.delete a
 // deletion, for a final posted instead) to claim for its end; else, or when another answer of the
 // workspace waits for its first text, it waits for a later frame (decide
-// reports false). Before any text, the model's reasoning shows as the
-// status.
+// reports false). Before any text, what the model does (a web search) and
+// its reasoning show as the status.
 func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
 	switch {
 	case f.Final:
@@ -263,7 +263,8 @@ func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
 			r.mode = modeNative
 		}
 	case f.Text == "":
-		if r.status {
+		if r.statusable() {
+			r.showActivity(ctx, f.Activity)
 			r.showReasoning(ctx, f.Reasoning)
 		}
 		return false
