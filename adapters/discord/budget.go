@@ -20,6 +20,10 @@ const (
 	DefaultGlobalPerSec  = 50
 )
 
+// windowMargin is the share by which the channel window is planned longer
+// than Discord's.
+const windowMargin = 0.02
+
 // The adapter's limits: every message post, edit and delete is charged to
 // its channel's (or interaction's) bucket and to the global one.
 const (
@@ -33,29 +37,24 @@ const (
 // global one, which a best-effort call waits for briefly since it is
 // generous.
 //
-// A token bucket with burst b and rate r lets through at most b + r·w calls
-// in any window w; the channel limit takes b = 2 (1 when calls < 3) and
-// r = (calls-b)/window, so no window of that length sees more than calls
-// requests while a new answer's placeholder and first token go out at once.
+// The channel limit is a sliding window of calls per window: Discord
+// counts calls in fixed windows, and no fixed window can then see more
+// than calls requests, wherever it begins; yet every window's calls are
+// used, where a token bucket of the same safety would spend three fifths.
+// The window is planned windowMargin longer, for calls that reach Discord
+// sooner after the one before than they were sent.
 func rateLimits(calls int, window time.Duration, globalPerSec float64) ratelimit.Limits {
 	calls = max(calls, 1)
 	if window <= 0 {
 		window = DefaultChannelWindow
 	}
-	burst := 1
-	if calls >= 3 {
-		burst = 2 // the placeholder and the first token both go out at once
-	}
-	perSec := float64(calls-burst) / window.Seconds()
-	if calls == 1 {
-		perSec = 1 / window.Seconds()
-	}
+	window += time.Duration(float64(window) * windowMargin)
 	global := ratelimit.Limit{Burst: 1}
 	if globalPerSec > 0 {
 		global = ratelimit.Limit{PerSecond: globalPerSec, Burst: max(int(globalPerSec/10), 1), Patience: 100 * time.Millisecond}
 	}
 	return ratelimit.Limits{
-		limitChannel: {PerSecond: perSec, Burst: burst, Scope: ratelimit.PerChannel},
+		limitChannel: {Burst: calls, Window: window, Scope: ratelimit.PerChannel},
 		limitGlobal:  global,
 	}
 }
@@ -71,15 +70,9 @@ func (a *Adapter) call(ctx context.Context, p ratelimit.Priority, method, key st
 }
 
 // free reports whether key's budget (and the global one) has a
-// best-effort call free now, beyond the calls claimed for final renders.
-func (a *Adapter) free(key string) bool {
-	return a.budget.Available(ratelimit.Call{Limits: []string{limitChannel, limitGlobal}, Channel: key, Priority: ratelimit.BestEffort})
-}
-
-// claim promises a call of key's budget to a final render (see
-// ratelimit.Budget.Claim).
-func (a *Adapter) claim(key string) (release func(), ok bool) {
-	return a.budget.Claim(ratelimit.Call{Limits: []string{limitChannel}, Channel: key, Priority: ratelimit.MustDeliver})
+// best-effort call free now with spare calls left over.
+func (a *Adapter) free(key string, spare int) bool {
+	return a.budget.Available(ratelimit.Call{Limits: []string{limitChannel, limitGlobal}, Channel: key, Priority: ratelimit.BestEffort, Spare: spare})
 }
 
 // reqOpts are the request options of a call made under the budget.

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -131,17 +130,13 @@ func TestIDFromToken(t *testing.T) {
 	}
 }
 
-// TestRateLimits: the channel limit lets no window of its length see more
-// than its calls (burst + rate·window = calls), with a burst of two (the
-// placeholder and the first token) once calls allow it.
+// TestRateLimits: the channel limit is a sliding window of the calls
+// Discord allows per window.
 func TestRateLimits(t *testing.T) {
-	for _, tc := range []struct{ calls, burst int }{{1, 1}, {2, 1}, {3, 2}, {5, 2}, {40, 2}} {
-		ch := rateLimits(tc.calls, 5*time.Second, 50)[limitChannel]
-		if ch.Burst != tc.burst || ch.Scope != ratelimit.PerChannel {
-			t.Errorf("%d calls: burst %d scope %v, want burst %d per channel", tc.calls, ch.Burst, ch.Scope, tc.burst)
-		}
-		if got := float64(ch.Burst) + ch.PerSecond*5; tc.calls > 1 && math.Abs(got-float64(tc.calls)) > 1e-9 {
-			t.Errorf("%d calls: %v in a window", tc.calls, got)
+	for _, calls := range []int{1, 2, 5, 40} {
+		ch := rateLimits(calls, 5*time.Second, 50)[limitChannel]
+		if ch.Burst != calls || ch.Window != 5100*time.Millisecond || ch.Scope != ratelimit.PerChannel {
+			t.Errorf("%d calls: %+v, want %d per 5 s window (and 2%%) per channel", calls, ch, calls)
 		}
 	}
 	if g := rateLimits(5, time.Second, 50)[limitGlobal]; g.PerSecond != 50 || g.Burst != 5 || g.Scope != ratelimit.Global {

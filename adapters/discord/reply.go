@@ -276,7 +276,6 @@ type reply struct {
 
 	mu       sync.Mutex
 	msgs     render.Messages // msgs.Fair: the answer's turn at renders among its channel's answers
-	claim    func()          // releases the channel call claimed for the final render (nil: none)
 	last     conversation.Frame
 	rendered bool
 	final    bool
@@ -294,42 +293,30 @@ func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chai
 }
 
 // Begin posts a placeholder with the Stop button when the channel has a
-// call free now and, if other answers stream there, one to claim for the
-// final render; in a busy channel it shows nothing, and the first text is
-// the sign of life.
+// call free now beyond one for each other answer in flight there (see
+// spare); in a busy channel it shows nothing, and the first text is the
+// sign of life.
 func (r *reply) Begin(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.locate()
-	if len(r.msgs.List) > 0 || r.final || !r.a.free(r.sink.budgetKey()) || !r.claimFinal() {
+	if len(r.msgs.List) > 0 || r.final || !r.spare() {
 		return nil
 	}
 	return r.showLocked(ctx, []string{placeholder}, true, render.MustDeliver)
 }
 
-// claimFinal claims a call of the channel's budget for the final render
-// (see ratelimit.Budget.Claim) when other answers stream in the channel,
-// reporting whether there was one to claim (or no need); intermediate
-// renders then never spend it. r.mu is held.
-func (r *reply) claimFinal() bool {
-	if r.claim != nil || r.msgs.Fair.Alone() {
-		return true
-	}
-	release, ok := r.a.claim(r.sink.budgetKey())
-	if ok {
-		r.claim = release
-	}
-	return ok
+// spare reports whether the channel has a call free now beyond one for
+// the final render of each other answer in flight in it: only then may
+// this one spend a call on a placeholder or an intermediate render, so
+// that in a busy channel each answer costs one call per message of its
+// final text. r.mu is held.
+func (r *reply) spare() bool {
+	return r.a.free(r.sink.budgetKey(), r.msgs.Fair.Others())
 }
 
-// done releases the answer's claim and its turn at renders; r.mu is held.
-func (r *reply) done() {
-	if r.claim != nil {
-		r.claim()
-		r.claim = nil
-	}
-	r.msgs.Fair.Leave()
-}
+// done gives up the answer's turn at renders; r.mu is held.
+func (r *reply) done() { r.msgs.Fair.Leave() }
 
 // Render shows a frame. Intermediate frames are best-effort; the final one
 // is bounded by ctx (the engine's outlives an interrupted answer, until
@@ -351,9 +338,8 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 		return r.showLocked(fctx, render.Layout(style, f), false, render.MustDeliver)
 	}
 	// Intermediate renders are best effort, on the answer's turn among its
-	// channel's answers; the first one shows only with a call claimed for
-	// the final render, so that it can be finished.
-	if len(r.msgs.List) == 0 && !r.claimFinal() {
+	// channel's answers, with calls to spare.
+	if !r.spare() {
 		return nil
 	}
 	return r.showLocked(ctx, render.Layout(style, f), true, render.BestEffort)

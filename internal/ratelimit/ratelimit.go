@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -30,10 +28,12 @@ const (
 )
 
 // Limit is one named budget: PerSecond calls sustained and Burst at once,
-// in each bucket of its Scope.
+// or with a Window at most Burst calls in any Window, in each bucket of its
+// Scope.
 type Limit struct {
-	PerSecond float64 // 0 or less: unlimited (a 429 still blocks the key)
-	Burst     int     // at least 1
+	PerSecond float64       // 0 or less (and no Window): unlimited (a 429 still blocks the key)
+	Burst     int           // at least 1
+	Window    time.Duration // a sliding window instead of a token bucket
 	Scope     Scope
 	// Patience is how long a best-effort call may wait for this limit's
 	// token rather than skip (0: not at all).
@@ -72,6 +72,10 @@ type Call struct {
 	// Idempotent marks a call that may be repeated after a transient
 	// failure (a repeated post would duplicate text).
 	Idempotent bool
+	// Spare is how many calls a best-effort call without patience leaves
+	// in each bucket besides the claimed ones: one per other answer that
+	// will need the budget for its final render, say.
+	Spare int
 	// Patience is how long a best-effort call may wait for its tokens
 	// rather than skip, besides each limit's own Patience; such a call may
 	// spend tokens claimed for others (see Claim). For a final render that
@@ -84,10 +88,10 @@ func (c Call) patience(l Limit) time.Duration { return max(l.Patience, c.Patienc
 
 // needs is how many tokens bucket k must hold for the call to take one
 // without waiting: 1, and for a best-effort call without patience also
-// the tokens claimed for later calls.
+// the tokens claimed for later calls and its Spare.
 func (c Call) needs(k *bucket) float64 {
 	if c.Priority == BestEffort && c.Patience <= 0 {
-		return 1 + float64(k.claims)
+		return 1 + float64(k.claims+max(c.Spare, 0))
 	}
 	return 1
 }
@@ -200,10 +204,10 @@ type Budget struct {
 }
 
 type bucket struct {
-	lim          *rate.Limiter // nil: unlimited
-	full         Limit         // the whole limit; lim runs at its share
-	blockedUntil time.Time     // after a 429: nobody calls before this
-	claims       int           // tokens promised to later calls (Claim)
+	lim          pace      // nil: unlimited
+	full         Limit     // the whole limit; lim runs at its share
+	blockedUntil time.Time // after a 429: nobody calls before this
+	claims       int       // tokens promised to later calls (Claim)
 }
 
 // New returns a budget for platform (the metrics' platform label) spending limits.
@@ -243,8 +247,7 @@ func (b *Budget) SetShare(f float64) {
 	b.reshared = make(chan struct{})
 	for _, k := range b.buckets {
 		if k.lim != nil {
-			k.lim.SetLimitAt(now, rate.Limit(k.full.PerSecond*f))
-			k.lim.SetBurstAt(now, burstShare(k.full.Burst, f))
+			k.lim.scale(now, k.full, f)
 		}
 	}
 }
@@ -276,10 +279,7 @@ func (b *Budget) get(c Call, now time.Time) []*bucket {
 		k := key(name, l, c)
 		bk := b.buckets[k]
 		if bk == nil {
-			bk = &bucket{full: l}
-			if l.PerSecond > 0 {
-				bk.lim = rate.NewLimiter(rate.Limit(l.PerSecond*b.share), burstShare(l.Burst, b.share))
-			}
+			bk = &bucket{full: l, lim: newPace(l, b.share)}
 			b.buckets[k] = bk
 			if b.adds++; b.adds%pruneEvery == 0 {
 				b.prune(now)
@@ -297,7 +297,7 @@ func (b *Budget) prune(now time.Time) {
 		if now.Before(bk.blockedUntil) || bk.claims > 0 {
 			continue
 		}
-		if bk.lim == nil || bk.lim.TokensAt(now) >= float64(bk.lim.Burst()) {
+		if bk.lim == nil || bk.lim.tokensAt(now) >= float64(bk.lim.burst()) {
 			delete(b.buckets, k)
 		}
 	}
@@ -311,7 +311,7 @@ func (b *Budget) Available(c Call) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, k := range b.get(c, now) {
-		if now.Before(k.blockedUntil) || (k.lim != nil && k.lim.TokensAt(now) < c.needs(k)) {
+		if now.Before(k.blockedUntil) || (k.lim != nil && k.lim.tokensAt(now) < c.needs(k)) {
 			return false
 		}
 	}
@@ -331,7 +331,7 @@ func (b *Budget) Claim(c Call) (release func(), ok bool) {
 	defer b.mu.Unlock()
 	ks := b.get(c, now)
 	for _, k := range ks {
-		if now.Before(k.blockedUntil) || (k.lim != nil && k.lim.TokensAt(now) < 1+float64(k.claims)) {
+		if now.Before(k.blockedUntil) || (k.lim != nil && k.lim.tokensAt(now) < 1+float64(k.claims)) {
 			return func() {}, false
 		}
 	}
@@ -374,31 +374,30 @@ func (b *Budget) acquire(ctx context.Context, c Call) error {
 		}
 		if c.Priority == BestEffort {
 			for _, k := range ks {
-				if k.lim != nil && c.patience(k.full) <= 0 && k.lim.TokensAt(now) < c.needs(k) {
+				if k.lim != nil && c.patience(k.full) <= 0 && k.lim.tokensAt(now) < c.needs(k) {
 					b.mu.Unlock()
 					return ErrSkipped
 				}
 			}
 		}
-		rs := make([]*rate.Reservation, 0, len(ks))
+		rs := make([]func(time.Time), 0, len(ks))
 		var delay time.Duration
 		ok := true
 		for _, k := range ks {
 			if k.lim == nil {
 				continue
 			}
-			r := k.lim.ReserveN(now, 1)
-			rs = append(rs, r)
-			d := r.DelayFrom(now)
-			if !r.OK() || (c.Priority == BestEffort && d > c.patience(k.full)) {
+			d, cancel, booked := k.lim.reserve(now)
+			rs = append(rs, cancel)
+			if !booked || (c.Priority == BestEffort && d > c.patience(k.full)) {
 				ok = false
 				break
 			}
 			delay = max(delay, d)
 		}
 		if !ok {
-			for _, r := range rs {
-				r.CancelAt(now)
+			for _, cancel := range rs {
+				cancel(now)
 			}
 			b.mu.Unlock()
 			if c.Priority == BestEffort {
@@ -412,8 +411,8 @@ func (b *Budget) acquire(ctx context.Context, c Call) error {
 			if err := b.sleepUnlessReshared(ctx, reshared, delay); err != nil {
 				now := b.clock.Now()
 				b.mu.Lock()
-				for _, r := range rs {
-					r.CancelAt(now)
+				for _, cancel := range rs {
+					cancel(now)
 				}
 				b.mu.Unlock()
 				if ctx.Err() != nil {

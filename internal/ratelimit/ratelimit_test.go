@@ -266,8 +266,8 @@ func TestChargedToSeveralLimits(t *testing.T) {
 	// The global bucket two calls behind: more than its patience.
 	b.mu.Lock()
 	g := b.get(c("", "global"), clk.Now())[0]
-	g.lim.ReserveN(clk.Now(), 1)
-	g.lim.ReserveN(clk.Now(), 1)
+	g.lim.reserve(clk.Now())
+	g.lim.reserve(clk.Now())
 	b.mu.Unlock()
 	if err := b.acquire(ctx, c("d")); !errors.Is(err, ErrSkipped) || clk.takeSlept() != 0 {
 		t.Fatalf("the global budget spent beyond patience, a best-effort call: %v", err)
@@ -295,16 +295,16 @@ func TestShare(t *testing.T) {
 	}
 	before, after, one := get("chat.update", "T1"), get("chat.update", "T2"), get("chat.delete", "T1")
 	for name, k := range map[string]*bucket{"bucket made before": before, "bucket made after": after} {
-		if k.lim.Limit() != 5 || k.lim.Burst() != 2 {
-			t.Errorf("%s the share of 1/2: %v/s, burst %d; want 5/s, burst 2", name, k.lim.Limit(), k.lim.Burst())
+		if k.lim.(tokenBucket).lim.Limit() != 5 || k.lim.burst() != 2 {
+			t.Errorf("%s the share of 1/2: %v/s, burst %d; want 5/s, burst 2", name, k.lim.(tokenBucket).lim.Limit(), k.lim.burst())
 		}
 	}
-	if one.lim.Burst() != 1 {
-		t.Errorf("a burst of 1 split in two: %d, want 1", one.lim.Burst())
+	if one.lim.burst() != 1 {
+		t.Errorf("a burst of 1 split in two: %d, want 1", one.lim.burst())
 	}
 	b.SetShare(1)
-	if before.lim.Limit() != 10 || before.lim.Burst() != 5 {
-		t.Errorf("back to the whole budget: %v/s, burst %d", before.lim.Limit(), before.lim.Burst())
+	if before.lim.(tokenBucket).lim.Limit() != 10 || before.lim.burst() != 5 {
+		t.Errorf("back to the whole budget: %v/s, burst %d", before.lim.(tokenBucket).lim.Limit(), before.lim.burst())
 	}
 	if got := burstShare(10, 1.0/3); got != 3 {
 		t.Errorf("burstShare(10, 1/3) = %d, want 3", got)
@@ -520,5 +520,72 @@ func TestPatientRetriesTransient(t *testing.T) {
 	})
 	if err != nil || n != 2 {
 		t.Fatalf("Do = %v after %d attempts, want success on the second", err, n)
+	}
+}
+
+// TestWindow: a sliding-window limit lets Burst calls through at once and
+// the next ones as the oldest leave the window: never more than Burst in
+// any Window, yet Burst every Window.
+func TestWindow(t *testing.T) {
+	b, clk := newTest(Limits{"channel": {Burst: 5, Window: 5 * time.Second, Scope: PerChannel}})
+	ctx := t.Context()
+	c := Call{Method: "messages.create", Limits: []string{"channel"}, Channel: "C1", Priority: MustDeliver}
+	var at []time.Time
+	for range 12 {
+		if err := b.acquire(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		at = append(at, clk.Now())
+	}
+	for i := 5; i < len(at); i++ {
+		if d := at[i].Sub(at[i-5]); d < 5*time.Second {
+			t.Fatalf("call %d came %v after call %d: 6 calls in a 5 s window", i, d, i-5)
+		}
+	}
+	if got := at[11].Sub(at[0]); got != 10*time.Second {
+		t.Errorf("12 calls took %v, want 10 s (5 at once, 5 more after 5 s, 2 after 10 s)", got)
+	}
+	// Best effort takes what the window has left (3), then skips rather
+	// than waits; a cancelled booking gives the call back.
+	be := c
+	be.Priority = BestEffort
+	for range 3 {
+		if err := b.acquire(ctx, be); err != nil {
+			t.Fatalf("a best-effort call within the window: %v", err)
+		}
+	}
+	if b.Available(be) || !errors.Is(b.acquire(ctx, be), ErrSkipped) {
+		t.Fatal("a best-effort call went over the window")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	for range 10 {
+		if err := b.acquire(cctx, c); err == nil {
+			t.Fatal("a call waiting for the window went ahead with its context cancelled")
+		}
+	}
+	clk.advance(5 * time.Second)
+	free := 0
+	for b.Available(be) && free < 10 {
+		if err := b.acquire(ctx, be); err != nil {
+			t.Fatal(err)
+		}
+		free++
+	}
+	if free != 5 {
+		t.Fatalf("a window later %d calls were free, want 5: cancelled bookings hold it", free)
+	}
+	clk.advance(5 * time.Second)
+	// A replica's share of the window's calls.
+	b.SetShare(0.5)
+	n := 0
+	for b.Available(be) && n < 10 {
+		if err := b.acquire(ctx, be); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Errorf("half of a window of 5 let %d calls through at once, want 2", n)
 	}
 }

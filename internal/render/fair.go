@@ -72,15 +72,15 @@ func (t *Ticket) Turn() bool {
 	return true
 }
 
-// Alone reports whether the answer is the only one in its group. A nil
-// Ticket is.
-func (t *Ticket) Alone() bool {
+// Others is how many other answers are in flight in the group (none for
+// a nil Ticket).
+func (t *Ticket) Others() int {
 	if t == nil {
-		return true
+		return 0
 	}
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
-	return len(t.f.groups[t.group]) <= 1
+	return max(len(t.f.groups[t.group])-1, 0)
 }
 
 // Rendered records an intermediate render shown.
