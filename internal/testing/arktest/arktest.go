@@ -1,5 +1,5 @@
-// Package arktest is a fake Volcengine Ark chat-completions server for tests
-// and load tests. It speaks Ark's wire format (OpenAI-compatible JSON and SSE,
+// Package arktest is a fake Volcengine Ark server (chat completions and
+// image generation) for tests and load tests. It speaks Ark's wire format (OpenAI-compatible JSON and SSE,
 // Ark-shaped errors) on a loopback httptest server, answers with scripted
 // Responses or a default echo, and records every request it receives.
 //
@@ -22,7 +22,7 @@ import (
 // BasePath is the API prefix the fake serves, like Ark's /api/v3.
 const BasePath = "/api/v3"
 
-// ChatPath is the only route the fake answers.
+// ChatPath is the chat completions route.
 const ChatPath = BasePath + "/chat/completions"
 
 // maxBody bounds how much of a request body the fake reads.
@@ -45,6 +45,7 @@ type Server struct {
 	nextID    atomic.Uint64
 
 	mu       sync.Mutex
+	images   imageState
 	queue    []Response
 	handler  func(Request) Response
 	requests []Request
@@ -183,6 +184,11 @@ func (s *Server) Requests() []Request {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	// Result files are fetched from their own URL, unrecorded.
+	if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, FilesPath) {
+		s.serveFile(w, r)
+		return
+	}
 	raw, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	req := parseRequest(r, raw)
 	s.mu.Lock()
@@ -192,7 +198,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	reqID := fmt.Sprintf("021%013d%08x", time.Now().UnixMilli(), s.nextID.Add(1))
 	w.Header().Set("X-Request-Id", reqID)
 
-	if r.Method != http.MethodPost || r.URL.Path != ChatPath {
+	if r.Method != http.MethodPost || r.URL.Path != ChatPath && r.URL.Path != ImagesPath {
 		writeError(w, reqID, Response{Status: http.StatusNotFound, ErrorCode: "NotFound",
 			ErrorMessage: fmt.Sprintf("The requested resource %s %s is not found.", r.Method, r.URL.Path)})
 		return
@@ -208,6 +214,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if r.URL.Path == ImagesPath {
+		s.serveImages(w, r, req, reqID)
+		return
+	}
 	resp := s.next(req)
 	if (resp.Status != 0 && resp.Status != http.StatusOK) || resp.ErrorCode != "" {
 		writeError(w, reqID, resp)
