@@ -401,7 +401,7 @@ func withBodyCap(ctx context.Context, n int64) context.Context {
 }
 
 // errBodyTooLarge ends reading an answer longer than its cap.
-var errBodyTooLarge = errors.New("Ark's answer is larger than expected")
+var errBodyTooLarge = errors.New("the answer from Ark is larger than expected")
 
 // capped is the SDK's transport: it caps each response body at the
 // request context's body cap, since the SDK reads bodies whole.
