@@ -22,6 +22,9 @@ const (
 	// CmdRetry answers the conversation's latest question again, replacing
 	// the latest answer in its memory; "regenerate" is the same command.
 	CmdRetry = "retry"
+	// CmdImage makes a picture from its argument, or edits the attached
+	// picture or the thread's latest one.
+	CmdImage = "image"
 )
 
 // ParseCommand reads a command at the start of text: "/name arg…" (also

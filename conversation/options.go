@@ -30,6 +30,7 @@ type Limits struct {
 	MaxInputChars     int   // longer messages are cut, with a notice
 	RequestsPerMinute int   // per user, across replicas
 	DailyTokens       int64 // per user per UTC day, all models
+	DailyImages       int64 // pictures per user per UTC day, all image models
 }
 
 // Option configures an Engine.
