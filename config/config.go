@@ -22,6 +22,7 @@ type Config struct {
 	DefaultModel string  `yaml:"default_model"`
 	SystemPrompt string  `yaml:"system_prompt"`
 	Limits       Limits  `yaml:"limits"`
+	Images       Images  `yaml:"images"`
 	Redis        Redis   `yaml:"redis"`
 	Server       Server  `yaml:"server"`
 	Console      Console `yaml:"console"`
@@ -82,6 +83,7 @@ type Limits struct {
 	DailyTokens       int64 `yaml:"daily_tokens"`        // per user per UTC day; 0: unlimited
 	MaxImageBytes     int64 `yaml:"max_image_bytes"`     // per image
 	MaxFileBytes      int64 `yaml:"max_file_bytes"`      // per text attachment
+	DailyImages       int64 `yaml:"daily_images"`        // pictures (/image) per user per UTC day; 0: unlimited
 }
 
 // Redis configures the store. An empty URL runs an embedded in-memory Redis.
@@ -131,6 +133,9 @@ func (s Server) StartLimit() int {
 type Console struct {
 	User         string `yaml:"user"`
 	ShowThinking bool   `yaml:"show_thinking"`
+	// PicturesDir is where /image saves pictures ("": arkbot-pictures in
+	// the system's temporary directory).
+	PicturesDir string `yaml:"pictures_dir"`
 }
 
 // Default values, applied by Load to keys left out.
@@ -186,6 +191,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Server.Addr, ":8080")
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
 	setDefault(&c.Console.User, "you")
+	c.Images.applyDefaults()
 	c.Slack.applyDefaults()
 	c.Discord.applyDefaults()
 }
@@ -259,6 +265,8 @@ func (c *Config) validate(errs *fieldErrors) {
 	nonNegative(errs, "limits.daily_tokens", c.Limits.DailyTokens)
 	nonNegative(errs, "limits.max_image_bytes", c.Limits.MaxImageBytes)
 	nonNegative(errs, "limits.max_file_bytes", c.Limits.MaxFileBytes)
+	nonNegative(errs, "limits.daily_images", c.Limits.DailyImages)
+	c.Images.validate(errs)
 	if c.Redis.URL != "" {
 		if _, err := url.Parse(c.Redis.URL); err != nil || !strings.HasPrefix(c.Redis.URL, "redis") {
 			errs.add("redis.url", "must look like redis://host:6379/0, rediss://…, redis-sentinel://… or redis-cluster://…")
