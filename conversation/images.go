@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -76,13 +77,14 @@ const (
 // shutdown end it too, and saves the prompt and the files made.
 func (e *Engine) image(ctx context.Context, log *slog.Logger, m Message, r Reply, adm Admission, prompt string, started func()) (err error) {
 	ir, can := r.(ImageReply)
+	size, prompt := imageSize(prompt)
 	refusal := ""
 	switch {
 	case e.painter == nil:
 		refusal = msgNoImages
 	case !can:
 		refusal = msgNoImagesHere
-	case strings.TrimSpace(prompt) == "":
+	case prompt == "":
 		refusal = msgImageUsage
 	}
 	if refusal != "" {
@@ -107,7 +109,7 @@ func (e *Engine) image(ctx context.Context, log *slog.Logger, m Message, r Reply
 	if a.m.ResolveName != nil {
 		a.m.User.Name = a.m.ResolveName()
 	}
-	p := pictureRun{run: a, ir: ir, prompt: strings.TrimSpace(prompt)}
+	p := pictureRun{run: a, ir: ir, prompt: prompt, size: size}
 	f, outcome := p.draw(started)
 	metrics.Images.WithLabelValues(m.Platform, e.pictures.Model, outcome).Inc()
 	a.log.Info("drew", "outcome", outcome, "took", e.now().Sub(a.start).Round(time.Millisecond))
@@ -119,6 +121,24 @@ type pictureRun struct {
 	*run
 	ir     ImageReply
 	prompt string
+	size   string // asked for with "size:…"; "" for the default
+}
+
+// sizeArg matches a size /image takes: 1K–4K or WIDTHxHEIGHT.
+var sizeArg = regexp.MustCompile(`^(?i:[1-4]K|[1-9][0-9]{2,4}x[1-9][0-9]{2,4})$`)
+
+// imageSize reads an optional leading "size:<size>" (Discord's size
+// option, or typed) from /image's argument.
+func imageSize(arg string) (size, prompt string) {
+	arg = strings.TrimSpace(arg)
+	first, rest, _ := strings.Cut(arg, " ")
+	if s, ok := strings.CutPrefix(first, "size:"); ok && sizeArg.MatchString(s) {
+		if s = strings.ToLower(s); strings.HasSuffix(s, "k") {
+			s = strings.ToUpper(s)
+		}
+		return s, strings.TrimSpace(rest)
+	}
+	return "", arg
 }
 
 // draw makes, posts and saves the pictures; it returns the final frame
@@ -181,6 +201,9 @@ func (p *pictureRun) draw(started func()) (Frame, string) {
 		}
 	} else if len(m.Images) > 0 {
 		notes = append(notes, "This picture model can't change pictures, so I drew a new one from your words.")
+	}
+	if p.size != "" {
+		req.Size = p.size
 	}
 	res, err := e.painter.Generate(arkclient.WithRequestSent(p.actx, started), req)
 	if err != nil {

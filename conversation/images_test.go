@@ -263,3 +263,26 @@ func TestImageStop(t *testing.T) {
 		t.Fatal("a stopped /image did not end")
 	}
 }
+
+func TestImageSizeArgument(t *testing.T) {
+	for arg, want := range map[string][2]string{
+		"size:2560x1440 a harbour": {"2560x1440", "a harbour"},
+		"size:4k  a harbour ":      {"4K", "a harbour"},
+		"size:huge a harbour":      {"", "size:huge a harbour"},
+		"a size:1K harbour":        {"", "a size:1K harbour"},
+		"size:1K":                  {"1K", ""},
+	} {
+		if size, prompt := imageSize(arg); size != want[0] || prompt != want[1] {
+			t.Errorf("%q: %q, %q", arg, size, prompt)
+		}
+	}
+	rs := redistest.New(t)
+	rg := newImageRig(t, rs.Client(), rs.Prefix, ImageSettings{Size: "2K"})
+	rg.draw(t, msg("/image size:1440x2560 a tall tower"))
+	if b := rg.imageRequests()[0].Body; b["size"] != "1440x2560" || b["prompt"] != "a tall tower" {
+		t.Fatalf("sent size %v, prompt %v", b["size"], b["prompt"])
+	}
+	if n := rg.draw(t, msg("/image size:2K")).notice(); n != msgImageUsage {
+		t.Fatalf("a size alone: %q", n)
+	}
+}
