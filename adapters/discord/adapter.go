@@ -69,7 +69,7 @@ type options struct {
 	globalPerSec  float64
 	shutdownWait  time.Duration
 	pictures      bool // register /image
-	queue         int // -1: work.DefaultQueue
+	queue         int  // -1: work.DefaultQueue
 	// invalidSessionWait is the least wait after an INVALID_SESSION; the
 	// wait is random, up to five times that (Discord asks for 1–5 s).
 	invalidSessionWait time.Duration
