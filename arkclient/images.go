@@ -437,3 +437,24 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 }
 
 func (b *cappedBody) Close() error { return b.rc.Close() }
+
+// The SDK's constructor builds a volcengine session whose configuration
+// falls back to http.DefaultClient: it sets that client's Transport (a
+// clone of http.DefaultTransport) when there is none, and writes the
+// transport's Proxy on every call, racing with requests in flight on
+// http.DefaultClient and dropping NO_PROXY. Giving http.DefaultClient, at
+// start-up, a transport that is no *http.Transport but hands every request
+// to http.DefaultTransport leaves the SDK nothing to write, and changes
+// nothing else about http.DefaultClient.
+func init() {
+	if http.DefaultClient.Transport == nil {
+		http.DefaultClient.Transport = viaDefaultTransport{}
+	}
+}
+
+// viaDefaultTransport sends requests with http.DefaultTransport.
+type viaDefaultTransport struct{}
+
+func (viaDefaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return http.DefaultTransport.RoundTrip(r)
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"image/color"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +213,29 @@ func TestNewImagesAddress(t *testing.T) {
 	}
 	if _, err := NewImages("https://ark.example.com/api/v3", ""); err == nil {
 		t.Error("no key: want an error")
+	}
+}
+
+// Making an images client leaves http.DefaultClient alone: requests on it
+// run while clients are made, without a race (under -race).
+func TestNewImagesLeavesTheDefaultClientAlone(t *testing.T) {
+	srv := arktest.New()
+	defer srv.Close()
+	before := http.DefaultClient.Transport
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			if resp, err := http.Get(srv.URL + "/models"); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	for range 20 {
+		newImages(t, srv)
+	}
+	<-done
+	if http.DefaultClient.Transport != before {
+		t.Fatal("http.DefaultClient's transport changed")
 	}
 }
