@@ -186,13 +186,11 @@ discord:
 		t.Fatalf("/image sent %v", last.Body)
 	}
 
-	_, metricsText := get(t, base+"/metrics")
+	// Counted once each answer ends, just after its picture is posted.
 	for _, want := range []string{
 		`arkbot_images_total{model="doubao-seedream-4-0-250828",outcome="done",platform="slack"} 3`,
 		`arkbot_images_total{model="doubao-seedream-4-0-250828",outcome="done",platform="discord"} 2`,
 	} {
-		if !strings.Contains(metricsText, want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
+		waitUntil(t, want, 10*time.Second, func() bool { _, text := get(t, base+"/metrics"); return strings.Contains(text, want) })
 	}
 }
