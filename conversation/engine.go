@@ -118,6 +118,8 @@ func retryRefusal(q Turn, ok bool, id string) string {
 		return msgNothingToRetry
 	case id != "" && q.ID != "" && q.ID != id:
 		return msgNotLatest
+	case isImageCommand(q.Text):
+		return msgRetryPicture
 	}
 	return ""
 }

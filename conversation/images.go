@@ -65,6 +65,7 @@ const (
 	drawnText       = drawingText + " done."
 	msgNoImages     = "Pictures are not enabled here: an operator must set images.model in config.yaml."
 	msgNoImagesHere = "I can't post pictures here."
+	msgRetryPicture = "The latest answer here is a picture: to draw another, use /image again."
 	msgImageUsage   = "Tell me what to draw: `/image a lighthouse at dawn, watercolour`. Attach a picture (or use /image in the thread of one I made) to change it."
 	// pictureFresh is how long Ark's result URL is trusted for an edit;
 	// Ark keeps it about a day.
@@ -304,6 +305,12 @@ func lastPicture(turns []Turn, now time.Time) (string, bool) {
 		return "", false
 	}
 	return t.Picture, true
+}
+
+// isImageCommand reports whether a saved question was an /image.
+func isImageCommand(text string) bool {
+	c, ok := ParseCommand(text)
+	return ok && c.Name == CmdImage
 }
 
 // extension is the file name extension of a picture's content type.

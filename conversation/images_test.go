@@ -286,3 +286,35 @@ func TestImageSizeArgument(t *testing.T) {
 		t.Fatalf("a size alone: %q", n)
 	}
 }
+
+// /retry does not answer a picture's prompt with the chat model.
+func TestImageRetryRefused(t *testing.T) {
+	rs := redistest.New(t)
+	rg := newImageRig(t, rs.Client(), rs.Prefix, ImageSettings{})
+	rg.draw(t, msg("/image a cat"))
+	chats := len(rg.ark.Requests())
+	if n := rg.ask(t, msg("/retry")).notice(); n != msgRetryPicture {
+		t.Fatalf("retry: %q", n)
+	}
+	if len(rg.ark.Requests()) != chats {
+		t.Fatal("the retry asked Ark")
+	}
+}
+
+func FuzzImageSize(f *testing.F) {
+	for _, s := range []string{"size:2K a cat", "size:2048x2048", "a cat", "size: x", "size:9999x1 y", " size:4k\tz "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, arg string) {
+		size, prompt := imageSize(arg)
+		if size != "" && !sizeArg.MatchString(size) {
+			t.Fatalf("%q: size %q", arg, size)
+		}
+		if size == "" && prompt != strings.TrimSpace(arg) {
+			t.Fatalf("%q: prompt %q without a size", arg, prompt)
+		}
+		if !strings.Contains(arg, prompt) || prompt != strings.TrimSpace(prompt) {
+			t.Fatalf("%q: prompt %q", arg, prompt)
+		}
+	})
+}
