@@ -239,3 +239,31 @@ func TestNewImagesLeavesTheDefaultClientAlone(t *testing.T) {
 		t.Fatal("http.DefaultClient's transport changed")
 	}
 }
+
+// BenchmarkImagesGenerate is the client's cost for one 1 MiB picture
+// from the fake Ark, fetched from its URL or decoded inline.
+func BenchmarkImagesGenerate(b *testing.B) {
+	pic := append(bytes.Clone(arktest.DefaultPicture), make([]byte, 1<<20)...)
+	for _, b64 := range []bool{false, true} {
+		name := "url"
+		if b64 {
+			name = "b64_json"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := arktest.New(arktest.WithAPIKey(testKey))
+			defer srv.Close()
+			c, err := NewImages(srv.URL, testKey, WithBase64(b64))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(pic)))
+			b.ReportAllocs()
+			for b.Loop() {
+				srv.EnqueueImages(arktest.ImageResponse{Images: []arktest.FakeImage{{Data: pic}}})
+				if _, err := c.Generate(context.Background(), ImageRequest{Model: seedream, Prompt: "p"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
