@@ -164,6 +164,8 @@ func (p *pictureRun) draw(started func()) (Frame, string) {
 	}
 	used, err := e.store.ReserveImages(p.actx, m.userKey(), e.pictures.Model, day, limitAll, limitModel)
 	switch {
+	case err != nil && p.actx.Err() != nil:
+		return p.failed(err, frame)
 	case err != nil:
 		metrics.RedisErrors.WithLabelValues("images").Inc()
 		p.log.Error("counting pictures failed", "err", err)
@@ -217,7 +219,7 @@ func (p *pictureRun) draw(started func()) (Frame, string) {
 		}
 	}
 	if res.Failed > 0 {
-		notes = append(notes, fmt.Sprintf("%d more picture(s) could not be made (moderation, most likely).", res.Failed))
+		notes = append(notes, fmt.Sprintf("Ark could not make %d more picture(s) (each failed on its own, by moderation for instance).", res.Failed))
 	}
 	pics := make([]Picture, len(res.Pictures))
 	for i, r := range res.Pictures {
@@ -268,12 +270,12 @@ func (p *pictureRun) save(edit bool, res *arkclient.ImageResult, refs []string) 
 	p.stopRenew()
 	e := p.e
 	now := e.now()
-	what := "made"
+	what := fmt.Sprintf("Made %d picture(s)", len(res.Pictures))
 	if edit {
-		what = "changed the picture into"
+		what = "Changed the picture"
 	}
-	answer := fmt.Sprintf("[I %s %d picture(s) with the image model %s from this prompt, posted here as: %s]",
-		what, len(res.Pictures), e.pictures.Model, strings.Join(refs, ", "))
+	answer := fmt.Sprintf("[%s with the image model %s as this prompt asked; posted here as: %s]",
+		what, e.pictures.Model, strings.Join(refs, ", "))
 	question := "/image " + p.prompt
 	turns := []Turn{
 		{ID: p.m.ID, Role: "user", Text: question, User: p.m.User.Name, Tokens: estimateTokens(question), Time: p.m.Time.Unix()},
