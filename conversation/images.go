@@ -70,6 +70,9 @@ const (
 	// pictureFresh is how long Ark's result URL is trusted for an edit;
 	// Ark keeps it about a day.
 	pictureFresh = 20 * time.Hour
+	// sendPicturesTimeout bounds posting the pictures (budget waits,
+	// uploads).
+	sendPicturesTimeout = 2 * time.Minute
 )
 
 // image answers /image: it makes pictures from prompt, or edits the
@@ -226,7 +229,9 @@ func (p *pictureRun) draw(started func()) (Frame, string) {
 		pics[i] = Picture{Name: fmt.Sprintf("arkbot-%d-%d%s", e.now().Unix(), i+1, extension(r.ContentType)), ContentType: r.ContentType, Data: r.Data}
 	}
 	var refs []string
-	err = protect(func() (err error) { refs, err = p.ir.SendPictures(p.actx, p.prompt, pics); return err })
+	sctx, cancel := context.WithTimeout(p.actx, sendPicturesTimeout)
+	err = protect(func() (err error) { refs, err = p.ir.SendPictures(sctx, p.prompt, pics); return err })
+	cancel()
 	if _, ok := errors.AsType[*panicError](err); ok {
 		panic(err)
 	}
