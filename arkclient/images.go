@@ -353,7 +353,9 @@ func (c *Images) fail(ctx, gctx context.Context, err error, header http.Header) 
 		}
 		return c.newError(0, CodeNetworkError, err.Error(), header, err)
 	case errors.Is(err, errBodyTooLarge):
-		return c.newError(0, CodeStreamInterrupted, err.Error(), header, err)
+		e := c.newError(0, CodeStreamInterrupted, err.Error(), header, err)
+		e.user = fmt.Sprintf("Ark's answer was larger than pictures of %s allow, so I dropped it. Please try again.", byteSize(c.maxBytes))
+		return e
 	case errors.As(err, &reqErr) && reqErr.HTTPStatusCode >= 400:
 		return c.newError(reqErr.HTTPStatusCode, fmt.Sprintf("HTTP%d", reqErr.HTTPStatusCode), err.Error(), header, err)
 	case errors.As(err, &reqErr):

@@ -179,6 +179,14 @@ func TestImagesDownloadBounds(t *testing.T) {
 	if e, ok := errors.AsType[*Error](err); !ok || !strings.Contains(e.UserMessage(), "larger than") {
 		t.Fatalf("inline too large: %v", err)
 	}
+
+	// An answer far beyond the cap is not read whole.
+	tiny := newImages(t, srv, WithBase64(true), WithMaxImageBytes(1000))
+	srv.EnqueueImages(arktest.ImageResponse{Images: []arktest.FakeImage{{Data: append(bytes.Clone(big), make([]byte, 2<<20)...)}}})
+	_, err = tiny.Generate(context.Background(), ImageRequest{Model: seedream, Prompt: "p"})
+	if e, ok := errors.AsType[*Error](err); !ok || !errors.Is(err, errBodyTooLarge) || !strings.Contains(e.UserMessage(), "larger than pictures of 1 KiB") {
+		t.Fatalf("answer too large: %v", err)
+	}
 }
 
 func TestImagesTimeoutAndCancel(t *testing.T) {
