@@ -27,8 +27,16 @@ type Painter interface {
 type ImageReply interface {
 	// SendPictures posts pics with caption (the prompt) where the answer
 	// goes, and returns a reference to each posted file (a permalink, an
-	// attachment URL, a path) for the conversation's memory.
+	// attachment URL, a path) for the conversation's memory. An error
+	// with a UserMessage() string method is shown to the user in those
+	// words.
 	SendPictures(ctx context.Context, caption string, pics []Picture) ([]string, error)
+}
+
+// userError is an error with words for the user.
+type userError interface {
+	error
+	UserMessage() string
 }
 
 // Picture is a picture to post.
@@ -240,7 +248,11 @@ func (p *pictureRun) draw(started func()) (Frame, string) {
 			return p.failed(err, frame)
 		}
 		p.log.Warn("posting the pictures failed", "err", err)
-		return frame(OutcomeFailed, "I made the picture but couldn't post it here. Please try again."), "failed"
+		note := "I made the picture but couldn't post it here. Please try again."
+		if um, ok := errors.AsType[userError](err); ok {
+			note = "I made the picture but couldn't post it: " + um.UserMessage()
+		}
+		return frame(OutcomeFailed, note), "failed"
 	}
 	if saveErr := p.save(len(req.Images) > 0, res, refs); saveErr != nil {
 		notes = append(notes, "I couldn't save this to memory, so I won't remember the picture in this conversation.")

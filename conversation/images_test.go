@@ -211,10 +211,24 @@ func TestImageErrorsReadPlainlyAndAreRefunded(t *testing.T) {
 	if err := rg.engine.Handle(context.Background(), admin, p); err != nil {
 		t.Log(err)
 	}
-	if f := p.final(); f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "couldn't post it") {
+	if f := p.final(); f.Outcome != OutcomeFailed || !strings.Contains(f.Note, "couldn't post it here") {
 		t.Fatalf("upload failure: %+v", f)
 	}
+
+	p = &painting{recorder: &recorder{t: t}, fail: fmt.Errorf("upload: %w", wordedError{})}
+	admin = msg("/image lost again")
+	admin.User.Admin = true
+	_ = rg.engine.Handle(context.Background(), admin, p)
+	if f := p.final(); f.Note != "I made the picture but couldn't post it: invite me first." {
+		t.Fatalf("worded upload failure: %+v", f)
+	}
 }
+
+// wordedError is an adapter's error with words for the user.
+type wordedError struct{}
+
+func (wordedError) Error() string       { return "not_in_channel" }
+func (wordedError) UserMessage() string { return "invite me first." }
 
 func TestImageRefusals(t *testing.T) {
 	rs := redistest.New(t)

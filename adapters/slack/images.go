@@ -3,6 +3,7 @@ package slack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -36,7 +37,7 @@ func (r *reply) SendPictures(ctx context.Context, caption string, pics []convers
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("files.getUploadURLExternal: %w", err)
+			return nil, uploadError("files.getUploadURLExternal", err)
 		}
 		uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 		err = r.a.api.UploadToURL(uctx, slack.UploadToURLParameters{UploadURL: up.UploadURL, Reader: bytes.NewReader(p.Data), Filename: p.Name})
@@ -53,13 +54,40 @@ func (r *reply) SendPictures(ctx context.Context, caption string, pics []convers
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("files.completeUploadExternal: %w", err)
+		return nil, uploadError("files.completeUploadExternal", err)
 	}
 	refs := make([]string, len(done.Files))
 	for i, f := range done.Files {
 		refs[i] = "Slack file " + f.ID
 	}
 	return refs, nil
+}
+
+// pictureError is a failed upload, with words for the user.
+type pictureError struct {
+	err  error
+	user string
+}
+
+func (e *pictureError) Error() string       { return e.err.Error() }
+func (e *pictureError) Unwrap() error       { return e.err }
+func (e *pictureError) UserMessage() string { return e.user }
+
+// uploadError names the method that failed and, for Slack's refusals an
+// operator must fix, says what to do.
+func uploadError(method string, err error) error {
+	err = fmt.Errorf("%s: %w", method, err)
+	var se slack.SlackErrorResponse
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Err {
+	case "missing_scope":
+		return &pictureError{err, "the Slack app lacks the files:write scope; an operator must add it and reinstall the app."}
+	case "not_in_channel", "channel_not_found":
+		return &pictureError{err, "I'm not a member of this channel; invite me with /invite."}
+	}
+	return err
 }
 
 // cut is s cut to at most n runes.

@@ -3,6 +3,7 @@ package slack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -16,9 +17,10 @@ import (
 // picture posted through conversation.ImageReply, as the engine's /image
 // does, then a final frame saying how the upload went.
 type painter struct {
-	pic []byte
-	mu  sync.Mutex
-	out []string // per message: the references, or the error
+	pic    []byte
+	mu     sync.Mutex
+	out    []string // per message: the references, or the error
+	worded *pictureError
 }
 
 func (p *painter) Handle(ctx context.Context, m conversation.Message, r conversation.Reply) error {
@@ -32,10 +34,12 @@ func (p *painter) Handle(ctx context.Context, m conversation.Message, r conversa
 	refs, err := ir.SendPictures(ctx, "a lighthouse *at dawn*", []conversation.Picture{
 		{Name: "a.png", ContentType: "image/png", Data: p.pic}, {Name: "b.png", ContentType: "image/png", Data: p.pic}})
 	if err != nil {
+		p.setErr(err)
 		p.record("error: " + err.Error())
 		return r.Render(ctx, conversation.Frame{Text: "🎨 Drawing…", Final: true, Outcome: conversation.OutcomeFailed, Note: "upload failed"})
 	}
 	p.record(strings.Join(refs, ","))
+	p.setErr(nil)
 	return r.Render(ctx, conversation.Frame{Text: "🎨 Drawing… done.", Final: true, Outcome: conversation.OutcomeDone})
 }
 
@@ -43,6 +47,22 @@ func (p *painter) record(s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.out = append(p.out, s)
+}
+
+// setErr keeps the latest upload error's words for the user, if any.
+func (p *painter) setErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.worded = nil
+	if um, ok := errors.AsType[*pictureError](err); ok {
+		p.worded = um
+	}
+}
+
+func (p *painter) lastErr() *pictureError {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.worded
 }
 
 func (p *painter) results() []string {
@@ -105,6 +125,9 @@ func TestSendPicturesFailsPlainly(t *testing.T) {
 	e.waitFor("the refusal", 10*time.Second, func() bool { return len(h.results()) == 1 })
 	if res := h.results()[0]; !strings.Contains(res, "missing_scope") {
 		t.Fatalf("without files:write: %q", res)
+	}
+	if um := h.lastErr(); um == nil || !strings.Contains(um.UserMessage(), "files:write scope") {
+		t.Fatalf("without files:write, the user reads %v", um)
 	}
 
 	fs2 := slacktest.New(slacktest.Options{PingInterval: time.Second})
