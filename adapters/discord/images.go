@@ -3,7 +3,9 @@ package discord
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/bwmarrin/discordgo"
 
@@ -78,7 +80,7 @@ func (r *reply) SendPictures(ctx context.Context, caption string, pics []convers
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, uploadError(err)
 	}
 	if r.chainRoot != "" {
 		r.a.chains.Add(m.ID, r.chainRoot)
@@ -88,6 +90,31 @@ func (r *reply) SendPictures(ctx context.Context, caption string, pics []convers
 		refs[i] = a.URL
 	}
 	return refs, nil
+}
+
+// pictureError is a failed post of pictures, with words for the user.
+type pictureError struct {
+	err  error
+	user string
+}
+
+func (e *pictureError) Error() string       { return e.err.Error() }
+func (e *pictureError) Unwrap() error       { return e.err }
+func (e *pictureError) UserMessage() string { return e.user }
+
+// uploadError says what to do about Discord's refusals of a picture.
+func uploadError(err error) error {
+	var re *discordgo.RESTError
+	if !errors.As(err, &re) || re.Response == nil {
+		return err
+	}
+	switch re.Response.StatusCode {
+	case http.StatusRequestEntityTooLarge:
+		return &pictureError{err, "it is larger than Discord accepts from the bot; a smaller images.size would fit."}
+	case http.StatusForbidden:
+		return &pictureError{err, "I may not attach files here (Discord's Attach Files permission)."}
+	}
+	return err
 }
 
 // imageSizes are /image's size choices: Seedream's recommended sizes.

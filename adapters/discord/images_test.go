@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -26,8 +27,11 @@ type painter struct {
 
 func (p *painter) Handle(ctx context.Context, m conversation.Message, r conversation.Reply) error {
 	_ = r.Begin(ctx)
+	p.mu.Lock()
+	pic := p.pic
+	p.mu.Unlock()
 	refs, err := r.(conversation.ImageReply).SendPictures(ctx, "a *green* owl @everyone", []conversation.Picture{
-		{Name: "owl-1.png", ContentType: "image/png", Data: p.pic}, {Name: "owl-2.png", ContentType: "image/png", Data: p.pic}})
+		{Name: "owl-1.png", ContentType: "image/png", Data: pic}, {Name: "owl-2.png", ContentType: "image/png", Data: pic}})
 	p.mu.Lock()
 	p.msgs, p.refs, p.errs = append(p.msgs, m), append(p.refs, refs), append(p.errs, err)
 	p.mu.Unlock()
@@ -139,5 +143,15 @@ func TestDiscordPictures(t *testing.T) {
 	got = pictures(hs, "410")
 	if len(got) != 1 || got[0].InteractionID != ref.ID || got[0].Ephemeral() || len(got[0].Attachments) != 2 {
 		t.Fatalf("followup pictures = %+v", got)
+	}
+
+	// Larger than Discord takes: refused with words for the user.
+	p.mu.Lock()
+	p.pic = make([]byte, 11<<20)
+	p.mu.Unlock()
+	hs.mention(alice, channelID, "/image a huge owl")
+	_, _, err = p.wait(t, 4)
+	if um, ok := errors.AsType[*pictureError](err); !ok || !strings.Contains(um.UserMessage(), "larger than Discord accepts") {
+		t.Fatalf("too large: %v", err)
 	}
 }

@@ -584,7 +584,7 @@ func (s *Server) webhookMessage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) postFollowup(w http.ResponseWriter, r *http.Request) {
 	body, files, err := readMessage(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		writeMessageError(w, err)
 		return
 	}
 	if !checkContent(w, body.Content, hasComponents(body.Components) || hasComponents(body.Embeds) || len(files) > 0) {
@@ -653,7 +653,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	chID := r.PathValue("channel")
 	body, files, err := readMessage(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+		writeMessageError(w, err)
 		return
 	}
 	if !s.limitChannel(w, chID) {

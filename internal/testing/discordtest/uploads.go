@@ -8,9 +8,12 @@ import (
 	"strings"
 )
 
-// maxUpload bounds one file sent with a message (Discord's own limit is
-// 10 MiB for bots without boosts; the fake is more lenient).
-const maxUpload = 32 << 20
+// maxUpload is the most a message's file may hold: Discord's 10 MiB for
+// a bot in a server without boosts.
+const maxUpload = 10 << 20
+
+// errTooLarge is a file over maxUpload, answered 413 as Discord does.
+var errTooLarge = errors.New("request entity too large")
 
 // upload is a file sent with a message.
 type upload struct {
@@ -44,7 +47,7 @@ func readMessage(r *http.Request) (messageBody, []upload, error) {
 		case err != nil:
 			return body, nil, err
 		case len(data) > maxUpload:
-			return body, nil, errors.New("file too large")
+			return body, nil, errTooLarge
 		case part.FormName() == "payload_json":
 			if err := json.Unmarshal(data, &body); err != nil {
 				return body, nil, err
@@ -54,6 +57,15 @@ func readMessage(r *http.Request) (messageBody, []upload, error) {
 		}
 	}
 	return body, nil, errors.New("too many parts")
+}
+
+// writeMessageError answers a body readMessage could not read.
+func writeMessageError(w http.ResponseWriter, err error) {
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, 40005, "Request entity too large")
+		return
+	}
+	writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
 }
 
 // attachLocked stores uploads for the fake to serve and returns them as
