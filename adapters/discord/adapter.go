@@ -68,13 +68,14 @@ type options struct {
 	channelWindow time.Duration
 	globalPerSec  float64
 	shutdownWait  time.Duration
-	pictures      bool // register /image
-	queue         int  // -1: work.DefaultQueue
+	queue         int // -1: work.DefaultQueue
 	// invalidSessionWait is the least wait after an INVALID_SESSION; the
 	// wait is random, up to five times that (Discord asks for 1–5 s).
 	invalidSessionWait time.Duration
 	// identifyInterval spaces the IDENTIFYs of a bucket (default 5 s).
 	identifyInterval time.Duration
+	// pictures registers /image.
+	pictures bool
 }
 
 // WithLogger sets the logger (default slog.Default()).

@@ -21,7 +21,7 @@ import (
 const (
 	Tier2PerMinute = 20  // chat.startStream, chat.stopStream
 	Tier3PerMinute = 50  // chat.update, chat.delete, reactions.add, assistant.threads.setStatus
-	Tier4PerMinute = 100 // chat.appendStream, chat.postEphemeral, users.info, files.info, files.getUploadURLExternal, files.completeUploadExternal
+	Tier4PerMinute = 100 // chat.appendStream, chat.postEphemeral, users.info, files.info, files.*UploadExternal
 	// PostMessagePerMinute is chat.postMessage's special limit: about one
 	// message per second per channel.
 	PostMessagePerMinute = 60
@@ -47,16 +47,18 @@ type Budgets map[string]Budget
 // bursts smaller than Slack tolerates.
 func DefaultBudgets() Budgets {
 	return Budgets{
-		"chat.postMessage":             {PerMinute: PostMessagePerMinute * BudgetShare, Burst: 3, PerChannel: true},
-		"chat.update":                  {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
-		"chat.delete":                  {PerMinute: Tier3PerMinute * BudgetShare, Burst: 3},
-		"chat.postEphemeral":           {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
-		"chat.startStream":             {PerMinute: Tier2PerMinute * BudgetShare, Burst: 3},
-		"chat.appendStream":            {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
-		"chat.stopStream":              {PerMinute: Tier2PerMinute * BudgetShare, Burst: 3},
-		"assistant.threads.setStatus":  {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
-		"users.info":                   {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
-		"files.info":                   {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
+		"chat.postMessage":            {PerMinute: PostMessagePerMinute * BudgetShare, Burst: 3, PerChannel: true},
+		"chat.update":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
+		"chat.delete":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 3},
+		"chat.postEphemeral":          {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
+		"chat.startStream":            {PerMinute: Tier2PerMinute * BudgetShare, Burst: 3},
+		"chat.appendStream":           {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
+		"chat.stopStream":             {PerMinute: Tier2PerMinute * BudgetShare, Burst: 3},
+		"assistant.threads.setStatus": {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
+		"users.info":                  {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
+		"files.info":                  {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
+
+		// Pictures (/image): Slack's external upload flow.
 		"files.getUploadURLExternal":   {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
 		"files.completeUploadExternal": {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
 	}

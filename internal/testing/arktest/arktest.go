@@ -1,7 +1,8 @@
 // Package arktest is a fake Volcengine Ark server (chat completions and
-// image generation) for tests and load tests. It speaks Ark's wire format (OpenAI-compatible JSON and SSE,
-// Ark-shaped errors) on a loopback httptest server, answers with scripted
-// Responses or a default echo, and records every request it receives.
+// image generation) for tests and load tests. It speaks Ark's wire format
+// (OpenAI-compatible JSON and SSE, Ark-shaped errors) on a loopback
+// httptest server, answers with scripted Responses or a default echo, and
+// records every request it receives.
 //
 // It deliberately has no dependency on package testing, so the same server
 // serves unit tests, integration tests and the load-test command.
