@@ -5,7 +5,8 @@
 // address rule (ResolveURL), Ark's "thinking" field, retries with backoff
 // before the first token, first-token and idle timeouts, a stream that never
 // reports a cut connection as a finished answer, and errors classified by
-// Ark's codes with words for chat users.
+// Ark's codes with words for chat users. Images makes pictures with Ark's
+// Seedream models through the official SDK.
 package arkclient
 
 import (

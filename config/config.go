@@ -22,6 +22,7 @@ type Config struct {
 	DefaultModel string  `yaml:"default_model"`
 	SystemPrompt string  `yaml:"system_prompt"`
 	Limits       Limits  `yaml:"limits"`
+	Images       Images  `yaml:"images"`
 	Redis        Redis   `yaml:"redis"`
 	Server       Server  `yaml:"server"`
 	Console      Console `yaml:"console"`
@@ -126,6 +127,7 @@ type Limits struct {
 	MaxFileBytes      int64 `yaml:"max_file_bytes"`      // per text attachment
 	// DailySearches bounds a user's web searches per UTC day; 0: unlimited.
 	DailySearches int64 `yaml:"daily_searches"`
+	DailyImages   int64 `yaml:"daily_images"` // pictures (/image) per user per UTC day; 0: unlimited
 }
 
 // Redis configures the store. An empty URL runs an embedded in-memory Redis.
@@ -175,6 +177,9 @@ func (s Server) StartLimit() int {
 type Console struct {
 	User         string `yaml:"user"`
 	ShowThinking bool   `yaml:"show_thinking"`
+	// PicturesDir is where /image saves pictures ("": arkbot-pictures in
+	// the system's temporary directory).
+	PicturesDir string `yaml:"pictures_dir"`
 }
 
 // Default values, applied by Load to keys left out.
@@ -232,6 +237,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Server.Addr, ":8080")
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
 	setDefault(&c.Console.User, "you")
+	c.Images.applyDefaults()
 	c.Slack.applyDefaults()
 	c.Discord.applyDefaults()
 }
@@ -310,6 +316,8 @@ func (c *Config) validate(errs *fieldErrors) {
 	if d := c.Ark.ChainTTL.D(); d < time.Hour || d > 7*24*time.Hour {
 		errs.add("ark.chain_ttl", "must be between 1h and 168h (Ark keeps a stored response at most 7 days), not %s", d)
 	}
+	nonNegative(errs, "limits.daily_images", c.Limits.DailyImages)
+	c.Images.validate(errs)
 	if c.Redis.URL != "" {
 		if _, err := url.Parse(c.Redis.URL); err != nil || !strings.HasPrefix(c.Redis.URL, "redis") {
 			errs.add("redis.url", "must look like redis://host:6379/0, rediss://…, redis-sentinel://… or redis-cluster://…")

@@ -26,6 +26,9 @@ const (
 	CmdSearch = "search"
 	// CmdThink sets the models' thinking: on, off or auto.
 	CmdThink = "think"
+	// CmdImage makes a picture from its argument, or edits the attached
+	// picture or the thread's latest one.
+	CmdImage = "image"
 )
 
 // ParseCommand reads a command at the start of text: "/name arg…" (also

@@ -3,6 +3,7 @@ package conversation
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,7 +26,7 @@ func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admissio
 		}
 		return "🧹 Done: I've forgotten this conversation. Your next message starts fresh (the model choice stays).", nil
 	case CmdUsage:
-		return e.usage(m, adm), nil
+		return e.usage(m, adm, e.imageUsage(ctx, m)), nil
 	case CmdStop:
 		return e.stopThread(ctx, m)
 	case CmdSearch:
@@ -54,6 +55,9 @@ func (e *Engine) help(m Message) string {
 		"• `/think on|off|auto`: make models that support it think before answering, or not (" + switchScope + "); `/think default` goes back to the model's",
 		"• `/usage`: your token usage today and your limits",
 		"• `/help`: this message",
+	}
+	if e.painter != nil {
+		lines = slices.Insert(lines, len(lines)-2, "• `/image <prompt>`: draw a picture; with a picture attached, or in the thread of one I drew, change it (`/image make it blue`)")
 	}
 	switch m.Platform {
 	case PlatformSlack:
@@ -294,7 +298,8 @@ func (e *Engine) switchModel(ctx context.Context, m Message, name string) (strin
 	return fmt.Sprintf("✅ New conversations in %s now use **%s** (`%s`). Threads that picked their own model keep it.", where, mdl.Name, mdl.ID), nil
 }
 
-func (e *Engine) usage(m Message, adm Admission) string {
+// usage is /usage's answer; pictures is imageUsage's line.
+func (e *Engine) usage(m Message, adm Admission, pictures string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Your usage today (UTC %s): **%d tokens**", Day(e.now()), adm.UsedToday)
 	if q := e.limits.DailyTokens; q > 0 && !m.User.Admin {
@@ -322,6 +327,7 @@ func (e *Engine) usage(m Message, adm Admission) string {
 		}
 		b.WriteString(".\n")
 	}
+	b.WriteString(pictures)
 	if m.User.Admin {
 		b.WriteString("You're an admin: no limits apply to you.\n")
 	} else if n := e.limits.RequestsPerMinute; n > 0 {

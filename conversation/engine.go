@@ -39,6 +39,8 @@ type Engine struct {
 	now          func() time.Time
 	starts       *startGate // nil: no limit on set-ups at once
 	finishers    finishers  // per platform, for orphaned answers
+	painter      Painter    // nil: no /image
+	pictures     ImageSettings
 
 	// Answers in flight: running maps DedupeKey to its *answering; mu
 	// orders enter (read-locked, so answers never wait on each other) with
@@ -119,6 +121,8 @@ func retryRefusal(q Turn, ok bool, id string) string {
 		return msgNothingToRetry
 	case id != "" && q.ID != "" && q.ID != id:
 		return msgNotLatest
+	case isImageCommand(q.Text):
+		return msgRetryPicture
 	}
 	return ""
 }
@@ -156,12 +160,13 @@ func (e *Engine) handle(ctx context.Context, log *slog.Logger, m Message, r Repl
 
 	cmd, isCmd := ParseCommand(m.Text)
 	retry := isCmd && cmd.Name == CmdRetry
+	image := isCmd && cmd.Name == CmdImage
 	empty := !isCmd && strings.TrimSpace(m.Text) == "" && len(m.Images) == 0 && len(m.Files) == 0
 	// A message to answer takes its thread's lock in the admission's round
 	// trip. A follow-up nobody addressed to the bot is answered only where
 	// the bot is talking (checked in the same round trip); elsewhere the bot
 	// says nothing, not even that Redis is down.
-	adm, err := e.store.Admit(ctx, m, e.modelNames, e.now(), retry || !isCmd && !empty)
+	adm, err := e.store.Admit(ctx, m, e.modelNames, e.now(), retry || image || !isCmd && !empty)
 	if err != nil && !m.Mentioned {
 		return err
 	}
@@ -198,6 +203,9 @@ func (e *Engine) handle(ctx context.Context, log *slog.Logger, m Message, r Repl
 			return r.Notice(ctx, note)
 		}
 		return e.answer(ctx, log, m, r, adm, &cmd, started)
+	}
+	if image {
+		return e.image(ctx, log, m, r, adm, cmd.Arg, started)
 	}
 	if isCmd {
 		metrics.Messages.WithLabelValues(m.Platform, "command").Inc()

@@ -66,6 +66,7 @@ type Limits struct {
 	// DailySearches bounds a user's web searches per UTC day; past it,
 	// answers do not search (with a notice).
 	DailySearches int64
+	DailyImages   int64 // pictures per user per UTC day, all image models
 }
 
 // Option configures an Engine.

@@ -28,6 +28,10 @@ type Turn struct {
 	Model  string `json:"model,omitempty"` // registered model name (assistant turns)
 	Tokens int    `json:"tokens"`          // tokens this turn costs in a prompt, from Ark's usage where known
 	Time   int64  `json:"time"`            // Unix seconds
+	// Picture is, on a turn that made pictures, the temporary URL of the
+	// last one at Ark (valid about a day), for /image to edit it; "" when
+	// it came inline.
+	Picture string `json:"picture,omitempty"`
 }
 
 // StoreOptions configures a Store.

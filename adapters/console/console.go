@@ -42,7 +42,8 @@ type Console struct {
 	warnings    <-chan string
 	user        string
 	session     string
-	n           int // messages sent
+	n           int    // messages sent
+	pictures    string // where /image saves pictures ("": the default)
 }
 
 // Option configures a Console.

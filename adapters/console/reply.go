@@ -24,6 +24,7 @@ type reply struct {
 	started   bool
 	open      bool   // a line is being printed
 	lead      string // what precedes the text on its first row: the header, or nothing after reasoning
+	pictures  bool   // pictures were printed: the rest of the answer's text is not
 }
 
 func (r *reply) Begin(context.Context) error {
@@ -60,6 +61,9 @@ func (r *reply) Render(_ context.Context, f conversation.Frame) error {
 			r.open = true
 		}
 	}
+	if r.pictures {
+		r.printed = len(f.Text)
+	}
 	if len(f.Text) > r.printed {
 		if r.printed == 0 {
 			if r.reasoning > 0 {
@@ -72,7 +76,7 @@ func (r *reply) Render(_ context.Context, f conversation.Frame) error {
 		r.open = true
 	}
 	if f.Final {
-		if r.printed > 0 && r.rerender(f) {
+		if r.printed > 0 && !r.pictures && r.rerender(f) {
 			// The Markdown closed any code block; the note stays.
 			if note := style.Tail(conversation.Frame{Outcome: f.Outcome, Note: f.Note}); note != "" {
 				fmt.Fprintln(out, strings.TrimPrefix(note, "\n"))

@@ -75,6 +75,8 @@ type options struct {
 	invalidSessionWait time.Duration
 	// identifyInterval spaces the IDENTIFYs of a bucket (default 5 s).
 	identifyInterval time.Duration
+	// pictures registers /image.
+	pictures bool
 }
 
 // WithLogger sets the logger (default slog.Default()).

@@ -24,7 +24,7 @@ const ackTimeout = 2500 * time.Millisecond
 // commandList is what Run registers by bulk overwrite. The commands are
 // for the bot installed in guilds, usable there and, with allowDMs, in DMs
 // with the bot.
-func commandList(allowDMs bool) []*discordgo.ApplicationCommand {
+func commandList(allowDMs, pictures bool) []*discordgo.ApplicationCommand {
 	contexts := []discordgo.InteractionContextType{discordgo.InteractionContextGuild}
 	if allowDMs {
 		contexts = append(contexts, discordgo.InteractionContextBotDM)
@@ -51,6 +51,9 @@ func commandList(allowDMs bool) []*discordgo.ApplicationCommand {
 			{Type: discordgo.ApplicationCommandOptionString, Name: "setting", Description: "on, off, auto or default", Choices: choices("on", "off", "auto", "default")},
 		}},
 	}
+	if pictures {
+		cmds = append(cmds, imageCommand())
+	}
 	for _, c := range cmds {
 		c.Contexts, c.IntegrationTypes = &contexts, &installs
 	}
@@ -70,7 +73,7 @@ func (a *Adapter) registerCommands(ctx context.Context) {
 	if len(scopes) == 0 {
 		scopes = []string{""}
 	}
-	cmds := commandList(*a.cfg.AllowDMs)
+	cmds := commandList(*a.cfg.AllowDMs, a.opts.pictures)
 	for _, g := range scopes {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := a.sess.ApplicationCommandBulkOverwrite(app, g, cmds, discordgo.WithContext(cctx))
@@ -223,7 +226,7 @@ func (a *Adapter) onCommand(in *discordgo.Interaction) {
 		return
 	}
 	switch data.Name {
-	case "ask":
+	case "ask", "image":
 		a.onAsk(in, data, ch)
 	case "model", "models", "reset", "help", "usage", "stop", "search", "think":
 		a.onSlash(in, data, ch)
@@ -267,10 +270,10 @@ func (a *Adapter) onSlash(in *discordgo.Interaction, data discordgo.ApplicationC
 	a.answer(in, false, "command", func(ctx context.Context) { a.handle(ctx, msg, r) })
 }
 
-// onAsk answers /ask: defer within the 3 s, echo the question in the
-// interaction's response, optionally open a thread from that echo, then
-// stream the answer as channel messages (see the streaming design note in
-// reply.go). The conversation is the thread (in one, or opened for it), or
+// onAsk answers /ask and /image: defer within the 3 s, echo the question
+// in the interaction's response, optionally open a thread from that echo,
+// then stream the answer as channel messages (see the streaming design
+// note in reply.go). The conversation is the thread (in one, or opened for it), or
 // the reply chain rooted at the echo, or the DM.
 func (a *Adapter) onAsk(in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo) {
 	if a.respond(in, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredChannelMessageWithSource}) != nil {
@@ -287,9 +290,14 @@ func (a *Adapter) onAsk(in *discordgo.Interaction, data discordgo.ApplicationCom
 func (a *Adapter) ask(ctx context.Context, in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo, msg conversation.Message) {
 	prompt := strings.TrimSpace(optString(data.Options, "prompt"))
 	msg.Text = prompt
-	if id := optString(data.Options, "file"); id != "" && data.Resolved != nil {
-		if att := data.Resolved.Attachments[id]; att != nil {
-			a.attachments(ctx, &msg, []*discordgo.MessageAttachment{att}, true)
+	if data.Name == "image" {
+		msg.Text = imageText(prompt, optString(data.Options, "size"))
+	}
+	for _, opt := range []string{"file", "picture"} {
+		if id := optString(data.Options, opt); id != "" && data.Resolved != nil {
+			if att := data.Resolved.Attachments[id]; att != nil {
+				a.attachments(ctx, &msg, []*discordgo.MessageAttachment{att}, true)
+			}
 		}
 	}
 

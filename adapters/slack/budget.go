@@ -21,7 +21,7 @@ import (
 const (
 	Tier2PerMinute = 20  // chat.startStream, chat.stopStream
 	Tier3PerMinute = 50  // chat.update, chat.delete, reactions.add, assistant.threads.setStatus
-	Tier4PerMinute = 100 // chat.appendStream, chat.postEphemeral, users.info, files.info
+	Tier4PerMinute = 100 // chat.appendStream, chat.postEphemeral, users.info, files.info, files.*UploadExternal
 	// PostMessagePerMinute is chat.postMessage's special limit: about one
 	// message per second per channel.
 	PostMessagePerMinute = 60
@@ -68,6 +68,10 @@ func DefaultBudgets() Budgets {
 		"assistant.threads.setStatus": {PerMinute: Tier3PerMinute * BudgetShare, Burst: 6},
 		"users.info":                  {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
 		"files.info":                  {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
+
+		// Pictures (/image): Slack's external upload flow.
+		"files.getUploadURLExternal":   {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
+		"files.completeUploadExternal": {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
 	}
 }
 

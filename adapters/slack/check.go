@@ -26,6 +26,7 @@ var botScopes = []struct{ scope, without string }{
 	{"commands", "slash commands don't reach it"},
 	{"users:read", "the system prompt has user IDs, not names"},
 	{"files:read", "attached images and files are ignored"},
+	{"files:write", "/image can't post pictures"},
 	{"assistant:write", "no “is thinking…” status, a placeholder message instead"},
 }
 

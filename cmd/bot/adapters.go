@@ -44,7 +44,7 @@ func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error)
 		// Shards split guilds (and so channels) between replicas; only the
 		// bot-wide budget is shared, so each shard takes its part of it.
 		a, err := discord.New(cfg.Discord, cfg.Limits, b.engine, discord.WithLogger(b.log.With("adapter", "discord")),
-			discord.WithShutdownWait(cfg.Server.ShutdownTimeout.D()),
+			discord.WithShutdownWait(cfg.Server.ShutdownTimeout.D()), discord.WithPictures(cfg.Images.Enabled()),
 			discord.WithGlobalBudget(discord.DefaultGlobalPerSec/float64(cfg.Discord.ShardCount)))
 		if err != nil {
 			return nil, err

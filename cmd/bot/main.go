@@ -113,7 +113,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if useConsole {
 		opts := []console.Option{console.Interactive(interactive),
-			console.ShowThinking(cfg.Console.ShowThinking), console.User(cfg.Console.User)}
+			console.ShowThinking(cfg.Console.ShowThinking), console.User(cfg.Console.User), console.Pictures(cfg.Console.PicturesDir)}
 		if interactive {
 			intr := make(chan os.Signal, 1)
 			signal.Notify(intr, os.Interrupt)

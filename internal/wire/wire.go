@@ -55,9 +55,38 @@ func Core(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, extra
 		LockTTL: cfg.Redis.LockTTL.D(), LockWait: cfg.Redis.LockWait.D(), DedupeTTL: cfg.Redis.DedupeTTL.D(),
 		ReplicaWait: cfg.Redis.ReplicaWait.D(),
 	})
-	engine := conversation.NewEngine(Models(cfg), store, ark, append(EngineOptions(cfg), conversation.WithLogger(log))...)
+	engineOpts := append(EngineOptions(cfg), conversation.WithLogger(log))
+	if cfg.Images.Enabled() {
+		painter, err := Painter(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		engineOpts = append(engineOpts, conversation.WithImages(painter, ImageSettings(cfg)))
+		log.Info("ark images", "url", painter.URL(), "model", cfg.Images.Model)
+	}
+	engine := conversation.NewEngine(Models(cfg), store, ark, engineOpts...)
 	log.Info("ark", "url", ark.URL(), "models", cfg.ModelNames(), "default", cfg.DefaultModel)
 	return engine, store, nil
+}
+
+// Painter is the images client for cfg.Images.
+func Painter(cfg *config.Config) (*arkclient.Images, error) {
+	i := cfg.Images
+	p, err := arkclient.NewImages(cfg.Ark.BaseURL, cfg.Ark.APIKey.Value(),
+		arkclient.WithImageTimeout(i.Timeout.D()), arkclient.WithDownloadTimeout(i.DownloadTimeout.D()),
+		arkclient.WithMaxImageBytes(i.MaxBytes), arkclient.WithBase64(i.ResponseFormat == "b64_json"),
+		arkclient.WithImagesConnectTimeout(cfg.Ark.ConnectTimeout.D()))
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	return p, nil
+}
+
+// ImageSettings converts the configured /image settings for the engine.
+func ImageSettings(cfg *config.Config) conversation.ImageSettings {
+	i := cfg.Images
+	return conversation.ImageSettings{Model: i.Model, Size: i.Size, Watermark: *i.Watermark, Sequential: i.Sequential,
+		Edit: *i.Edit, DailyImages: i.DailyImages}
 }
 
 // Models converts the configured models for the engine.
@@ -92,7 +121,8 @@ func EngineOptions(cfg *config.Config) []conversation.Option {
 		conversation.WithDefaultModel(cfg.DefaultModel),
 		conversation.WithSystemPrompt(cfg.SystemPrompt),
 		conversation.WithLimits(conversation.Limits{MaxInputChars: cfg.Limits.MaxInputChars,
-			RequestsPerMinute: cfg.Limits.RequestsPerMinute, DailyTokens: cfg.Limits.DailyTokens, DailySearches: cfg.Limits.DailySearches}),
+			RequestsPerMinute: cfg.Limits.RequestsPerMinute, DailyTokens: cfg.Limits.DailyTokens, DailySearches: cfg.Limits.DailySearches,
+			DailyImages: cfg.Limits.DailyImages}),
 		conversation.WithChainTTL(cfg.Ark.ChainTTL.D()),
 		conversation.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
 		conversation.WithStartLimit(cfg.Server.StartLimit()),

@@ -1,9 +1,9 @@
 // Package arktest is a fake Volcengine Ark server for tests and load tests:
-// chat completions and the Responses API. It speaks Ark's wire formats
-// (OpenAI-compatible JSON and SSE, Responses events, Ark-shaped errors) on
-// a loopback httptest server, answers with scripted Responses or a default
-// echo, keeps stored responses for chains, and records every request it
-// receives.
+// chat completions, the Responses API and image generation. It speaks Ark's
+// wire formats (OpenAI-compatible JSON and SSE, Responses events, Ark-shaped
+// errors) on a loopback httptest server, answers with scripted Responses or
+// a default echo, keeps stored responses for chains, and records every
+// request it receives.
 //
 // It deliberately has no dependency on package testing, so the same server
 // serves unit tests, integration tests and the load-test command.
@@ -47,6 +47,7 @@ type Server struct {
 	nextID    atomic.Uint64
 
 	mu       sync.Mutex
+	images   imageState
 	queue    []Response
 	handler  func(Request) Response
 	requests []Request
@@ -206,6 +207,11 @@ func (s *Server) Requests() []Request {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	// Result files are fetched from their own URL, unrecorded.
+	if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, FilesPath) {
+		s.serveFile(w, r)
+		return
+	}
 	raw, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	req := parseRequest(r, raw)
 	s.mu.Lock()
@@ -216,7 +222,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	reqID := fmt.Sprintf("021%013d%08x", time.Now().UnixMilli(), s.nextID.Add(1))
 	w.Header().Set("X-Request-Id", reqID)
 
-	if r.Method != http.MethodPost || r.URL.Path != ChatPath && r.URL.Path != ResponsesPath {
+	if r.Method != http.MethodPost || r.URL.Path != ChatPath && r.URL.Path != ResponsesPath && r.URL.Path != ImagesPath {
 		writeError(w, reqID, Response{Status: http.StatusNotFound, ErrorCode: "NotFound",
 			ErrorMessage: fmt.Sprintf("The requested resource %s %s is not found.", r.Method, r.URL.Path)})
 		return
@@ -236,6 +242,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if r.URL.Path == ImagesPath {
+		s.serveImages(w, r, req, reqID)
+		return
+	}
 	resp := s.next(req)
 	if (resp.Status != 0 && resp.Status != http.StatusOK) || resp.ErrorCode != "" {
 		writeError(w, reqID, resp)

@@ -588,12 +588,12 @@ func (s *Server) webhookMessage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) postFollowup(w http.ResponseWriter, r *http.Request) {
-	var body messageBody
-	if err := readBody(r, &body); err != nil {
-		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+	body, files, err := readMessage(r)
+	if err != nil {
+		writeMessageError(w, err)
 		return
 	}
-	if !checkContent(w, body.Content, hasComponents(body.Components) || hasComponents(body.Embeds)) {
+	if !checkContent(w, body.Content, hasComponents(body.Components) || hasComponents(body.Embeds) || len(files) > 0) {
 		return
 	}
 	s.mu.Lock()
@@ -610,7 +610,7 @@ func (s *Server) postFollowup(w http.ResponseWriter, r *http.Request) {
 	m := &Message{
 		ID: s.NewID(), ChannelID: in.channelID, GuildID: in.guildID, Author: s.bot, Content: body.Content,
 		Components: body.Components, Type: MessageChatInputCommand, Flags: body.Flags & FlagEphemeral,
-		WebhookID: s.appID, InteractionID: in.id, Created: time.Now(),
+		WebhookID: s.appID, InteractionID: in.id, Created: time.Now(), Attachments: s.attachLocked(files),
 	}
 	s.storeLocked(m)
 	// The bot's own message has no member: the REST and gateway renderings are one.
@@ -657,15 +657,15 @@ func (s *Server) botChannelLocked(w http.ResponseWriter, id string) (*Channel, b
 
 func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	chID := r.PathValue("channel")
-	var body messageBody
-	if err := readBody(r, &body); err != nil {
-		writeError(w, http.StatusBadRequest, 50109, "The request body contains invalid JSON.")
+	body, files, err := readMessage(r)
+	if err != nil {
+		writeMessageError(w, err)
 		return
 	}
 	if !s.limitChannel(w, chID) {
 		return
 	}
-	if !checkContent(w, body.Content, hasComponents(body.Components) || hasComponents(body.Embeds)) {
+	if !checkContent(w, body.Content, hasComponents(body.Components) || hasComponents(body.Embeds) || len(files) > 0) {
 		return
 	}
 	s.mu.Lock()
@@ -676,7 +676,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	m := &Message{
 		ID: s.NewID(), ChannelID: chID, GuildID: c.GuildID, Author: s.bot, Content: body.Content,
-		Components: body.Components, Type: MessageDefault, Created: time.Now(),
+		Components: body.Components, Type: MessageDefault, Created: time.Now(), Attachments: s.attachLocked(files),
 	}
 	if ref := body.MessageReference; ref != nil && ref.MessageID != "" {
 		if rm, ok := s.byID[ref.MessageID]; !ok || rm.Deleted || rm.ChannelID != chID {

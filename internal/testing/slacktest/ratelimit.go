@@ -47,6 +47,9 @@ func DefaultTiers() map[string]Tier {
 		"reactions.remove":                 Tier3,
 		"users.info":                       Tier4,
 		"files.info":                       Tier4,
+
+		"files.getUploadURLExternal":   Tier4,
+		"files.completeUploadExternal": Tier4,
 	}
 }
 

@@ -96,7 +96,7 @@ type Options struct {
 
 // DefaultScopes are the bot scopes slack-app-manifest.yaml asks for.
 var DefaultScopes = []string{"app_mentions:read", "chat:write", "channels:history", "groups:history", "im:history",
-	"mpim:history", "commands", "users:read", "files:read", "assistant:write"}
+	"mpim:history", "commands", "users:read", "files:read", "files:write", "assistant:write"}
 
 // Server is a fake Slack. Its methods are safe for concurrent use.
 type Server struct {
@@ -118,6 +118,8 @@ type Server struct {
 	teams       map[string]string // bot token → team ID
 	users       map[string]User
 	files       map[string]*storedFile
+	uploads     map[string]*pendingUpload // files.getUploadURLExternal's, by file ID
+	shared      []Upload
 	messages    map[string]map[string]*Message // channel → ts → message
 	order       map[string][]string            // channel → ts in posting order
 	ephemerals  []Ephemeral
@@ -331,6 +333,7 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/", s.serveAPI)
 	mux.HandleFunc("/files/", s.serveFile)
+	mux.HandleFunc("/upload/", s.serveUpload)
 	mux.HandleFunc("/response/", s.serveResponseURL)
 	mux.HandleFunc("/socket", s.serveSocket)
 	l, err := arrival.Listen("127.0.0.1:0")
@@ -950,6 +953,10 @@ func (s *Server) dispatch(req *apiRequest, now time.Time) any {
 		return okResponse{OK: true}
 	case "reactions.remove":
 		return okResponse{OK: true}
+	case "files.getUploadURLExternal":
+		return s.uploadURL(req)
+	case "files.completeUploadExternal":
+		return s.completeUpload(req, now)
 	case "apps.connections.open":
 		if s.closed {
 			return apiError("service_unavailable")
