@@ -28,6 +28,8 @@ func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admissio
 		return e.usage(m, adm), nil
 	case CmdStop:
 		return e.stopThread(ctx, m)
+	case CmdFeedback:
+		return e.feedbackReport(ctx, m)
 	}
 	return fmt.Sprintf("I don't know the command /%s. Type /help for the list.", c.Name), nil
 }
@@ -48,6 +50,9 @@ func (e *Engine) help(m Message) string {
 		"• `/stop`: " + stop,
 		"• `/usage`: your token usage today and your limits",
 		"• `/help`: this message",
+	}
+	if m.User.Admin {
+		lines = append(lines, "• `/feedback`: (admins) the 👍/👎 tally per model")
 	}
 	switch m.Platform {
 	case PlatformSlack:
