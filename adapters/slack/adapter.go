@@ -42,11 +42,13 @@ type Adapter struct {
 	pieceLimit   int
 	finalWait    time.Duration // bounds a final render, see finalWait
 
-	id       atomic.Pointer[identity]
-	ready    atomic.Bool
-	running  atomic.Bool
-	users    *userCache
-	noNative sync.Map // team ID → time until which native streaming is not tried
+	id         atomic.Pointer[identity]
+	ready      atomic.Bool
+	running    atomic.Bool
+	users      *userCache
+	noNative   sync.Map       // team ID → time until which native streaming is not tried
+	noSessions sync.Map       // team ID → time until which agent sessions are not tried
+	bg         sync.WaitGroup // session statuses and titles set off the answers' path
 
 	// pool runs accepted messages, slack.max_concurrent at a time; Run
 	// opens accepting once authenticated and closes it to drain.
@@ -278,6 +280,8 @@ func (a *Adapter) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.grace+stopWait)
 	defer cancel()
 	a.pool.Drain(ctx)
+	// Session statuses set off the answers' path end within sessionCallWait.
+	a.bg.Wait()
 }
 
 // dispatch runs fn for one accepted message on the work pool. It reports
@@ -325,6 +329,9 @@ func (a *Adapter) onEvent(raw []byte, retry int) bool {
 		a.log.Warn("unreadable event", "event_id", p.EventID, "err", err)
 		return true
 	}
+	if taken, agent := a.onAgentEvent(p.TeamID, ev.Type, p.Event); agent {
+		return taken
+	}
 	d, reason := a.classify(p.TeamID, ev)
 	if reason != "" {
 		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "ignored").Inc()
@@ -364,12 +371,14 @@ func (a *Adapter) process(ctx context.Context, d *draft, target *replyTarget, lo
 		a.attachments(ctx, &m, d.files, log)
 	}
 	if target == nil {
-		target = &replyTarget{team: m.Workspace, channel: m.Channel, thread: m.Thread, user: m.User.ID, dm: m.DM, question: m.ID}
+		target = &replyTarget{team: m.Workspace, channel: m.Channel, thread: m.Thread, user: m.User.ID, dm: m.DM, question: m.ID, title: m.Text}
 	}
 	r := a.newReply(*target, log)
+	a.titleThread(ctx, m, log)
 	if err := a.h.Handle(ctx, m, r); err != nil && ctx.Err() == nil {
 		log.Warn("handling the message failed", "err", err)
 	}
+	r.endSession()
 }
 
 // ---- HTTP Events API ----

@@ -45,6 +45,7 @@ type replyTarget struct {
 	question      string // the question's message ID, behind the Retry button ("": no button)
 	private       bool   // notices only the user sees (a button click's refusals)
 	orphan        bool   // finishing an orphaned answer: Retry even without text
+	title         string // the question, to title a new agent session (sessions.go)
 }
 
 type renderMode int
@@ -96,6 +97,9 @@ type reply struct {
 	msgs    render.Messages
 
 	render.Where // where the answer is, for conversation.Located (see locate)
+
+	sess  *session // the answer's agent session (sessions.go)
+	model string   // the model writing the answer, behind its feedback buttons (feedback.go)
 }
 
 func (a *Adapter) newReply(t replyTarget, log *slog.Logger) *reply {
@@ -129,10 +133,11 @@ func (r *reply) Begin(ctx context.Context) error {
 	if r.mode != modeUndecided || r.done {
 		return nil
 	}
+	r.beginSession(ctx)
 	// In auto mode a spent status budget means a busy workspace: post a
 	// placeholder (a per-channel budget) rather than make the answer wait.
 	if r.nativeCandidate() && (r.a.cfg.Streaming == "native" || r.a.available(r.t.team, r.t.channel, "assistant.threads.setStatus")) {
-		err := r.setStatus(ctx, ratelimit.MustDeliver, thinkingStatus, nil)
+		err := r.setStatus(ctx, ratelimit.MustDeliver, thinkingStatus, r.a.cfg.LoadingMessages)
 		if err == nil {
 			r.mode = modeNative
 			r.statusAt = time.Now()
@@ -151,6 +156,9 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	defer r.locate()
 	if r.done {
 		return nil
+	}
+	if f.Model != "" {
+		r.model = f.Model
 	}
 	if f.Final {
 		r.done = true
@@ -280,7 +288,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 			return true, err
 		}
 	}
-	if err := r.stopSegment(ctx, rest+note, retryBlocks(r.retryButton(f))...); err != nil {
+	if err := r.stopSegment(ctx, rest+note, r.answerBlocks(r.retryButton(f))...); err != nil {
 		r.log.Warn("chat.stopStream failed; posting the rest instead", "err", err)
 		pre := r.reopenAt(text)
 		r.seg = nil
@@ -562,13 +570,13 @@ func retryBlocks(question string) []slack.Block {
 type surface struct{ r *reply }
 
 func (s surface) Post(ctx context.Context, p ratelimit.Priority, _ string, m render.Piece) (string, error) {
-	return s.r.postRaw(ctx, p, m.Content, retryBlocks(m.Button)...)
+	return s.r.postRaw(ctx, p, m.Content, s.r.answerBlocks(m.Button)...)
 }
 
 func (s surface) Edit(ctx context.Context, p ratelimit.Priority, ts string, m render.Piece) error {
 	r := s.r
 	return gone(r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", func(ctx context.Context) error {
-		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, ts, contentOptions(m.Content, retryBlocks(m.Button)...)...)
+		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, ts, contentOptions(m.Content, r.answerBlocks(m.Button)...)...)
 		return err
 	}))
 }

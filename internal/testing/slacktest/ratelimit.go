@@ -27,18 +27,22 @@ var (
 // DefaultTiers maps the methods the fake serves to Slack's tiers.
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
-		"chat.postMessage":            PostMessage,
-		"chat.update":                 Tier3,
-		"chat.delete":                 Tier3,
-		"chat.postEphemeral":          Tier4,
-		"chat.startStream":            Tier2,
-		"chat.appendStream":           Tier4,
-		"chat.stopStream":             Tier2,
-		"assistant.threads.setStatus": Tier3,
-		"reactions.add":               Tier3,
-		"reactions.remove":            Tier3,
-		"users.info":                  Tier4,
-		"files.info":                  Tier4,
+		"chat.postMessage":                      PostMessage,
+		"chat.update":                           Tier3,
+		"chat.delete":                           Tier3,
+		"chat.postEphemeral":                    Tier4,
+		"chat.startStream":                      Tier2,
+		"chat.appendStream":                     Tier4,
+		"chat.stopStream":                       Tier2,
+		"assistant.threads.setStatus":           Tier3,
+		"agents.sessions.setStatus":             Tier3,
+		"agents.sessions.rename":                Tier3,
+		"assistant.threads.setSuggestedPrompts": Tier4,
+		"assistant.threads.setTitle":            Tier4,
+		"reactions.add":                         Tier3,
+		"reactions.remove":                      Tier3,
+		"users.info":                            Tier4,
+		"files.info":                            Tier4,
 	}
 }
 

@@ -128,6 +128,7 @@ type Server struct {
 	limited     int
 	failures    map[string][]Failure
 	nativeOff   bool
+	agent       agentState
 	limits      *limiter
 	conns       map[*wsConn]bool
 	gaps        int // times the last Socket Mode connection closed
@@ -169,10 +170,12 @@ type Message struct {
 	Blocks    string
 	Streaming bool // started with chat.startStream and not stopped yet
 	Streamed  bool // was created with chat.startStream
-	Edits     int  // chat.update and chat.appendStream calls that changed it
-	Deleted   bool
-	Created   time.Time
-	Updated   time.Time
+	// stoppedBySlack: Slack stopped the stream (StopSession); appends fail.
+	stoppedBySlack bool
+	Edits          int // chat.update and chat.appendStream calls that changed it
+	Deleted        bool
+	Created        time.Time
+	Updated        time.Time
 }
 
 // Button is a button in a message's actions blocks.
@@ -942,6 +945,8 @@ func (s *Server) dispatch(req *apiRequest, now time.Time) any {
 		}
 		s.statuses = append(s.statuses, Status{Channel: req.get("channel_id"), ThreadTS: req.get("thread_ts"), Status: req.get("status"), LoadingMessages: lm, Time: now})
 		return okResponse{OK: true}
+	case "agents.sessions.setStatus", "agents.sessions.rename", "assistant.threads.setSuggestedPrompts", "assistant.threads.setTitle":
+		return s.agentCall(req, now)
 	case "reactions.add":
 		if req.get("channel") == "" || req.get("timestamp") == "" {
 			return apiError("invalid_arguments")
@@ -1088,6 +1093,9 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 		}
 		if req.method == "chat.appendStream" && md == "" {
 			return apiError("no_text")
+		}
+		if req.method == "chat.appendStream" && m.stoppedBySlack {
+			return apiError("message_not_in_streaming_state")
 		}
 		if md != "" {
 			m.Markdown += md

@@ -1,0 +1,208 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/metrics"
+)
+
+// Agent sessions: while the bot answers in a thread, the thread's session
+// is "processing" (agents.sessions.setStatus, titled from the question
+// when the call creates it), and Slack draws its own Stop button. A click
+// arrives as agent_session_stopped and goes the way of !stop, so it stops
+// the answer on whichever replica runs it. When the answer ends the
+// session goes back to "active". A workspace that refuses the methods (an
+// older plan, the app not declared as an agent) or lacks the event
+// subscription keeps today's assistant status and !stop, remembered for
+// sessionsRetryAfter as native streaming is.
+
+const (
+	sessionProcessing = slack.AgentSessionStatusProcessing
+	sessionActive     = slack.AgentSessionStatusActive
+	// sessionsRetryAfter is how long a workspace that refused agent
+	// sessions is not asked again.
+	sessionsRetryAfter = time.Hour
+	// maxSessionTitle is the most a session title holds.
+	maxSessionTitle = 200
+	// sessionCallWait bounds a session status call made off the answer's path.
+	sessionCallWait = 30 * time.Second
+	// missingStopSubscription is setStatus's warning when the app does not
+	// receive agent_session_stopped: users then see no Stop button.
+	missingStopSubscription = "missing_agent_session_stopped_event_subscription"
+)
+
+// session is an answer's agent session, set processing off the answer's
+// path: ok is written before started closes.
+type session struct {
+	started chan struct{}
+	ok      bool
+}
+
+// sessionsOn reports whether answers in team's threads run as agent sessions.
+func (a *Adapter) sessionsOn(team string) bool {
+	if !*a.cfg.AgentSessions {
+		return false
+	}
+	v, ok := a.noSessions.Load(team)
+	return !ok || time.Now().After(v.(time.Time))
+}
+
+// beginSession sets the answer's session processing, in the background:
+// a status is best effort and never delays the answer.
+func (r *reply) beginSession(ctx context.Context) {
+	t := r.t
+	if r.sess != nil || t.thread == "" || t.slash || !r.a.sessionsOn(t.team) {
+		return
+	}
+	s := &session{started: make(chan struct{})}
+	r.sess = s
+	title := sessionTitle(t.title)
+	r.a.background(ctx, func(ctx context.Context) {
+		defer close(s.started)
+		var resp *slack.AgentSessionSetStatusResponse
+		err := r.a.call(ctx, ratelimit.BestEffort, t.team, t.channel, "agents.sessions.setStatus", func(ctx context.Context) error {
+			var err error
+			resp, err = r.a.api.SetAgentSessionStatusContext(ctx, slack.AgentSessionSetStatusParameters{
+				Status: sessionProcessing, ChannelID: t.channel, ThreadTS: t.thread, Title: title, InitiatorUserID: t.user,
+			})
+			return err
+		})
+		switch {
+		case err == nil:
+			s.ok = true
+			if resp.Warning != "" && strings.Contains(resp.Warning, missingStopSubscription) {
+				r.a.noSessions.Store(t.team, time.Now().Add(sessionsRetryAfter))
+				r.log.Warn("Slack shows no Stop button: subscribe the app to agent_session_stopped (see slack-app-manifest.yaml); using !stop for an hour")
+			}
+		case sessionsUnavailable(err):
+			r.a.noSessions.Store(t.team, time.Now().Add(sessionsRetryAfter))
+			r.log.Info("agent sessions unavailable in this workspace; using the assistant status and !stop for an hour", "err", err)
+		case !errors.Is(err, ratelimit.ErrSkipped):
+			r.log.Debug("setting the agent session processing failed", "err", err)
+		}
+	})
+}
+
+// endSession sets the answer's session back to active once its processing
+// call is done, if that call succeeded. It runs in the background, and
+// waits for budget: a session left processing keeps its Stop button.
+func (r *reply) endSession() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.sess
+	if s == nil {
+		return
+	}
+	r.sess = nil
+	t := r.t
+	r.a.background(context.Background(), func(ctx context.Context) {
+		select {
+		case <-s.started:
+		case <-ctx.Done():
+			return
+		}
+		if s.ok {
+			r.a.setSession(ctx, t.team, t.channel, t.thread, sessionActive, r.log)
+		}
+	})
+}
+
+// setSession sets a thread's session status, waiting for budget.
+func (a *Adapter) setSession(ctx context.Context, team, channel, thread, status string, log *slog.Logger) {
+	err := a.call(ctx, ratelimit.MustDeliver, team, channel, "agents.sessions.setStatus", func(ctx context.Context) error {
+		_, err := a.api.SetAgentSessionStatusContext(ctx, slack.AgentSessionSetStatusParameters{Status: status, ChannelID: channel, ThreadTS: thread})
+		return err
+	})
+	if err != nil {
+		log.Debug("setting the agent session status failed", "status", status, "err", err)
+	}
+}
+
+// background runs fn apart from the answer, with ctx's values but not its
+// cancellation, for at most sessionCallWait; drain waits for it.
+func (a *Adapter) background(ctx context.Context, fn func(ctx context.Context)) {
+	a.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sessionCallWait)
+		defer cancel()
+		fn(ctx)
+	})
+}
+
+// sessionTitle is a session's title from the question: its first line,
+// cut to Slack's 200 characters ("" leaves Slack's default).
+func sessionTitle(question string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(question), "\n")
+	line = strings.Join(strings.Fields(line), " ")
+	if utf8.RuneCountInString(line) > maxSessionTitle {
+		line = string([]rune(line)[:maxSessionTitle-1]) + "…"
+	}
+	return line
+}
+
+// sessionsUnavailable reports an error meaning the workspace has no agent
+// sessions: those streamingUnavailable knows and the agent-specific ones.
+func sessionsUnavailable(err error) bool {
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) && se.Err == "feature_disabled" {
+		return true
+	}
+	return streamingUnavailable(err)
+}
+
+// sessionStopped is the agent_session_stopped event: a person pressed the
+// Stop button Slack draws for a processing session.
+type sessionStopped struct {
+	Channel   string   `json:"channel"`
+	ThreadTS  string   `json:"thread_ts"`
+	User      string   `json:"user"`
+	EventTS   string   `json:"event_ts"`
+	Streaming []string `json:"streaming_message_ts"`
+}
+
+// onSessionStopped stops the answer in the session's thread as !stop
+// does, on whichever replica runs it: the engine dedupes the event on its
+// ID, so a redelivery, or the same event on two replicas, stops once. The
+// clicker reads the outcome privately; the session is set active at once
+// (the answer's end sets it again) so a session whose answer is gone
+// loses its Stop button too. It reports false when the work could not be
+// taken (see dispatch).
+func (a *Adapter) onSessionStopped(team string, raw json.RawMessage) bool {
+	var ev sessionStopped
+	if err := json.Unmarshal(raw, &ev); err != nil || ev.Channel == "" || ev.ThreadTS == "" || ev.User == "" {
+		return true
+	}
+	dm := strings.HasPrefix(ev.Channel, "D")
+	if reason := a.allowed(ev.Channel, ev.User, dm); reason != "" {
+		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "ignored").Inc()
+		return true
+	}
+	m := conversation.Message{
+		Platform:  conversation.PlatformSlack,
+		Workspace: team,
+		Channel:   ev.Channel,
+		Thread:    ev.ThreadTS,
+		ID:        "agentstop:" + ev.Channel + ":" + ev.ThreadTS + ":" + ev.EventTS,
+		User:      conversation.User{ID: ev.User, Admin: a.cfg.Admins.Contains(ev.User), CanSwitchModel: true},
+		Text:      "/" + conversation.CmdStop,
+		DM:        dm,
+		Mentioned: true,
+		InThread:  true,
+		Time:      parseTS(ev.EventTS),
+	}
+	target := &replyTarget{team: team, channel: ev.Channel, thread: ev.ThreadTS, user: ev.User, dm: dm, private: true}
+	log := a.log.With("team", team, "channel", ev.Channel, "thread", ev.ThreadTS, "stopped_by", ev.User)
+	return a.dispatch("agent session stop", func(ctx context.Context) {
+		a.process(ctx, &draft{msg: m}, target, log)
+		a.setSession(ctx, team, ev.Channel, ev.ThreadTS, sessionActive, log)
+	})
+}
