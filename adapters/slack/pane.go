@@ -147,10 +147,10 @@ func (a *Adapter) greet(ctx context.Context, t replyTarget, log *slog.Logger) {
 }
 
 // titleThread titles a thread of the bot's DM (an assistant thread) from
-// its first question, off the answer's path. Where agent sessions run,
-// the session's creation titles it instead.
+// its first question, off the answer's path (an agent session's creation
+// titles the session the same way).
 func (a *Adapter) titleThread(ctx context.Context, m conversation.Message, log *slog.Logger) {
-	if !m.DM || m.Thread == "" || a.sessionsOn(m.Workspace) {
+	if !m.DM || m.Thread == "" {
 		return
 	}
 	if _, isCmd := conversation.ParseCommand(m.Text); isCmd {

@@ -248,7 +248,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 		return false, nil
 	}
 	err := r.stream(ctx, text, f.Final)
-	if errors.Is(err, ratelimit.ErrSkipped) {
+	if errors.Is(err, ratelimit.ErrSkipped) || r.stoppedBySlack(err) {
 		return true, nil
 	}
 	if err != nil {

@@ -138,6 +138,15 @@ func (a *Adapter) background(ctx context.Context, fn func(ctx context.Context)) 
 	})
 }
 
+// stoppedBySlack reports an append refused because Slack stopped the
+// stream (its Stop button): the answer stops when agent_session_stopped
+// arrives; until then frames are skipped, and the final one still stops
+// the stream with the rest of the text and the note.
+func (r *reply) stoppedBySlack(err error) bool {
+	var se slack.SlackErrorResponse
+	return r.sess != nil && r.seg != nil && errors.As(err, &se) && se.Err == "message_not_in_streaming_state"
+}
+
 // sessionTitle is a session's title from the question: its first line,
 // cut to Slack's 200 characters ("" leaves Slack's default).
 func sessionTitle(question string) string {

@@ -4,11 +4,15 @@
 package enginetest
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/arkclient"
 	"github.com/arkbot/arkbot/config"
@@ -22,12 +26,48 @@ import (
 // Redis stopped when t ends; opts follow a discarding logger.
 func New(t testing.TB, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
 	t.Helper()
+	return on(t, redisFor(t), ark, opts...)
+}
+
+// Replicas returns n engines, as n replicas of the bot, sharing one
+// embedded Redis and listening for each other's stop requests until t ends.
+func Replicas(t testing.TB, ark *arktest.Server, n int, opts ...conversation.Option) []*conversation.Engine {
+	t.Helper()
+	rdb := redisFor(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	out := make([]*conversation.Engine, n)
+	for i := range out {
+		e := on(t, rdb, ark, opts...)
+		ready := make(chan struct{})
+		var once sync.Once
+		wg.Go(func() { e.ListenForStops(ctx, func() { once.Do(func() { close(ready) }) }) })
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatal("an engine did not subscribe to stop requests")
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// redisFor is an embedded Redis stopped when t ends.
+func redisFor(t testing.TB) redis.UniversalClient {
+	t.Helper()
 	mr, err := embedredis.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := mr.Client()
 	t.Cleanup(func() { rdb.Close(); mr.Close() })
+	return rdb
+}
+
+// on is an engine whose store is on rdb.
+func on(t testing.TB, rdb redis.UniversalClient, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
+	t.Helper()
 	cfg, err := config.Parse([]byte(`
 ark: {api_key: k}
 models:
