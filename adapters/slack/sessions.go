@@ -39,6 +39,9 @@ const (
 	// missingStopSubscription is setStatus's warning when the app does not
 	// receive agent_session_stopped: users then see no Stop button.
 	missingStopSubscription = "missing_agent_session_stopped_event_subscription"
+	// stopEventWait is how long after Slack stopped a stream the answer
+	// waits for agent_session_stopped before treating the stream as broken.
+	stopEventWait = 2 * time.Second
 )
 
 // session is an answer's agent session, set processing off the answer's
@@ -46,6 +49,9 @@ const (
 type session struct {
 	started chan struct{}
 	ok      bool
+	// refusedAt is when an append was first refused (see stoppedBySlack);
+	// the reply's lock guards it.
+	refusedAt time.Time
 }
 
 // sessionsOn reports whether answers in team's threads run as agent sessions.
@@ -138,13 +144,20 @@ func (a *Adapter) background(ctx context.Context, fn func(ctx context.Context)) 
 	})
 }
 
-// stoppedBySlack reports an append refused because Slack stopped the
-// stream (its Stop button): the answer stops when agent_session_stopped
-// arrives; until then frames are skipped, and the final one still stops
-// the stream with the rest of the text and the note.
+// stoppedBySlack reports an append refused, in a session, as Slack does
+// once its Stop button stopped the stream: the answer stops when
+// agent_session_stopped arrives, and until then (for stopEventWait) frames
+// are skipped; the final one still stops the stream with the rest of the
+// text and the note. Past stopEventWait the stream counts as broken.
 func (r *reply) stoppedBySlack(err error) bool {
 	var se slack.SlackErrorResponse
-	return r.sess != nil && r.seg != nil && errors.As(err, &se) && se.Err == "message_not_in_streaming_state"
+	if r.sess == nil || r.seg == nil || !errors.As(err, &se) || se.Err != "message_not_in_streaming_state" {
+		return false
+	}
+	if r.sess.refusedAt.IsZero() {
+		r.sess.refusedAt = time.Now()
+	}
+	return time.Since(r.sess.refusedAt) < stopEventWait
 }
 
 // sessionTitle is a session's title from the question: its first line,
