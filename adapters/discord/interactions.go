@@ -453,11 +453,14 @@ func modelChoices(models []conversation.ModelChoice, typed string) []*discordgo.
 	return out
 }
 
-// onComponent handles the Stop and Retry buttons. Only the asker or an
+// onComponent handles the Stop, Retry and feedback buttons. Only the asker or an
 // admin may stop an answer. A Stop button left behind by an answer that no
 // longer runs (the bot restarted) is cleaned up instead.
 func (a *Adapter) onComponent(in *discordgo.Interaction) {
 	data := in.MessageComponentData()
+	if a.onFeedback(in, data.CustomID) {
+		return
+	}
 	if question, ok := strings.CutPrefix(data.CustomID, retryPrefix); ok {
 		a.onRetry(in, question)
 		return
