@@ -20,6 +20,7 @@ import (
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/render"
 	"github.com/arkbot/arkbot/internal/transport"
 	"github.com/arkbot/arkbot/internal/work"
 	"github.com/arkbot/arkbot/metrics"
@@ -49,11 +50,13 @@ type Adapter struct {
 	noNative   sync.Map       // team ID → time until which native streaming is not tried
 	noSessions sync.Map       // team ID → time until which agent sessions are not tried
 	bg         sync.WaitGroup // session statuses and titles set off the answers' path
+	fair       render.Fair    // intermediate renders shared among a workspace's answers
 
 	// pool runs accepted messages, slack.max_concurrent at a time; Run
 	// opens accepting once authenticated and closes it to drain.
 	pool      *work.Pool
 	accepting atomic.Bool
+	tidy      *work.Pool // tidy jobs (see tidyJob)
 }
 
 // identity is who the bot is, from auth.test.
@@ -180,6 +183,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		finalWait:    finalWait(o.budgets, workers),
 		users:        newUserCache(),
 		pool:         work.New(context.Background(), conversation.PlatformSlack, workers, poolOpts...),
+		tidy:         work.New(context.Background(), conversation.PlatformSlack, tidyWorkers, work.WithLogger(log), work.WithQueue(tidyQueue)),
 	}
 	if o.presence != nil {
 		if o.presenceEvery <= 0 {
@@ -280,6 +284,7 @@ func (a *Adapter) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.grace+stopWait)
 	defer cancel()
 	a.pool.Drain(ctx)
+	a.tidy.Drain(ctx)
 	// Session statuses set off the answers' path end within sessionCallWait.
 	a.bg.Wait()
 }
@@ -374,6 +379,7 @@ func (a *Adapter) process(ctx context.Context, d *draft, target *replyTarget, lo
 		target = &replyTarget{team: m.Workspace, channel: m.Channel, thread: m.Thread, user: m.User.ID, dm: m.DM, question: m.ID, title: m.Text}
 	}
 	r := a.newReply(*target, log)
+	defer r.close()
 	a.titleThread(ctx, m, log)
 	if err := a.h.Handle(ctx, m, r); err != nil && ctx.Err() == nil {
 		log.Warn("handling the message failed", "err", err)

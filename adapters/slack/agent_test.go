@@ -184,6 +184,17 @@ func TestAgentPane(t *testing.T) {
 	e.send(slacktest.EventOptions{}, slacktest.AppHomeOpened("U1", "D1", "messages", fs.NextTS()))
 	e.send(slacktest.EventOptions{}, slacktest.AppHomeOpened("U1", "D1", "home", fs.NextTS()))
 
+	greetings := func() int {
+		n := 0
+		for _, m := range fs.Messages("D1") {
+			if strings.Contains(m.Visible(), "👋 Hi!") {
+				n++
+			}
+		}
+		return n
+	}
+	e.waitFor("the greetings and their prompts", 5*time.Second, func() bool { return greetings() == 2 && len(fs.SuggestedPrompts()) == 2 })
+
 	q1, q2 := fs.NextTS(), fs.NextTS()
 	e.send(slacktest.EventOptions{}, slacktest.UserMessage("D1", "im", "U1", "What is a monad, really?", q1, thread))
 	answers(t, fs, "D1", thread, 2) // the greeting and the answer
@@ -191,14 +202,8 @@ func TestAgentPane(t *testing.T) {
 	answers(t, fs, "D1", thread, 3)
 	stop()
 
-	greetings := 0
-	for _, m := range fs.Messages("D1") {
-		if strings.Contains(m.Visible(), "👋 Hi!") {
-			greetings++
-		}
-	}
-	if greetings != 2 {
-		t.Fatalf("%d greetings, want one in the new thread and one at the top of the DM", greetings)
+	if n := greetings(); n != 2 {
+		t.Fatalf("%d greetings, want one in the new thread and one at the top of the DM", n)
 	}
 	if g := fs.Replies("D1", thread)[0]; !strings.Contains(g.Visible(), "👋 Hi!") {
 		t.Fatalf("first message in the new thread %q, want the greeting", g.Visible())
@@ -252,9 +257,9 @@ func TestFeedbackButtons(t *testing.T) {
 			}
 			click(true)
 			e.waitFor("the thanks", 5*time.Second, func() bool { return len(ephemeralsTo(fs, "U1")) == 1 })
-			click(true) // repeated: nothing
 			click(false)
 			e.waitFor("the thanks for 👎", 5*time.Second, func() bool { return len(ephemeralsTo(fs, "U1")) == 2 })
+			click(false) // repeated: nothing
 			if n := ephemeralsTo(fs, "U1")[1].Text; !strings.Contains(n, "Retry") {
 				t.Fatalf("👎 acknowledged with %q: want it to point at Retry", n)
 			}

@@ -25,6 +25,10 @@ const (
 	// PostMessagePerMinute is chat.postMessage's special limit: about one
 	// message per second per channel.
 	PostMessagePerMinute = 60
+	// PostMessageWorkspacePerMinute is the workspace-wide allowance of
+	// chat.postMessage the bot assumes: Slack documents only "several
+	// hundred messages per minute".
+	PostMessageWorkspacePerMinute = 600
 	// BudgetShare is the share of each published limit the adapter plans to
 	// spend, leaving headroom for clock skew and network jitter. Replicas
 	// serving one workspace split it further: by their live count
@@ -34,22 +38,31 @@ const (
 
 // Budget is a token bucket for one API method: PerMinute calls sustained,
 // Burst at once, per workspace or (PerChannel) per workspace and channel.
+// Intermediate renders and tidying leave Reserve calls in it for final
+// renders (see ratelimit.Limit).
 type Budget struct {
 	PerMinute  float64
 	Burst      int
 	PerChannel bool
+	Reserve    int
 }
+
+// postMessageWorkspace names chat.postMessage's workspace-wide allowance,
+// charged with the method's per-channel budget.
+const postMessageWorkspace = "chat.postMessage.workspace"
 
 // Budgets maps API method names to budgets. Methods not listed are not limited.
 type Budgets map[string]Budget
 
 // DefaultBudgets returns BudgetShare of Slack's published limits, with
-// bursts smaller than Slack tolerates.
+// bursts smaller than Slack tolerates. How the adapter spends them is in
+// the package documentation.
 func DefaultBudgets() Budgets {
 	return Budgets{
-		"chat.postMessage":            {PerMinute: PostMessagePerMinute * BudgetShare, Burst: 3, PerChannel: true},
-		"chat.update":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
-		"chat.delete":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 3},
+		"chat.postMessage":            {PerMinute: PostMessagePerMinute * BudgetShare, Burst: 3, PerChannel: true, Reserve: 1},
+		postMessageWorkspace:          {PerMinute: PostMessageWorkspacePerMinute * BudgetShare, Burst: 20, Reserve: 5},
+		"chat.update":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5, Reserve: 2},
+		"chat.delete":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 3, Reserve: 1},
 		"chat.postEphemeral":          {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
 		"chat.startStream":            {PerMinute: Tier2PerMinute * BudgetShare, Burst: 3},
 		"chat.appendStream":           {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
@@ -123,7 +136,7 @@ func rateLimits(b Budgets) ratelimit.Limits {
 		if bud.PerChannel {
 			scope |= ratelimit.PerChannel
 		}
-		out[method] = ratelimit.Limit{PerSecond: bud.PerMinute / 60, Burst: max(bud.Burst, 1), Scope: scope}
+		out[method] = ratelimit.Limit{PerSecond: bud.PerMinute / 60, Burst: max(bud.Burst, 1), Scope: scope, Reserve: bud.Reserve}
 	}
 	return out
 }
@@ -178,10 +191,27 @@ func transient(err error) bool {
 // a best-effort call skips when the budget is spent, a must-deliver one
 // waits, retries 429s and, for idempotent methods, transient failures.
 func (a *Adapter) call(ctx context.Context, p ratelimit.Priority, team, channel, method string, fn func(context.Context) error) error {
-	return a.budget.Do(ctx, ratelimit.Call{Method: method, Workspace: team, Channel: channel, Priority: p, Idempotent: idempotent[method]}, fn)
+	return a.budget.Do(ctx, rlCall(p, team, channel, method), fn)
 }
 
-// available reports whether the method's budget has a call free now.
+// callWithin runs a call that waits at most patience for its budget, and
+// may spend the budget's reserve: ErrSkipped if it would wait longer.
+func (a *Adapter) callWithin(ctx context.Context, patience time.Duration, team, channel, method string, fn func(context.Context) error) error {
+	c := rlCall(ratelimit.BestEffort, team, channel, method)
+	c.Patience = patience
+	return a.budget.Do(ctx, c, fn)
+}
+
+// available reports whether the method's budget has a best-effort call
+// free now (beyond its reserve).
 func (a *Adapter) available(team, channel, method string) bool {
-	return a.budget.Available(ratelimit.Call{Method: method, Workspace: team, Channel: channel})
+	return a.budget.Available(rlCall(ratelimit.BestEffort, team, channel, method))
+}
+
+func rlCall(p ratelimit.Priority, team, channel, method string) ratelimit.Call {
+	c := ratelimit.Call{Method: method, Workspace: team, Channel: channel, Priority: p, Idempotent: idempotent[method]}
+	if method == "chat.postMessage" {
+		c.Limits = []string{method, postMessageWorkspace}
+	}
+	return c
 }

@@ -32,6 +32,9 @@ const (
 	// nativeRetryAfter is how long "auto" streaming stays off for a
 	// workspace whose Slack refused chat.startStream.
 	nativeRetryAfter = time.Hour
+	// finalPatience is how long a final render waits for chat.stopStream
+	// or chat.update budget before it posts the rest of the answer instead.
+	finalPatience = time.Second
 )
 
 // replyTarget is where an answer goes.
@@ -51,9 +54,9 @@ type replyTarget struct {
 type renderMode int
 
 const (
-	modeUndecided renderMode = iota
-	modeNative               // chat.startStream / appendStream / stopStream
-	modeUpdate               // chat.postMessage + chat.update
+	modeUndecided renderMode = iota // nothing shown but perhaps a status
+	modeNative                      // chat.startStream / appendStream / stopStream
+	modeUpdate                      // chat.postMessage + chat.update
 )
 
 // segment is a natively streamed message of the answer.
@@ -64,24 +67,30 @@ type segment struct {
 	lastAppend time.Time
 }
 
-// reply implements conversation.Reply for one Slack answer.
+// reply implements conversation.Reply for one Slack answer, spending the
+// workspace's budgets as the package documentation's delivery policy says.
 //
-// Native mode (a thread, streaming auto/native): Begin sets the assistant
-// status ("is thinking…"); the first text starts a stream (chat.startStream)
-// and later frames append what is new (chat.appendStream); the final frame
-// stops it, adding the note. Update mode (streaming: update, top-level DMs,
-// or a fallback): Begin posts a placeholder; frames edit it (chat.update)
-// with a trailing cursor until the final frame. In both, an answer longer
-// than one message continues in further messages in the thread, closing and
-// reopening a code fence cut in two.
+// Native mode (a thread, streaming auto/native): the first text starts a
+// stream (chat.startStream) and later frames append what is new
+// (chat.appendStream); the final frame stops it, adding the note. Update
+// mode (streaming: update, top-level DMs, or a fallback): a placeholder or
+// the first text is posted, and edited (chat.update) with a trailing cursor
+// until the final frame. In both, an answer longer than one message
+// continues in further messages in the thread, closing and reopening a code
+// fence cut in two. A final frame whose stop or edit is not free within
+// finalPatience posts the rest of the answer instead and leaves the tidying
+// of what was shown (see tidy) for later.
 type reply struct {
-	a   *Adapter
-	t   replyTarget
-	log *slog.Logger
+	a    *Adapter
+	t    replyTarget
+	log  *slog.Logger
+	fair *render.Ticket // this answer's turn at intermediate renders in its workspace
 
-	mu   sync.Mutex // Reply methods never run at once: no two calls in flight per message
-	mode renderMode
-	done bool
+	mu     sync.Mutex // Reply methods never run at once: no two calls in flight per message
+	mode   renderMode
+	done   bool
+	begun  bool
+	status bool // an assistant status shows (Slack clears it when the answer is posted)
 
 	// native streaming
 	seg        *segment
@@ -103,8 +112,12 @@ type reply struct {
 }
 
 func (a *Adapter) newReply(t replyTarget, log *slog.Logger) *reply {
-	return &reply{a: a, t: t, log: log, msgs: render.Messages{MinEdit: a.editInterval}}
+	fair := a.fair.Join(t.team)
+	return &reply{a: a, t: t, log: log, fair: fair, msgs: render.Messages{MinEdit: a.editInterval, Fair: fair}}
 }
+
+// close gives up the answer's turn at renders; the answer is over.
+func (r *reply) close() { r.fair.Leave() }
 
 // nativeCandidate reports whether this answer may stream natively.
 func (r *reply) nativeCandidate() bool {
@@ -125,28 +138,56 @@ func (a *Adapter) nativeDisabled(team string) bool {
 	return ok && time.Now().Before(v.(time.Time))
 }
 
-// Begin implements conversation.Reply: a status in native mode, else a placeholder post.
+// Begin implements conversation.Reply: the cheapest sign of life the
+// workspace's budgets have free now. In a thread, the assistant status
+// (it costs no message and clears itself); else a placeholder post, when
+// the channel has a post free and chat.update an edit to replace it;
+// else nothing: the first text will be the sign of life. With streaming
+// "native" the status waits for budget, as the stream will.
 func (r *reply) Begin(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.locate()
-	if r.mode != modeUndecided || r.done {
+	if r.begun || r.mode != modeUndecided || r.done {
 		return nil
 	}
+	r.begun = true
 	r.beginSession(ctx)
-	// In auto mode a spent status budget means a busy workspace: post a
-	// placeholder (a per-channel budget) rather than make the answer wait.
-	if r.nativeCandidate() && (r.a.cfg.Streaming == "native" || r.a.available(r.t.team, r.t.channel, "assistant.threads.setStatus")) {
-		err := r.setStatus(ctx, ratelimit.MustDeliver, thinkingStatus, r.a.cfg.LoadingMessages)
+	if r.statusable() {
+		p := ratelimit.BestEffort
+		if r.a.cfg.Streaming == "native" {
+			p = ratelimit.MustDeliver
+		}
+		err := r.setStatus(ctx, p, thinkingStatus, r.a.cfg.LoadingMessages)
 		if err == nil {
-			r.mode = modeNative
-			r.statusAt = time.Now()
+			r.status, r.statusAt = true, time.Now()
 			return nil
 		}
-		r.log.Debug("assistant status unavailable; posting a placeholder instead", "err", err)
+		r.log.Debug("assistant status unavailable", "err", err)
 	}
-	r.mode = modeUpdate
-	return r.msgs.Sync(ctx, surface{r}, render.Want{Pieces: []string{placeholderText}, Live: true, Priority: ratelimit.MustDeliver})
+	if !r.affords("chat.postMessage", "chat.update") {
+		return nil
+	}
+	err := r.msgs.Sync(ctx, surface{r: r}, render.Want{Pieces: []string{placeholderText}, Live: true, Priority: ratelimit.MustDeliver})
+	if err == nil {
+		r.mode = modeUpdate
+	}
+	return err
+}
+
+// statusable reports whether the answer shows an assistant status: it
+// may stream natively (in a thread, where the workspace has not refused it).
+func (r *reply) statusable() bool { return r.nativeCandidate() }
+
+// affords reports whether each method has a best-effort call free now in
+// the answer's workspace (and channel, for a per-channel budget).
+func (r *reply) affords(methods ...string) bool {
+	for _, m := range methods {
+		if !r.a.available(r.t.team, r.t.channel, m) {
+			return false
+		}
+	}
+	return true
 }
 
 // Render implements conversation.Reply.
@@ -162,17 +203,15 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	}
 	if f.Final {
 		r.done = true
+		defer r.close()
 		// The engine's ctx for a final render outlives the answer's and
 		// ends at the shutdown deadline; finalWait bounds it too.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.a.finalWait)
 		defer cancel()
 	}
-	if r.mode == modeUndecided {
-		r.mode = modeUpdate
-		if r.nativeCandidate() {
-			r.mode = modeNative
-		}
+	if r.mode == modeUndecided && !r.decide(ctx, f) {
+		return nil
 	}
 	if r.mode == modeNative {
 		if handled, err := r.renderNative(ctx, f); handled {
@@ -180,6 +219,40 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 		}
 	}
 	return r.renderUpdate(ctx, f)
+}
+
+// decide picks how an answer that shows nothing yet (or a status) starts
+// showing f. A final frame is posted. A first text streams natively when
+// chat.startStream and chat.stopStream both have a call free (or streaming
+// is "native"), else is posted to be edited when the channel has a post
+// and chat.update an edit free; else, or when another answer of the
+// workspace waits for its first text, it waits for a later frame
+// (decide reports false). Before any text, the model's reasoning shows as
+// the status.
+func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
+	switch {
+	case f.Final:
+		r.mode = modeUpdate
+		if r.a.cfg.Streaming == "native" && r.nativeCandidate() {
+			r.mode = modeNative
+		}
+	case f.Text == "":
+		if r.status {
+			r.showReasoning(ctx, f.Reasoning)
+		}
+		return false
+	case r.a.cfg.Streaming == "native" && r.nativeCandidate():
+		r.mode = modeNative
+	case !r.fair.Turn():
+		return false
+	case r.nativeCandidate() && r.affords("chat.startStream", "chat.stopStream"):
+		r.mode = modeNative
+	case r.affords("chat.postMessage", "chat.update"):
+		r.mode = modeUpdate
+	default:
+		return false
+	}
+	return true
 }
 
 // Notice implements conversation.Reply: ephemeral for slash commands
@@ -247,7 +320,11 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 		r.fallback(0, "")
 		return false, nil
 	}
+	sent := r.sentOff
 	err := r.stream(ctx, text, f.Final)
+	if !f.Final && r.sentOff > sent {
+		r.fair.Rendered()
+	}
 	if errors.Is(err, ratelimit.ErrSkipped) || r.stoppedBySlack(err) {
 		return true, nil
 	}
@@ -288,7 +365,27 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 			return true, err
 		}
 	}
-	if err := r.stopSegment(ctx, rest+note, r.answerBlocks(r.retryButton(f))...); err != nil {
+	blocks := r.answerBlocks(r.retryButton(f))
+	err = r.stopSegment(ctx, r.patience(), rest+note, blocks...)
+	if errors.Is(err, ratelimit.ErrSkipped) {
+		// chat.stopStream is not free soon: the rest is appended (Tier 4)
+		// and the stream stopped later with the buttons; failing that, the
+		// rest follows in a post.
+		job := tidyJob{team: r.t.team, channel: r.t.channel, ts: r.seg.ts, method: "chat.stopStream", blocks: blocks}
+		if rest+note == "" || r.appendSegment(ctx, ratelimit.BestEffort, r.patience(), rest+note) == nil {
+			r.seg = nil
+			r.sentOff, r.sentText = len(text), text
+			r.a.tidyLater(r.log, job)
+			return true, nil
+		}
+		pre := r.reopenAt(text)
+		job.blocks = nil
+		r.seg = nil
+		r.a.tidyLater(r.log, job)
+		r.fallback(r.sentOff, pre)
+		return false, nil
+	}
+	if err != nil {
 		r.log.Warn("chat.stopStream failed; posting the rest instead", "err", err)
 		pre := r.reopenAt(text)
 		r.seg = nil
@@ -362,10 +459,10 @@ func (r *reply) stream(ctx context.Context, text string, final bool) error {
 		if final {
 			return nil // the caller stops the stream with the rest and the note, in one call
 		}
-		if time.Until(r.seg.lastAppend.Add(r.a.editInterval)) > 0 {
+		if time.Until(r.seg.lastAppend.Add(r.a.editInterval)) > 0 || !r.fair.Turn() {
 			return ratelimit.ErrSkipped
 		}
-		return r.appendSegment(ctx, ratelimit.BestEffort, pending)
+		return r.appendSegment(ctx, ratelimit.BestEffort, 0, pending)
 	}
 	return errors.New("slack streaming made no progress")
 }
@@ -395,12 +492,20 @@ func (r *reply) startSegment(ctx context.Context, prefix, chunk string) error {
 	return nil
 }
 
-func (r *reply) appendSegment(ctx context.Context, p ratelimit.Priority, chunk string) error {
+// appendSegment appends chunk to the current stream; a best-effort append
+// with a patience waits at most that long for budget.
+func (r *reply) appendSegment(ctx context.Context, p ratelimit.Priority, patience time.Duration, chunk string) error {
 	seg := r.seg
-	err := r.a.call(ctx, p, r.t.team, r.t.channel, "chat.appendStream", func(ctx context.Context) error {
+	appendChunk := func(ctx context.Context) error {
 		_, _, err := r.a.api.AppendStreamContext(ctx, r.t.channel, seg.ts, slack.MsgOptionMarkdownText(chunk))
 		return err
-	})
+	}
+	var err error
+	if p == ratelimit.BestEffort && patience > 0 {
+		err = r.a.callWithin(ctx, patience, r.t.team, r.t.channel, "chat.appendStream", appendChunk)
+	} else {
+		err = r.a.call(ctx, p, r.t.team, r.t.channel, "chat.appendStream", appendChunk)
+	}
 	if err != nil {
 		return err
 	}
@@ -422,7 +527,7 @@ func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) er
 			reopen = line + "\n"
 		}
 	}
-	if err := r.stopSegment(ctx, md); err != nil {
+	if err := r.stopSegment(ctx, 0, md); err != nil {
 		return err
 	}
 	r.sentOff = end + skip
@@ -430,8 +535,10 @@ func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) er
 	return nil
 }
 
-// stopSegment stops the current stream, appending md and, under it, blocks.
-func (r *reply) stopSegment(ctx context.Context, md string, blocks ...slack.Block) error {
+// stopSegment stops the current stream, appending md and, under it,
+// blocks. With a patience it waits at most that long for budget
+// (ratelimit.ErrSkipped), else as long as ctx allows.
+func (r *reply) stopSegment(ctx context.Context, patience time.Duration, md string, blocks ...slack.Block) error {
 	seg := r.seg
 	var opts []slack.MsgOption
 	if md != "" {
@@ -440,15 +547,31 @@ func (r *reply) stopSegment(ctx context.Context, md string, blocks ...slack.Bloc
 	if len(blocks) > 0 {
 		opts = append(opts, slack.MsgOptionBlocks(blocks...))
 	}
-	err := r.a.call(ctx, ratelimit.MustDeliver, r.t.team, r.t.channel, "chat.stopStream", func(ctx context.Context) error {
+	stop := func(ctx context.Context) error {
 		_, _, err := r.a.api.StopStreamContext(ctx, r.t.channel, seg.ts, opts...)
 		return err
-	})
+	}
+	var err error
+	if patience > 0 {
+		err = r.a.callWithin(ctx, patience, r.t.team, r.t.channel, "chat.stopStream", stop)
+	} else {
+		err = r.a.call(ctx, ratelimit.MustDeliver, r.t.team, r.t.channel, "chat.stopStream", stop)
+	}
 	if err != nil {
 		return err
 	}
 	r.seg = nil
 	return nil
+}
+
+// patience is how long a final render waits for chat.stopStream or
+// chat.update budget before it posts instead: finalPatience, or with
+// streaming "native" as long as it takes (0).
+func (r *reply) patience() time.Duration {
+	if r.a.cfg.Streaming == "native" {
+		return 0
+	}
+	return finalPatience
 }
 
 // stopQuietly ends the current stream, if any, ignoring failures; it
@@ -459,7 +582,7 @@ func (r *reply) stopQuietly(ctx context.Context) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := r.stopSegment(sctx, ""); err != nil {
+	if err := r.stopSegment(sctx, 0, ""); err != nil {
 		r.log.Debug("stopping a broken stream failed", "err", err)
 	}
 	r.seg = nil
@@ -525,11 +648,36 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 		r.showReasoningInPlaceholder(ctx, f.Reasoning)
 		return nil
 	}
-	p := ratelimit.BestEffort
-	if f.Final {
-		p = ratelimit.MustDeliver
+	if !f.Final {
+		return r.msgs.Sync(ctx, surface{r: r}, render.Want{Pieces: render.Layout(r.style(), f), Live: true, Priority: ratelimit.BestEffort})
 	}
-	return r.msgs.Sync(ctx, surface{r}, render.Want{Pieces: render.Layout(r.style(), f), Button: button, Live: !f.Final, Priority: p})
+	want := render.Want{Pieces: render.Layout(r.style(), f), Button: button, Priority: ratelimit.MustDeliver}
+	err := r.msgs.Sync(ctx, surface{r: r, within: r.patience()}, want)
+	if !errors.Is(err, ratelimit.ErrSkipped) {
+		return err
+	}
+	return r.postInstead(ctx, want)
+}
+
+// postInstead shows a final frame whose edits chat.update could not make
+// within finalPatience by posting it whole. What was shown before (a
+// placeholder, partial text) is deleted first where chat.delete has a
+// call free now, else as soon as it has (see tidy). want is the final
+// sync that was skipped.
+func (r *reply) postInstead(ctx context.Context, want render.Want) error {
+	for _, m := range r.msgs.List {
+		if m.Gone {
+			continue
+		}
+		job := tidyJob{team: r.t.team, channel: r.t.channel, ts: m.ID, method: "chat.delete"}
+		if err := r.a.call(ctx, ratelimit.BestEffort, r.t.team, r.t.channel, job.method, func(ctx context.Context) error {
+			return r.a.tidyCall(ctx, job)
+		}); err != nil && !messageGone(err) {
+			r.a.tidyLater(r.log, job)
+		}
+	}
+	r.msgs.List = nil
+	return r.msgs.Sync(ctx, surface{r: r}, want)
 }
 
 // showReasoningInPlaceholder shows the tail of the model's thinking in the
@@ -541,7 +689,7 @@ func (r *reply) showReasoningInPlaceholder(ctx context.Context, reasoning string
 		return
 	}
 	md := placeholderText + "\n> _" + escapeEmphasis(tail) + "_"
-	if err := r.msgs.Sync(ctx, surface{r}, render.Want{Pieces: []string{md}, Live: true, Priority: ratelimit.BestEffort}); err != nil {
+	if err := r.msgs.Sync(ctx, surface{r: r}, render.Want{Pieces: []string{md}, Live: true, Priority: ratelimit.BestEffort}); err != nil {
 		r.log.Debug("showing the reasoning failed", "err", err)
 	}
 }
@@ -566,8 +714,12 @@ func retryBlocks(question string) []slack.Block {
 
 // surface is render's view of an update-mode answer: chat.postMessage,
 // chat.update and chat.delete in its thread; a message's button is the
-// question its Retry button asks again.
-type surface struct{ r *reply }
+// question its Retry button asks again. With within, a must-deliver edit
+// waits at most that long for budget (ratelimit.ErrSkipped).
+type surface struct {
+	r      *reply
+	within time.Duration
+}
 
 func (s surface) Post(ctx context.Context, p ratelimit.Priority, _ string, m render.Piece) (string, error) {
 	return s.r.postRaw(ctx, p, m.Content, s.r.answerBlocks(m.Button)...)
@@ -575,10 +727,14 @@ func (s surface) Post(ctx context.Context, p ratelimit.Priority, _ string, m ren
 
 func (s surface) Edit(ctx context.Context, p ratelimit.Priority, ts string, m render.Piece) error {
 	r := s.r
-	return gone(r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", func(ctx context.Context) error {
+	update := func(ctx context.Context) error {
 		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, ts, contentOptions(m.Content, r.answerBlocks(m.Button)...)...)
 		return err
-	}))
+	}
+	if s.within > 0 && p == ratelimit.MustDeliver {
+		return gone(r.a.callWithin(ctx, s.within, r.t.team, r.t.channel, "chat.update", update))
+	}
+	return gone(r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", update))
 }
 
 func (s surface) Delete(ctx context.Context, p ratelimit.Priority, ts string) error {

@@ -232,8 +232,8 @@ func TestRateLimits(t *testing.T) {
 		"chat.update": {PerMinute: 200}, "chat.postMessage": {PerMinute: 120, Burst: 6}, "conversations.info": {PerMinute: 20},
 	})
 	for method, want := range map[string]Budget{
-		"chat.update":        {PerMinute: 200 * BudgetShare, Burst: 5},
-		"chat.postMessage":   {PerMinute: 120 * BudgetShare, Burst: 6, PerChannel: true},
+		"chat.update":        {PerMinute: 200 * BudgetShare, Burst: 5, Reserve: 2},
+		"chat.postMessage":   {PerMinute: 120 * BudgetShare, Burst: 6, PerChannel: true, Reserve: 1},
 		"conversations.info": {PerMinute: 20 * BudgetShare, Burst: 1},
 		"chat.startStream":   defaults["chat.startStream"],
 	} {

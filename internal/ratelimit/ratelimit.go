@@ -38,6 +38,10 @@ type Limit struct {
 	// Patience is how long a best-effort call may wait for this limit's
 	// token rather than skip (0: not at all).
 	Patience time.Duration
+	// Reserve is how many tokens a best-effort call without a Patience of
+	// its own leaves in the bucket: intermediate renders and tidying never
+	// spend the last ones, which final renders need.
+	Reserve int
 }
 
 // Limits maps limit names to limits. A call charged to a name not listed
@@ -72,6 +76,24 @@ type Call struct {
 	// Idempotent marks a call that may be repeated after a transient
 	// failure (a repeated post would duplicate text).
 	Idempotent bool
+	// Patience is how long a best-effort call may wait for its tokens
+	// rather than skip, besides each limit's own Patience; such a call
+	// may spend a limit's Reserve. For a final render that has another
+	// way to show if the budget is not free soon.
+	Patience time.Duration
+}
+
+// patience is how long the call may wait for limit l's token.
+func (c Call) patience(l Limit) time.Duration { return max(l.Patience, c.Patience) }
+
+// needs is how many tokens bucket k must hold for the call to take one
+// without waiting: 1, or for a best-effort call also the limit's Reserve,
+// never more than a full bucket (a replica's share of the burst).
+func (c Call) needs(k *bucket) float64 {
+	if c.Priority == BestEffort && c.Patience <= 0 && k.full.Reserve > 0 {
+		return float64(min(1+k.full.Reserve, k.lim.Burst()))
+	}
+	return 1
 }
 
 func (c Call) limits() []string {
@@ -285,13 +307,14 @@ func (b *Budget) prune(now time.Time) {
 }
 
 // Available reports whether the call could take its tokens now without
-// waiting, taking nothing.
+// waiting (leaving each limit's Reserve, for a best-effort call), taking
+// nothing.
 func (b *Budget) Available(c Call) bool {
 	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, k := range b.get(c, now) {
-		if now.Before(k.blockedUntil) || (k.lim != nil && k.lim.TokensAt(now) < 1) {
+		if now.Before(k.blockedUntil) || (k.lim != nil && k.lim.TokensAt(now) < c.needs(k)) {
 			return false
 		}
 	}
@@ -322,7 +345,7 @@ func (b *Budget) acquire(ctx context.Context, c Call) error {
 		}
 		if c.Priority == BestEffort {
 			for _, k := range ks {
-				if k.lim != nil && k.full.Patience <= 0 && k.lim.TokensAt(now) < 1 {
+				if k.lim != nil && c.patience(k.full) <= 0 && k.lim.TokensAt(now) < c.needs(k) {
 					b.mu.Unlock()
 					return ErrSkipped
 				}
@@ -338,7 +361,7 @@ func (b *Budget) acquire(ctx context.Context, c Call) error {
 			r := k.lim.ReserveN(now, 1)
 			rs = append(rs, r)
 			d := r.DelayFrom(now)
-			if !r.OK() || (c.Priority == BestEffort && d > k.full.Patience) {
+			if !r.OK() || (c.Priority == BestEffort && d > c.patience(k.full)) {
 				ok = false
 				break
 			}
@@ -451,7 +474,7 @@ func (b *Budget) Do(ctx context.Context, c Call, fn func(context.Context) error)
 			}
 		case Transient:
 			b.count(c.Method, "error")
-			if c.Priority == BestEffort || !c.Idempotent || failed >= b.transientRetries {
+			if (c.Priority == BestEffort && c.Patience <= 0) || !c.Idempotent || failed >= b.transientRetries {
 				return err
 			}
 			failed++

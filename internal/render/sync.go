@@ -73,6 +73,9 @@ type Messages struct {
 	// MinEdit is the least time between two edits of one message: a live
 	// sync skips an edit sooner, a final one waits.
 	MinEdit time.Duration
+	// Fair, if set, gates a live best-effort sync: it makes its calls only
+	// on the answer's turn (see Fair), and counts as a render when it does.
+	Fair *Ticket
 }
 
 type opKind int
@@ -116,21 +119,37 @@ func plan(have, want int, live bool) []op {
 }
 
 // Sync posts, edits and deletes messages through s until they show w.
-// Unchanged messages are left alone. A skipped call (ErrSkipped) ends the
-// sync without error: a later frame catches up. A best-effort call that
-// fails ends it with the error. A must-deliver sync goes on past failed
-// edits and deletes, but stops at a failed post (later pieces would land
-// out of order); it returns every failure.
+// Unchanged messages are left alone. A skipped call (ErrSkipped) ends a
+// live sync without error: a later frame catches up; it ends a final sync
+// with ErrSkipped, for the caller to show the answer another way. A
+// best-effort call that fails ends it with the error. A must-deliver sync
+// goes on past failed edits and deletes, but stops at a failed post (later
+// pieces would land out of order); it returns every failure.
 func (m *Messages) Sync(ctx context.Context, s Surface, w Want) error {
 	var errs []error
+	gated := w.Live && w.Priority == BestEffort && m.Fair != nil
+	shown := false
+	defer func() {
+		if gated && shown {
+			m.Fair.Rendered()
+		}
+	}()
 	for _, o := range plan(len(m.List), len(w.Pieces), w.Live) {
 		if o.kind == opDelete && len(m.List) != o.i+1 {
 			break // a delete before it failed
 		}
+		calls := m.calls(o, w)
+		if gated && calls && !shown && !m.Fair.Turn() {
+			return nil
+		}
 		err := m.apply(ctx, s, o, w)
 		switch {
 		case err == nil:
+			shown = shown || calls
 		case errors.Is(err, ErrSkipped):
+			if !w.Live {
+				return errors.Join(append(errs, err)...)
+			}
 			return errors.Join(errs...)
 		case w.Priority == BestEffort:
 			return errors.Join(append(errs, err)...)
@@ -142,6 +161,22 @@ func (m *Messages) Sync(ctx context.Context, s Surface, w Want) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// calls reports whether apply would call the platform for o.
+func (m *Messages) calls(o op, w Want) bool {
+	if o.kind != opEdit {
+		return true
+	}
+	msg := m.List[o.i]
+	if msg.Gone {
+		return !w.Live
+	}
+	want := Piece{Content: w.Pieces[o.i]}
+	if o.i == len(w.Pieces)-1 {
+		want.Button = w.Button
+	}
+	return msg.Piece != want && (!w.Live || time.Since(msg.At) >= m.MinEdit)
 }
 
 // apply makes one call of the plan.
