@@ -283,3 +283,30 @@ func counterValue(c prometheus.Counter) float64 {
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
 }
+
+// An answer longer than one message stops its first stream message, which
+// leaves the session active (chat.stopStream's default): the session is
+// set processing again, so the Stop button stays until the answer ends.
+func TestLongAnswerKeepsTheSessionProcessing(t *testing.T) {
+	h := newScripted()
+	words := strings.Repeat("word ", 150) // 750 bytes: four messages of 200
+	h.answer = func(conversation.Message) string { return words }
+	h.frames, h.step = 10, 20*time.Millisecond
+	e := setup(t, h, nil, WithMessageLimit(200))
+	ts := e.fs.NextTS()
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> talk", ts, ""))
+	msgs := e.final("C1", ts)
+	if len(msgs) < 3 || !msgs[0].Streamed {
+		t.Fatalf("%d messages: want a streamed answer over several", len(msgs))
+	}
+	var s slacktest.Session
+	e.waitFor("the session active at the end", 5*time.Second, func() bool {
+		s, _ = e.fs.Session("C1", ts)
+		return len(s.History) > 0 && s.History[len(s.History)-1] == "active" && e.fs.CallCount("agents.sessions.setStatus") >= 3
+	})
+	// processing, then for each stream message stopped mid-answer: active
+	// (by the stop) and processing again; active at the end.
+	if s.History[0] != "processing" || !slices.Contains(s.History[1:len(s.History)-1], "processing") {
+		t.Fatalf("session statuses %v: want processing again after a stream message stopped mid-answer", s.History)
+	}
+}

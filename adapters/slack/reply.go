@@ -532,6 +532,7 @@ func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) er
 	}
 	r.sentOff = end + skip
 	r.nextPrefix = reopen
+	r.keepSession()
 	return nil
 }
 

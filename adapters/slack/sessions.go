@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -44,11 +45,11 @@ const (
 	stopEventWait = 2 * time.Second
 )
 
-// session is an answer's agent session, set processing off the answer's
-// path: ok is written before started closes.
+// session is an answer's agent session. Its status calls run off the
+// answer's path, one after another in the order made (see then).
 type session struct {
-	started chan struct{}
-	ok      bool
+	ok   atomic.Bool   // Slack has the session: processing was set
+	last chan struct{} // closed when the latest call is done; the reply's lock guards it
 	// refusedAt is when an append was first refused (see stoppedBySlack);
 	// the reply's lock guards it.
 	refusedAt time.Time
@@ -63,18 +64,36 @@ func (a *Adapter) sessionsOn(team string) bool {
 	return !ok || time.Now().After(v.(time.Time))
 }
 
-// beginSession sets the answer's session processing, in the background:
-// a status is best effort and never delays the answer.
+// then runs fn in the background once the session's earlier calls are
+// done: a status is best effort and never delays the answer. The caller
+// holds r.mu.
+func (r *reply) then(ctx context.Context, s *session, fn func(ctx context.Context)) {
+	prev, done := s.last, make(chan struct{})
+	s.last = done
+	r.a.background(ctx, func(ctx context.Context) {
+		defer close(done)
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-ctx.Done():
+				return
+			}
+		}
+		fn(ctx)
+	})
+}
+
+// beginSession sets the answer's session processing, titled from the
+// question if the call creates it. The caller holds r.mu.
 func (r *reply) beginSession(ctx context.Context) {
 	t := r.t
 	if r.sess != nil || t.thread == "" || t.slash || !r.a.sessionsOn(t.team) {
 		return
 	}
-	s := &session{started: make(chan struct{})}
+	s := &session{}
 	r.sess = s
 	title := sessionTitle(t.title)
-	r.a.background(ctx, func(ctx context.Context) {
-		defer close(s.started)
+	r.then(ctx, s, func(ctx context.Context) {
 		var resp *slack.AgentSessionSetStatusResponse
 		err := r.a.call(ctx, ratelimit.BestEffort, t.team, t.channel, "agents.sessions.setStatus", func(ctx context.Context) error {
 			var err error
@@ -85,8 +104,8 @@ func (r *reply) beginSession(ctx context.Context) {
 		})
 		switch {
 		case err == nil:
-			s.ok = true
-			if resp.Warning != "" && strings.Contains(resp.Warning, missingStopSubscription) {
+			s.ok.Store(true)
+			if strings.Contains(resp.Warning, missingStopSubscription) {
 				r.a.noSessions.Store(t.team, time.Now().Add(sessionsRetryAfter))
 				r.log.Warn("Slack shows no Stop button: subscribe the app to agent_session_stopped (see slack-app-manifest.yaml); using !stop for an hour")
 			}
@@ -99,25 +118,41 @@ func (r *reply) beginSession(ctx context.Context) {
 	})
 }
 
-// endSession sets the answer's session back to active once its processing
-// call is done, if that call succeeded. It runs in the background, and
-// waits for budget: a session left processing keeps its Stop button.
+// keepSession sets the session processing again after a stream message of
+// a long answer stopped (chat.stopStream leaves the session active), best
+// effort. The caller holds r.mu.
+func (r *reply) keepSession() {
+	s, t := r.sess, r.t
+	if s == nil {
+		return
+	}
+	r.then(context.Background(), s, func(ctx context.Context) {
+		if !s.ok.Load() {
+			return
+		}
+		err := r.a.call(ctx, ratelimit.BestEffort, t.team, t.channel, "agents.sessions.setStatus", func(ctx context.Context) error {
+			_, err := r.a.api.SetAgentSessionStatusContext(ctx, slack.AgentSessionSetStatusParameters{Status: sessionProcessing, ChannelID: t.channel, ThreadTS: t.thread})
+			return err
+		})
+		if err != nil && !errors.Is(err, ratelimit.ErrSkipped) {
+			r.log.Debug("setting the agent session processing again failed", "err", err)
+		}
+	})
+}
+
+// endSession sets the answer's session back to active, if it was set
+// processing, after the session's earlier calls. It waits for budget: a
+// session left processing keeps its Stop button.
 func (r *reply) endSession() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := r.sess
+	s, t := r.sess, r.t
 	if s == nil {
 		return
 	}
 	r.sess = nil
-	t := r.t
-	r.a.background(context.Background(), func(ctx context.Context) {
-		select {
-		case <-s.started:
-		case <-ctx.Done():
-			return
-		}
-		if s.ok {
+	r.then(context.Background(), s, func(ctx context.Context) {
+		if s.ok.Load() {
 			r.a.setSession(ctx, t.team, t.channel, t.thread, sessionActive, r.log)
 		}
 	})

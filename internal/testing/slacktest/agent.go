@@ -16,7 +16,8 @@ type Session struct {
 	Status            string // processing, active, suspended or closed
 	Title             string
 	Initiator         string
-	// History lists every status set, in order.
+	// History lists every status set by setStatus, and every change
+	// chat.stopStream made (its session_status, default active), in order.
 	History []string
 }
 
@@ -159,6 +160,22 @@ func (s *Server) agentCall(req *apiRequest, now time.Time) any {
 		return okResponse{OK: true}
 	}
 	return apiError("unknown_method")
+}
+
+// stopStreamSession applies chat.stopStream's session_status (default
+// active) to the session of m's thread, if any; s.mu is held.
+func (s *Server) stopStreamSession(m *Message, status string) {
+	ss := s.agent.sessions[m.Channel+"/"+m.ThreadTS]
+	if ss == nil {
+		return
+	}
+	if status == "" {
+		status = "active"
+	}
+	if ss.Status != status {
+		ss.Status = status
+		ss.History = append(ss.History, status)
+	}
 }
 
 // StopSession is what Slack does when a person presses the Stop button of

@@ -1103,6 +1103,7 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 		}
 		if req.method == "chat.stopStream" {
 			m.Streaming = false
+			s.stopStreamSession(m, req.get("session_status"))
 			if b := req.get("blocks"); b != "" {
 				var bl []any
 				if json.Unmarshal([]byte(b), &bl) != nil {
