@@ -44,6 +44,7 @@ func commandList(allowDMs bool) []*discordgo.ApplicationCommand {
 		{Name: "help", Description: "How to talk to the bot"},
 		{Name: "usage", Description: "Your token usage today"},
 		{Name: "stop", Description: "Stop the answer in progress in this thread"},
+		{Name: "feedback", Description: "(admins) The 👍/👎 tally per model"},
 	}
 	for _, c := range cmds {
 		c.Contexts, c.IntegrationTypes = &contexts, &installs
@@ -219,14 +220,14 @@ func (a *Adapter) onCommand(in *discordgo.Interaction) {
 	switch data.Name {
 	case "ask":
 		a.onAsk(in, data, ch)
-	case "model", "models", "reset", "help", "usage", "stop":
+	case "model", "models", "reset", "help", "usage", "stop", "feedback":
 		a.onSlash(in, data, ch)
 	default:
 		a.respondEphemeral(in, "I don't know that command.")
 	}
 }
 
-// onSlash runs /model, /models, /reset, /help, /usage and /stop: deferred
+// onSlash runs /model, /models, /reset, /help, /usage, /stop and /feedback: deferred
 // ephemerally, mapped to the engine's text commands, answered by Notice
 // into the deferred response.
 func (a *Adapter) onSlash(in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo) {
