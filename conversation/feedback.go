@@ -78,14 +78,15 @@ func (e *Engine) FirstTime(ctx context.Context, key string, ttl time.Duration) (
 	return e.store.FirstTime(ctx, key, ttl)
 }
 
-// voteLua records a vote: KEYS[1] the answer's votes (user → vote),
-// KEYS[2] the tally ("model|vote" → count); ARGV: user, vote, model, TTL
-// in ms. A changed vote moves its count from the old vote to the new one.
-// It returns 0 when the vote was already recorded, else 1.
+// voteLua records a vote: KEYS[1] the answer's votes (user → vote, and
+// the model and thread), KEYS[2] the tally ("model|vote" → count); ARGV:
+// user, vote, model, TTL in ms, thread. A changed vote moves its count
+// from the old vote to the new one. It returns 0 when the vote was
+// already recorded, else 1.
 var voteLua = redis.NewScript(`
 local old = redis.call("HGET", KEYS[1], ARGV[1])
 if old == ARGV[2] then return 0 end
-redis.call("HSET", KEYS[1], ARGV[1], ARGV[2], "model", ARGV[3])
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[2], "model", ARGV[3], "thread", ARGV[5])
 redis.call("PEXPIRE", KEYS[1], ARGV[4])
 redis.call("HINCRBY", KEYS[2], ARGV[3] .. "|" .. ARGV[2], 1)
 if old then redis.call("HINCRBY", KEYS[2], ARGV[3] .. "|" .. old, -1) end
@@ -102,19 +103,12 @@ func (s *Store) votesKey(v Vote) string {
 
 func (s *Store) tallyKey() string { return s.key("feedback", feedbackTag, "tally") }
 
-// Vote records v (see FeedbackRecorder.Feedback), with the thread it was
-// given in.
+// Vote records v (see FeedbackRecorder.Feedback) in one round trip.
 func (s *Store) Vote(ctx context.Context, v Vote) (bool, error) {
-	user := "u:" + v.Platform + ":" + v.User // apart from the "model" field
-	n, err := voteLua.Run(ctx, s.rdb, []string{s.votesKey(v), s.tallyKey()}, user, v.Name(), v.Model, feedbackTTL.Milliseconds()).Int()
+	user := "u:" + v.Platform + ":" + v.User // apart from the "model" and "thread" fields
+	n, err := voteLua.Run(ctx, s.rdb, []string{s.votesKey(v), s.tallyKey()}, user, v.Name(), v.Model, feedbackTTL.Milliseconds(), v.Thread).Int()
 	if err != nil {
 		return false, fmt.Errorf("feedback: %w", err)
-	}
-	if n == 1 && v.Thread != "" {
-		// Where the answer was, for whoever reads the votes later.
-		if err := s.rdb.HSet(ctx, s.votesKey(v), "thread", v.Thread).Err(); err != nil {
-			return true, fmt.Errorf("feedback: %w", err)
-		}
 	}
 	return n == 1, nil
 }

@@ -2,12 +2,14 @@ package conversation
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/arkbot/arkbot/internal/testing/redistest"
 	"github.com/arkbot/arkbot/metrics"
 )
 
@@ -82,4 +84,28 @@ func TestFirstTimeMarksOnce(t *testing.T) {
 			t.Fatalf("second replica: %v %v", again, err)
 		}
 	})
+}
+
+// BenchmarkFeedback records one vote per op on a real Redis (a private
+// redis-server): a new voter, or (repeat) the same vote again, which
+// changes and counts nothing.
+func BenchmarkFeedback(b *testing.B) {
+	rs := redistest.New(b)
+	r := newRig(b, rs.Client(), rs.Prefix)
+	ctx := context.Background()
+	for _, repeat := range []bool{false, true} {
+		b.Run(map[bool]string{false: "new", true: "repeat"}[repeat], func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if !repeat {
+					i++
+				}
+				v := Vote{Platform: "test", Workspace: "w", Answer: "c1:a1", User: fmt.Sprint("u", i), Model: "doubao", Up: true}
+				if _, err := r.engine.Feedback(ctx, v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
