@@ -310,3 +310,35 @@ func TestLongAnswerKeepsTheSessionProcessing(t *testing.T) {
 		t.Fatalf("session statuses %v: want processing again after a stream message stopped mid-answer", s.History)
 	}
 }
+
+// Someone else's click on the Stop button is refused privately: the answer
+// runs on to its end and its session stays processing until then.
+func TestAgentSessionStopRefusedForSomeoneElse(t *testing.T) {
+	engine, ark := engineFor(t)
+	slowCount(ark)
+	fs := slacktest.New(slacktest.Options{})
+	t.Cleanup(fs.Close)
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann"})
+	fs.AddUser(slacktest.User{ID: "U3", Name: "carl"})
+	start(t, fs, engine, nil)
+	e := &env{t: t, fs: fs}
+
+	ts := fs.NextTS()
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> count slowly", ts, ""))
+	e.waitFor("the answer streaming", 5*time.Second, func() bool {
+		r := botReplies(fs, "C1", ts)
+		return len(r) == 1 && r[0].Streaming && strings.Contains(r[0].Visible(), "one")
+	})
+	e.send(slacktest.EventOptions{}, slacktest.StopSessionEvent("C1", ts, "U3", fs.NextTS()))
+	e.waitFor("the refusal", 5*time.Second, func() bool { return len(ephemeralsTo(fs, "U3")) == 1 })
+	if n := ephemeralsTo(fs, "U3")[0].Text; !strings.Contains(n, "Only the person who asked") {
+		t.Fatalf("notice %q", n)
+	}
+	if s, _ := fs.Session("C1", ts); s.Status != "processing" {
+		t.Fatalf("session %+v after a refused stop: want it processing", s)
+	}
+	e.waitFor("the whole answer", 10*time.Second, func() bool {
+		r := botReplies(fs, "C1", ts)
+		return len(r) == 1 && !r[0].Streaming && strings.Contains(r[0].Visible(), "ten")
+	})
+}

@@ -227,15 +227,16 @@ type sessionStopped struct {
 }
 
 // onSessionStopped stops the answer in the session's thread as !stop
-// does, on whichever replica runs it: the engine dedupes the event on its
-// ID, so a redelivery, or the same event on two replicas, stops once. The
-// clicker reads the outcome privately; the session is set active at once
-// (the answer's end sets it again) so a session whose answer is gone
-// loses its Stop button too. It reports false when the work could not be
-// taken (see dispatch).
+// does (conversation.ThreadStopper), on whichever replica runs it, once
+// per event across redeliveries and replicas. The clicker reads the
+// outcome privately. Unless the stop was refused (someone else's answer),
+// the session is set active at once, so that a session whose answer is
+// gone loses its Stop button too (an answer's end sets it again). It
+// reports false when the work could not be taken (see dispatch).
 func (a *Adapter) onSessionStopped(team string, raw json.RawMessage) bool {
 	var ev sessionStopped
-	if err := json.Unmarshal(raw, &ev); err != nil || ev.Channel == "" || ev.ThreadTS == "" || ev.User == "" {
+	stopper, ok := a.h.(conversation.ThreadStopper)
+	if !ok || json.Unmarshal(raw, &ev) != nil || ev.Channel == "" || ev.ThreadTS == "" || ev.User == "" {
 		return true
 	}
 	dm := strings.HasPrefix(ev.Channel, "D")
@@ -256,10 +257,22 @@ func (a *Adapter) onSessionStopped(team string, raw json.RawMessage) bool {
 		InThread:  true,
 		Time:      parseTS(ev.EventTS),
 	}
-	target := &replyTarget{team: team, channel: ev.Channel, thread: ev.ThreadTS, user: ev.User, dm: dm, private: true}
 	log := a.log.With("team", team, "channel", ev.Channel, "thread", ev.ThreadTS, "stopped_by", ev.User)
 	return a.dispatch("agent session stop", func(ctx context.Context) {
-		a.process(ctx, &draft{msg: m}, target, log)
-		a.setSession(ctx, team, ev.Channel, ev.ThreadTS, sessionActive, log)
+		out, notice, err := stopper.StopThread(ctx, m)
+		if err != nil {
+			log.Warn("stopping the answer for Slack's Stop button failed", "err", err)
+			notice = "⚠️ I can't reach my memory (Redis) right now, so I couldn't stop the answer. Please try again in a moment."
+		}
+		if out == conversation.StopRepeated {
+			return
+		}
+		if err == nil && out != conversation.StopRefused {
+			a.setSession(ctx, team, ev.Channel, ev.ThreadTS, sessionActive, log)
+		}
+		r := a.newReply(replyTarget{team: team, channel: ev.Channel, thread: ev.ThreadTS, user: ev.User, dm: dm, private: true}, log)
+		if err := r.Notice(ctx, notice); err != nil {
+			log.Debug("telling the clicker failed", "err", err)
+		}
 	})
 }

@@ -196,6 +196,13 @@ func (s *Server) StopSession(channel, threadTS, user string) map[string]any {
 		"streaming_message_ts": stopped, "user": user, "event_ts": s.NextTS()}
 }
 
+// StopSessionEvent is an agent_session_stopped event for the thread that
+// stops no stream of the app's (its streaming_message_ts is empty).
+func StopSessionEvent(channel, threadTS, user, eventTS string) map[string]any {
+	return map[string]any{"type": "agent_session_stopped", "channel": channel, "thread_ts": threadTS,
+		"streaming_message_ts": []any{}, "user": user, "event_ts": eventTS}
+}
+
 // AssistantThreadStarted is the event Slack sends when user opens the
 // assistant view or starts a new thread in it (channel is the DM).
 func AssistantThreadStarted(user, channel, threadTS, teamID string) map[string]any {
