@@ -36,19 +36,20 @@ const maxIdleConns = 1024
 
 // Client calls Ark's chat completions API. It is safe for concurrent use.
 type Client struct {
-	url      string
-	addr     string // host:port of url
-	apiKey   string
-	auth     string // the Authorization header, "" without a key
-	http     *http.Client
-	log      *slog.Logger
-	first    time.Duration
-	idle     time.Duration
-	retries  int
-	base     time.Duration
-	maxDelay time.Duration
-	connect  time.Duration
-	dial     transport.DialFunc
+	url          string // chat completions
+	responsesURL string
+	addr         string // host:port of url
+	apiKey       string
+	auth         string // the Authorization header, "" without a key
+	http         *http.Client
+	log          *slog.Logger
+	first        time.Duration
+	idle         time.Duration
+	retries      int
+	base         time.Duration
+	maxDelay     time.Duration
+	connect      time.Duration
+	dial         transport.DialFunc
 }
 
 // Option configures a Client.
@@ -119,7 +120,7 @@ func New(address, apiKey string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("arkclient: API address: %w", err)
 	}
-	c := &Client{url: resolved, addr: hostPort(u), apiKey: apiKey, log: slog.Default()}
+	c := &Client{url: resolved, responsesURL: responsesURL(resolved), addr: hostPort(u), apiKey: apiKey, log: slog.Default()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -165,7 +166,10 @@ type Request struct {
 	MaxTokens   int      // the answer's limit (reasoning excluded), sent as max_tokens when > 0
 	Temperature *float32 // omitted when nil
 	Thinking    string   // "enabled" | "disabled" | "auto", sent as "thinking":{"type":...}; "" omits it
-	User        string   // end-user id, sent as "user" when non-empty
+	// ReasoningEffort ("minimal" | "low" | "medium" | "high") is sent as
+	// reasoning_effort; "" omits it.
+	ReasoningEffort string
+	User            string // end-user id, sent as "user" when non-empty
 }
 
 // Chunk is one piece of a streamed answer.
@@ -174,11 +178,22 @@ type Chunk struct {
 	Reasoning    string // reasoning_content delta (never part of the answer)
 	FinishReason string // "stop", "length", "content_filter", ... on the chunk that carries it, else ""
 	Usage        *Usage // on the final usage chunk
+	// Responses API only:
+	ResponseID string      // the stored response's ID, on the last chunk
+	Search     SearchPhase // SearchStarted or SearchDone when a web search starts or ends, else SearchNone
+	Sources    []Source    // web pages cited for the first time
+}
+
+// empty reports whether c carries nothing.
+func (c *Chunk) empty() bool {
+	return c.Content == "" && c.Reasoning == "" && c.FinishReason == "" && c.Usage == nil &&
+		c.ResponseID == "" && c.Search == SearchNone && len(c.Sources) == 0
 }
 
 // Usage is the token usage Ark reports at the end of a stream.
 type Usage struct {
 	PromptTokens, CompletionTokens, TotalTokens, CachedTokens, ReasoningTokens int
+	WebSearches                                                                int // web searches the answer made (Responses API)
 }
 
 // WithRequestSent returns ctx set so that a Stream opened with it calls f
@@ -200,9 +215,23 @@ func (c *Client) Stream(ctx context.Context, req Request) (*Stream, error) {
 	if err != nil {
 		return nil, &Error{Code: CodeInvalidRequest, Message: "building the request: " + err.Error(), cause: err}
 	}
+	return c.stream(ctx, call{url: c.url, model: req.Model, body: body})
+}
+
+// call is one streamed request to Ark.
+type call struct {
+	url    string
+	model  string // for logs
+	body   []byte
+	events bool // the Responses API's events, not chat completion chunks
+	search bool // with the web_search tool
+}
+
+// stream sends cl, retrying as Stream says.
+func (c *Client) stream(ctx context.Context, cl call) (*Stream, error) {
 	connectFailed := false
 	for attempt := 0; ; attempt++ {
-		s, e := c.open(ctx, body)
+		s, e := c.open(ctx, cl)
 		if e == nil {
 			return s, nil
 		}
@@ -211,7 +240,7 @@ func (c *Client) Stream(ctx context.Context, req Request) (*Stream, error) {
 		}
 		connectFailed = connectFailed || e.Code == CodeConnectFailed
 		delay := c.backoff(attempt, e.RetryAfter)
-		c.log.Warn("ark: retrying request", "model", req.Model, "code", e.Code, "status", e.Status,
+		c.log.Warn("ark: retrying request", "model", cl.model, "code", e.Code, "status", e.Status,
 			"request_id", e.RequestID, "message", e.Message, "retry", attempt+1, "max_retries", c.retries, "delay", delay)
 		metrics.ArkRetries.Inc()
 		t := time.NewTimer(delay)
@@ -241,10 +270,13 @@ func (c *Client) backoff(attempt int, retryAfter time.Duration) time.Duration {
 
 // open makes one attempt: it posts body and reads up to the first
 // meaningful chunk.
-func (c *Client) open(ctx context.Context, body []byte) (*Stream, *Error) {
+func (c *Client) open(ctx context.Context, cl call) (*Stream, *Error) {
 	sctx, cancel := context.WithCancel(ctx)
 	s := &Stream{c: c, parent: ctx, cancel: cancel, wd: newWatchdog(c.first, cancel), parser: parsers.Get()}
-	hreq, err := http.NewRequestWithContext(sctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if cl.events {
+		s.events = &eventDecoder{}
+	}
+	hreq, err := http.NewRequestWithContext(sctx, http.MethodPost, cl.url, bytes.NewReader(cl.body))
 	if err != nil {
 		return nil, s.fail(err).(*Error) // fail gives io.EOF only after a finish reason
 	}
@@ -254,6 +286,9 @@ func (c *Client) open(ctx context.Context, body []byte) (*Stream, *Error) {
 	h["Cache-Control"] = noCache
 	if c.auth != "" {
 		h["Authorization"] = []string{c.auth}
+	}
+	if cl.search {
+		h["Ark-Beta-Web-Search"] = webSearchBeta // as the official Python SDK sends it
 	}
 	s.sent = true
 	resp, err := c.http.Do(hreq)
@@ -281,9 +316,10 @@ func (c *Client) open(ctx context.Context, body []byte) (*Stream, *Error) {
 // The request's fixed header values, shared by every request (net/http
 // does not modify them).
 var (
-	jsonType    = []string{"application/json"}
-	eventStream = []string{"text/event-stream"}
-	noCache     = []string{"no-cache"}
+	jsonType      = []string{"application/json"}
+	eventStream   = []string{"text/event-stream"}
+	noCache       = []string{"no-cache"}
+	webSearchBeta = []string{"true"}
 )
 
 // maxErrorBody bounds how much of an error response is read.
@@ -358,6 +394,9 @@ func extraFields(req Request) map[string]any {
 	extras := map[string]any{}
 	if req.Thinking != "" {
 		extras["thinking"] = map[string]string{"type": req.Thinking}
+	}
+	if req.ReasoningEffort != "" {
+		extras["reasoning_effort"] = req.ReasoningEffort
 	}
 	if req.Temperature != nil {
 		extras["temperature"] = *req.Temperature

@@ -37,6 +37,10 @@ const (
 	CodeCanceled = "Canceled"
 	// CodeInvalidRequest: the request could not be built locally.
 	CodeInvalidRequest = "InvalidRequest"
+	// CodeChainLost: Ark no longer has the response a Responses API
+	// request continues (previous_response_id unknown, expired or in
+	// another region). Start a new chain from the transcript.
+	CodeChainLost = "PreviousResponseNotFound"
 )
 
 // Error is a failed Ark call. Every error returned by Client.Stream and
@@ -124,7 +128,7 @@ func classify(status int, code string) kind {
 		return kindTLS
 	case CodeCanceled:
 		return kindCanceled
-	case CodeInvalidRequest:
+	case CodeInvalidRequest, CodeChainLost:
 		return kindInvalid
 	}
 	switch {

@@ -30,6 +30,7 @@ type Stream struct {
 	body   io.ReadCloser    // a success's body: Close closes it
 	data   *sseData         // reads the body; nil once the stream ended
 	parser *fastjson.Parser // decodes its chunks; nil once the stream ended
+	events *eventDecoder    // decodes Responses API events; nil for chat completions
 
 	pending  []Chunk // read by Client.Stream, not yet returned
 	started  bool    // returned to the caller: later errors are Interrupted
@@ -81,14 +82,20 @@ func (s *Stream) read() (Chunk, error) {
 		if string(raw) == "[DONE]" {
 			return Chunk{}, s.fail(io.EOF)
 		}
-		ch, apiErr, err := decodeChunk(s.parser, raw)
+		var ch Chunk
+		var apiErr *openai.APIError
+		if s.events != nil {
+			ch, apiErr, err = s.events.decode(s.parser, raw)
+		} else {
+			ch, apiErr, err = decodeChunk(s.parser, raw)
+		}
 		if err != nil {
 			return Chunk{}, s.fail(err)
 		}
 		if apiErr != nil {
 			return Chunk{}, s.fail(apiErr)
 		}
-		if ch == (Chunk{}) {
+		if ch.empty() {
 			continue
 		}
 		if ch.FinishReason != "" {
@@ -137,6 +144,14 @@ func (s *Stream) classify(err error) error {
 			if apiErr.HTTPStatusCode != 0 {
 				code = fmt.Sprintf("HTTP%d", apiErr.HTTPStatusCode)
 			}
+		}
+		param := ""
+		if apiErr.Param != nil {
+			param = *apiErr.Param
+		}
+		if s.events != nil && (apiErr.HTTPStatusCode == 0 || apiErr.HTTPStatusCode == 400 || apiErr.HTTPStatusCode == 404) &&
+			code != CodeStreamInterrupted && chainLost(code, param, apiErr.Message) {
+			code = CodeChainLost
 		}
 		return s.newError(apiErr.HTTPStatusCode, code, apiErr.Message, header, nil)
 	case s.finished:

@@ -93,3 +93,23 @@ func checkURL(s string) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// responsesSuffix is what replaces chatSuffix to reach the Responses API.
+const responsesSuffix = "/responses"
+
+// responsesURL is the Responses API URL next to the chat completions URL
+// chat (as ResolveURL gives it): a path ending in "/chat/completions" ends
+// in "/responses" instead; one already ending in "/responses" stays; any
+// other exact ("#") URL gets "/responses" appended.
+func responsesURL(chat string) string {
+	u, err := url.Parse(chat)
+	if err != nil {
+		return chat
+	}
+	path := strings.TrimRight(u.Path, "/")
+	if !strings.HasSuffix(path, responsesSuffix) {
+		path = strings.TrimSuffix(path, chatSuffix) + responsesSuffix
+	}
+	u.Path, u.RawPath = path, ""
+	return u.String()
+}

@@ -55,6 +55,10 @@ type Ark struct {
 	RetryBase Duration `yaml:"retry_base"`
 	// RetryMax caps one backoff delay (and a server's Retry-After).
 	RetryMax Duration `yaml:"retry_max"`
+	// ChainTTL is how long Ark keeps a thread's stored responses for the
+	// Responses API's chains (expire_at; at most 168h): a chain this old
+	// starts over from the thread's transcript.
+	ChainTTL Duration `yaml:"chain_ttl"`
 }
 
 // Model is one model people can pick with /model.
@@ -73,7 +77,45 @@ type Model struct {
 	RequestsPerMinute int `yaml:"requests_per_minute"`
 	// AdminsOnly restricts the model to admins.
 	AdminsOnly bool `yaml:"admins_only"`
+	// API is how the bot talks to Ark for this model: "chat" (chat
+	// completions, the default) or "responses" (the Responses API: the
+	// thread's context kept and cached by Ark, web search).
+	API string `yaml:"api"`
+	// ReasoningEffort is minimal, low, medium or high; empty: not sent.
+	ReasoningEffort string `yaml:"reasoning_effort"`
+	// Search gives the model Ark's web_search tool (api: responses only).
+	Search *Search `yaml:"search"`
 }
+
+// Search configures a model's web search.
+type Search struct {
+	// Enabled makes answers search where no /search command chose
+	// (default false: /search on turns it on).
+	Enabled bool `yaml:"enabled"`
+	// Limit is the results per search, 1-50 (0: Ark's default, 10).
+	Limit int `yaml:"limit"`
+	// Sources are where to search: search_engine, toutiao, douyin, moji
+	// (none: Ark's default).
+	Sources StringList `yaml:"sources"`
+	// MaxCalls bounds the searches per answer, 1-10 (0: Ark's default, 3).
+	MaxCalls int `yaml:"max_calls"`
+	// UserLocation localizes the results.
+	UserLocation *UserLocation `yaml:"user_location"`
+}
+
+// UserLocation is an approximate location for web search.
+type UserLocation struct {
+	Country  string `yaml:"country"`
+	Region   string `yaml:"region"`
+	City     string `yaml:"city"`
+	Timezone string `yaml:"timezone"`
+}
+
+// The APIs a model may use.
+const (
+	APIChat      = "chat"
+	APIResponses = "responses"
+)
 
 // Limits bounds what one user may spend; admins are exempt.
 type Limits struct {
@@ -82,6 +124,8 @@ type Limits struct {
 	DailyTokens       int64 `yaml:"daily_tokens"`        // per user per UTC day; 0: unlimited
 	MaxImageBytes     int64 `yaml:"max_image_bytes"`     // per image
 	MaxFileBytes      int64 `yaml:"max_file_bytes"`      // per text attachment
+	// DailySearches bounds a user's web searches per UTC day; 0: unlimited.
+	DailySearches int64 `yaml:"daily_searches"`
 }
 
 // Redis configures the store. An empty URL runs an embedded in-memory Redis.
@@ -152,8 +196,10 @@ func (c *Config) applyDefaults() {
 	}
 	setDur(&c.Ark.RetryBase, 500*time.Millisecond)
 	setDur(&c.Ark.RetryMax, 20*time.Second)
+	setDur(&c.Ark.ChainTTL, 72*time.Hour)
 	for i := range c.Models {
 		m := &c.Models[i]
+		setDefault(&m.API, APIChat)
 		if m.ContextWindow == 0 {
 			m.ContextWindow = 32768
 		}
@@ -250,6 +296,7 @@ func (c *Config) validate(errs *fieldErrors) {
 		if m.Temperature != nil && (*m.Temperature < 0 || *m.Temperature > 2) {
 			errs.add(key+".temperature", "must be between 0 and 2")
 		}
+		m.validateResponses(errs, key)
 	}
 	if len(c.Models) > 0 && c.Model(c.DefaultModel) == nil {
 		errs.add("default_model", "%q is not a registered model name (have: %s)", c.DefaultModel, strings.Join(c.ModelNames(), ", "))
@@ -259,6 +306,10 @@ func (c *Config) validate(errs *fieldErrors) {
 	nonNegative(errs, "limits.daily_tokens", c.Limits.DailyTokens)
 	nonNegative(errs, "limits.max_image_bytes", c.Limits.MaxImageBytes)
 	nonNegative(errs, "limits.max_file_bytes", c.Limits.MaxFileBytes)
+	nonNegative(errs, "limits.daily_searches", c.Limits.DailySearches)
+	if d := c.Ark.ChainTTL.D(); d < time.Hour || d > 7*24*time.Hour {
+		errs.add("ark.chain_ttl", "must be between 1h and 168h (Ark keeps a stored response at most 7 days), not %s", d)
+	}
 	if c.Redis.URL != "" {
 		if _, err := url.Parse(c.Redis.URL); err != nil || !strings.HasPrefix(c.Redis.URL, "redis") {
 			errs.add("redis.url", "must look like redis://host:6379/0, rediss://…, redis-sentinel://… or redis-cluster://…")
@@ -275,6 +326,40 @@ func (c *Config) validate(errs *fieldErrors) {
 	}
 	c.Slack.validate(errs)
 	c.Discord.validate(errs)
+}
+
+// validateResponses checks the model's api, reasoning_effort and search.
+func (m Model) validateResponses(errs *fieldErrors, key string) {
+	switch m.API {
+	case APIChat, APIResponses:
+	default:
+		errs.add(key+".api", "must be chat or responses, not %q", m.API)
+	}
+	switch m.ReasoningEffort {
+	case "", "minimal", "low", "medium", "high":
+	default:
+		errs.add(key+".reasoning_effort", "must be minimal, low, medium or high (or left out), not %q", m.ReasoningEffort)
+	}
+	s := m.Search
+	if s == nil {
+		return
+	}
+	if m.API != APIResponses {
+		errs.add(key+".search", "needs api: responses (Ark's web_search tool is a Responses API tool)")
+	}
+	if s.Limit < 0 || s.Limit > 50 {
+		errs.add(key+".search.limit", "must be 1 to 50 results (0: Ark's default, 10), not %d", s.Limit)
+	}
+	if s.MaxCalls < 0 || s.MaxCalls > 10 {
+		errs.add(key+".search.max_calls", "must be 1 to 10 searches (0: Ark's default, 3), not %d", s.MaxCalls)
+	}
+	for _, src := range s.Sources {
+		switch src {
+		case "search_engine", "toutiao", "douyin", "moji":
+		default:
+			errs.add(key+".search.sources", "%q is not a source: use search_engine, toutiao, douyin or moji", src)
+		}
+	}
 }
 
 // nonNegative reports whether v is at least 0, adding an error for key if not.

@@ -675,6 +675,52 @@ func TestRedisMinReplicas(t *testing.T) {
 	}
 }
 
+func TestResponsesKeys(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "sk-1"})
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Models[0].API != APIChat || c.Ark.ChainTTL.D() != 72*time.Hour || c.Models[0].Search != nil {
+		t.Errorf("defaults: api %q chain_ttl %s search %v", c.Models[0].API, c.Ark.ChainTTL.D(), c.Models[0].Search)
+	}
+	c, err = Parse([]byte(minimal + `    api: responses
+    reasoning_effort: low
+    search:
+      enabled: true
+      limit: 5
+      sources: search_engine, moji
+      user_location: {country: 中国, city: 北京}
+limits:
+  daily_searches: 10
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Models[0]
+	if m.API != APIResponses || m.ReasoningEffort != "low" || !m.Search.Enabled || m.Search.Limit != 5 ||
+		strings.Join(m.Search.Sources, ",") != "search_engine,moji" || m.Search.UserLocation.City != "北京" || c.Limits.DailySearches != 10 {
+		t.Errorf("parsed %+v search %+v", m, m.Search)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{minimal + "    api: completions\n", "models[0].api: must be chat or responses"},
+		{minimal + "    reasoning_effort: extreme\n", "models[0].reasoning_effort: must be minimal, low, medium or high"},
+		{minimal + "    search: {enabled: true}\n", "models[0].search: needs api: responses"},
+		{minimal + "    api: responses\n    search: {sources: [bing]}\n", `models[0].search.sources: "bing" is not a source`},
+		{minimal + "    api: responses\n    search: {limit: 51}\n", "models[0].search.limit: must be 1 to 50"},
+		{minimal + "    api: responses\n    search: {max_calls: 11}\n", "models[0].search.max_calls: must be 1 to 10"},
+		{minimal + "    api: responses\n    search: {enable: true}\n", "models[0].search.enable: unknown key (did you mean enabled?)"},
+		{strings.Replace(minimal, "ark:\n", "ark:\n  chain_ttl: 200h\n", 1), "ark.chain_ttl: must be between 1h and 168h"},
+		{minimal + "limits:\n  daily_searches: -1\n", "limits.daily_searches: must not be negative"},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		key, msg, _ := strings.Cut(tc.want, ": ")
+		if err == nil || !strings.Contains(err.Error(), key+" (line") || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
 // The agent pane's settings default when left out, an empty list offers
 // no prompts, and Slack's limits are checked.
 func TestSlackAgentSurface(t *testing.T) {

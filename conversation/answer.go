@@ -88,6 +88,7 @@ type run struct {
 	stopRenew func() // stops renewing the lock; idempotent
 	saved     bool   // the save released the lock
 	model     *Model
+	set       inForce // the thread's, channel's or model's settings
 	q         question
 
 	progressMu sync.Mutex // the lock renewals read what follows
@@ -228,6 +229,7 @@ func (a *run) prepare(adm Admission, retry *Command) (f Frame, ok bool) {
 		metrics.Messages.WithLabelValues(m.Platform, "limited").Inc()
 		return refused, false
 	}
+	a.set = settingsFor(a.model, a.thread.Settings, adm.ChannelSettings)
 	a.q = question{id: m.ID, asker: m.User.Name, time: m.Time}
 	if retry != nil {
 		q, ok := a.thread.DropLastExchange()
@@ -241,6 +243,10 @@ func (a *run) prepare(adm Admission, retry *Command) (f Frame, ok bool) {
 			notices: []string{"↻ A new answer to: “" + excerpt(q.Text, 80) + "”"}}
 	} else {
 		a.q.text, a.q.notices = e.userText(*m, a.model)
+	}
+	if q := e.limits.DailySearches; a.set.search && q > 0 && !m.User.Admin && adm.SearchesToday >= q {
+		a.set.search = false
+		a.q.notices = append(a.q.notices, fmt.Sprintf("You've used your %d web searches for today, so I answered without searching.", q))
 	}
 	metrics.Messages.WithLabelValues(m.Platform, "answer").Inc()
 	return Frame{}, true
@@ -256,6 +262,10 @@ func (a *run) request() (req builtRequest, f Frame, ok bool) {
 			a.model.Name, promptEst, a.model.ContextWindow-a.model.MaxTokens)
 		return req, Frame{Model: a.model.Name, Final: true, Outcome: OutcomeFailed, Note: note}, false
 	}
+	req.Thinking = a.set.think
+	if a.model.responses() {
+		a.e.responsesRequest(&req, a.m, a.model, a.thread, a.set.search)
+	}
 	return req, Frame{}, true
 }
 
@@ -265,10 +275,30 @@ func (a *run) stream(req builtRequest, p *pacer, started func()) streamResult {
 	platform := a.m.Platform
 	metrics.ActiveStreams.WithLabelValues(platform).Inc()
 	res := a.e.stream(arkclient.WithRequestSent(a.actx, started), a.log, a.m, p, a.model, req, a.start)
+	// The thread's chain continues with this answer's response only when
+	// Ark stored it whole; otherwise the next turn starts a new chain. A
+	// chain lasts until its first response expires: Ark may not carry
+	// what an expired link of it held.
+	prev := a.thread.Chain
+	a.thread.Chain = nil
+	if res.responseID != "" && (res.frame.Outcome == OutcomeDone || res.frame.Outcome == OutcomeTruncated) {
+		c := req.chain
+		c.ID = res.responseID
+		if res.usage != nil {
+			c.Tokens = res.usage.TotalTokens
+		}
+		if res.continued {
+			c.Expires = min(c.Expires, prev.Expires)
+		}
+		a.thread.Chain = &c
+	}
 	metrics.ActiveStreams.WithLabelValues(platform).Dec()
 	metrics.Answers.WithLabelValues(platform, a.model.Name, string(res.frame.Outcome)).Inc()
 	if res.usage != nil {
 		countTokens(a.model.Name, res.usage)
+		if n := res.usage.WebSearches; n > 0 {
+			metrics.WebSearches.WithLabelValues(a.model.Name).Add(float64(n))
+		}
 	}
 	return res
 }
@@ -284,8 +314,9 @@ func (a *run) save(res *streamResult) error {
 	e := a.e
 	now := e.now()
 	userTokens, answerTokens := estimateTokens(a.q.text), estimateTokens(res.frame.Text)
-	var spent int64
+	var spent, cached, searches int64
 	if res.usage != nil {
+		cached, searches = int64(res.usage.CachedTokens), int64(res.usage.WebSearches)
 		answerTokens = res.usage.CompletionTokens - res.usage.ReasoningTokens
 		if sent := res.usage.PromptTokens - res.historyTokens; sent > 0 {
 			userTokens = sent
@@ -296,7 +327,7 @@ func (a *run) save(res *streamResult) error {
 		{ID: a.q.id, Role: "user", Text: a.q.text, User: a.q.asker, Tokens: userTokens, Time: a.q.time.Unix()},
 		{Role: "assistant", Text: res.frame.Text, Model: a.model.Name, Tokens: max(answerTokens, 1), Time: now.Unix()},
 	}
-	err := a.thread.Save(context.WithoutCancel(a.ctx), turns, Usage{User: a.m.userKey(), Model: a.model.Name, Tokens: spent}, now)
+	err := a.thread.Save(context.WithoutCancel(a.ctx), turns, Usage{User: a.m.userKey(), Model: a.model.Name, Tokens: spent, Cached: cached, Searches: searches}, now)
 	if errors.Is(err, ErrUnconfirmed) {
 		a.log.Warn("no replica confirmed the saved turn; a failover now could lose it", "err", err)
 		err = nil

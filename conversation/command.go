@@ -22,6 +22,10 @@ const (
 	// CmdRetry answers the conversation's latest question again, replacing
 	// the latest answer in its memory; "regenerate" is the same command.
 	CmdRetry = "retry"
+	// CmdSearch turns web search on or off (Responses API models).
+	CmdSearch = "search"
+	// CmdThink sets the models' thinking: on, off or auto.
+	CmdThink = "think"
 )
 
 // ParseCommand reads a command at the start of text: "/name arg…" (also

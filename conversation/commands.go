@@ -15,10 +15,10 @@ func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admissio
 	case CmdHelp:
 		return e.help(m), nil
 	case CmdModels:
-		return e.modelList(ctx, m)
+		return e.modelList(ctx, m, adm)
 	case CmdModel:
 		if c.Arg == "" {
-			return e.modelList(ctx, m)
+			return e.modelList(ctx, m, adm)
 		}
 		return e.switchModel(ctx, m, c.Arg)
 	case CmdReset:
@@ -32,6 +32,10 @@ func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admissio
 		return e.stopThread(ctx, m)
 	case CmdFeedback:
 		return e.feedbackReport(ctx, m)
+	case CmdSearch:
+		return e.searchCommand(ctx, m, c.Arg, adm)
+	case CmdThink:
+		return e.thinkCommand(ctx, m, c.Arg, adm)
 	}
 	return fmt.Sprintf("I don't know the command /%s. Type /help for the list.", c.Name), nil
 }
@@ -50,6 +54,8 @@ func (e *Engine) help(m Message) string {
 		"• `/reset`: forget this conversation and start fresh",
 		"• `/retry`: answer the latest question again (with the model in use now), replacing the latest answer",
 		"• `/stop`: " + stop,
+		"• `/search on|off`: let models that can search the web do so, with sources (" + switchScope + "); `/search` shows the setting",
+		"• `/think on|off|auto`: make models that support it think before answering, or not (" + switchScope + "); `/think default` goes back to the model's",
 		"• `/usage`: your token usage today and your limits",
 		"• `/help`: this message",
 	}
@@ -65,8 +71,12 @@ func (e *Engine) help(m Message) string {
 	return strings.Join(lines, "\n")
 }
 
-func (e *Engine) modelList(ctx context.Context, m Message) (string, error) {
+func (e *Engine) modelList(ctx context.Context, m Message, adm Admission) (string, error) {
 	tm, err := e.store.ThreadModel(ctx, m.ThreadKey())
+	if err != nil {
+		return "", err
+	}
+	ts, err := e.store.ThreadSettings(ctx, m.ThreadKey())
 	if err != nil {
 		return "", err
 	}
@@ -86,7 +96,8 @@ func (e *Engine) modelList(ctx context.Context, m Message) (string, error) {
 		scope = "chosen for this conversation"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Current model: **%s** (`%s`), %s.\n\nAvailable models:\n", cur.Name, cur.ID, scope)
+	fmt.Fprintf(&b, "Current model: **%s** (`%s`), %s.\n", cur.Name, cur.ID, scope)
+	fmt.Fprintf(&b, "In force here: %s.\n\nAvailable models:\n", inForceText(cur, settingsFor(cur, ts, adm.ChannelSettings)))
 	for _, mdl := range e.models {
 		mark := "•"
 		if mdl.Name == cur.Name {
@@ -116,6 +127,148 @@ func modelTraits(m Model) string {
 		return ""
 	}
 	return ": " + strings.Join(t, "; ")
+}
+
+// inForceText says how answers with model are made here.
+func inForceText(model *Model, f inForce) string {
+	var parts []string
+	if model.responses() {
+		parts = append(parts, "Responses API (Ark keeps and caches the conversation)")
+	} else {
+		parts = append(parts, "chat completions")
+	}
+	switch {
+	case f.search:
+		parts = append(parts, "web search on")
+	case model.responses() && model.Search != nil:
+		parts = append(parts, "web search off")
+	default:
+		parts = append(parts, "no web search")
+	}
+	switch f.think {
+	case "enabled":
+		parts = append(parts, "thinking on")
+	case "disabled":
+		parts = append(parts, "thinking off")
+	case "auto":
+		parts = append(parts, "thinking when needed (auto)")
+	default:
+		parts = append(parts, "thinking as the model does by default")
+	}
+	if model.ReasoningEffort != "" {
+		parts = append(parts, "reasoning effort "+model.ReasoningEffort)
+	}
+	return strings.Join(parts, " · ")
+}
+
+// scopeWord names where a /search or /think choice applies.
+func scopeWord(m Message) string {
+	switch {
+	case m.InThread:
+		return "this thread"
+	case m.DM || m.Platform == PlatformConsole:
+		return "this conversation"
+	}
+	return "this channel"
+}
+
+// setSetting stores a /search or /think choice for m's thread, or its
+// channel outside a thread.
+func (e *Engine) setSetting(ctx context.Context, m Message, field, value string) error {
+	if m.InThread {
+		return e.store.SetThreadSetting(ctx, m.ThreadKey(), field, value)
+	}
+	return e.store.SetChannelSetting(ctx, m.ChannelKey(), field, value)
+}
+
+// current is m's model and the settings in force for it.
+func (e *Engine) current(ctx context.Context, m Message, adm Admission) (*Model, inForce, error) {
+	tm, err := e.store.ThreadModel(ctx, m.ThreadKey())
+	if err != nil {
+		return nil, inForce{}, err
+	}
+	ts, err := e.store.ThreadSettings(ctx, m.ThreadKey())
+	if err != nil {
+		return nil, inForce{}, err
+	}
+	model := e.modelFor(tm, adm.ChannelModel)
+	return model, settingsFor(model, ts, adm.ChannelSettings), nil
+}
+
+// searchCommand runs /search: on, off, lock and unlock (admins), or
+// nothing to show the setting.
+func (e *Engine) searchCommand(ctx context.Context, m Message, arg string, adm Admission) (string, error) {
+	model, f, err := e.current(ctx, m, adm)
+	if err != nil {
+		return "", err
+	}
+	cannot := ""
+	if !model.responses() || model.Search == nil {
+		cannot = fmt.Sprintf(" (%s can't search the web: an operator can give it `api: responses` and a `search` section in config.yaml; pick another model with /model)", model.Name)
+	}
+	locked := adm.ChannelSettings.Locked
+	switch arg = strings.ToLower(arg); arg {
+	case "":
+		state := "off"
+		if f.search {
+			state = "on"
+		}
+		lock := ""
+		if locked {
+			lock = " An admin locked this setting in this channel."
+		}
+		return fmt.Sprintf("Web search is **%s** for %s%s.%s Change it with `/search on` or `/search off`.", state, scopeWord(m), cannot, lock), nil
+	case "on", "off":
+		if locked && !m.User.Admin {
+			return "An admin locked web search in this channel, so it stays as it is.", nil
+		}
+		if err := e.setSetting(ctx, m, "search", arg); err != nil {
+			return "", err
+		}
+		if arg == "on" {
+			return fmt.Sprintf("🔎 Web search is now **on** for %s: answers that need fresh facts search the web and list their sources%s. Ark bills each search.", scopeWord(m), cannot), nil
+		}
+		return fmt.Sprintf("Web search is now **off** for %s.", scopeWord(m)), nil
+	case "lock", "unlock":
+		if !m.User.Admin {
+			return "Only admins can lock or unlock web search.", nil
+		}
+		v := ""
+		if arg == "lock" {
+			v = "1"
+		}
+		if err := e.store.SetChannelSetting(ctx, m.ChannelKey(), "lock", v); err != nil {
+			return "", err
+		}
+		if arg == "lock" {
+			return "🔒 Web search is locked in this channel: only admins can turn it on or off here.", nil
+		}
+		return "🔓 Web search is unlocked in this channel: anyone can turn it on or off.", nil
+	}
+	return "Use `/search on`, `/search off`, or `/search` to see the setting (admins: `/search lock`, `/search unlock`).", nil
+}
+
+// thinkCommand runs /think: on, off, auto, default, or nothing to show
+// the setting.
+func (e *Engine) thinkCommand(ctx context.Context, m Message, arg string, adm Admission) (string, error) {
+	values := map[string]string{"on": "enabled", "off": "disabled", "auto": "auto", "default": ""}
+	arg = strings.ToLower(arg)
+	v, ok := values[arg]
+	if !ok || arg == "" {
+		model, f, err := e.current(ctx, m, adm)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("For %s with %s: %s. Use `/think on`, `/think off`, `/think auto` or `/think default`.",
+			scopeWord(m), model.Name, inForceText(model, f)), nil
+	}
+	if err := e.setSetting(ctx, m, "think", v); err != nil {
+		return "", err
+	}
+	if v == "" {
+		return fmt.Sprintf("Thinking for %s is back to each model's default.", scopeWord(m)), nil
+	}
+	return fmt.Sprintf("🧠 Thinking is now **%s** for %s (sent as `thinking: %s` to models that support it).", arg, scopeWord(m), v), nil
 }
 
 func (e *Engine) switchModel(ctx context.Context, m Message, name string) (string, error) {
@@ -165,6 +318,16 @@ func (e *Engine) usage(m Message, adm Admission) string {
 			fmt.Fprintf(&b, " of %d", mdl.DailyTokens)
 		}
 		b.WriteString("\n")
+	}
+	if adm.CachedToday > 0 {
+		fmt.Fprintf(&b, "Of these, %d were input tokens Ark had cached (billed at its lower cached rate).\n", adm.CachedToday)
+	}
+	if adm.SearchesToday > 0 || e.limits.DailySearches > 0 {
+		fmt.Fprintf(&b, "Web searches: %d", adm.SearchesToday)
+		if q := e.limits.DailySearches; q > 0 && !m.User.Admin {
+			fmt.Fprintf(&b, " of %d", q)
+		}
+		b.WriteString(".\n")
 	}
 	if m.User.Admin {
 		b.WriteString("You're an admin: no limits apply to you.\n")

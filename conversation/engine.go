@@ -15,9 +15,11 @@ import (
 	"github.com/arkbot/arkbot/metrics"
 )
 
-// Streamer opens a streamed chat completion; *arkclient.Client implements it.
+// Streamer opens a streamed answer from Ark, by chat completions or the
+// Responses API; *arkclient.Client implements it.
 type Streamer interface {
 	Stream(ctx context.Context, req arkclient.Request) (*arkclient.Stream, error)
+	StreamResponses(ctx context.Context, req arkclient.ResponsesRequest) (*arkclient.Stream, error)
 }
 
 // Engine answers messages: commands, limits, context, streaming, saving.
@@ -29,6 +31,7 @@ type Engine struct {
 	systemTmpl   string
 	limits       Limits
 	idle         time.Duration // Ark's idle timeout; 0: none
+	chainTTL     time.Duration // expire_at of stored responses; 0: defaultChainTTL
 	store        *Store
 	ark          Streamer
 	log          *slog.Logger
@@ -438,17 +441,53 @@ func (e *Engine) userText(m Message, model *Model) (string, []string) {
 type streamResult struct {
 	frame         Frame
 	usage         *arkclient.Usage
-	historyTokens int // tokens of the system prompt and history sent
+	historyTokens int    // tokens of the system prompt and history sent (or carried by Ark)
+	responseID    string // the Responses API's stored response, once complete
+	continued     bool   // the request continued the thread's chain
+}
+
+// activitySearching is Frame.Activity while Ark searches the web.
+const activitySearching = "Searching the web…"
+
+// open opens the answer's stream: a chat completion, or a Responses API
+// turn continuing the thread's chain, or, when there is none or Ark lost
+// it, starting a new one from the transcript. res.historyTokens says what
+// the stream's request carried.
+func (e *Engine) open(ctx context.Context, log *slog.Logger, model *Model, req builtRequest, res *streamResult) (*arkclient.Stream, error) {
+	if req.full == nil {
+		return e.ark.Stream(ctx, req.Request)
+	}
+	if req.cont != nil {
+		s, err := e.ark.StreamResponses(ctx, *req.cont)
+		var aerr *arkclient.Error
+		if !errors.As(err, &aerr) || aerr.Code != arkclient.CodeChainLost {
+			metrics.Chains.WithLabelValues(model.Name, "continued").Inc()
+			res.historyTokens, res.continued = req.contTokens, true
+			return s, err
+		}
+		metrics.Chains.WithLabelValues(model.Name, "lost").Inc()
+		log.Info("ark no longer has the thread's chain; starting a new one from the transcript", "previous_response_id", req.cont.PreviousResponseID)
+	}
+	metrics.Chains.WithLabelValues(model.Name, "started").Inc()
+	return e.ark.StreamResponses(ctx, *req.full)
 }
 
 // stream calls Ark and feeds the pacer until the answer ends.
 func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pacer, model *Model, req builtRequest, start time.Time) streamResult {
 	res := streamResult{historyTokens: req.historyTokens}
 	var text, reasoning strings.Builder
-	frame := func() Frame { return Frame{Text: text.String(), Reasoning: reasoning.String(), Model: model.Name} }
+	var sources []Source
+	activity := ""
+	frame := func() Frame {
+		return Frame{Text: text.String(), Reasoning: reasoning.String(), Model: model.Name, Activity: activity}
+	}
+	final := func() Frame {
+		f := frame()
+		f.Final, f.Activity, f.Sources = true, "", sources
+		return f
+	}
 	fail := func(err error) streamResult {
-		res.frame = frame()
-		res.frame.Final = true
+		res.frame = final()
 		var aerr *arkclient.Error
 		switch {
 		case ctx.Err() != nil:
@@ -477,7 +516,7 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 		return res
 	}
 
-	s, err := e.ark.Stream(ctx, req.Request)
+	s, err := e.open(ctx, log, model, req, &res)
 	if err != nil {
 		return fail(err)
 	}
@@ -504,13 +543,25 @@ func (e *Engine) stream(ctx context.Context, log *slog.Logger, m Message, p *pac
 		if c.Usage != nil {
 			res.usage = c.Usage
 		}
-		if c.Content != "" || c.Reasoning != "" {
+		if c.ResponseID != "" {
+			res.responseID = c.ResponseID
+		}
+		for _, src := range c.Sources {
+			sources = append(sources, Source{Title: src.Title, URL: src.URL})
+		}
+		searching := activity != ""
+		switch {
+		case c.Search == arkclient.SearchStarted:
+			activity = activitySearching
+		case c.Search == arkclient.SearchDone || c.Content != "":
+			activity = ""
+		}
+		if c.Content != "" || c.Reasoning != "" || searching != (activity != "") {
 			p.update(frame())
 			e.readLater(ctx, p)
 		}
 	}
-	res.frame = frame()
-	res.frame.Final = true
+	res.frame = final()
 	res.frame.Outcome = OutcomeDone
 	switch finish {
 	case "length":

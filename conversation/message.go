@@ -118,7 +118,16 @@ type Frame struct {
 	// Note is a line for the user on a final frame: why it stopped, what to
 	// do. Empty when the answer completed normally.
 	Note string
+	// Activity is what the model is doing now when it is not writing, such
+	// as "Searching the web…"; "" while it writes and on final frames.
+	Activity string
+	// Sources are the web pages the answer cites, on its final frame, for
+	// adapters to list under the text (see render.WithSources).
+	Sources []Source
 }
+
+// Source is a web page an answer cites.
+type Source struct{ Title, URL string }
 
 // Outcome is how an answer ended.
 type Outcome string

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/arkbot/arkbot/arkclient"
 )
 
 // Model is a model people can pick with /model, with what the engine
@@ -22,7 +24,38 @@ type Model struct {
 	DailyTokens       int64
 	RequestsPerMinute int
 	AdminsOnly        bool // only admins may use it
+	// API is how the engine talks to Ark for this model: APIResponses
+	// (Ark's Responses API: context chains cached by Ark, web search) or
+	// APIChat (chat completions); "" is APIChat.
+	API string
+	// ReasoningEffort is sent as reasoning.effort (Responses) or
+	// reasoning_effort (chat): minimal | low | medium | high; "" omits it.
+	ReasoningEffort string
+	// Search is the model's web search (Responses API only); nil: none.
+	Search *Search
 }
+
+// The APIs a Model may use.
+const (
+	APIChat      = "chat"
+	APIResponses = "responses"
+)
+
+// Search configures Ark's built-in web_search tool for a model.
+type Search struct {
+	// On is whether answers search where no /search command chose.
+	On bool
+	// Limit (results per search), Sources and Location are sent as the
+	// tool's options; MaxCalls bounds the searches per answer. Zero
+	// values leave Ark's defaults.
+	Limit    int
+	Sources  []string
+	Location *arkclient.Location
+	MaxCalls int
+}
+
+// responses reports whether the model talks to the Responses API.
+func (m *Model) responses() bool { return m.API == APIResponses }
 
 // Limits bound what one user may spend; admins are exempt. A zero field
 // sets no limit.
@@ -30,6 +63,9 @@ type Limits struct {
 	MaxInputChars     int   // longer messages are cut, with a notice
 	RequestsPerMinute int   // per user, across replicas
 	DailyTokens       int64 // per user per UTC day, all models
+	// DailySearches bounds a user's web searches per UTC day; past it,
+	// answers do not search (with a notice).
+	DailySearches int64
 }
 
 // Option configures an Engine.
@@ -72,6 +108,17 @@ func WithIdleTimeout(d time.Duration) Option { return func(e *Engine) { e.idle =
 // n <= 0, the default, sets no limit.
 func WithStartLimit(n int) Option {
 	return func(e *Engine) { e.starts = newStartGate(n, startHold) }
+}
+
+// WithChainTTL sets how long Ark keeps a thread's stored responses for
+// the Responses API's chains (expire_at; default 72h, at most 7 days):
+// a chain this old starts over from the thread's transcript.
+func WithChainTTL(d time.Duration) Option {
+	return func(e *Engine) {
+		if d > 0 {
+			e.chainTTL = min(d, maxChainTTL)
+		}
+	}
 }
 
 // WithClock replaces time.Now, for tests.

@@ -11,6 +11,15 @@ import (
 type builtRequest struct {
 	arkclient.Request
 	historyTokens int // system prompt and history turns sent, in tokens
+
+	// For a model on the Responses API: full sends the transcript (a new
+	// chain); cont, if not nil, continues the thread's chain instead,
+	// carrying cont's history tokens; chain is the chain the answer makes
+	// (its ID and tokens filled in once known).
+	full       *arkclient.ResponsesRequest
+	cont       *arkclient.ResponsesRequest
+	contTokens int
+	chain      Chain
 }
 
 // imageTokens is the budget reserved per image; Ark bills images by size,
@@ -59,11 +68,44 @@ func (e *Engine) buildRequest(m Message, model *Model, turns []Turn, text string
 	req = builtRequest{
 		Request: arkclient.Request{
 			Model: model.ID, Messages: msgs, MaxTokens: model.MaxTokens,
-			Temperature: model.Temperature, Thinking: model.Thinking, User: m.userKey(),
+			Temperature: model.Temperature, Thinking: model.Thinking, ReasoningEffort: model.ReasoningEffort, User: m.userKey(),
 		},
 		historyTokens: used - estimateTokens(text) - imageTokens*len(newMsg.Images),
 	}
 	return req, need, true
+}
+
+// responsesRequest turns req, built by buildRequest, into the Responses
+// API's: the transcript as a new chain, cached by Ark unless it searches
+// (Ark refuses both at once), and, when the thread's chain still holds
+// (see Chain.continues), the new input alone continuing it.
+func (e *Engine) responsesRequest(req *builtRequest, m Message, model *Model, t *Thread, search bool) {
+	now := e.now()
+	ttl := e.chainTTL
+	if ttl <= 0 {
+		ttl = defaultChainTTL
+	}
+	req.chain = Chain{Model: model.ID, Prompt: e.promptKey(m, model), Search: search,
+		Turns: len(t.Turns) + 2, Expires: now.Add(ttl).Unix()}
+	if n := e.store.opt.MaxTurns; n > 0 {
+		req.chain.Turns = min(req.chain.Turns, n) // as Save trims them
+	}
+	full := &arkclient.ResponsesRequest{
+		Model: model.ID, Input: req.Messages, Store: true, ExpireAt: req.chain.Expires, Caching: !search,
+		MaxOutputTokens: model.MaxTokens, Temperature: model.Temperature, Thinking: req.Thinking, ReasoningEffort: model.ReasoningEffort,
+	}
+	if search {
+		full.WebSearch = model.webSearch()
+	}
+	req.full = full
+	newMsg := req.Messages[len(req.Messages)-1]
+	need := estimateTokens(newMsg.Content) + imageTokens*len(newMsg.Images)
+	if t.Chain.continues(req.chain, len(t.Turns), now, model.ContextWindow-model.MaxTokens-need) {
+		cont := *full
+		cont.Input = []arkclient.Message{newMsg}
+		cont.PreviousResponseID = t.Chain.ID
+		req.cont, req.contTokens = &cont, t.Chain.Tokens
+	}
 }
 
 func imageURLs(images []Image) []string {
@@ -99,13 +141,18 @@ func estimateTokens(s string) int {
 // systemPrompt fills the configured template: {date}, {time}, {user},
 // {platform}, {model}.
 func (e *Engine) systemPrompt(m Message, model *Model) string {
+	return e.systemPromptAt(m, model, e.now().Format("15:04 MST"))
+}
+
+// systemPromptAt is systemPrompt with clock as {time}.
+func (e *Engine) systemPromptAt(m Message, model *Model, clock string) string {
 	now := e.now()
 	return expandPrompt(e.systemTmpl, func(name string) (string, bool) {
 		switch name {
 		case "{date}":
 			return now.Format("2006-01-02 (Monday)"), true
 		case "{time}":
-			return now.Format("15:04 MST"), true
+			return clock, true
 		case "{user}":
 			return m.User.Name, true
 		case "{platform}":

@@ -82,6 +82,11 @@ func (s *Store) turnsKey(thread string) string    { return s.key("thread", threa
 func (s *Store) metaKey(thread string) string     { return s.key("thread", thread, "meta") }
 func (s *Store) lockKey(thread string) string     { return s.key("lock", thread, "") }
 func (s *Store) channelKey(channel string) string { return s.key("channel", channel, "model") }
+
+// channelSettingsKey is the hash of a channel's /search and /think choices.
+func (s *Store) channelSettingsKey(channel string) string {
+	return s.key("channel", channel, "settings")
+}
 func (s *Store) usageKey(user, day, model string) string {
 	if model == "" {
 		return s.key("usage", user, day)
@@ -95,16 +100,27 @@ func (s *Store) markerKey(m Message) string {
 	return s.key("event", m.ThreadKey(), m.DedupeKey())
 }
 
+// Suffixes of the daily counters next to the token counts: cached input
+// tokens and web searches. "#" keeps them apart from model names.
+const (
+	cachedCounter = "#cached"
+	searchCounter = "#searches"
+)
+
 // Day names the UTC day used for daily quotas.
 func Day(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
 // Admission is what Admit learned in one round trip.
 type Admission struct {
-	First        bool             // the message was not seen before
-	Talking      bool             // a mention, or a follow-up in a thread the bot talks in
-	ChannelModel string           // the channel's model choice, "" if none
-	UsedToday    int64            // the user's tokens today, all models
-	UsedByModel  map[string]int64 // the user's tokens today per model name
+	First         bool             // the message was not seen before
+	Talking       bool             // a mention, or a follow-up in a thread the bot talks in
+	ChannelModel  string           // the channel's model choice, "" if none
+	UsedToday     int64            // the user's tokens today, all models
+	UsedByModel   map[string]int64 // the user's tokens today per model name
+	CachedToday   int64            // of UsedToday, input tokens Ark had cached
+	SearchesToday int64            // the user's web searches today
+	// ChannelSettings are the channel's /search and /think choices.
+	ChannelSettings Settings
 	// Thread is the message's thread, locked and loaded, when Admit was
 	// asked to lock it and the thread was free; nil otherwise (then Lock
 	// waits for it). Save or Release it.
@@ -113,7 +129,8 @@ type Admission struct {
 
 // lockAndLoadLua takes the lock (KEYS[1], token ARGV[1], ARGV[2] ms) and,
 // only if it got it, returns {1, the thread's model, its turns} (KEYS[2]
-// turns, KEYS[3] meta); else it returns {0, the lock's TTL}. With a flight
+// turns, KEYS[3] meta) and, fifth, its chain and settings; else it
+// returns {0, the lock's TTL}. With a flight
 // record to write (KEYS[5]: ARGV[5], begun at ARGV[6], for ARGV[7] ms, in
 // a thread keeping ARGV[8] turns; none if ARGV[5] is empty), it first
 // claims the record there, if an orphan's (see orphanLua), and returns it
@@ -126,7 +143,8 @@ if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
     redis.call("HSET", KEYS[5], "rec", ARGV[5], "start", ARGV[6])
     redis.call("PEXPIRE", KEYS[5], ARGV[7])
   end
-  return {1, redis.call("HGET", KEYS[3], "model") or "", redis.call("LRANGE", KEYS[2], 0, -1), orphan}
+  return {1, redis.call("HGET", KEYS[3], "model") or "", redis.call("LRANGE", KEYS[2], 0, -1), orphan,
+    redis.call("HMGET", KEYS[3], "chain", "search", "think")}
 end
 return {0, redis.call("PTTL", KEYS[1])}
 `
@@ -169,6 +187,7 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 	for _, name := range models {
 		usageKeys = append(usageKeys, s.usageKey(m.userKey(), day, name))
 	}
+	usageKeys = append(usageKeys, s.usageKey(m.userKey(), day+cachedCounter, ""), s.usageKey(m.userKey(), day+searchCounter, ""))
 	thread := m.ThreadKey()
 	token, followUp, flight := "", "0", noFlight
 	if lock {
@@ -179,9 +198,10 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 		followUp = "1"
 	}
 	var (
-		script  *redis.Cmd
-		chModel *redis.StringCmd
-		used    *redis.SliceCmd
+		script   *redis.Cmd
+		chModel  *redis.StringCmd
+		chConfig *redis.MapStringStringCmd
+		used     *redis.SliceCmd
 	)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread), s.markerKey(m), s.flightKey(thread), s.talkingKey(thread)}
@@ -192,6 +212,7 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 			s.indexAdd(ctx, p, thread) // an entry without a flight is dropped by a sweep
 		}
 		chModel = p.Get(ctx, s.channelKey(m.ChannelKey()))
+		chConfig = p.HGetAll(ctx, s.channelSettingsKey(m.ChannelKey()))
 		used = p.MGet(ctx, usageKeys...)
 		return nil
 	})
@@ -202,7 +223,7 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 	if err != nil {
 		return Admission{}, fmt.Errorf("admit: %w", err)
 	}
-	a := Admission{ChannelModel: chModel.Val(), UsedByModel: map[string]int64{}}
+	a := Admission{ChannelModel: chModel.Val(), UsedByModel: map[string]int64{}, ChannelSettings: channelSettings(chConfig.Val())}
 	switch res[0].(int64) {
 	case -1:
 		return a, nil
@@ -217,21 +238,35 @@ func (s *Store) Admit(ctx context.Context, m Message, models []string, now time.
 	for i, v := range used.Val() {
 		str, _ := v.(string)
 		n, _ := strconv.ParseInt(str, 10, 64)
-		if i == 0 {
+		switch {
+		case i == 0:
 			a.UsedToday = n
-		} else {
+		case i <= len(models):
 			a.UsedByModel[models[i-1]] = n
+		case i == len(models)+1:
+			a.CachedToday = n
+		default:
+			a.SearchesToday = n
 		}
 	}
 	return a, nil
 }
 
 // loaded is the thread locked with token, from lockAndLoadLua's reply after
-// its leading 1: the model, the turns, and an orphan claimed.
+// its leading 1: the model, the turns, an orphan claimed, the chain and
+// the settings.
 func (s *Store) loaded(thread, token string, res []any) *Thread {
 	t := &Thread{Key: thread, Model: res[0].(string), token: token, store: s}
 	if len(res) > 2 {
 		t.orphan = orphanFrom(res[2])
+	}
+	if len(res) > 3 {
+		if f, ok := res[3].([]any); ok && len(f) == 3 {
+			raw, _ := f[0].(string)
+			t.Chain = parseChain(raw)
+			t.Settings.Search, _ = f[1].(string)
+			t.Settings.Think, _ = f[2].(string)
+		}
 	}
 	for _, raw := range res[1].([]any) {
 		var turn Turn
@@ -257,14 +292,19 @@ func (s *Store) Allow(ctx context.Context, key string, perMinute int) (time.Dura
 
 // Thread is a locked conversation, loaded. Save or Release it.
 type Thread struct {
-	Key     string
-	Model   string // the thread's own model choice, "" if none
-	Turns   []Turn
-	token   string
-	store   *Store
-	drop    int     // turns Save removes from the end before appending
-	tracked bool    // its answer's flight is recorded
-	orphan  *Orphan // an orphaned answer claimed with the lock, to finish
+	Key   string
+	Model string // the thread's own model choice, "" if none
+	Turns []Turn
+	token string
+	store *Store
+	// Chain is the Responses API chain that continues the thread, nil if
+	// none; Save stores what it holds then (nil deletes it).
+	Chain *Chain
+	// Settings are the thread's own /search and /think choices.
+	Settings Settings
+	drop     int     // turns Save removes from the end before appending
+	tracked  bool    // its answer's flight is recorded
+	orphan   *Orphan // an orphaned answer claimed with the lock, to finish
 }
 
 // DropLastExchange takes the latest question and its answer out of the
@@ -366,7 +406,8 @@ func (t *Thread) Release(ctx context.Context) error {
 	return releaseScript.Run(ctx, t.store.rdb, []string{t.store.lockKey(t.Key), t.store.flightKey(t.Key)}, t.token).Err()
 }
 
-// saveScript drops the turns a retry replaces, appends turns, trims,
+// saveScript drops the turns a retry replaces, appends turns (from
+// ARGV[8]), trims, stores the thread's chain (ARGV[7], "" deletes it),
 // refreshes TTLs and releases the lock, all or nothing. It refuses (returns
 // 0) when another answer holds the lock, so a replica that lost its lock
 // can't interleave turns with the new holder; with no lock at all (expired,
@@ -376,14 +417,14 @@ func (t *Thread) Release(ctx context.Context) error {
 // kept the first save), and otherwise appends them whoever holds the lock:
 // the first save had it.
 var saveScript = redis.NewScript(`
-local n = #ARGV - 6
+local n = #ARGV - 7
 local lock = redis.call("GET", KEYS[1])
 local mine = lock == ARGV[1]
 if ARGV[6] == "1" then
   local tail = redis.call("LRANGE", KEYS[2], 0, -1)
   for i = 1, #tail - n + 1 do
     local j = 1
-    while j <= n and tail[i+j-1] == ARGV[6+j] do j = j + 1 end
+    while j <= n and tail[i+j-1] == ARGV[7+j] do j = j + 1 end
     if j > n then
       if mine then redis.call("DEL", KEYS[1]) end
       return 2
@@ -393,9 +434,10 @@ elseif lock and not mine then
   return 0
 end
 if mine then for i = 1, tonumber(ARGV[5]) do redis.call("RPOP", KEYS[2]) end end
-for i = 7, #ARGV do redis.call("RPUSH", KEYS[2], ARGV[i]) end
+for i = 8, #ARGV do redis.call("RPUSH", KEYS[2], ARGV[i]) end
 redis.call("LTRIM", KEYS[2], -tonumber(ARGV[2]), -1)
 redis.call("PEXPIRE", KEYS[2], ARGV[3])
+if ARGV[7] == "" then redis.call("HDEL", KEYS[3], "chain") else redis.call("HSET", KEYS[3], "chain", ARGV[7]) end
 redis.call("HSET", KEYS[3], "updated", ARGV[4])
 redis.call("HSETNX", KEYS[3], "created", ARGV[4])
 redis.call("PEXPIRE", KEYS[3], ARGV[3])
@@ -408,9 +450,11 @@ var ErrLockLost = errors.New("thread lock lost")
 
 // Usage is what one answer spent, for quotas.
 type Usage struct {
-	User   string // Message.userKey()
-	Model  string // registered model name
-	Tokens int64
+	User     string // Message.userKey()
+	Model    string // registered model name
+	Tokens   int64
+	Cached   int64 // of Tokens, input tokens Ark had cached
+	Searches int64 // web searches
 }
 
 // Re-saves of a turn no replica confirmed: at most resaveAttempts, the
@@ -439,13 +483,9 @@ const (
 // when the turns are saved but not confirmed.
 func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time) error {
 	s := t.store
-	args := []any{t.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix(), t.drop, "0"}
-	for _, turn := range turns {
-		b, err := json.Marshal(turn)
-		if err != nil {
-			return err
-		}
-		args = append(args, b)
+	args, err := t.saveArgs(turns, now)
+	if err != nil {
+		return err
 	}
 	res, acked, err := s.saveTurns(ctx, t.Key, args, u, now)
 	switch {
@@ -484,6 +524,21 @@ func (t *Thread) Save(ctx context.Context, turns []Turn, u Usage, now time.Time)
 	return fmt.Errorf("save: %w", ErrUnconfirmed)
 }
 
+// saveArgs are saveScript's arguments for a first save of turns (ARGV[6]
+// is "1" for a re-save).
+func (t *Thread) saveArgs(turns []Turn, now time.Time) ([]any, error) {
+	s := t.store
+	args := []any{t.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix(), t.drop, "0", t.Chain.encode()}
+	for _, turn := range turns {
+		b, err := json.Marshal(turn)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, b)
+	}
+	return args, nil
+}
+
 // ErrUnconfirmed is returned by Save when fewer than MinReplicas replicas
 // confirmed the turns after every re-save: they are on the master the client
 // last reached, which a failover may still lose.
@@ -498,12 +553,16 @@ var ErrUnconfirmed = errors.New("fewer replicas than redis.min_replicas confirme
 func (s *Store) saveTurns(ctx context.Context, thread string, args []any, u Usage, now time.Time) (res, acked int64, err error) {
 	keys := []string{s.lockKey(thread), s.turnsKey(thread), s.metaKey(thread)}
 	count := func(p redis.Pipeliner) {
-		if u.Tokens <= 0 {
-			return
-		}
-		for _, k := range []string{s.usageKey(u.User, Day(now), ""), s.usageKey(u.User, Day(now), u.Model)} {
-			p.IncrBy(ctx, k, u.Tokens)
-			p.Expire(ctx, k, 48*time.Hour)
+		day := Day(now)
+		for _, c := range []struct {
+			key string
+			n   int64
+		}{{s.usageKey(u.User, day, ""), u.Tokens}, {s.usageKey(u.User, day, u.Model), u.Tokens},
+			{s.usageKey(u.User, day+cachedCounter, ""), u.Cached}, {s.usageKey(u.User, day+searchCounter, ""), u.Searches}} {
+			if c.n > 0 {
+				p.IncrBy(ctx, c.key, c.n)
+				p.Expire(ctx, c.key, 48*time.Hour)
+			}
 		}
 	}
 	var node redis.Cmdable = s.rdb
@@ -530,7 +589,7 @@ func (s *Store) saveTurns(ctx context.Context, thread string, args []any, u Usag
 	if err != nil {
 		return 0, 0, err
 	}
-	if node != s.rdb && u.Tokens > 0 {
+	if node != s.rdb && (u.Tokens > 0 || u.Searches > 0) {
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { count(p); return nil }); err != nil {
 			return 0, 0, err
 		}
@@ -542,18 +601,21 @@ func (s *Store) saveTurns(ctx context.Context, thread string, args []any, u Usag
 	return res, acked, nil
 }
 
-// resetScript deletes the turns (KEYS[1]) and, unless an answer holds
-// the lock (KEYS[2]), the last answer's flight record (KEYS[3]), which
-// the turns no longer show as saved.
+// resetScript deletes the turns (KEYS[1]) and the chain continuing them
+// (in KEYS[4]) and, unless an answer holds the lock (KEYS[2]), the last
+// answer's flight record (KEYS[3]), which the turns no longer show as
+// saved.
 var resetScript = redis.NewScript(`
 redis.call("DEL", KEYS[1])
+redis.call("HDEL", KEYS[4], "chain")
 if redis.call("EXISTS", KEYS[2]) == 0 then redis.call("DEL", KEYS[3]) end
 return 0
 `)
 
-// Reset forgets the thread's turns, keeping its model choice.
+// Reset forgets the thread's turns and its chain, keeping its model
+// choice and settings.
 func (s *Store) Reset(ctx context.Context, thread string) error {
-	return resetScript.Run(ctx, s.rdb, []string{s.turnsKey(thread), s.lockKey(thread), s.flightKey(thread)}).Err()
+	return resetScript.Run(ctx, s.rdb, []string{s.turnsKey(thread), s.lockKey(thread), s.flightKey(thread), s.metaKey(thread)}).Err()
 }
 
 // ThreadModel returns the thread's model choice, "" if none.

@@ -2,7 +2,6 @@ package conversation
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -214,11 +213,11 @@ func TestStoreKeysShareTheThreadsHashTag(t *testing.T) {
 func resave(t *testing.T, th *Thread, turns []Turn, now time.Time) int64 {
 	t.Helper()
 	s := th.store
-	args := []any{th.token, s.opt.MaxTurns, s.opt.TTL.Milliseconds(), now.Unix(), th.drop, "1"}
-	for _, turn := range turns {
-		b, _ := json.Marshal(turn)
-		args = append(args, b)
+	args, err := th.saveArgs(turns, now)
+	if err != nil {
+		t.Fatal(err)
 	}
+	args[5] = "1"
 	res, _, err := s.saveTurns(context.Background(), th.Key, args, Usage{}, now)
 	if err != nil {
 		t.Fatal(err)

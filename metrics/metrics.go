@@ -30,6 +30,18 @@ var (
 		Help: "Tokens reported by Ark, by model and kind (prompt, completion, reasoning, cached).",
 	}, []string{"model", "kind"})
 
+	// WebSearches counts the web searches Ark made for answers, by model.
+	WebSearches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_web_searches_total",
+		Help: "Web searches Ark's web_search tool made for answers, by model (Ark bills each).",
+	}, []string{"model"})
+
+	// Chains counts Responses API turns by how they were sent: continued (previous_response_id and the new input only), started (the transcript, a new chain), or lost (Ark no longer had the previous response; resent as started).
+	Chains = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_response_chains_total",
+		Help: "Responses API turns by how they were sent: continued (previous_response_id and the new input), started (the whole transcript), lost (Ark had lost the chain; the turn was resent whole).",
+	}, []string{"model", "how"})
+
 	// ActiveStreams is the number of answers streaming now.
 	ActiveStreams = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "arkbot_active_streams",
@@ -90,7 +102,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Answers, FirstToken, Tokens, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, StartWait, RedisErrors, Feedback,
+		Answers, FirstToken, Tokens, WebSearches, Chains, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, StartWait, RedisErrors, Feedback,
 	)
 }
 

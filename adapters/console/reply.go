@@ -39,6 +39,11 @@ func (r *reply) Render(_ context.Context, f conversation.Frame) error {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
 	out := r.c.out
+	f = render.WithSources(f, render.SourcesFootnotes)
+	if r.c.interactive && f.Activity != "" && !r.started && r.reasoning == 0 {
+		// Like "thinking…", on the line the header then takes.
+		fmt.Fprintf(out, "\x1b[2K%s🔎 %s%s\r", dim, f.Activity, reset)
+	}
 	if r.c.thinking || r.c.interactive {
 		if len(f.Reasoning) > r.reasoning {
 			if r.reasoning == 0 {

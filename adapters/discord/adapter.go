@@ -19,6 +19,7 @@ import (
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
+	"github.com/arkbot/arkbot/internal/render"
 	"github.com/arkbot/arkbot/internal/transport"
 	"github.com/arkbot/arkbot/internal/work"
 	"github.com/arkbot/arkbot/metrics"
@@ -120,6 +121,7 @@ type Adapter struct {
 
 	sess   *discordgo.Session
 	budget *ratelimit.Budget
+	fair   render.Fair // intermediate renders shared among a channel's answers
 	// pool runs answers, each from its event's first REST call or download
 	// to its last render, discord.max_concurrent at a time; acks runs
 	// interactions' acknowledgements, which hand their answers to pool.

@@ -40,7 +40,7 @@ func testStartupRegistersCommandsAndIdentifies(t *testing.T, hs *harness) {
 			t.Errorf("/model options = %+v", c.Options)
 		}
 	}
-	if strings.Join(names, ",") != "ask,model,models,reset,help,usage,stop,feedback" {
+	if strings.Join(names, ",") != "ask,model,models,reset,help,usage,stop,search,think,feedback" {
 		t.Errorf("commands = %v", names)
 	}
 	ids := hs.fake.Identifies()
@@ -101,7 +101,7 @@ func TestShardingGlobalCommandsAndGatewayURL(t *testing.T) {
 	if len(ids) != 1 || ids[0].Shard != [2]int{1, 2} {
 		t.Fatalf("identify = %+v", ids)
 	}
-	if len(hs.fake.Commands()[""]) != 8 {
+	if len(hs.fake.Commands()[""]) != 10 {
 		t.Fatalf("global commands = %v", hs.fake.Commands())
 	}
 	if n := hs.fake.Stats().Requests["GET /gateway"]; n != 0 || gw != hs.fake.GatewayURL() {
@@ -437,11 +437,17 @@ func testModelAutocompleteAndSwitch(t *testing.T, hs *harness) {
 	if m := hs.h.waitCall(t, ref.ID); m.Text != "/model" {
 		t.Fatalf("/model = %+v", m)
 	}
-	for _, cmd := range []string{"models", "reset", "help", "usage", "stop", "feedback"} {
+	for _, cmd := range []string{"models", "reset", "help", "usage", "stop", "search", "think", "feedback"} {
 		ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: cmd})
 		if m := hs.h.waitCall(t, ref.ID); m.Text != "/"+cmd {
 			t.Fatalf("/%s = %+v", cmd, m)
 		}
+	}
+	// /search and /think pass their setting.
+	ref = hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: threadID, User: alice,
+		Command: "search", Options: []discordtest.CommandOption{{Name: "setting", Type: 3, Value: "on"}}})
+	if m := hs.h.waitCall(t, ref.ID); m.Text != "/search on" || !m.InThread {
+		t.Fatalf("/search on = %+v", m)
 	}
 }
 

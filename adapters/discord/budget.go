@@ -70,6 +70,18 @@ func (a *Adapter) call(ctx context.Context, p ratelimit.Priority, method, key st
 	}, fn)
 }
 
+// free reports whether key's budget (and the global one) has a
+// best-effort call free now, beyond the calls claimed for final renders.
+func (a *Adapter) free(key string) bool {
+	return a.budget.Available(ratelimit.Call{Limits: []string{limitChannel, limitGlobal}, Channel: key, Priority: ratelimit.BestEffort})
+}
+
+// claim promises a call of key's budget to a final render (see
+// ratelimit.Budget.Claim).
+func (a *Adapter) claim(key string) (release func(), ok bool) {
+	return a.budget.Claim(ratelimit.Call{Limits: []string{limitChannel}, Channel: key, Priority: ratelimit.MustDeliver})
+}
+
 // reqOpts are the request options of a call made under the budget.
 func reqOpts(ctx context.Context) []discordgo.RequestOption {
 	return []discordgo.RequestOption{discordgo.WithContext(ctx), discordgo.WithRetryOnRatelimit(false)}

@@ -44,6 +44,12 @@ func commandList(allowDMs bool) []*discordgo.ApplicationCommand {
 		{Name: "help", Description: "How to talk to the bot"},
 		{Name: "usage", Description: "Your token usage today"},
 		{Name: "stop", Description: "Stop the answer in progress in this thread"},
+		{Name: "search", Description: "Turn web search on or off here, or show it", Options: []*discordgo.ApplicationCommandOption{
+			{Type: discordgo.ApplicationCommandOptionString, Name: "setting", Description: "on, off (admins: lock, unlock)", Choices: choices("on", "off", "lock", "unlock")},
+		}},
+		{Name: "think", Description: "Make the models think before answering, or not", Options: []*discordgo.ApplicationCommandOption{
+			{Type: discordgo.ApplicationCommandOptionString, Name: "setting", Description: "on, off, auto or default", Choices: choices("on", "off", "auto", "default")},
+		}},
 		{Name: "feedback", Description: "(admins) The 👍/👎 tally per model"},
 	}
 	for _, c := range cmds {
@@ -220,14 +226,14 @@ func (a *Adapter) onCommand(in *discordgo.Interaction) {
 	switch data.Name {
 	case "ask":
 		a.onAsk(in, data, ch)
-	case "model", "models", "reset", "help", "usage", "stop", "feedback":
+	case "model", "models", "reset", "help", "usage", "stop", "search", "think", "feedback":
 		a.onSlash(in, data, ch)
 	default:
 		a.respondEphemeral(in, "I don't know that command.")
 	}
 }
 
-// onSlash runs /model, /models, /reset, /help, /usage, /stop and /feedback: deferred
+// onSlash runs /model, /models, /reset, /help, /usage, /stop, /search, /think and /feedback: deferred
 // ephemerally, mapped to the engine's text commands, answered by Notice
 // into the deferred response.
 func (a *Adapter) onSlash(in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo) {
@@ -246,6 +252,9 @@ func (a *Adapter) onSlash(in *discordgo.Interaction, data discordgo.ApplicationC
 		if name := strings.TrimSpace(optString(data.Options, "name")); name != "" {
 			msg.Text += " " + name
 		}
+	}
+	if v := optString(data.Options, "setting"); v != "" { // /search, /think
+		msg.Text += " " + v
 	}
 	s := &interactionSink{a: a, in: in, ephemeral: true}
 	r := a.newReply(msg.DedupeKey(), s, nil, s, "")
@@ -532,4 +541,13 @@ func (a *Adapter) onRetry(in *discordgo.Interaction, question string) {
 		r.question = question
 		a.handle(ctx, msg, r)
 	})
+}
+
+// choices are a command option's fixed values, each named as it is.
+func choices(values ...string) []*discordgo.ApplicationCommandOptionChoice {
+	out := make([]*discordgo.ApplicationCommandOptionChoice, len(values))
+	for i, v := range values {
+		out[i] = &discordgo.ApplicationCommandOptionChoice{Name: v, Value: v}
+	}
+	return out
 }

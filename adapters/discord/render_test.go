@@ -172,6 +172,8 @@ type fakeSink struct {
 	ids                   []string
 }
 
+func (f *fakeSink) budgetKey() string { return "fake" }
+
 func (f *fakeSink) post(_ context.Context, _ ratelimit.Priority, content string, _ []discordgo.MessageComponent, _ string) (string, error) {
 	f.posts++
 	id := fmt.Sprint("m", f.posts)
@@ -185,7 +187,7 @@ func (f *fakeSink) edit(context.Context, ratelimit.Priority, string, string, []d
 func (f *fakeSink) remove(context.Context, string) error { f.removes++; return nil }
 
 func TestPlaceholderRemovedWhenEngineOnlyNotices(t *testing.T) {
-	a := &Adapter{chains: newLRU[string, string](10), log: testLogger()}
+	a := &Adapter{chains: newLRU[string, string](10), log: testLogger(), budget: ratelimit.New("discord", rateLimits(5, 5*time.Second, 50))}
 	s := &fakeSink{}
 	r := a.newReply("discord:g:1", s, nil, s, "")
 	if err := r.Begin(t.Context()); err != nil {

@@ -62,6 +62,8 @@ type sink interface {
 	edit(ctx context.Context, p ratelimit.Priority, id, content string, comps []discordgo.MessageComponent) error
 	// remove deletes a message, waiting for budget.
 	remove(ctx context.Context, id string) error
+	// budgetKey names the rate budget its calls are charged to: a channel, an interaction.
+	budgetKey() string
 }
 
 // noMentions keeps model output from pinging anyone.
@@ -273,7 +275,8 @@ type reply struct {
 	onEmpty   func() // runs when the engine showed nothing at all
 
 	mu       sync.Mutex
-	msgs     render.Messages
+	msgs     render.Messages // msgs.Fair: the answer's turn at renders among its channel's answers
+	claim    func()          // releases the channel call claimed for the final render (nil: none)
 	last     conversation.Frame
 	rendered bool
 	final    bool
@@ -285,18 +288,47 @@ type reply struct {
 }
 
 func (a *Adapter) newReply(key string, s sink, fallback sink, notices sink, chainRoot string) *reply {
-	return &reply{a: a, key: key, sink: s, fallback: fallback, notices: notices, chainRoot: chainRoot, addressed: true}
+	r := &reply{a: a, key: key, sink: s, fallback: fallback, notices: notices, chainRoot: chainRoot, addressed: true}
+	r.msgs.Fair = a.fair.Join(s.budgetKey())
+	return r
 }
 
-// Begin posts a placeholder with the Stop button, waiting for budget.
+// Begin posts a placeholder with the Stop button when the channel has a
+// call free now and, if other answers stream there, one to claim for the
+// final render; in a busy channel it shows nothing, and the first text is
+// the sign of life.
 func (r *reply) Begin(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.locate()
-	if len(r.msgs.List) > 0 || r.final {
+	if len(r.msgs.List) > 0 || r.final || !r.a.free(r.sink.budgetKey()) || !r.claimFinal() {
 		return nil
 	}
 	return r.showLocked(ctx, []string{placeholder}, true, render.MustDeliver)
+}
+
+// claimFinal claims a call of the channel's budget for the final render
+// (see ratelimit.Budget.Claim) when other answers stream in the channel,
+// reporting whether there was one to claim (or no need); intermediate
+// renders then never spend it. r.mu is held.
+func (r *reply) claimFinal() bool {
+	if r.claim != nil || r.msgs.Fair.Alone() {
+		return true
+	}
+	release, ok := r.a.claim(r.sink.budgetKey())
+	if ok {
+		r.claim = release
+	}
+	return ok
+}
+
+// done releases the answer's claim and its turn at renders; r.mu is held.
+func (r *reply) done() {
+	if r.claim != nil {
+		r.claim()
+		r.claim = nil
+	}
+	r.msgs.Fair.Leave()
 }
 
 // Render shows a frame. Intermediate frames are best-effort; the final one
@@ -309,18 +341,22 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	if r.final {
 		return nil
 	}
+	f = render.WithSources(f, render.SourcesDiscord)
 	r.last, r.rendered = f, true
 	if f.Final {
 		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
+		r.done()
 		fctx, cancel := context.WithTimeout(ctx, finalTimeout)
 		defer cancel()
 		return r.showLocked(fctx, render.Layout(style, f), false, render.MustDeliver)
 	}
-	p := render.BestEffort
-	if len(r.msgs.List) == 0 {
-		p = render.MustDeliver
+	// Intermediate renders are best effort, on the answer's turn among its
+	// channel's answers; the first one shows only with a call claimed for
+	// the final render, so that it can be finished.
+	if len(r.msgs.List) == 0 && !r.claimFinal() {
+		return nil
 	}
-	return r.showLocked(ctx, render.Layout(style, f), true, p)
+	return r.showLocked(ctx, render.Layout(style, f), true, render.BestEffort)
 }
 
 // Notice sends a short message outside the answer: ephemeral for slash
@@ -353,6 +389,7 @@ func (r *reply) noticeLocked(ctx context.Context, text string) error {
 func (r *reply) finish(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.done()
 	if r.final {
 		return
 	}

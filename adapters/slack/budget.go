@@ -38,13 +38,10 @@ const (
 
 // Budget is a token bucket for one API method: PerMinute calls sustained,
 // Burst at once, per workspace or (PerChannel) per workspace and channel.
-// Intermediate renders and tidying leave Reserve calls in it for final
-// renders (see ratelimit.Limit).
 type Budget struct {
 	PerMinute  float64
 	Burst      int
 	PerChannel bool
-	Reserve    int
 }
 
 // postMessageWorkspace names chat.postMessage's workspace-wide allowance,
@@ -55,19 +52,20 @@ const postMessageWorkspace = "chat.postMessage.workspace"
 type Budgets map[string]Budget
 
 // DefaultBudgets returns BudgetShare of Slack's published limits, with
-// bursts smaller than Slack tolerates. How the adapter spends them is in
+// bursts of about six seconds of a Tier 3 or 4 method's rate and three
+// calls of a Tier 2 one: less than the short bursts Slack tolerates. How the adapter spends them is in
 // the package documentation.
 func DefaultBudgets() Budgets {
 	return Budgets{
-		"chat.postMessage":            {PerMinute: PostMessagePerMinute * BudgetShare, Burst: 3, PerChannel: true, Reserve: 1},
-		postMessageWorkspace:          {PerMinute: PostMessageWorkspacePerMinute * BudgetShare, Burst: 20, Reserve: 5},
-		"chat.update":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5, Reserve: 2},
-		"chat.delete":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 3, Reserve: 1},
+		"chat.postMessage":            {PerMinute: PostMessagePerMinute * BudgetShare, Burst: 3, PerChannel: true},
+		postMessageWorkspace:          {PerMinute: PostMessageWorkspacePerMinute * BudgetShare, Burst: 40},
+		"chat.update":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 6},
+		"chat.delete":                 {PerMinute: Tier3PerMinute * BudgetShare, Burst: 6},
 		"chat.postEphemeral":          {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
 		"chat.startStream":            {PerMinute: Tier2PerMinute * BudgetShare, Burst: 3},
 		"chat.appendStream":           {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
 		"chat.stopStream":             {PerMinute: Tier2PerMinute * BudgetShare, Burst: 3},
-		"assistant.threads.setStatus": {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
+		"assistant.threads.setStatus": {PerMinute: Tier3PerMinute * BudgetShare, Burst: 6},
 		// The agent surface (sessions.go, pane.go): best effort but the session's end.
 		"agents.sessions.setStatus":             {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
 		"assistant.threads.setSuggestedPrompts": {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
@@ -136,7 +134,7 @@ func rateLimits(b Budgets) ratelimit.Limits {
 		if bud.PerChannel {
 			scope |= ratelimit.PerChannel
 		}
-		out[method] = ratelimit.Limit{PerSecond: bud.PerMinute / 60, Burst: max(bud.Burst, 1), Scope: scope, Reserve: bud.Reserve}
+		out[method] = ratelimit.Limit{PerSecond: bud.PerMinute / 60, Burst: max(bud.Burst, 1), Scope: scope}
 	}
 	return out
 }
@@ -203,9 +201,15 @@ func (a *Adapter) callWithin(ctx context.Context, patience time.Duration, team, 
 }
 
 // available reports whether the method's budget has a best-effort call
-// free now (beyond its reserve).
+// free now, beyond the calls claimed for final renders.
 func (a *Adapter) available(team, channel, method string) bool {
 	return a.budget.Available(rlCall(ratelimit.BestEffort, team, channel, method))
+}
+
+// claim promises a call of the method for the answer's final render,
+// free now (see ratelimit.Budget.Claim).
+func (a *Adapter) claim(team, channel, method string) (release func(), ok bool) {
+	return a.budget.Claim(rlCall(ratelimit.MustDeliver, team, channel, method))
 }
 
 func rlCall(p ratelimit.Priority, team, channel, method string) ratelimit.Call {

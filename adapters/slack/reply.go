@@ -90,7 +90,11 @@ type reply struct {
 	mode   renderMode
 	done   bool
 	begun  bool
-	status bool // an assistant status shows (Slack clears it when the answer is posted)
+	status bool   // an assistant status shows (Slack clears it when the answer is posted)
+	claim  func() // releases the budget claimed for the final render (nil: none)
+	// finishBy is the method claimed for the final render: chat.update,
+	// or chat.delete when the final is to be posted instead.
+	finishBy string
 
 	// native streaming
 	seg        *segment
@@ -99,6 +103,7 @@ type reply struct {
 	sentText   string // the answer's first sentOff bytes
 	nextPrefix string // fence to reopen in the next segment
 	statusAt   time.Time
+	activity   string // the Frame.Activity last shown as the status (activity.go)
 
 	// post + update
 	base    int    // bytes already shown by native streaming before a fallback
@@ -116,8 +121,32 @@ func (a *Adapter) newReply(t replyTarget, log *slog.Logger) *reply {
 	return &reply{a: a, t: t, log: log, fair: fair, msgs: render.Messages{MinEdit: a.editInterval, Fair: fair}}
 }
 
-// close gives up the answer's turn at renders; the answer is over.
-func (r *reply) close() { r.fair.Leave() }
+// close gives up the answer's turn at renders and its claim; the answer is over.
+func (r *reply) close() {
+	r.fair.Leave()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unclaim()
+}
+
+// claimFinal claims a call of method for the final render, reporting
+// whether the budget had one to promise.
+func (r *reply) claimFinal(method string) bool {
+	release, ok := r.a.claim(r.t.team, r.t.channel, method)
+	if ok {
+		r.unclaim()
+		r.claim, r.finishBy = release, method
+	}
+	return ok
+}
+
+// unclaim releases the final render's claim, if any; r.mu is held.
+func (r *reply) unclaim() {
+	if r.claim != nil {
+		r.claim()
+		r.claim = nil
+	}
+}
 
 // nativeCandidate reports whether this answer may stream natively.
 func (r *reply) nativeCandidate() bool {
@@ -139,11 +168,13 @@ func (a *Adapter) nativeDisabled(team string) bool {
 }
 
 // Begin implements conversation.Reply: the cheapest sign of life the
-// workspace's budgets have free now. In a thread, the assistant status
-// (it costs no message and clears itself); else a placeholder post, when
-// the channel has a post free and chat.update an edit to replace it;
-// else nothing: the first text will be the sign of life. With streaming
-// "native" the status waits for budget, as the stream will.
+// workspace's budgets have free now. Where the answer may stream natively
+// (a thread), the assistant status: it costs no message and clears itself.
+// Elsewhere a placeholder post, when the channel has a post free and
+// chat.update an edit to replace it. Else nothing: the first text, soon
+// after, is the sign of life, and a placeholder would only hold a scarce
+// edit. With streaming "native" the status waits for budget, as the
+// stream will.
 func (r *reply) Begin(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -165,7 +196,7 @@ func (r *reply) Begin(ctx context.Context) error {
 		}
 		r.log.Debug("assistant status unavailable", "err", err)
 	}
-	if !r.affords("chat.postMessage", "chat.update") {
+	if r.statusable() || !r.affords("chat.postMessage") || !r.claimFinal("chat.update") {
 		return nil
 	}
 	err := r.msgs.Sync(ctx, surface{r: r}, render.Want{Pieces: []string{placeholderText}, Live: true, Priority: ratelimit.MustDeliver})
@@ -201,9 +232,11 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	if f.Model != "" {
 		r.model = f.Model
 	}
+	f = render.WithSources(f, render.SourcesMarkdown)
 	if f.Final {
 		r.done = true
-		defer r.close()
+		r.unclaim() // the final render spends what was claimed for it
+		defer r.fair.Leave()
 		// The engine's ctx for a final render outlives the answer's and
 		// ends at the shutdown deadline; finalWait bounds it too.
 		var cancel context.CancelFunc
@@ -223,12 +256,13 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 
 // decide picks how an answer that shows nothing yet (or a status) starts
 // showing f. A final frame is posted. A first text streams natively when
-// chat.startStream and chat.stopStream both have a call free (or streaming
-// is "native"), else is posted to be edited when the channel has a post
-// and chat.update an edit free; else, or when another answer of the
-// workspace waits for its first text, it waits for a later frame
-// (decide reports false). Before any text, the model's reasoning shows as
-// the status.
+// chat.startStream has a call free and chat.stopStream one to claim for
+// its end (or streaming is "native"); else it is posted to be edited when
+// the channel has a post free and chat.update an edit (or chat.delete a
+// deletion, for a final posted instead) to claim for its end; else, or when another answer of the
+// workspace waits for its first text, it waits for a later frame (decide
+// reports false). Before any text, what the model does (a web search) and
+// its reasoning show as the status.
 func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
 	switch {
 	case f.Final:
@@ -237,7 +271,8 @@ func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
 			r.mode = modeNative
 		}
 	case f.Text == "":
-		if r.status {
+		if r.statusable() {
+			r.showActivity(ctx, f.Activity)
 			r.showReasoning(ctx, f.Reasoning)
 		}
 		return false
@@ -245,9 +280,9 @@ func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
 		r.mode = modeNative
 	case !r.fair.Turn():
 		return false
-	case r.nativeCandidate() && r.affords("chat.startStream", "chat.stopStream"):
+	case r.nativeCandidate() && r.affords("chat.startStream") && r.claimFinal("chat.stopStream"):
 		r.mode = modeNative
-	case r.affords("chat.postMessage", "chat.update"):
+	case r.affords("chat.postMessage") && (r.claimFinal("chat.update") || r.claimFinal("chat.delete")):
 		r.mode = modeUpdate
 	default:
 		return false
@@ -303,6 +338,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 	text := f.Text
 	if r.segments == 0 {
 		if text == "" && !f.Final {
+			r.showActivity(ctx, f.Activity)
 			r.showReasoning(ctx, f.Reasoning)
 			return true, nil
 		}
@@ -645,7 +681,7 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 			f.Text = r.basePre + f.Text[r.base:]
 		}
 	}
-	if strings.TrimSpace(f.Text) == "" && !f.Final {
+	if strings.TrimSpace(f.Text) == "" && !f.Final && f.Activity == "" {
 		r.showReasoningInPlaceholder(ctx, f.Reasoning)
 		return nil
 	}
@@ -653,7 +689,11 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 		return r.msgs.Sync(ctx, surface{r: r}, render.Want{Pieces: render.Layout(r.style(), f), Live: true, Priority: ratelimit.BestEffort})
 	}
 	want := render.Want{Pieces: render.Layout(r.style(), f), Button: button, Priority: ratelimit.MustDeliver}
-	err := r.msgs.Sync(ctx, surface{r: r, within: r.patience()}, want)
+	within := r.patience()
+	if r.finishBy == "chat.delete" && within > 0 {
+		within = -1 // claimed to be posted instead: edit only if chat.update is free now, beyond claims
+	}
+	err := r.msgs.Sync(ctx, surface{r: r, within: within}, want)
 	if !errors.Is(err, ratelimit.ErrSkipped) {
 		return err
 	}
@@ -716,7 +756,8 @@ func retryBlocks(question string) []slack.Block {
 // surface is render's view of an update-mode answer: chat.postMessage,
 // chat.update and chat.delete in its thread; a message's button is the
 // question its Retry button asks again. With within, a must-deliver edit
-// waits at most that long for budget (ratelimit.ErrSkipped).
+// waits at most that long for budget (ratelimit.ErrSkipped); with it
+// negative, it is made only if budget beyond the claims is free now.
 type surface struct {
 	r      *reply
 	within time.Duration
@@ -732,7 +773,11 @@ func (s surface) Edit(ctx context.Context, p ratelimit.Priority, ts string, m re
 		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, ts, contentOptions(m.Content, r.answerBlocks(m.Button)...)...)
 		return err
 	}
-	if s.within > 0 && p == ratelimit.MustDeliver {
+	switch {
+	case p != ratelimit.MustDeliver || s.within == 0:
+	case s.within < 0:
+		p = ratelimit.BestEffort
+	default:
 		return gone(r.a.callWithin(ctx, s.within, r.t.team, r.t.channel, "chat.update", update))
 	}
 	return gone(r.a.call(ctx, p, r.t.team, r.t.channel, "chat.update", update))

@@ -222,7 +222,7 @@ func TestRateLimits(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("rateLimits = %v, want %v", got, want)
 	}
-	if got := DefaultBudgets().Scaled(2)["chat.update"]; got.PerMinute != 2*Tier3PerMinute*BudgetShare || got.Burst != 5 {
+	if got := DefaultBudgets().Scaled(2)["chat.update"]; got.PerMinute != 2*Tier3PerMinute*BudgetShare || got.Burst != 6 {
 		t.Fatalf("Scaled = %+v", got)
 	}
 	// slack.rate_limits replaces the limit Slack states, keeping a known
@@ -232,8 +232,8 @@ func TestRateLimits(t *testing.T) {
 		"chat.update": {PerMinute: 200}, "chat.postMessage": {PerMinute: 120, Burst: 6}, "conversations.info": {PerMinute: 20},
 	})
 	for method, want := range map[string]Budget{
-		"chat.update":        {PerMinute: 200 * BudgetShare, Burst: 5, Reserve: 2},
-		"chat.postMessage":   {PerMinute: 120 * BudgetShare, Burst: 6, PerChannel: true, Reserve: 1},
+		"chat.update":        {PerMinute: 200 * BudgetShare, Burst: 6},
+		"chat.postMessage":   {PerMinute: 120 * BudgetShare, Burst: 6, PerChannel: true},
 		"conversations.info": {PerMinute: 20 * BudgetShare, Burst: 1},
 		"chat.startStream":   defaults["chat.startStream"],
 	} {

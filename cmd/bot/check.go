@@ -95,13 +95,20 @@ func checkModel(parent context.Context, ark *arkclient.Client, m config.Model, c
 	ctx, cancel := context.WithTimeout(parent, checkTimeout)
 	defer cancel()
 	start := time.Now()
-	s, err := ark.Stream(ctx, arkclient.Request{
-		Model:    m.ID,
-		Messages: []arkclient.Message{{Role: "user", Content: "Reply with one word: ok"}},
-		// Small, but room for a thinking model's first words.
-		MaxTokens: 16,
-		Thinking:  m.Thinking,
-	})
+	question := []arkclient.Message{{Role: "user", Content: "Reply with one word: ok"}}
+	var s *arkclient.Stream
+	var err error
+	if m.API == config.APIResponses { // not stored: nothing continues it
+		s, err = ark.StreamResponses(ctx, arkclient.ResponsesRequest{Model: m.ID, Input: question, MaxOutputTokens: 16, Thinking: m.Thinking})
+	} else {
+		s, err = ark.Stream(ctx, arkclient.Request{
+			Model:    m.ID,
+			Messages: question,
+			// Small, but room for a thinking model's first words.
+			MaxTokens: 16,
+			Thinking:  m.Thinking,
+		})
+	}
 	if err != nil {
 		var aerr *arkclient.Error
 		if parent.Err() == nil && ctx.Err() != nil {

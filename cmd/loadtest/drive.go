@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -56,6 +58,7 @@ type turn struct {
 	handled  time.Time // the same call, as the fake's handler began
 	sent     time.Time // the same call, as the bot made it
 	final    time.Time // the whole answer was visible
+	renders  int       // platform calls showing the answer's text, the last one included
 	finished chan struct{}
 }
 
@@ -93,9 +96,10 @@ func (c *conv) turnN(n int) *turn {
 
 // observe records a platform call on the conversation's channel that
 // arrived at time at, was handled at handled and sent by the bot at sent:
-// sign marks a visible sign of life, content is the text it carried, and
-// final (when set) reports whether the answer is now complete.
-func (c *conv) observe(at, handled, sent time.Time, sign bool, content string, final func(*turn) bool) {
+// sign marks a visible sign of life, render a call that shows the answer's
+// text, content is the text it carried, and final (when set) reports
+// whether the answer is now complete.
+func (c *conv) observe(at, handled, sent time.Time, sign, render bool, content string, final func(*turn) bool) {
 	c.mu.Lock()
 	if len(c.turns) == 0 {
 		c.mu.Unlock()
@@ -111,6 +115,9 @@ func (c *conv) observe(at, handled, sent time.Time, sign bool, content string, f
 	}
 	if t.shown.IsZero() && strings.Contains(content, t.marker) {
 		t.shown, t.handled, t.sent = at, handled, sent
+	}
+	if render && !t.shown.IsZero() {
+		t.renders++
 	}
 	c.mu.Unlock()
 	if final == nil || !final(t) {
@@ -154,6 +161,7 @@ func (h *harness) send(c *conv, n int) (*turn, error) {
 		c.mu.Lock()
 		if n == 1 {
 			c.thread = ts
+			h.slack.Store(c.channel+"/"+ts, c)
 		}
 		thread := c.thread
 		t.event = time.Now()
@@ -172,9 +180,16 @@ func (h *harness) send(c *conv, n int) (*turn, error) {
 			bot := h.fd.Bot()
 			spec.Content, spec.Mentions = "<@"+bot.ID+"> "+q, []discordtest.User{bot}
 		}
+		if h.opts.channels > 0 { // a mention in a shared channel: the answer's messages reply to it
+			spec.ID = h.fd.NewID()
+			h.asked.Store(spec.ID, c)
+		}
 		c.mu.Lock()
 		t.event = time.Now()
 		c.turns = append(c.turns, t)
+		if h.opts.channels > 0 {
+			c.thread = spec.ID
+		}
 		c.mu.Unlock()
 		_, err := h.fd.PostUserMessage(spec)
 		return t, err
@@ -245,11 +260,7 @@ func (h *harness) onSlackCall(call slacktest.Call) {
 	if call.Result != "ok" {
 		return
 	}
-	ch := call.Params.Get("channel")
-	if ch == "" {
-		ch = call.Params.Get("channel_id")
-	}
-	c := h.slack[ch]
+	c := h.slackConv(call.Params)
 	if c == nil {
 		return
 	}
@@ -258,7 +269,24 @@ func (h *harness) onSlackCall(call slacktest.Call) {
 	if slackContent[call.Method] {
 		final = func(t *turn) bool { return h.slackComplete(c, t) }
 	}
-	c.observe(call.Time, call.Handled, sentAt(call.Header), slackSignOfLife[call.Method], content, final)
+	c.observe(call.Time, call.Handled, sentAt(call.Header), slackSignOfLife[call.Method], slackContent[call.Method] && call.Method != "chat.delete", content, final)
+}
+
+// slackConv is the conversation a Slack call is about: by its channel and
+// thread_ts, or the thread of the message it names.
+func (h *harness) slackConv(p url.Values) *conv {
+	ch := cmp.Or(p.Get("channel"), p.Get("channel_id"))
+	thread := p.Get("thread_ts")
+	if thread == "" {
+		m, ok := h.fs.Message(ch, p.Get("ts"))
+		if !ok {
+			return nil
+		}
+		thread = m.ThreadTS
+	}
+	c, _ := h.slack.Load(ch + "/" + thread)
+	conv, _ := c.(*conv)
+	return conv
 }
 
 // slackComplete reports whether the thread shows turn t's whole answer:
@@ -292,18 +320,35 @@ func (h *harness) onDiscordCall(call discordtest.Call) {
 	if call.Status/100 != 2 {
 		return
 	}
-	c := h.discord[call.Channel]
-	if c == nil {
-		return
-	}
 	content := ""
 	if call.Content != nil {
 		content = *call.Content
 	}
+	c := h.discord[call.Channel]
+	if c == nil && h.opts.channels > 0 {
+		c = h.discordConv(call.ReplyTo, content)
+	}
+	if c == nil {
+		return
+	}
 	sign := call.Method == "POST" && (call.Route == routeMessages || call.Route == routeTyping)
 	isMessage := call.Route == routeMessages || call.Route == routeMessage
-	c.observe(call.Time, call.Handled, sentAt(call.Header), sign, content, func(t *turn) bool { return isMessage && call.Content != nil && content == t.answer })
+	c.observe(call.Time, call.Handled, sentAt(call.Header), sign, isMessage && call.Method != "DELETE", content, func(t *turn) bool { return isMessage && call.Content != nil && content == t.answer })
 }
+
+// discordConv is the conversation in a shared channel a call is about: the
+// question its post replies to, or the answer its content begins.
+func (h *harness) discordConv(replyTo, content string) *conv {
+	if c, ok := h.asked.Load(replyTo); ok {
+		return c.(*conv)
+	}
+	if m := markerRE.FindStringSubmatch(content); m != nil {
+		return h.convs[m[1]]
+	}
+	return nil
+}
+
+var markerRE = regexp.MustCompile(`a-([a-z][a-z0-9]*)-[0-9]+`)
 
 // callStats counts the platform calls the fakes answered.
 type callStats struct {
@@ -364,6 +409,9 @@ func (h *harness) verifyOne(ctx context.Context, store *conversation.Store, c *c
 	m := conversation.Message{Platform: conversation.PlatformSlack, Workspace: h.fs.TeamID(), Channel: c.channel, Thread: c.thread}
 	if c.platform == platformDiscord {
 		m = conversation.Message{Platform: conversation.PlatformDiscord, Workspace: guildID, Channel: parentID, Thread: c.channel}
+		if h.opts.channels > 0 {
+			m.Channel, m.Thread = c.channel, c.thread
+		}
 	}
 	turns := append([]*turn(nil), c.turns...)
 	c.mu.Unlock()

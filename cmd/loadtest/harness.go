@@ -44,8 +44,9 @@ type harness struct {
 	bot    *botProc
 
 	convs   map[string]*conv // by id
-	slack   map[string]*conv // by channel
-	discord map[string]*conv // by thread (channel) ID
+	slack   sync.Map         // "channel/thread_ts" → *conv, once its first message is sent
+	discord map[string]*conv // by thread (channel) ID; none with -channels
+	asked   sync.Map         // with -channels: Discord question's message ID → *conv
 	stats   *callStats
 }
 
@@ -53,13 +54,11 @@ type harness struct {
 // Redis server (embedded unless -redis names one), and registers the
 // conversations' users and channels.
 func startFakes(o options, convs []*conv) (*harness, error) {
-	h := &harness{opts: o, convs: map[string]*conv{}, slack: map[string]*conv{}, discord: map[string]*conv{},
+	h := &harness{opts: o, convs: map[string]*conv{}, discord: map[string]*conv{},
 		stats: newCallStats(), prefix: fmt.Sprintf("loadtest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)}
 	for _, c := range convs {
 		h.convs[c.id] = c
-		if c.platform == platformSlack {
-			h.slack[c.channel] = c
-		} else {
+		if c.platform == platformDiscord && o.channels == 0 {
 			h.discord[c.channel] = c
 		}
 	}
@@ -77,6 +76,10 @@ func startFakes(o options, convs []*conv) (*harness, error) {
 	for _, c := range convs {
 		if c.platform == platformSlack {
 			h.fs.AddUser(slacktest.User{ID: c.user, Name: "user" + c.id, RealName: "User " + c.id})
+		} else if o.channels > 0 {
+			if _, ok := h.fd.Channel(c.channel); !ok {
+				h.fd.AddChannel(discordtest.Channel{ID: c.channel, GuildID: guildID, Name: "channel " + c.channel, Type: discordtest.ChannelText})
+			}
 		} else {
 			h.fd.AddChannel(discordtest.Channel{ID: c.channel, GuildID: guildID, ParentID: parentID, Name: "thread " + c.id, Type: discordtest.ChannelPublicThread})
 		}

@@ -2,7 +2,7 @@
 //
 //	go run ./cmd/loadtest [-conversations 1000] [-turns 3] [-platform both]
 //	    [-ttft 500ms] [-ttft-jitter 0.5] [-token-interval 25ms] [-tokens 120]
-//	    [-ramp 1s] [-warmup -1] [-echo] [-churn 0] [-ratelimits [-ratelimit-scale 1]] [-redis redis://host:6379/0]
+//	    [-ramp 1s] [-warmup -1] [-echo] [-churn 0] [-ratelimits [-ratelimit-scale 1]] [-channels 0] [-redis redis://host:6379/0]
 //	    [-json report.json] [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-harness-cpuprofile harness.pprof] [-trace trace.out] [-timeline]
 //	    [-max-starting -1] [-harness-procs 1] [-timeout 110s]
@@ -13,8 +13,8 @@
 // in a process of its own, wired as cmd/bot wires it: Ark client, engine,
 // Redis store, Slack adapter in Socket Mode, Discord adapter on the gateway.
 // N users then talk to it, each beginning at a random moment within -ramp,
-// M turns each: on Slack in a thread of a channel of its own, on Discord in
-// a thread of its own; the first message mentions the bot, the follow-ups
+// M turns each: on Slack in a thread of a channel of its own (or of one of
+// -channels channels of the workspace), on Discord in a thread of its own; the first message mentions the bot, the follow-ups
 // don't. -ramp 0 -ttft-jitter 0 is the worst case: everything in lockstep.
 //
 // Before the measured load, a warm-up wave of as many other new
@@ -78,6 +78,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 	"time"
 
@@ -101,6 +102,7 @@ type options struct {
 	warmup               int
 	tokens               int
 	ratelimits           bool
+	channels             int
 	echo                 bool
 	churn                time.Duration
 	rateScale            float64
@@ -137,6 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.echo, "echo", true, "the fakes send the bot its own posts and edits back as events, as Slack and Discord do (false: leave that cost out)")
 	fs.DurationVar(&o.churn, "churn", 0, "replace the bot's event connections this often during the load, as Slack (a refresh) and Discord (RECONNECT) do now and then (0: never)")
 	fs.BoolVar(&o.ratelimits, "ratelimits", false, "emulate Slack's and Discord's rate limits, and use the adapters' budgets")
+	fs.IntVar(&o.channels, "channels", 0, "the conversations share this many channels: on Slack of the one workspace, each in a thread of its own; on Discord each a mention answered in the channel (with -turns 1) (0: a channel or Discord thread each)")
 	fs.Float64Var(&o.rateScale, "ratelimit-scale", 1, "with -ratelimits, multiply every platform rate (fakes and budgets) by this, to compress time")
 	fs.StringVar(&o.redisURL, "redis", "", "a Redis server to use (redis://host:port/db); empty: an embedded one")
 	fs.DurationVar(&o.slackEdit, "slack-edit-interval", time.Second, "slack.edit_interval: the least time between two renders of an answer")
@@ -187,6 +190,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("durations must not be negative")
 	case o.harnessProcs < 0:
 		return o, errors.New("-harness-procs must not be negative")
+	case o.channels < 0:
+		return o, errors.New("-channels must be 0 (a channel each) or more")
+	case o.channels > 0 && o.platform != "slack" && o.turns != 1:
+		return o, errors.New("-channels with Discord conversations needs -turns 1 (each is a mention in a shared channel)")
 	case o.rateScale <= 0:
 		return o, errors.New("-ratelimit-scale must be positive")
 	case o.timeout < 10*time.Second:
@@ -212,6 +219,23 @@ func newRand(phase, platform, i int) *rand.Rand {
 	return rand.New(rand.NewPCG(uint64(phase)<<32|uint64(platform), uint64(i)))
 }
 
+// discordChannel is Discord conversation i's thread, or with -channels
+// the text channel it shares.
+func discordChannel(o options, digit, i int) string {
+	if o.channels > 0 {
+		return fmt.Sprintf("94%d%015d", digit, channelOf(o, i))
+	}
+	return fmt.Sprintf("92%d%015d", digit, i)
+}
+
+// channelOf is the number of conversation i's channel.
+func channelOf(o options, i int) int {
+	if o.channels > 0 {
+		return i % o.channels
+	}
+	return i
+}
+
 // convSet is the simulated users of one phase.
 type convSet struct {
 	all            []*conv
@@ -234,11 +258,11 @@ func makeConvs(o options, n int, prefix string, counted bool) convSet {
 	digit := map[string]int{"": 0, "p": 1, "w": 2}[prefix]
 	for i := range cs.slack {
 		cs.all = append(cs.all, &conv{id: fmt.Sprintf("%ss%d", prefix, i), platform: platformSlack, counted: counted,
-			channel: fmt.Sprintf("C%d%07d", digit, i), user: fmt.Sprintf("U%d%07d", digit, i), rand: newRand(digit, 0, i)})
+			channel: fmt.Sprintf("C%d%07d", digit, channelOf(o, i)), user: fmt.Sprintf("U%d%07d", digit, i), rand: newRand(digit, 0, i)})
 	}
 	for i := range cs.discord {
 		cs.all = append(cs.all, &conv{id: fmt.Sprintf("%sd%d", prefix, i), platform: platformDiscord, counted: counted,
-			channel: fmt.Sprintf("92%d%015d", digit, i), user: fmt.Sprintf("93%d%015d", digit, i), rand: newRand(digit, 1, i)})
+			channel: discordChannel(o, digit, i), user: fmt.Sprintf("93%d%015d", digit, i), rand: newRand(digit, 1, i)})
 	}
 	return cs
 }
@@ -609,6 +633,10 @@ func (h *harness) idle() (snapshot, error) {
 type samples struct {
 	started, completed                 int
 	added, made, handled, sign, answer []time.Duration
+	afterLast                          []time.Duration // the whole answer visible after Ark wrote its last token
+	renders                            []int           // intermediate renders per completed answer
+	begin, end                         time.Time       // the first question, the last answer complete
+	interval                           time.Duration   // the fake Ark's time between tokens
 }
 
 // add takes in c's turns and returns why c stopped early, if it did.
@@ -617,9 +645,20 @@ func (m *samples) add(c *conv) error {
 	defer c.mu.Unlock()
 	for _, t := range c.turns {
 		m.started++
+		if m.begin.IsZero() || t.event.Before(m.begin) {
+			m.begin = t.event
+		}
 		if !t.final.IsZero() {
 			m.completed++
 			m.answer = append(m.answer, t.final.Sub(t.event))
+			m.renders = append(m.renders, max(t.renders-1, 0))
+			if t.final.After(m.end) {
+				m.end = t.final
+			}
+			if !t.first.IsZero() {
+				last := t.first.Add(time.Duration(len(t.tokens)-1) * m.interval)
+				m.afterLast = append(m.afterLast, t.final.Sub(last))
+			}
 		}
 		if !t.sign.IsZero() {
 			m.sign = append(m.sign, t.sign.Sub(t.event))
@@ -656,7 +695,7 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 	answered := 0
 	for _, p := range []string{platformSlack, platformDiscord} {
 		pr := platformResult{Platform: p}
-		var m samples
+		m := samples{interval: h.opts.tokenInterval}
 		for _, c := range measured {
 			if c.platform != p {
 				continue
@@ -673,7 +712,18 @@ func (r *result) results(h *harness, measured []*conv, found map[*conv]int, redi
 		pr.Started, pr.Completed, pr.TurnsExpected = m.started, m.completed, 2*m.started
 		answered += pr.Started
 		pr.AddedLatency, pr.CallLatency, pr.HandledLatency = summarize(m.added), summarize(m.made), summarize(m.handled)
-		pr.SignOfLife, pr.AnswerTime = summarize(m.sign), summarize(m.answer)
+		pr.SignOfLife, pr.AnswerTime, pr.AfterLast = summarize(m.sign), summarize(m.answer), summarize(m.afterLast)
+		if len(m.renders) > 0 {
+			pr.MinRenders = slices.Min(m.renders)
+			sum := 0
+			for _, n := range m.renders {
+				sum += n
+			}
+			pr.Renders = float64(sum) / float64(len(m.renders))
+		}
+		if span := m.end.Sub(m.begin); span > 0 {
+			pr.PerMinute = float64(m.completed) / span.Minutes()
+		}
 		h.stats.mu.Lock()
 		pr.Calls = h.stats.calls[p]
 		pr.RateLimited = h.stats.limited[p]

@@ -87,6 +87,16 @@ type platformResult struct {
 	// the first visible reaction; AnswerTime from the message to the whole
 	// answer visible.
 	AddedLatency, SignOfLife, AnswerTime latency
+	// AfterLast runs from the fake Ark writing the answer's last token to
+	// the whole answer visible.
+	AfterLast latency
+	// Intermediate renders (calls showing the answer's text before the
+	// one that completes it) per answer: the mean and the fewest.
+	Renders    float64
+	MinRenders int
+	// PerMinute is answers completed per minute, from the first question
+	// to the last answer complete.
+	PerMinute float64
 	// CallLatency runs from the fake Ark writing the first token to the
 	// bot making the platform call showing it, as the bot's HTTP client
 	// stamps it: AddedLatency without the fakes' own wait to take the call.
@@ -244,6 +254,8 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 	}
 	tw.Flush()
 	for _, p := range r.Platforms {
+		fmt.Fprintf(w, "%s: whole answer visible p50/p99/max %.2f / %.2f / %.2f s after Ark's last token; %.1f intermediate renders per answer (fewest %d); %.0f answers a minute\n",
+			p.Platform, p.AfterLast.P50/1000, p.AfterLast.P99/1000, p.AfterLast.Max/1000, p.Renders, p.MinRenders, p.PerMinute)
 		fmt.Fprintf(w, "%s: the fake's handlers took those first-token calls p50/p99/max %.1f / %.1f / %.1f ms after the token (the harness's wait for a CPU added)\n",
 			p.Platform, p.HandledLatency.P50, p.HandledLatency.P99, p.HandledLatency.Max)
 	}

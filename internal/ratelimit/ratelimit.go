@@ -38,10 +38,6 @@ type Limit struct {
 	// Patience is how long a best-effort call may wait for this limit's
 	// token rather than skip (0: not at all).
 	Patience time.Duration
-	// Reserve is how many tokens a best-effort call without a Patience of
-	// its own leaves in the bucket: intermediate renders and tidying never
-	// spend the last ones, which final renders need.
-	Reserve int
 }
 
 // Limits maps limit names to limits. A call charged to a name not listed
@@ -77,9 +73,9 @@ type Call struct {
 	// failure (a repeated post would duplicate text).
 	Idempotent bool
 	// Patience is how long a best-effort call may wait for its tokens
-	// rather than skip, besides each limit's own Patience; such a call
-	// may spend a limit's Reserve. For a final render that has another
-	// way to show if the budget is not free soon.
+	// rather than skip, besides each limit's own Patience; such a call may
+	// spend tokens claimed for others (see Claim). For a final render that
+	// has another way to show if the budget is not free soon.
 	Patience time.Duration
 }
 
@@ -87,11 +83,11 @@ type Call struct {
 func (c Call) patience(l Limit) time.Duration { return max(l.Patience, c.Patience) }
 
 // needs is how many tokens bucket k must hold for the call to take one
-// without waiting: 1, or for a best-effort call also the limit's Reserve,
-// never more than a full bucket (a replica's share of the burst).
+// without waiting: 1, and for a best-effort call without patience also
+// the tokens claimed for later calls.
 func (c Call) needs(k *bucket) float64 {
-	if c.Priority == BestEffort && c.Patience <= 0 && k.full.Reserve > 0 {
-		return float64(min(1+k.full.Reserve, k.lim.Burst()))
+	if c.Priority == BestEffort && c.Patience <= 0 {
+		return 1 + float64(k.claims)
 	}
 	return 1
 }
@@ -207,6 +203,7 @@ type bucket struct {
 	lim          *rate.Limiter // nil: unlimited
 	full         Limit         // the whole limit; lim runs at its share
 	blockedUntil time.Time     // after a 429: nobody calls before this
+	claims       int           // tokens promised to later calls (Claim)
 }
 
 // New returns a budget for platform (the metrics' platform label) spending limits.
@@ -297,7 +294,7 @@ func (b *Budget) get(c Call, now time.Time) []*bucket {
 // be the same. b.mu is held.
 func (b *Budget) prune(now time.Time) {
 	for k, bk := range b.buckets {
-		if now.Before(bk.blockedUntil) {
+		if now.Before(bk.blockedUntil) || bk.claims > 0 {
 			continue
 		}
 		if bk.lim == nil || bk.lim.TokensAt(now) >= float64(bk.lim.Burst()) {
@@ -319,6 +316,38 @@ func (b *Budget) Available(c Call) bool {
 		}
 	}
 	return true
+}
+
+// Claim promises a token of each of the call's limits to a later call
+// (a final render, say, when its answer starts streaming): until release,
+// best-effort calls without patience, and further claims, see one token
+// fewer in those buckets. It claims nothing and reports false when a
+// bucket holds no token beyond those already claimed, or is blocked by a
+// 429. The claimed call itself runs with a patience or as must-deliver,
+// best after release. release is safe to call more than once.
+func (b *Budget) Claim(c Call) (release func(), ok bool) {
+	now := b.clock.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ks := b.get(c, now)
+	for _, k := range ks {
+		if now.Before(k.blockedUntil) || (k.lim != nil && k.lim.TokensAt(now) < 1+float64(k.claims)) {
+			return func() {}, false
+		}
+	}
+	for _, k := range ks {
+		k.claims++
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			for _, k := range ks {
+				k.claims--
+			}
+		})
+	}, true
 }
 
 // acquire takes the call's tokens: for a best-effort call now (or within

@@ -439,3 +439,86 @@ func TestShareReachesWaitingCalls(t *testing.T) {
 		t.Fatal("a cancelled wait kept its token")
 	}
 }
+
+// TestClaims: a claimed token is kept from best-effort calls and from
+// further claims until released; a call with a patience may spend it; a
+// bucket with claims outstanding is not pruned.
+func TestClaims(t *testing.T) {
+	b, clk := newTest(Limits{"chat.stopStream": {PerSecond: 1, Burst: 2, Scope: PerWorkspace}})
+	ctx := t.Context()
+	stop := call("chat.stopStream", "T1", "", BestEffort)
+	r1, ok1 := b.Claim(call("chat.stopStream", "T1", "", MustDeliver))
+	r2, ok2 := b.Claim(call("chat.stopStream", "T1", "", MustDeliver))
+	if !ok1 || !ok2 {
+		t.Fatal("two claims on a bucket of two refused")
+	}
+	if _, ok := b.Claim(call("chat.stopStream", "T1", "", MustDeliver)); ok {
+		t.Fatal("a third claim on a bucket of two granted")
+	}
+	if b.Available(stop) || !errors.Is(b.acquire(ctx, stop), ErrSkipped) {
+		t.Fatal("a best-effort call took a claimed token")
+	}
+	if _, ok := b.Claim(call("chat.stopStream", "T2", "", MustDeliver)); !ok {
+		t.Fatal("another workspace's claim refused")
+	}
+	// The claimant releases and spends its token with a patience.
+	r1()
+	r1() // twice is harmless
+	patient := stop
+	patient.Patience = time.Second
+	if err := b.acquire(ctx, patient); err != nil {
+		t.Fatalf("patient call after its release: %v", err)
+	}
+	// One token is left, and it is still claimed.
+	if b.Available(stop) {
+		t.Fatal("a best-effort call may take the token still claimed")
+	}
+	// A patient call may take a claimed token, and waits for one.
+	if err := b.acquire(ctx, patient); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.acquire(ctx, patient); err != nil {
+		t.Fatal(err)
+	}
+	if d := clk.takeSlept(); d != time.Second {
+		t.Fatalf("the patient call waited %v for a token at 1/s, want 1s", d)
+	}
+	// Pruning keeps a full bucket with a claim outstanding.
+	clk.advance(time.Minute)
+	b.mu.Lock()
+	b.prune(clk.Now())
+	_, kept := b.buckets[key("chat.stopStream", b.limits["chat.stopStream"], stop)]
+	b.mu.Unlock()
+	if !kept {
+		t.Fatal("a bucket with a claim outstanding was pruned")
+	}
+	r2()
+	if !b.Available(stop) {
+		t.Fatal("released claims still hold the bucket")
+	}
+	b.mu.Lock()
+	b.prune(clk.Now())
+	_, kept = b.buckets[key("chat.stopStream", b.limits["chat.stopStream"], stop)]
+	b.mu.Unlock()
+	if kept {
+		t.Fatal("a full bucket with no claims was not pruned")
+	}
+}
+
+// TestPatientRetriesTransient: a best-effort call with a patience (a final
+// render) is repeated after a transient failure, like a must-deliver one.
+func TestPatientRetriesTransient(t *testing.T) {
+	b, _ := newTest(testLimits)
+	c := call("chat.update", "T1", "", BestEffort)
+	c.Patience, c.Idempotent = time.Second, true
+	n := 0
+	err := b.Do(t.Context(), c, func(context.Context) error {
+		if n++; n == 1 {
+			return errBlip
+		}
+		return nil
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("Do = %v after %d attempts, want success on the second", err, n)
+	}
+}

@@ -72,6 +72,17 @@ func (t *Ticket) Turn() bool {
 	return true
 }
 
+// Alone reports whether the answer is the only one in its group. A nil
+// Ticket is.
+func (t *Ticket) Alone() bool {
+	if t == nil {
+		return true
+	}
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	return len(t.f.groups[t.group]) <= 1
+}
+
 // Rendered records an intermediate render shown.
 func (t *Ticket) Rendered() {
 	if t == nil {

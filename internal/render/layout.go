@@ -41,13 +41,16 @@ type Style struct {
 // text split under the style's limit by conversation.Split's rule (a piece
 // cut inside a code block is closed, and the next reopens it); while the
 // answer streams, a cursor on the last piece (inside a code block the text
-// ends in, which stays rendered as code); on a final frame, a code block
+// ends in, which stays rendered as code) and the activity line under it
+// if the model is busy (see ActivityLine); on a final frame, a code block
 // the text ends in closed and the note under it. Before any text it is the
-// placeholder (or the thinking line).
+// activity line, else the placeholder (or the thinking line).
 func Layout(s Style, f conversation.Frame) []string {
 	text := strings.TrimRightFunc(f.Text, unicode.IsSpace)
 	if text == "" {
 		switch {
+		case !f.Final && f.Activity != "":
+			return []string{s.fit(ActivityLine(f.Activity))}
 		case !f.Final && f.Reasoning != "" && s.Thinking != "":
 			return []string{s.Thinking}
 		case !f.Final:
@@ -78,6 +81,9 @@ func Layout(s Style, f conversation.Frame) []string {
 		pieces[last] = with
 	} else { // the piece isn't inside the block the text ends in (its fence didn't fit)
 		pieces[last] += tail
+	}
+	if act := "\n" + ActivityLine(f.Activity); !f.Final && f.Activity != "" && s.Width.Len(pieces[last]+act) <= s.Limit {
+		pieces[last] += act
 	}
 	if note := noteFor(f); f.Final && note != "" {
 		block := s.Note(f.Outcome, note, false)

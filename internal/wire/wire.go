@@ -68,7 +68,20 @@ func Models(cfg *config.Config) []conversation.Model {
 			Name: m.Name, ID: m.ID, Description: m.Description, Thinking: m.Thinking, Vision: m.Vision,
 			ContextWindow: m.ContextWindow, MaxTokens: m.MaxTokens, Temperature: m.Temperature,
 			DailyTokens: m.DailyTokens, RequestsPerMinute: m.RequestsPerMinute, AdminsOnly: m.AdminsOnly,
+			API: m.API, ReasoningEffort: m.ReasoningEffort, Search: search(m.Search),
 		}
+	}
+	return out
+}
+
+// search converts a model's search configuration.
+func search(s *config.Search) *conversation.Search {
+	if s == nil {
+		return nil
+	}
+	out := &conversation.Search{On: s.Enabled, Limit: s.Limit, Sources: s.Sources, MaxCalls: s.MaxCalls}
+	if l := s.UserLocation; l != nil {
+		out.Location = &arkclient.Location{Country: l.Country, Region: l.Region, City: l.City, Timezone: l.Timezone}
 	}
 	return out
 }
@@ -79,7 +92,8 @@ func EngineOptions(cfg *config.Config) []conversation.Option {
 		conversation.WithDefaultModel(cfg.DefaultModel),
 		conversation.WithSystemPrompt(cfg.SystemPrompt),
 		conversation.WithLimits(conversation.Limits{MaxInputChars: cfg.Limits.MaxInputChars,
-			RequestsPerMinute: cfg.Limits.RequestsPerMinute, DailyTokens: cfg.Limits.DailyTokens}),
+			RequestsPerMinute: cfg.Limits.RequestsPerMinute, DailyTokens: cfg.Limits.DailyTokens, DailySearches: cfg.Limits.DailySearches}),
+		conversation.WithChainTTL(cfg.Ark.ChainTTL.D()),
 		conversation.WithIdleTimeout(cfg.Ark.IdleTimeout.D()),
 		conversation.WithStartLimit(cfg.Server.StartLimit()),
 		conversation.WithRenderInterval(conversation.PlatformConsole, 0),

@@ -1,7 +1,9 @@
-// Package arktest is a fake Volcengine Ark chat-completions server for tests
-// and load tests. It speaks Ark's wire format (OpenAI-compatible JSON and SSE,
-// Ark-shaped errors) on a loopback httptest server, answers with scripted
-// Responses or a default echo, and records every request it receives.
+// Package arktest is a fake Volcengine Ark server for tests and load tests:
+// chat completions and the Responses API. It speaks Ark's wire formats
+// (OpenAI-compatible JSON and SSE, Responses events, Ark-shaped errors) on
+// a loopback httptest server, answers with scripted Responses or a default
+// echo, keeps stored responses for chains, and records every request it
+// receives.
 //
 // It deliberately has no dependency on package testing, so the same server
 // serves unit tests, integration tests and the load-test command.
@@ -22,7 +24,7 @@ import (
 // BasePath is the API prefix the fake serves, like Ark's /api/v3.
 const BasePath = "/api/v3"
 
-// ChatPath is the only route the fake answers.
+// ChatPath is the chat completions route.
 const ChatPath = BasePath + "/chat/completions"
 
 // maxBody bounds how much of a request body the fake reads.
@@ -48,6 +50,7 @@ type Server struct {
 	queue    []Response
 	handler  func(Request) Response
 	requests []Request
+	stored   map[string]stored // Responses API responses by ID
 }
 
 // Option configures a Server.
@@ -81,13 +84,26 @@ func WithChunkHook(f func(req Request, at time.Time)) Option {
 
 // Request is one request the server received.
 type Request struct {
-	Path     string         // URL path, e.g. /api/v3/chat/completions
-	Header   http.Header    // request headers
-	Body     map[string]any // decoded JSON body (nil if it was not a JSON object)
-	Raw      []byte         // raw body
-	Model    string         // body.model
-	Messages []RequestMessage
-	Thinking string // body.thinking.type, "" when absent
+	Path     string           // URL path, e.g. /api/v3/chat/completions
+	Header   http.Header      // request headers
+	Body     map[string]any   // decoded JSON body (nil if it was not a JSON object)
+	Raw      []byte           // raw body
+	Model    string           // body.model
+	Messages []RequestMessage // chat messages, or the Responses API's input items
+	Thinking string           // body.thinking.type, "" when absent
+
+	// Responses API requests only:
+	PreviousResponseID string
+	Instructions       string
+	Store              bool // default true
+	ExpireAt           int64
+	Caching            bool           // caching.type is "enabled"
+	ReasoningEffort    string         // reasoning.effort
+	Tools              []string       // the tools' types
+	WebSearch          map[string]any // the web_search tool as sent, nil without
+	// Context is what the model sees: the chain's earlier turns, carried
+	// by Ark, then Messages.
+	Context []RequestMessage
 }
 
 // RequestMessage is one message of a request, with content parts flattened.
@@ -118,15 +134,17 @@ type Response struct {
 	Status       int
 	ErrorCode    string
 	ErrorMessage string
+	ErrorParam   string
 	RetryAfter   string // Retry-After header value on an error response
 
 	Reasoning    []string // reasoning_content deltas, sent before Content
 	Content      []string // content deltas
-	FinishReason string   // default "stop"
+	FinishReason string   // default "stop"; on /responses, "length" and "content_filter" end it as response.incomplete
 	Usage        *Usage   // default: estimated from the request and the chunks
 
-	// StreamError is sent as `data: {"error":{...}}` after the chunks, instead
-	// of a finish_reason and [DONE]; the stream then ends.
+	// StreamError is sent as `data: {"error":{...}}` (on /responses, an
+	// "error" event) after the chunks, instead of a finish_reason and
+	// [DONE]; the stream then ends.
 	StreamError *ErrorBody
 	// CutAfter > 0 closes the connection abruptly after this many content
 	// chunks: no finish_reason, no [DONE].
@@ -137,11 +155,16 @@ type Response struct {
 
 	TTFT     time.Duration // delay before the first chunk
 	PerChunk time.Duration // delay before each later chunk
+
+	// Responses API only: web searches before the text, their citations
+	// after it; Failed ends the stream with response.failed.
+	Searches []Search
+	Failed   *ErrorBody
 }
 
 // New starts a fake Ark on 127.0.0.1.
 func New(opts ...Option) *Server {
-	s := &Server{quit: make(chan struct{})}
+	s := &Server{quit: make(chan struct{}), stored: map[string]stored{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -187,12 +210,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	req := parseRequest(r, raw)
 	s.mu.Lock()
 	s.requests = append(s.requests, req)
+	index := len(s.requests) - 1
 	s.mu.Unlock()
 
 	reqID := fmt.Sprintf("021%013d%08x", time.Now().UnixMilli(), s.nextID.Add(1))
 	w.Header().Set("X-Request-Id", reqID)
 
-	if r.Method != http.MethodPost || r.URL.Path != ChatPath {
+	if r.Method != http.MethodPost || r.URL.Path != ChatPath && r.URL.Path != ResponsesPath {
 		writeError(w, reqID, Response{Status: http.StatusNotFound, ErrorCode: "NotFound",
 			ErrorMessage: fmt.Sprintf("The requested resource %s %s is not found.", r.Method, r.URL.Path)})
 		return
@@ -205,6 +229,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if req.Body == nil {
 		writeError(w, reqID, Response{Status: http.StatusBadRequest, ErrorCode: "InvalidParameter",
 			ErrorMessage: "The request body is not a valid JSON object."})
+		return
+	}
+	if r.URL.Path == ResponsesPath {
+		s.serveResponses(w, r, req, reqID, index)
 		return
 	}
 
@@ -346,7 +374,7 @@ func writeError(w http.ResponseWriter, reqID string, r Response) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": ErrorBody{Code: code, Message: msg, Type: errorType(status)}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": ErrorBody{Code: code, Message: msg, Param: r.ErrorParam, Type: errorType(status)}})
 }
 
 func defaultCode(status int) string {

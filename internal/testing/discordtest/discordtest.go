@@ -242,6 +242,7 @@ type Call struct {
 	Route   string      // the route pattern, e.g. "/channels/{channel}/messages/{msg}"
 	Channel string      // the route's {channel}, "" if none
 	Content *string     // the JSON body's "content", nil if absent
+	ReplyTo string      // the JSON body's message_reference.message_id, "" if absent
 	Status  int         // the HTTP status answered
 }
 

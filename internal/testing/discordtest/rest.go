@@ -85,10 +85,16 @@ func (s *Server) rest(auth bool, h http.HandlerFunc) http.HandlerFunc {
 			if body, err := readAll(r); err == nil {
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				var b struct {
-					Content *string `json:"content"`
+					Content   *string `json:"content"`
+					Reference *struct {
+						MessageID string `json:"message_id"`
+					} `json:"message_reference"`
 				}
 				if json.Unmarshal(body, &b) == nil {
 					call.Content = b.Content
+					if b.Reference != nil {
+						call.ReplyTo = b.Reference.MessageID
+					}
 				}
 			}
 			defer func() {

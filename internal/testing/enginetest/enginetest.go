@@ -1,6 +1,7 @@
 // Package enginetest wires the real conversation engine for adapter tests:
 // an embedded Redis, the given fake Ark, and two registered models (doubao,
-// the default, with vision; deepseek-r1).
+// the default, with vision; deepseek-r1), or with NewSearching one model
+// on the Responses API that searches the web.
 package enginetest
 
 import (
@@ -26,11 +27,20 @@ import (
 // Redis stopped when t ends; opts follow a discarding logger.
 func New(t testing.TB, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
 	t.Helper()
-	return on(t, redisFor(t), ark, opts...)
+	return newEngine(t, redisFor(t), ark, defaultModels, opts...)
 }
 
-// Replicas returns n engines, as n replicas of the bot, sharing one
-// embedded Redis and listening for each other's stop requests until t ends.
+// defaultModels is New's configuration.
+const defaultModels = `
+ark: {api_key: k}
+models:
+  - {name: doubao, id: doubao-seed-1-6-250615, vision: true}
+  - {name: deepseek-r1, id: deepseek-r1-250528}
+`
+
+// Replicas returns n engines configured as New's, as n replicas of the
+// bot: they share one embedded Redis and listen for each other's stop
+// requests until t ends.
 func Replicas(t testing.TB, ark *arktest.Server, n int, opts ...conversation.Option) []*conversation.Engine {
 	t.Helper()
 	rdb := redisFor(t)
@@ -39,7 +49,7 @@ func Replicas(t testing.TB, ark *arktest.Server, n int, opts ...conversation.Opt
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	out := make([]*conversation.Engine, n)
 	for i := range out {
-		e := on(t, rdb, ark, opts...)
+		e := newEngine(t, rdb, ark, defaultModels, opts...)
 		ready := make(chan struct{})
 		var once sync.Once
 		wg.Go(func() { e.ListenForStops(ctx, func() { once.Do(func() { close(ready) }) }) })
@@ -51,6 +61,17 @@ func Replicas(t testing.TB, ark *arktest.Server, n int, opts ...conversation.Opt
 		out[i] = e
 	}
 	return out
+}
+
+// NewSearching is New with one model, seed, on the Responses API with
+// web search on.
+func NewSearching(t testing.TB, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
+	t.Helper()
+	return newEngine(t, redisFor(t), ark, `
+ark: {api_key: k}
+models:
+  - {name: seed, id: doubao-seed-1-6-250615, api: responses, search: {enabled: true}}
+`, opts...)
 }
 
 // redisFor is an embedded Redis stopped when t ends.
@@ -65,15 +86,10 @@ func redisFor(t testing.TB) redis.UniversalClient {
 	return rdb
 }
 
-// on is an engine whose store is on rdb.
-func on(t testing.TB, rdb redis.UniversalClient, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
+// newEngine is an engine with the configuration yaml, its store on rdb.
+func newEngine(t testing.TB, rdb redis.UniversalClient, ark *arktest.Server, yaml string, opts ...conversation.Option) *conversation.Engine {
 	t.Helper()
-	cfg, err := config.Parse([]byte(`
-ark: {api_key: k}
-models:
-  - {name: doubao, id: doubao-seed-1-6-250615, vision: true}
-  - {name: deepseek-r1, id: deepseek-r1-250528}
-`))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,12 +22,20 @@ var (
 	// PostMessage is chat.postMessage's special limit: about one message per
 	// second per channel, with short bursts.
 	PostMessage = Tier{PerMinute: 60, Burst: 5}
+	// PostMessageWorkspace is chat.postMessage's workspace-wide allowance,
+	// which Slack gives only as "several hundred messages per minute".
+	PostMessageWorkspace = Tier{PerMinute: 600, Burst: 100}
 )
+
+// workspaceWide names, in the tiers, the workspace-wide allowance of a
+// method whose own budget is per channel.
+const workspaceWide = ".workspace"
 
 // DefaultTiers maps the methods the fake serves to Slack's tiers.
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
 		"chat.postMessage":                      PostMessage,
+		"chat.postMessage" + workspaceWide:      PostMessageWorkspace,
 		"chat.update":                           Tier3,
 		"chat.delete":                           Tier3,
 		"chat.postEphemeral":                    Tier4,
@@ -87,28 +95,41 @@ type limiter struct {
 // bucketKey names a budget; channel is "" unless the method's is per channel.
 type bucketKey struct{ team, method, channel string }
 
-// take spends one token for the call, or reports how long until one is free.
+// take spends one token for the call, or reports how long until one is
+// free. A per-channel method spends one of its workspace-wide allowance too.
 func (l *limiter) take(team, method, channel string, now time.Time) (time.Duration, bool) {
-	t, ok := l.tiers[method]
-	if !ok {
+	if _, ok := l.tiers[method]; !ok {
 		return 0, true
 	}
-	key := bucketKey{team: team, method: method}
+	keys := []bucketKey{{team: team, method: method}}
 	if perChannel[method] {
-		key.channel = channel
+		keys[0].channel = channel
+		if _, ok := l.tiers[method+workspaceWide]; ok {
+			keys = append(keys, bucketKey{team: team, method: method + workspaceWide})
+		}
 	}
-	b := l.buckets[key]
-	if b == nil {
-		b = rate.NewLimiter(rate.Limit(t.PerMinute*l.scale/60), max(t.Burst, 1))
-		l.buckets[key] = b
+	var rs []*rate.Reservation
+	var wait time.Duration
+	for _, key := range keys {
+		b := l.buckets[key]
+		if b == nil {
+			t := l.tiers[key.method]
+			b = rate.NewLimiter(rate.Limit(t.PerMinute*l.scale/60), max(t.Burst, 1))
+			l.buckets[key] = b
+		}
+		r := b.ReserveN(now, 1)
+		if !r.OK() {
+			wait = time.Minute
+		} else {
+			wait = max(wait, r.DelayFrom(now))
+		}
+		rs = append(rs, r)
 	}
-	r := b.ReserveN(now, 1)
-	if !r.OK() {
-		return time.Minute, false
-	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return d, false
+	if wait > 0 {
+		for _, r := range rs {
+			r.CancelAt(now)
+		}
+		return wait, false
 	}
 	return 0, true
 }

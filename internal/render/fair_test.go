@@ -1,0 +1,137 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestFairRoundRobin(t *testing.T) {
+	var f Fair
+	a, b, c := f.Join("T1"), f.Join("T1"), f.Join("T2")
+	// a renders twice while nobody else waits.
+	for range 2 {
+		if !a.Turn() {
+			t.Fatal("a alone was refused a render")
+		}
+		a.Rendered()
+	}
+	// b waits for its first text: a may not take a third render...
+	if !b.Turn() {
+		t.Fatal("b, with the fewest renders, was refused")
+	}
+	if a.Turn() {
+		t.Fatal("a got its third render while b waited for its first")
+	}
+	// ...nor its second, until b has caught up to it; another workspace's
+	// answer is not held back.
+	if !c.Turn() {
+		t.Fatal("an answer of another workspace was held back")
+	}
+	b.Rendered()
+	b.Turn() // b, with 1 render, waits for its second
+	if a.Turn() {
+		t.Fatal("a (2 renders) went before b (1), which is waiting")
+	}
+	b.Rendered()
+	if !a.Turn() {
+		t.Fatal("a was refused although b caught up")
+	}
+	// An answer that leaves holds nobody back.
+	b.Turn()
+	a.Rendered()
+	a.Rendered()
+	if a.Turn() {
+		t.Fatal("a went before waiting b")
+	}
+	b.Leave()
+	b.Leave()
+	if !a.Turn() || a.Renders() != 4 {
+		t.Fatalf("a after b left: turn refused or %d renders", a.Renders())
+	}
+	a.Leave()
+	c.Leave()
+	if len(f.groups) != 0 {
+		t.Errorf("groups left behind: %v", f.groups)
+	}
+	var none *Ticket
+	if !none.Turn() || none.Renders() != 0 {
+		t.Error("a nil ticket is always given its turn")
+	}
+	none.Rendered()
+	none.Leave()
+}
+
+// TestSyncFairShare: a live best-effort sync makes no call off its turn and
+// counts a render when it makes one; a final sync is never held back.
+func TestSyncFairShare(t *testing.T) {
+	var f Fair
+	ctx := context.Background()
+	sa, sb := newFake(), newFake()
+	ma := Messages{Fair: f.Join("T")}
+	mb := Messages{Fair: f.Join("T")}
+
+	if err := ma.Sync(ctx, sa, Want{Pieces: []string{"a1"}, Live: true, Priority: BestEffort}); err != nil {
+		t.Fatal(err)
+	}
+	// b asks for its first render and does not get budget for it.
+	sb.budget = 0
+	if err := mb.Sync(ctx, sb, Want{Pieces: []string{"b1"}, Live: true, Priority: BestEffort}); err != nil {
+		t.Fatal(err)
+	}
+	if ma.Fair.Renders() != 1 || mb.Fair.Renders() != 0 {
+		t.Fatalf("renders a %d b %d, want 1 and 0", ma.Fair.Renders(), mb.Fair.Renders())
+	}
+	// a's next intermediate render waits for b's first.
+	if err := ma.Sync(ctx, sa, Want{Pieces: []string{"a1 a2"}, Live: true, Priority: BestEffort}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sa.shown(); len(got) != 1 || got[0] != "a1" || len(sa.calls) != 1 {
+		t.Fatalf("a rendered off its turn: %v (calls %v)", got, sa.calls)
+	}
+	// An unchanged frame asks for nothing.
+	if err := ma.Sync(ctx, sa, Want{Pieces: []string{"a1"}, Live: true, Priority: BestEffort}); err != nil || len(sa.calls) != 1 {
+		t.Fatalf("unchanged frame: %v, calls %v", err, sa.calls)
+	}
+	// A final sync is not gated.
+	if err := ma.Sync(ctx, sa, Want{Pieces: []string{"a1 a2 a3"}, Priority: MustDeliver}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sa.shown(); len(got) != 1 || got[0] != "a1 a2 a3" {
+		t.Fatalf("final = %v", got)
+	}
+	// b gets budget: its first render goes.
+	sb.budget = -1
+	if err := mb.Sync(ctx, sb, Want{Pieces: []string{"b1 b2"}, Live: true, Priority: BestEffort}); err != nil {
+		t.Fatal(err)
+	}
+	if mb.Fair.Renders() != 1 || len(sb.shown()) != 1 {
+		t.Fatalf("b after budget: %d renders, shown %v", mb.Fair.Renders(), sb.shown())
+	}
+}
+
+// TestSyncFinalSkipped: a final sync whose edit is skipped returns
+// ErrSkipped, for the caller to show the answer another way; a live one
+// returns nil.
+func TestSyncFinalSkipped(t *testing.T) {
+	ctx := context.Background()
+	s := newFake()
+	var m Messages
+	if err := m.Sync(ctx, s, Want{Pieces: []string{"one"}, Live: true, Priority: MustDeliver}); err != nil {
+		t.Fatal(err)
+	}
+	s.budget = 0
+	if err := m.Sync(ctx, s, Want{Pieces: []string{"one two"}, Live: true, Priority: BestEffort}); err != nil {
+		t.Fatalf("live sync: %v", err)
+	}
+	skipping := skipSurface{s}
+	if err := m.Sync(ctx, skipping, Want{Pieces: []string{"one two three"}, Priority: MustDeliver}); !errors.Is(err, ErrSkipped) {
+		t.Fatalf("final sync with its edit skipped = %v, want ErrSkipped", err)
+	}
+}
+
+// skipSurface skips every edit, as a final edit with a patience does when
+// the budget is not free in time.
+type skipSurface struct{ *fakeSurface }
+
+func (s skipSurface) Edit(context.Context, Priority, string, Piece) error { return ErrSkipped }
