@@ -66,12 +66,13 @@ func DefaultBudgets() Budgets {
 		"chat.appendStream":           {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
 		"chat.stopStream":             {PerMinute: Tier2PerMinute * BudgetShare, Burst: 3},
 		"assistant.threads.setStatus": {PerMinute: Tier3PerMinute * BudgetShare, Burst: 6},
+		"users.info":                  {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
+		"files.info":                  {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
+
 		// The agent surface (sessions.go, pane.go): best effort but the session's end.
 		"agents.sessions.setStatus":             {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
 		"assistant.threads.setSuggestedPrompts": {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
 		"assistant.threads.setTitle":            {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
-		"users.info":                            {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
-		"files.info":                            {PerMinute: Tier4PerMinute * BudgetShare, Burst: 10},
 	}
 }
 

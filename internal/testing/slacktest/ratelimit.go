@@ -34,23 +34,24 @@ const workspaceWide = ".workspace"
 // DefaultTiers maps the methods the fake serves to Slack's tiers.
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
-		"chat.postMessage":                      PostMessage,
-		"chat.postMessage" + workspaceWide:      PostMessageWorkspace,
-		"chat.update":                           Tier3,
-		"chat.delete":                           Tier3,
-		"chat.postEphemeral":                    Tier4,
-		"chat.startStream":                      Tier2,
-		"chat.appendStream":                     Tier4,
-		"chat.stopStream":                       Tier2,
-		"assistant.threads.setStatus":           Tier3,
+		"chat.postMessage":                 PostMessage,
+		"chat.postMessage" + workspaceWide: PostMessageWorkspace,
+		"chat.update":                      Tier3,
+		"chat.delete":                      Tier3,
+		"chat.postEphemeral":               Tier4,
+		"chat.startStream":                 Tier2,
+		"chat.appendStream":                Tier4,
+		"chat.stopStream":                  Tier2,
+		"assistant.threads.setStatus":      Tier3,
+		"reactions.add":                    Tier3,
+		"reactions.remove":                 Tier3,
+		"users.info":                       Tier4,
+		"files.info":                       Tier4,
+
 		"agents.sessions.setStatus":             Tier3,
 		"agents.sessions.rename":                Tier3,
 		"assistant.threads.setSuggestedPrompts": Tier4,
 		"assistant.threads.setTitle":            Tier4,
-		"reactions.add":                         Tier3,
-		"reactions.remove":                      Tier3,
-		"users.info":                            Tier4,
-		"files.info":                            Tier4,
 	}
 }
 
