@@ -720,3 +720,38 @@ limits:
 		}
 	}
 }
+
+// The agent pane's settings default when left out, an empty list offers
+// no prompts, and Slack's limits are checked.
+func TestSlackAgentSurface(t *testing.T) {
+	env(t, map[string]string{"ARK_API_KEY": "k"})
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Slack
+	if s.AgentSessions == nil || !*s.AgentSessions || s.Greeting != DefaultGreeting ||
+		len(s.SuggestedPrompts) != len(DefaultSuggestedPrompts()) || len(s.LoadingMessages) != len(DefaultLoadingMessages()) {
+		t.Errorf("defaults: %+v", s)
+	}
+	c, err = Parse([]byte(minimal + "slack:\n  agent_sessions: false\n  suggested_prompts: []\n  loading_messages: [Hmm…]\n" +
+		"  greeting: Hello\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = c.Slack
+	if *s.AgentSessions || len(s.SuggestedPrompts) != 0 || len(s.LoadingMessages) != 1 || s.Greeting != "Hello" {
+		t.Errorf("set: %+v", s)
+	}
+	for yaml, want := range map[string]string{
+		"  suggested_prompts: [{title: a}]\n": "slack.suggested_prompts[0]",
+		"  loading_messages: ['one, two']\n":  "slack.loading_messages[0]",
+		"  suggested_prompts: [{title: a, message: b}, {title: a, message: b}, {title: a, message: b}, {title: a, message: b}, {title: a, message: b}]\n": "at most 4",
+		"  suggested_prompts: [{title: a, mesage: b}]\n": "mesage",
+	} {
+		_, err := Parse([]byte(minimal + "slack:\n" + yaml))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", yaml, err, want)
+		}
+	}
+}

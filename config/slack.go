@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -46,6 +47,46 @@ type Slack struct {
 	// methods (Slack's published tiers by default): for Enterprise Grid or
 	// a workspace whose limits Slack raised.
 	RateLimits map[string]RateLimit `yaml:"rate_limits"`
+	// AgentSessions runs each answer in a thread as a Slack agent session,
+	// so that Slack draws its own Stop button (default true). A workspace
+	// that refuses agents.sessions keeps the assistant status and !stop.
+	AgentSessions *bool `yaml:"agent_sessions"`
+	// Greeting is posted when a person first opens the agent pane or starts
+	// a new assistant thread (default DefaultGreeting).
+	Greeting string `yaml:"greeting"`
+	// SuggestedPrompts (at most 4) are offered under the greeting (default
+	// DefaultSuggestedPrompts; an empty list offers none).
+	SuggestedPrompts []SuggestedPrompt `yaml:"suggested_prompts"`
+	// LoadingMessages (at most 10) rotate in the assistant status while an
+	// answer starts (default DefaultLoadingMessages).
+	LoadingMessages []string `yaml:"loading_messages"`
+}
+
+// SuggestedPrompt is a prompt offered in Slack's agent pane: Title is the
+// button, Message what it sends.
+type SuggestedPrompt struct {
+	Title   string `yaml:"title"`
+	Message string `yaml:"message"`
+}
+
+// Defaults of Slack's agent surface.
+const DefaultGreeting = "👋 Hi! I answer with Volcengine Ark models. Ask me anything here, or @mention me in a channel thread. Type `/help` for what I can do."
+
+// DefaultSuggestedPrompts are offered in the agent pane when
+// slack.suggested_prompts is not set.
+func DefaultSuggestedPrompts() []SuggestedPrompt {
+	return []SuggestedPrompt{
+		{Title: "Explain something", Message: "Explain how HTTPS keeps a connection private, in plain words."},
+		{Title: "Draft a message", Message: "Help me write a short, friendly announcement for my team about "},
+		{Title: "Review some code", Message: "Review this code and suggest improvements:\n"},
+		{Title: "Summarize a text", Message: "Summarize the following text in three bullet points:\n"},
+	}
+}
+
+// DefaultLoadingMessages rotate in the assistant status when
+// slack.loading_messages is not set.
+func DefaultLoadingMessages() []string {
+	return []string{"Thinking…", "Reading your question…", "Working on an answer…"}
 }
 
 // RateLimit is a Web API method's limit as Slack states it: calls per
@@ -76,6 +117,17 @@ func (s *Slack) applyDefaults() {
 	}
 	if s.MaxConcurrent == 0 {
 		s.MaxConcurrent = 64
+	}
+	if s.AgentSessions == nil {
+		t := true
+		s.AgentSessions = &t
+	}
+	setDefault(&s.Greeting, DefaultGreeting)
+	if s.SuggestedPrompts == nil {
+		s.SuggestedPrompts = DefaultSuggestedPrompts()
+	}
+	if s.LoadingMessages == nil {
+		s.LoadingMessages = DefaultLoadingMessages()
 	}
 }
 
@@ -114,6 +166,7 @@ func (s *Slack) validate(errs *fieldErrors) {
 	if s.MaxConcurrent < 0 {
 		errs.add("slack.max_concurrent", "must not be negative")
 	}
+	s.validateAgent(errs)
 	paths := []struct{ key, val string }{{"slack.events_path", s.EventsPath}, {"slack.commands_path", s.CommandsPath}, {"slack.interactivity_path", s.InteractivityPath}}
 	for _, p := range paths {
 		if !strings.HasPrefix(p.val, "/") {
@@ -153,5 +206,25 @@ func (s *Slack) validate(errs *fieldErrors) {
 	case s.BotToken != "" && s.AppToken == "" && s.SigningSecret == "":
 		errs.add("slack.app_token", "and slack.signing_secret are both empty while slack.bot_token is set: for Socket Mode %s to an app-level token (xapp-…); for the HTTP Events API %s instead",
 			errs.setHint("slack.app_token", "SLACK_APP_TOKEN"), errs.setHint("slack.signing_secret", "SLACK_SIGNING_SECRET"))
+	}
+}
+
+// validateAgent checks the agent pane's settings against Slack's limits.
+func (s *Slack) validateAgent(errs *fieldErrors) {
+	if len(s.SuggestedPrompts) > 4 {
+		errs.add("slack.suggested_prompts", "has %d prompts; Slack shows at most 4", len(s.SuggestedPrompts))
+	}
+	for i, p := range s.SuggestedPrompts {
+		if strings.TrimSpace(p.Title) == "" || strings.TrimSpace(p.Message) == "" {
+			errs.add(fmt.Sprintf("slack.suggested_prompts[%d]", i), "needs both a title and a message")
+		}
+	}
+	if len(s.LoadingMessages) > 10 {
+		errs.add("slack.loading_messages", "has %d messages; Slack rotates at most 10", len(s.LoadingMessages))
+	}
+	for i, m := range s.LoadingMessages {
+		if strings.TrimSpace(m) == "" || strings.Contains(m, ",") {
+			errs.add(fmt.Sprintf("slack.loading_messages[%d]", i), "must be non-empty and without commas (they are sent comma-separated), not %q", m)
+		}
 	}
 }

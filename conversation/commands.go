@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/arkbot/arkbot/metrics"
 )
 
 // command runs a chat command and returns the text to answer with.
@@ -29,6 +31,8 @@ func (e *Engine) command(ctx context.Context, m Message, c Command, adm Admissio
 		return e.usage(m, adm, e.imageUsage(ctx, m)), nil
 	case CmdStop:
 		return e.stopThread(ctx, m)
+	case CmdFeedback:
+		return e.feedbackReport(ctx, m)
 	case CmdSearch:
 		return e.searchCommand(ctx, m, c.Arg, adm)
 	case CmdThink:
@@ -58,6 +62,9 @@ func (e *Engine) help(m Message) string {
 	}
 	if e.painter != nil {
 		lines = slices.Insert(lines, len(lines)-2, "• `/image <prompt>`: draw a picture; with a picture attached, or in the thread of one I drew, change it (`/image make it blue`)")
+	}
+	if m.User.Admin {
+		lines = append(lines, "• `/feedback`: (admins) the 👍/👎 tally per model")
 	}
 	switch m.Platform {
 	case PlatformSlack:
@@ -341,26 +348,69 @@ func (e *Engine) usage(m Message, adm Admission, pictures string) string {
 // stopThread stops the answer in progress in m's conversation, here or on
 // whichever replica runs it, when m's author asked it or is an admin.
 func (e *Engine) stopThread(ctx context.Context, m Message) (string, error) {
-	thread := m.ThreadKey()
-	if v, ok := e.threads.Load(thread); ok {
+	out, err := e.requestStop(ctx, m)
+	if err != nil {
+		return "", err
+	}
+	return stopNotice(m, out), nil
+}
+
+// requestStop stops the answer in progress in m's conversation: this
+// process's at once, another replica's through the store.
+func (e *Engine) requestStop(ctx context.Context, m Message) (StopOutcome, error) {
+	if v, ok := e.threads.Load(m.ThreadKey()); ok {
 		a := v.(*answering)
 		if a.owner != m.userKey() && !m.User.Admin {
-			return msgNotYours, nil
+			return StopRefused, nil
 		}
 		a.cancel(errStopped)
-		return msgStopped, nil
+		return StopRequested, nil
 	}
-	switch out, err := e.store.RequestStop(ctx, thread, m.userKey(), m.User.Admin); {
-	case err != nil:
-		return "", err
+	return e.store.RequestStop(ctx, m.ThreadKey(), m.userKey(), m.User.Admin)
+}
+
+// stopNotice tells the user what a stop request did.
+func stopNotice(m Message, out StopOutcome) string {
+	switch {
 	case out == StopNothing && m.Platform == PlatformDiscord && !m.InThread:
 		// A reply chain is a conversation of its own, out of a slash
 		// command's reach; its answer carries a Stop button.
-		return msgNothingToStop + " An answer in a reply chain has a Stop button under it.", nil
+		return msgNothingToStop + " An answer in a reply chain has a Stop button under it."
 	case out == StopNothing:
-		return msgNothingToStop, nil
+		return msgNothingToStop
 	case out == StopRefused:
-		return msgNotYours, nil
+		return msgNotYours
 	}
-	return msgStopped, nil
+	return msgStopped
+}
+
+// ThreadStopper stops a conversation's answer from a platform's own stop
+// control, such as Slack's Stop button on an agent session. *Engine
+// implements it; adapters find it with a type assertion.
+type ThreadStopper interface {
+	// StopThread stops the answer in progress in m's conversation, as /stop
+	// does, once per m.DedupeKey across redeliveries and replicas (a
+	// repeat reports StopRepeated and does nothing). It returns the notice
+	// for m's author.
+	StopThread(ctx context.Context, m Message) (StopOutcome, string, error)
+}
+
+// StopThread implements ThreadStopper.
+func (e *Engine) StopThread(ctx context.Context, m Message) (StopOutcome, string, error) {
+	first, err := e.store.FirstTime(ctx, "stop:"+m.DedupeKey(), e.store.opt.DedupeTTL)
+	if err != nil {
+		metrics.RedisErrors.WithLabelValues("stop").Inc()
+		return 0, "", err
+	}
+	if !first {
+		metrics.Messages.WithLabelValues(m.Platform, "duplicate").Inc()
+		return StopRepeated, "", nil
+	}
+	metrics.Messages.WithLabelValues(m.Platform, "command").Inc()
+	out, err := e.requestStop(ctx, m)
+	if err != nil {
+		metrics.RedisErrors.WithLabelValues("stop").Inc()
+		return 0, "", err
+	}
+	return out, stopNotice(m, out), nil
 }

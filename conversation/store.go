@@ -668,6 +668,7 @@ const (
 	StopNothing   StopOutcome = iota // no answer holds the thread's lock
 	StopRefused                      // the answer is someone else's, and by is no admin
 	StopRequested                    // every replica was asked to stop it
+	StopRepeated                     // ThreadStopper: this request was seen before
 )
 
 // RequestStop asks every replica to stop the answer in progress in thread,

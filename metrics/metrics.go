@@ -85,6 +85,12 @@ var (
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	})
 
+	// Feedback counts votes recorded on answers (new or changed; a repeated vote is not counted).
+	Feedback = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_feedback_total",
+		Help: "Votes recorded on answers by platform, model and vote (up, down); a changed vote counts again, a repeated one not.",
+	}, []string{"platform", "model", "vote"})
+
 	// RedisErrors counts failed store operations.
 	RedisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "arkbot_redis_errors_total",
@@ -96,7 +102,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Answers, FirstToken, Tokens, WebSearches, Chains, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, StartWait, RedisErrors,
+		Answers, FirstToken, Tokens, WebSearches, Chains, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, StartWait, RedisErrors, Feedback,
 	)
 }
 

@@ -40,7 +40,7 @@ func testStartupRegistersCommandsAndIdentifies(t *testing.T, hs *harness) {
 			t.Errorf("/model options = %+v", c.Options)
 		}
 	}
-	if strings.Join(names, ",") != "ask,model,models,reset,help,usage,stop,search,think" {
+	if strings.Join(names, ",") != "ask,model,models,reset,help,usage,stop,search,think,feedback" {
 		t.Errorf("commands = %v", names)
 	}
 	ids := hs.fake.Identifies()
@@ -101,7 +101,7 @@ func TestShardingGlobalCommandsAndGatewayURL(t *testing.T) {
 	if len(ids) != 1 || ids[0].Shard != [2]int{1, 2} {
 		t.Fatalf("identify = %+v", ids)
 	}
-	if len(hs.fake.Commands()[""]) != 9 {
+	if len(hs.fake.Commands()[""]) != 10 {
 		t.Fatalf("global commands = %v", hs.fake.Commands())
 	}
 	if n := hs.fake.Stats().Requests["GET /gateway"]; n != 0 || gw != hs.fake.GatewayURL() {
@@ -437,7 +437,7 @@ func testModelAutocompleteAndSwitch(t *testing.T, hs *harness) {
 	if m := hs.h.waitCall(t, ref.ID); m.Text != "/model" {
 		t.Fatalf("/model = %+v", m)
 	}
-	for _, cmd := range []string{"models", "reset", "help", "usage", "stop", "search", "think"} {
+	for _, cmd := range []string{"models", "reset", "help", "usage", "stop", "search", "think", "feedback"} {
 		ref := hs.interact(discordtest.InteractionSpec{Type: discordtest.InteractionApplicationCommand, ChannelID: channelID, User: alice, Command: cmd})
 		if m := hs.h.waitCall(t, ref.ID); m.Text != "/"+cmd {
 			t.Fatalf("/%s = %+v", cmd, m)

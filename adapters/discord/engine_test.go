@@ -134,7 +134,7 @@ func TestRetryButton(t *testing.T) {
 	}
 	q1 := hs.mention(alice, channelID, "first question")
 	a1 := finished(q1.ID)
-	if a1.Content != "take 1 on first question" || !slices.Equal(a1.CustomIDs(), []string{retryPrefix + q1.ID}) {
+	if a1.Content != "take 1 on first question" || !slices.Equal(a1.CustomIDs(), answerButtons(q1.ID)) {
 		t.Fatalf("first answer %q with buttons %v", a1.Content, a1.CustomIDs())
 	}
 
@@ -145,7 +145,7 @@ func TestRetryButton(t *testing.T) {
 	}
 	a1b := finished(a1.ID)
 	if !strings.HasPrefix(a1b.Content, "take 2 on first question") || !strings.Contains(a1b.Content, "A new answer to: “first question”") ||
-		!slices.Equal(a1b.CustomIDs(), []string{retryPrefix + q1.ID}) {
+		!slices.Equal(a1b.CustomIDs(), answerButtons(q1.ID)) {
 		t.Fatalf("the new answer %q with buttons %v", a1b.Content, a1b.CustomIDs())
 	}
 	if old, _ := hs.fake.Message(a1.ID); len(old.CustomIDs()) != 0 || old.Content != a1.Content {
@@ -183,4 +183,10 @@ func TestRetryButton(t *testing.T) {
 	if len(ark.Requests()) != len(reqs) || len(hs.answerTo(channelID, a1b.ID)) != 0 {
 		t.Fatalf("a superseded answer was redone: %d requests, was %d; answers to it %q", len(ark.Requests()), len(reqs), texts(hs.answerTo(channelID, a1b.ID)))
 	}
+}
+
+// answerButtons are the CustomIDs under a finished answer to question by
+// the default model: Retry, 👍 and 👎.
+func answerButtons(question string) []string {
+	return []string{retryPrefix + question, voteUpPrefix + "doubao", voteDownPrefix + "doubao"}
 }

@@ -50,6 +50,7 @@ func commandList(allowDMs, pictures bool) []*discordgo.ApplicationCommand {
 		{Name: "think", Description: "Make the models think before answering, or not", Options: []*discordgo.ApplicationCommandOption{
 			{Type: discordgo.ApplicationCommandOptionString, Name: "setting", Description: "on, off, auto or default", Choices: choices("on", "off", "auto", "default")},
 		}},
+		{Name: "feedback", Description: "(admins) The 👍/👎 tally per model"},
 	}
 	if pictures {
 		cmds = append(cmds, imageCommand())
@@ -228,14 +229,14 @@ func (a *Adapter) onCommand(in *discordgo.Interaction) {
 	switch data.Name {
 	case "ask", "image":
 		a.onAsk(in, data, ch)
-	case "model", "models", "reset", "help", "usage", "stop", "search", "think":
+	case "model", "models", "reset", "help", "usage", "stop", "search", "think", "feedback":
 		a.onSlash(in, data, ch)
 	default:
 		a.respondEphemeral(in, "I don't know that command.")
 	}
 }
 
-// onSlash runs /model, /models, /reset, /help, /usage, /stop, /search and /think: deferred
+// onSlash runs /model, /models, /reset, /help, /usage, /stop, /search, /think and /feedback: deferred
 // ephemerally, mapped to the engine's text commands, answered by Notice
 // into the deferred response.
 func (a *Adapter) onSlash(in *discordgo.Interaction, data discordgo.ApplicationCommandInteractionData, ch chanInfo) {
@@ -470,11 +471,14 @@ func modelChoices(models []conversation.ModelChoice, typed string) []*discordgo.
 	return out
 }
 
-// onComponent handles the Stop and Retry buttons. Only the asker or an
+// onComponent handles the Stop, Retry and feedback buttons. Only the asker or an
 // admin may stop an answer. A Stop button left behind by an answer that no
 // longer runs (the bot restarted) is cleaned up instead.
 func (a *Adapter) onComponent(in *discordgo.Interaction) {
 	data := in.MessageComponentData()
+	if a.onFeedback(in, data.CustomID) {
+		return
+	}
 	if question, ok := strings.CutPrefix(data.CustomID, retryPrefix); ok {
 		a.onRetry(in, question)
 		return

@@ -465,11 +465,11 @@ type surface struct{ r *reply }
 
 func (s surface) Post(ctx context.Context, p render.Priority, prev string, m render.Piece) (string, error) {
 	r := s.r
-	id, err := r.sink.post(ctx, p, m.Content, button(m.Button), prev)
+	id, err := r.sink.post(ctx, p, m.Content, r.buttons(m.Button), prev)
 	if err != nil && isForbidden(err) && r.fallback != nil && len(r.msgs.List) == 0 {
 		r.a.log.Info("may not post in this channel; answering through the interaction", "key", r.key, "err", err)
 		r.sink, r.fallback = r.fallback, nil
-		id, err = r.sink.post(ctx, p, m.Content, button(m.Button), prev)
+		id, err = r.sink.post(ctx, p, m.Content, r.buttons(m.Button), prev)
 	}
 	if err != nil {
 		return "", s.mean(err)
@@ -481,7 +481,7 @@ func (s surface) Post(ctx context.Context, p render.Priority, prev string, m ren
 }
 
 func (s surface) Edit(ctx context.Context, p render.Priority, id string, m render.Piece) error {
-	return s.mean(s.r.sink.edit(ctx, p, id, m.Content, button(m.Button)))
+	return s.mean(s.r.sink.edit(ctx, p, id, m.Content, s.r.buttons(m.Button)))
 }
 
 func (s surface) Delete(ctx context.Context, _ render.Priority, id string) error {

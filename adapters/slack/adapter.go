@@ -43,12 +43,14 @@ type Adapter struct {
 	pieceLimit   int
 	finalWait    time.Duration // bounds a final render, see finalWait
 
-	id       atomic.Pointer[identity]
-	ready    atomic.Bool
-	running  atomic.Bool
-	users    *userCache
-	noNative sync.Map    // team ID → time until which native streaming is not tried
-	fair     render.Fair // intermediate renders shared among a workspace's answers
+	id         atomic.Pointer[identity]
+	ready      atomic.Bool
+	running    atomic.Bool
+	users      *userCache
+	noNative   sync.Map       // team ID → time until which native streaming is not tried
+	noSessions sync.Map       // team ID → time until which agent sessions are not tried
+	bg         sync.WaitGroup // session statuses and titles set off the answers' path
+	fair       render.Fair    // intermediate renders shared among a workspace's answers
 
 	// pool runs accepted messages, slack.max_concurrent at a time; Run
 	// opens accepting once authenticated and closes it to drain.
@@ -283,6 +285,8 @@ func (a *Adapter) drain() {
 	defer cancel()
 	a.pool.Drain(ctx)
 	a.tidy.Drain(ctx)
+	// Session statuses set off the answers' path end within sessionCallWait.
+	a.bg.Wait()
 }
 
 // dispatch runs fn for one accepted message on the work pool. It reports
@@ -330,6 +334,9 @@ func (a *Adapter) onEvent(raw []byte, retry int) bool {
 		a.log.Warn("unreadable event", "event_id", p.EventID, "err", err)
 		return true
 	}
+	if taken, agent := a.onAgentEvent(p.TeamID, ev.Type, p.Event); agent {
+		return taken
+	}
 	d, reason := a.classify(p.TeamID, ev)
 	if reason != "" {
 		metrics.Messages.WithLabelValues(conversation.PlatformSlack, "ignored").Inc()
@@ -369,13 +376,15 @@ func (a *Adapter) process(ctx context.Context, d *draft, target *replyTarget, lo
 		a.attachments(ctx, &m, d.files, log)
 	}
 	if target == nil {
-		target = &replyTarget{team: m.Workspace, channel: m.Channel, thread: m.Thread, user: m.User.ID, dm: m.DM, question: m.ID}
+		target = &replyTarget{team: m.Workspace, channel: m.Channel, thread: m.Thread, user: m.User.ID, dm: m.DM, question: m.ID, title: m.Text}
 	}
 	r := a.newReply(*target, log)
 	defer r.close()
+	a.titleThread(ctx, m, log)
 	if err := a.h.Handle(ctx, m, r); err != nil && ctx.Err() == nil {
 		log.Warn("handling the message failed", "err", err)
 	}
+	r.endSession()
 }
 
 // ---- HTTP Events API ----

@@ -799,7 +799,9 @@ func TestNativeStreamBreakingMidAnswerContinuesByPost(t *testing.T) {
 	h := newScripted()
 	h.answer = func(conversation.Message) string { return longAnswer }
 	h.frames, h.step = 8, 30*time.Millisecond
-	e := setup(t, h, nil)
+	// Without agent sessions: in one, Slack's Stop button ends streams so
+	// (see TestAgentSessionStopButton).
+	e := setup(t, h, func(c *config.Slack) { c.AgentSessions = new(false) })
 	// The second append fails as if Slack had ended the stream.
 	e.fs.FailNext("chat.appendStream", slacktest.Failure{}, slacktest.Failure{Error: "message_not_in_streaming_state"})
 	ts := e.fs.NextTS()

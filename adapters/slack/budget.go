@@ -72,6 +72,10 @@ func DefaultBudgets() Budgets {
 		// Pictures (/image): Slack's external upload flow.
 		"files.getUploadURLExternal":   {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
 		"files.completeUploadExternal": {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
+		// The agent surface (sessions.go, pane.go): best effort but the session's end.
+		"agents.sessions.setStatus":             {PerMinute: Tier3PerMinute * BudgetShare, Burst: 5},
+		"assistant.threads.setSuggestedPrompts": {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
+		"assistant.threads.setTitle":            {PerMinute: Tier4PerMinute * BudgetShare, Burst: 5},
 	}
 }
 

@@ -77,6 +77,19 @@
 // and the sync of what is shown are internal/render's, shared with the other
 // platforms; this package holds Slack's style, API calls and native streaming.
 //
+// # The agent surface
+//
+// While an answer runs in a thread, the thread's agent session is
+// "processing" (titled from the question), so Slack draws its own Stop
+// button; its click (agent_session_stopped) goes the way of !stop and stops
+// the answer on whichever replica runs it, and the session returns to
+// "active" when the answer ends (sessions.go). The agent pane greets a
+// person with the suggested prompts and titles each thread from its first
+// question (pane.go). Finished answers carry 👍/👎, recorded per user per
+// answer by the engine (feedback.go). Statuses, prompts and titles are best
+// effort: none delays an answer. A workspace without agent sessions keeps
+// the assistant status and !stop, remembered for an hour.
+//
 // Every call is metered per workspace and method (DefaultBudgets, from
 // Slack's published tiers): intermediate edits are skipped when the budget
 // is spent (the next edit carries the whole text anyway), first posts and

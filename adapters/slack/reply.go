@@ -48,6 +48,7 @@ type replyTarget struct {
 	question      string // the question's message ID, behind the Retry button ("": no button)
 	private       bool   // notices only the user sees (a button click's refusals)
 	orphan        bool   // finishing an orphaned answer: Retry even without text
+	title         string // the question, to title a new agent session (sessions.go)
 }
 
 type renderMode int
@@ -110,6 +111,9 @@ type reply struct {
 	msgs    render.Messages
 
 	render.Where // where the answer is, for conversation.Located (see locate)
+
+	sess  *session // the answer's agent session (sessions.go)
+	model string   // the model writing the answer, behind its feedback buttons (feedback.go)
 }
 
 func (a *Adapter) newReply(t replyTarget, log *slog.Logger) *reply {
@@ -179,12 +183,13 @@ func (r *reply) Begin(ctx context.Context) error {
 		return nil
 	}
 	r.begun = true
+	r.beginSession(ctx)
 	if r.statusable() {
 		p := ratelimit.BestEffort
 		if r.a.cfg.Streaming == "native" {
 			p = ratelimit.MustDeliver
 		}
-		err := r.setStatus(ctx, p, thinkingStatus, nil)
+		err := r.setStatus(ctx, p, thinkingStatus, r.a.cfg.LoadingMessages)
 		if err == nil {
 			r.status, r.statusAt = true, time.Now()
 			return nil
@@ -223,6 +228,9 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	defer r.locate()
 	if r.done {
 		return nil
+	}
+	if f.Model != "" {
+		r.model = f.Model
 	}
 	f = render.WithSources(f, render.SourcesMarkdown)
 	if f.Final {
@@ -353,7 +361,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 	if !f.Final && r.sentOff > sent {
 		r.fair.Rendered()
 	}
-	if errors.Is(err, ratelimit.ErrSkipped) {
+	if errors.Is(err, ratelimit.ErrSkipped) || r.stoppedBySlack(err) {
 		return true, nil
 	}
 	if err != nil {
@@ -393,7 +401,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 			return true, err
 		}
 	}
-	blocks := retryBlocks(r.retryButton(f))
+	blocks := r.answerBlocks(r.retryButton(f))
 	err = r.stopSegment(ctx, r.patience(), rest+note, blocks...)
 	if errors.Is(err, ratelimit.ErrSkipped) {
 		// chat.stopStream is not free soon: the rest is appended (Tier 4)
@@ -560,6 +568,7 @@ func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) er
 	}
 	r.sentOff = end + skip
 	r.nextPrefix = reopen
+	r.keepSession()
 	return nil
 }
 
@@ -755,13 +764,13 @@ type surface struct {
 }
 
 func (s surface) Post(ctx context.Context, p ratelimit.Priority, _ string, m render.Piece) (string, error) {
-	return s.r.postRaw(ctx, p, m.Content, retryBlocks(m.Button)...)
+	return s.r.postRaw(ctx, p, m.Content, s.r.answerBlocks(m.Button)...)
 }
 
 func (s surface) Edit(ctx context.Context, p ratelimit.Priority, ts string, m render.Piece) error {
 	r := s.r
 	update := func(ctx context.Context) error {
-		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, ts, contentOptions(m.Content, retryBlocks(m.Button)...)...)
+		_, _, _, err := r.a.api.UpdateMessageContext(ctx, r.t.channel, ts, contentOptions(m.Content, r.answerBlocks(m.Button)...)...)
 		return err
 	}
 	switch {

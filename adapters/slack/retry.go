@@ -30,7 +30,8 @@ func retryBlock(question string) slack.Block {
 	return slack.NewActionBlock(retryBlockID, slack.NewButtonBlockElement(retryActionID, question, label))
 }
 
-// onInteraction handles an interactive payload: a click on Retry. It
+// onInteraction handles an interactive payload: a click on Retry or on
+// the feedback buttons. It
 // reports false when the click could not be taken (see dispatch).
 func (a *Adapter) onInteraction(cb slack.InteractionCallback) bool {
 	if cb.Type != slack.InteractionTypeBlockActions {
@@ -39,6 +40,9 @@ func (a *Adapter) onInteraction(cb slack.InteractionCallback) bool {
 	for _, act := range cb.ActionCallback.BlockActions {
 		if act != nil && act.ActionID == retryActionID && act.Value != "" {
 			return a.onRetry(cb, act.Value, act.ActionTs)
+		}
+		if act != nil && act.ActionID == feedbackActionID {
+			return a.onFeedback(cb, act.Value)
 		}
 	}
 	return true

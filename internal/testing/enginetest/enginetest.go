@@ -5,11 +5,15 @@
 package enginetest
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arkbot/arkbot/arkclient"
 	"github.com/arkbot/arkbot/config"
@@ -23,27 +27,55 @@ import (
 // Redis stopped when t ends; opts follow a discarding logger.
 func New(t testing.TB, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
 	t.Helper()
-	return newEngine(t, ark, `
+	return newEngine(t, redisFor(t), ark, defaultModels, opts...)
+}
+
+// defaultModels is New's configuration.
+const defaultModels = `
 ark: {api_key: k}
 models:
   - {name: doubao, id: doubao-seed-1-6-250615, vision: true}
   - {name: deepseek-r1, id: deepseek-r1-250528}
-`, opts...)
+`
+
+// Replicas returns n engines configured as New's, as n replicas of the
+// bot: they share one embedded Redis and listen for each other's stop
+// requests until t ends.
+func Replicas(t testing.TB, ark *arktest.Server, n int, opts ...conversation.Option) []*conversation.Engine {
+	t.Helper()
+	rdb := redisFor(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	out := make([]*conversation.Engine, n)
+	for i := range out {
+		e := newEngine(t, rdb, ark, defaultModels, opts...)
+		ready := make(chan struct{})
+		var once sync.Once
+		wg.Go(func() { e.ListenForStops(ctx, func() { once.Do(func() { close(ready) }) }) })
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatal("an engine did not subscribe to stop requests")
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // NewSearching is New with one model, seed, on the Responses API with
 // web search on.
 func NewSearching(t testing.TB, ark *arktest.Server, opts ...conversation.Option) *conversation.Engine {
 	t.Helper()
-	return newEngine(t, ark, `
+	return newEngine(t, redisFor(t), ark, `
 ark: {api_key: k}
 models:
   - {name: seed, id: doubao-seed-1-6-250615, api: responses, search: {enabled: true}}
 `, opts...)
 }
 
-// newEngine is New with the configuration yaml.
-func newEngine(t testing.TB, ark *arktest.Server, yaml string, opts ...conversation.Option) *conversation.Engine {
+// redisFor is an embedded Redis stopped when t ends.
+func redisFor(t testing.TB) redis.UniversalClient {
 	t.Helper()
 	mr, err := embedredis.Start()
 	if err != nil {
@@ -51,6 +83,12 @@ func newEngine(t testing.TB, ark *arktest.Server, yaml string, opts ...conversat
 	}
 	rdb := mr.Client()
 	t.Cleanup(func() { rdb.Close(); mr.Close() })
+	return rdb
+}
+
+// newEngine is an engine with the configuration yaml, its store on rdb.
+func newEngine(t testing.TB, rdb redis.UniversalClient, ark *arktest.Server, yaml string, opts ...conversation.Option) *conversation.Engine {
+	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)

@@ -48,8 +48,12 @@ func DefaultTiers() map[string]Tier {
 		"users.info":                       Tier4,
 		"files.info":                       Tier4,
 
-		"files.getUploadURLExternal":   Tier4,
-		"files.completeUploadExternal": Tier4,
+		"files.getUploadURLExternal":            Tier4,
+		"files.completeUploadExternal":          Tier4,
+		"agents.sessions.setStatus":             Tier3,
+		"agents.sessions.rename":                Tier3,
+		"assistant.threads.setSuggestedPrompts": Tier4,
+		"assistant.threads.setTitle":            Tier4,
 	}
 }
 

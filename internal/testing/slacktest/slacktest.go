@@ -130,6 +130,7 @@ type Server struct {
 	limited     int
 	failures    map[string][]Failure
 	nativeOff   bool
+	agent       agentState
 	limits      *limiter
 	conns       map[*wsConn]bool
 	gaps        int // times the last Socket Mode connection closed
@@ -171,10 +172,12 @@ type Message struct {
 	Blocks    string
 	Streaming bool // started with chat.startStream and not stopped yet
 	Streamed  bool // was created with chat.startStream
-	Edits     int  // chat.update and chat.appendStream calls that changed it
-	Deleted   bool
-	Created   time.Time
-	Updated   time.Time
+	// stoppedBySlack: Slack stopped the stream (StopSession); appends fail.
+	stoppedBySlack bool
+	Edits          int // chat.update and chat.appendStream calls that changed it
+	Deleted        bool
+	Created        time.Time
+	Updated        time.Time
 }
 
 // Button is a button in a message's actions blocks.
@@ -945,6 +948,8 @@ func (s *Server) dispatch(req *apiRequest, now time.Time) any {
 		}
 		s.statuses = append(s.statuses, Status{Channel: req.get("channel_id"), ThreadTS: req.get("thread_ts"), Status: req.get("status"), LoadingMessages: lm, Time: now})
 		return okResponse{OK: true}
+	case "agents.sessions.setStatus", "agents.sessions.rename", "assistant.threads.setSuggestedPrompts", "assistant.threads.setTitle":
+		return s.agentCall(req, now)
 	case "reactions.add":
 		if req.get("channel") == "" || req.get("timestamp") == "" {
 			return apiError("invalid_arguments")
@@ -1096,12 +1101,16 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 		if req.method == "chat.appendStream" && md == "" {
 			return apiError("no_text")
 		}
+		if req.method == "chat.appendStream" && m.stoppedBySlack {
+			return apiError("message_not_in_streaming_state")
+		}
 		if md != "" {
 			m.Markdown += md
 			m.Edits++
 		}
 		if req.method == "chat.stopStream" {
 			m.Streaming = false
+			s.stopStreamSession(m, req.get("session_status"))
 			if b := req.get("blocks"); b != "" {
 				var bl []any
 				if json.Unmarshal([]byte(b), &bl) != nil {
