@@ -22,7 +22,7 @@ const (
 
 // windowMargin is the share by which the channel window is planned longer
 // than Discord's.
-const windowMargin = 0.02
+const windowMargin = 0.1
 
 // The adapter's limits: every message post, edit and delete is charged to
 // its channel's (or interaction's) bucket and to the global one.

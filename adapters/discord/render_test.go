@@ -135,8 +135,8 @@ func TestIDFromToken(t *testing.T) {
 func TestRateLimits(t *testing.T) {
 	for _, calls := range []int{1, 2, 5, 40} {
 		ch := rateLimits(calls, 5*time.Second, 50)[limitChannel]
-		if ch.Burst != calls || ch.Window != 5100*time.Millisecond || ch.Scope != ratelimit.PerChannel {
-			t.Errorf("%d calls: %+v, want %d per 5 s window (and 2%%) per channel", calls, ch, calls)
+		if ch.Burst != calls || ch.Window != 5500*time.Millisecond || ch.Scope != ratelimit.PerChannel {
+			t.Errorf("%d calls: %+v, want %d per 5 s window (and 10%%) per channel", calls, ch, calls)
 		}
 	}
 	if g := rateLimits(5, time.Second, 50)[limitGlobal]; g.PerSecond != 50 || g.Burst != 5 || g.Scope != ratelimit.Global {
