@@ -111,6 +111,27 @@ func TestSmallRunWithRateLimits(t *testing.T) {
 	}
 }
 
+// With -channels the conversations share channels: Slack threads in two
+// channels, Discord mentions answered in two shared channels; every call
+// is still told apart by conversation, and every answer completes.
+func TestSmallRunInSharedChannels(t *testing.T) {
+	r := smallRun(t, "-channels", "2", "-turns", "1", "-ratelimits", "-ratelimit-scale", "10")
+	if len(r.Platforms) != 2 {
+		t.Fatalf("%+v", r)
+	}
+	for _, p := range r.Platforms {
+		if p.Completed != 3 || p.TurnsFound != 6 || p.RateLimited != 0 || p.SignOfLife.N != 3 || p.AfterLast.N != 3 || p.PerMinute <= 0 {
+			t.Errorf("%s: %+v", p.Platform, p)
+		}
+	}
+	if _, err := parseFlags([]string{"-channels", "2", "-turns", "2"}, new(bytes.Buffer)); err == nil {
+		t.Error("-channels with Discord conversations of two turns accepted")
+	}
+	if _, err := parseFlags([]string{"-channels", "2", "-turns", "2", "-platform", "slack"}, new(bytes.Buffer)); err != nil {
+		t.Errorf("-channels on Slack with two turns: %v", err)
+	}
+}
+
 // Under connection churn (a Slack refresh and a Discord RECONNECT every
 // 100 ms) no answer is lost.
 func TestSmallRunWithChurn(t *testing.T) {
