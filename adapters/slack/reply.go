@@ -285,6 +285,7 @@ func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
 	case r.affords("chat.postMessage") && (r.claimFinal("chat.update") || r.claimFinal("chat.delete")):
 		r.mode = modeUpdate
 	default:
+		r.fair.Missed()
 		return false
 	}
 	return true
@@ -498,7 +499,11 @@ func (r *reply) stream(ctx context.Context, text string, final bool) error {
 		if time.Until(r.seg.lastAppend.Add(r.a.editInterval)) > 0 || !r.fair.Turn() {
 			return ratelimit.ErrSkipped
 		}
-		return r.appendSegment(ctx, ratelimit.BestEffort, 0, pending)
+		err := r.appendSegment(ctx, ratelimit.BestEffort, 0, pending)
+		if errors.Is(err, ratelimit.ErrSkipped) {
+			r.fair.Missed()
+		}
+		return err
 	}
 	return errors.New("slack streaming made no progress")
 }

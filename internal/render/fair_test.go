@@ -16,10 +16,12 @@ func TestFairRoundRobin(t *testing.T) {
 		}
 		a.Rendered()
 	}
-	// b waits for its first text: a may not take a third render...
+	// b waits for its first text (its turn, but no budget): a may not take
+	// a third render...
 	if !b.Turn() {
 		t.Fatal("b, with the fewest renders, was refused")
 	}
+	b.Missed()
 	if a.Turn() {
 		t.Fatal("a got its third render while b waited for its first")
 	}
@@ -29,7 +31,7 @@ func TestFairRoundRobin(t *testing.T) {
 		t.Fatal("an answer of another workspace was held back")
 	}
 	b.Rendered()
-	b.Turn() // b, with 1 render, waits for its second
+	b.Missed() // b, with 1 render, waits for its second
 	if a.Turn() {
 		t.Fatal("a (2 renders) went before b (1), which is waiting")
 	}
@@ -38,7 +40,7 @@ func TestFairRoundRobin(t *testing.T) {
 		t.Fatal("a was refused although b caught up")
 	}
 	// An answer that leaves holds nobody back.
-	b.Turn()
+	b.Missed()
 	a.Rendered()
 	a.Rendered()
 	if a.Turn() {
@@ -135,3 +137,47 @@ func TestSyncFinalSkipped(t *testing.T) {
 type skipSurface struct{ *fakeSurface }
 
 func (s skipSurface) Edit(context.Context, Priority, string, Piece) error { return ErrSkipped }
+
+// TestFairInFlight: an answer whose render is on its way (its turn granted,
+// not yet shown) holds nobody back; only refused or skipped ones wait.
+func TestFairInFlight(t *testing.T) {
+	var f Fair
+	a, b := f.Join("T"), f.Join("T")
+	defer a.Leave()
+	defer b.Leave()
+	a.Rendered()
+	a.Rendered()
+	if !b.Turn() { // b's first render is now in flight
+		t.Fatal("b refused")
+	}
+	if !a.Turn() {
+		t.Fatal("a held back by b's render in flight")
+	}
+	if a.Others() != 1 || b.Others() != 1 {
+		t.Fatalf("others: %d, %d", a.Others(), b.Others())
+	}
+}
+
+// BenchmarkFairTurn: a render's turn in a workspace of 1,000 answers in
+// flight costs the same as in a small one.
+func BenchmarkFairTurn(b *testing.B) {
+	var f Fair
+	ts := make([]*Ticket, 1000)
+	for i := range ts {
+		ts[i] = f.Join("T")
+		for range i % 4 {
+			ts[i].Rendered()
+		}
+		if i%3 == 0 {
+			ts[i].Missed()
+		}
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		t := ts[i%len(ts)]
+		if t.Turn() {
+			t.Rendered()
+			t.Missed()
+		}
+	}
+}

@@ -150,6 +150,9 @@ func (m *Messages) Sync(ctx context.Context, s Surface, w Want) error {
 			if !w.Live {
 				return errors.Join(append(errs, err)...)
 			}
+			if gated && !shown {
+				m.Fair.Missed()
+			}
 			return errors.Join(errs...)
 		case w.Priority == BestEffort:
 			return errors.Join(append(errs, err)...)
