@@ -867,3 +867,57 @@ func TestInteractionsLeaveBoundedBuckets(t *testing.T) {
 		t.Errorf("%d rate-limit buckets more after 150 slash commands", n)
 	}
 }
+
+// TestBusyChannelOneCallPerAnswer: answers streaming at once in one
+// channel spend no call on placeholders or intermediate renders the
+// channel can't spare for the others' finals: each costs about one call,
+// its final text, and every answer is whole, with no 429.
+func TestBusyChannelOneCallPerAnswer(t *testing.T) {
+	const answers = 8
+	hs := start(t, setup{
+		fakeOpts: []discordtest.Option{discordtest.WithRateLimit(5, time.Second)},
+		opts:     []Option{WithChannelBudget(5, time.Second)},
+		handler: func(h *scriptHandler) {
+			h.frames, h.interval = 6, 40*time.Millisecond
+		},
+	})
+	const ch = "420000000000000001"
+	hs.fake.AddChannel(discordtest.Channel{ID: ch, GuildID: guildID, Type: discordtest.ChannelText})
+	before := hs.fake.Stats().Requests
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var asked []discordtest.Message
+	for i := range answers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := hs.mention(alice, ch, fmt.Sprintf("question %d", i))
+			mu.Lock()
+			asked = append(asked, u)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, u := range asked {
+		hs.h.waitDone(t, hs.h.waitCall(t, u.ID).DedupeKey())
+	}
+	for _, u := range asked {
+		pieces := hs.answerTo(ch, u.ID)
+		if len(pieces) != 1 || strings.Contains(pieces[0].Content, cursor) || !strings.Contains(pieces[0].Content, strings.TrimPrefix(u.Content, "<@"+hs.fake.Bot().ID+"> ")) {
+			t.Errorf("answer to %s: %+v", u.ID, pieces)
+		}
+	}
+	after := hs.fake.Stats()
+	calls := 0
+	for _, route := range []string{"POST /channels/{channel}/messages", "PATCH /channels/{channel}/messages/{msg}"} {
+		calls += after.Requests[route] - before[route]
+	}
+	if after.RateLimited != 0 {
+		t.Errorf("%d answered 429", after.RateLimited)
+	}
+	// The last answers to finish are alone in the channel and may stream.
+	if calls > answers+4 {
+		t.Errorf("%d channel calls for %d one-message answers: placeholders or renders the channel could not spare", calls, answers)
+	}
+	t.Logf("%d answers, %d channel calls", answers, calls)
+}
