@@ -1,12 +1,14 @@
 package slack
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/testing/slacktest"
 )
 
 func TestTaskText(t *testing.T) {
@@ -54,4 +56,94 @@ func FuzzTaskText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// taskReply is a reply in a new thread of e's workspace, closed when the test ends.
+func taskReply(t *testing.T, e *env) (*reply, string) {
+	ts := e.fs.NextTS()
+	r := e.a.newReply(replyTarget{team: e.fs.TeamID(), channel: "C1", thread: ts, user: "U1"}, newTestLogger(t))
+	t.Cleanup(r.close)
+	return r, ts
+}
+
+// TestTaskCardFailed: a search that ends without any text leaves its card
+// failed, with the note under it.
+func TestTaskCardFailed(t *testing.T) {
+	e := setup(t, newScripted(), nil)
+	r, ts := taskReply(t, e)
+	ctx := context.Background()
+	if err := r.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Render(ctx, conversation.Frame{Activity: "Searching the web…"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.fs.Replies("C1", ts)
+	if len(msgs) != 1 || !msgs[0].Streaming || len(msgs[0].Tasks) != 1 || msgs[0].Tasks[0].Status != "in_progress" || msgs[0].Visible() != "" {
+		t.Fatalf("while searching: %+v", msgs)
+	}
+	if err := r.Render(ctx, conversation.Frame{Final: true, Outcome: conversation.OutcomeFailed, Note: "Ark is unreachable."}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := e.fs.Message("C1", msgs[0].TS)
+	if task, _ := m.Task(taskID); m.Streaming || task.Status != "error" || !strings.Contains(m.Visible(), "Ark is unreachable.") {
+		t.Fatalf("after the failure: %+v", m)
+	}
+}
+
+// TestTaskCardOnALongAnswer: an answer longer than one message completes
+// the card with the first message; the sources are listed at the end.
+func TestTaskCardOnALongAnswer(t *testing.T) {
+	e := setup(t, newScripted(), nil, WithMessageLimit(200))
+	r, ts := taskReply(t, e)
+	ctx := context.Background()
+	if err := r.Render(ctx, conversation.Frame{Activity: "Searching the web…"}); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("A sentence of the answer. ", 20)
+	src := []conversation.Source{{Title: "Ark news", URL: "https://news.example.com/a"}}
+	if err := r.Render(ctx, conversation.Frame{Text: text, Final: true, Outcome: conversation.OutcomeDone, Sources: src}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.fs.Replies("C1", ts)
+	if len(msgs) < 2 || !strings.HasSuffix(msgs[len(msgs)-1].Visible(), "1. [Ark news](https://news.example.com/a)") {
+		t.Fatalf("thread %q", visible(msgs))
+	}
+	task, ok := msgs[0].Task(taskID)
+	if !ok || task.Status != "complete" || msgs[0].Streaming {
+		t.Errorf("first message's card %+v", msgs[0])
+	}
+	for _, m := range msgs[1:] {
+		if len(m.Tasks) != 0 || m.Streaming {
+			t.Errorf("a later message %+v", m)
+		}
+	}
+}
+
+// TestTaskSourcesWhenStopIsLate: when chat.stopStream is refused, the
+// append of the rest carries the card's completion with its sources.
+func TestTaskSourcesWhenStopIsLate(t *testing.T) {
+	e := setup(t, newScripted(), nil)
+	r, ts := taskReply(t, e)
+	ctx := context.Background()
+	if err := r.Render(ctx, conversation.Frame{Activity: "Searching the web…"}); err != nil {
+		t.Fatal(err)
+	}
+	e.fs.FailNext("chat.stopStream", slacktest.Failure{RetryAfter: 1})
+	src := []conversation.Source{{Title: "Ark news", URL: "https://news.example.com/a"}}
+	if err := r.Render(ctx, conversation.Frame{Text: "Fresh facts.", Final: true, Outcome: conversation.OutcomeDone, Sources: src}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.fs.Replies("C1", ts)
+	if len(msgs) != 1 {
+		t.Fatalf("thread %q", visible(msgs))
+	}
+	task, _ := msgs[0].Task(taskID)
+	if task.Status != "complete" || len(task.Sources) != 1 || !strings.HasPrefix(msgs[0].Visible(), "Fresh facts.") {
+		t.Errorf("message %+v", msgs[0])
+	}
+	msgs = e.final("C1", ts)
+	if len(msgs) != 1 || msgs[0].Streaming {
+		t.Errorf("not stopped later: %+v", msgs)
+	}
 }
