@@ -147,3 +147,30 @@ func TestTaskSourcesWhenStopIsLate(t *testing.T) {
 		t.Errorf("not stopped later: %+v", msgs)
 	}
 }
+
+// TestTaskCardOfAnOrphan: an answer whose replica died while it searched
+// is finished from its location with its card marked failed, not left in
+// progress.
+func TestTaskCardOfAnOrphan(t *testing.T) {
+	e := setup(t, newScripted(), nil)
+	r, ts := taskReply(t, e)
+	ctx := context.Background()
+	if err := r.Render(ctx, conversation.Frame{Activity: "Searching the web…"}); err != nil {
+		t.Fatal(err)
+	}
+	loc, ok := r.Location()
+	if !ok || !strings.HasPrefix(loc, "t:") || !strings.HasSuffix(loc, ":Searching the web") {
+		t.Fatalf("location %q", loc)
+	}
+	o := conversation.Orphan{Platform: conversation.PlatformSlack, Workspace: e.fs.TeamID(), Channel: "C1", Thread: ts, Asker: "U1", Location: loc}
+	if err := e.a.FinishOrphan(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.fs.Replies("C1", ts)
+	if len(msgs) != 1 || msgs[0].Streaming || !strings.Contains(msgs[0].Visible(), conversation.OrphanNote) {
+		t.Fatalf("thread %+v", msgs)
+	}
+	if task, _ := msgs[0].Task(taskID); task.Status != "error" || task.Title != "Searching the web" {
+		t.Errorf("card %+v", task)
+	}
+}
