@@ -24,9 +24,11 @@ import (
 // start now, the activity shows as the assistant status (activity.go); the
 // answer never waits for a budget to show a step.
 
+// taskID is the id of an answer's task card: one per answer.
+const taskID = "activity"
+
 // Bounds on a task card.
 const (
-	taskID         = "activity"
 	maxTaskTitle   = 256 // runes
 	maxTaskSources = 10
 	maxSourceText  = 80 // runes
