@@ -63,7 +63,9 @@
 // text, ephemeral command replies). With streaming auto, an answer in a
 // thread first shows the assistant status ("is thinking…"), then streams
 // with chat.startStream / chat.appendStream / chat.stopStream, the final
-// note (why it stopped, an error in plain words) appended at the stop.
+// note (why it stopped, an error in plain words) appended at the stop. A
+// web search before the text starts the stream as a task card, completed
+// with the cited pages as its sources (tasks.go).
 // Otherwise (streaming: update, a top-level DM, which has no thread to
 // stream into, or a fallback) a placeholder ("⏳ Thinking…") is posted at
 // once and edited with chat.update, a trailing "▍" marking the answer in

@@ -6,12 +6,15 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slack-go/slack"
+
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/render"
 )
 
 // An answer's location, for conversation.Located: "s:TS" while a native
-// stream message TS is open; "u:BASE:TS1,TS2,…" for update mode, its
+// stream message TS is open ("t:TS:TITLE" while it shows only a task card
+// in progress, titled TITLE); "u:BASE:TS1,TS2,…" for update mode, its
 // messages from the answer's byte offset BASE on. The channel and thread
 // come with the orphan.
 
@@ -21,6 +24,9 @@ func (r *reply) locate() {
 	switch {
 	case r.mode == modeNative && r.seg != nil:
 		loc = "s:" + r.seg.ts
+		if t := r.task; t != nil && !t.shown && t.ts == r.seg.ts {
+			loc = "t:" + r.seg.ts + ":" + t.title // a task card still in progress (tasks.go)
+		}
 	case r.mode == modeUpdate && len(r.msgs.List) > 0:
 		ids := make([]string, len(r.msgs.List))
 		for i, m := range r.msgs.List {
@@ -55,14 +61,18 @@ func (r *reply) resume(loc, shown string) error {
 	switch kind {
 	case "":
 		return nil
-	case "s":
-		if rest == "" {
+	case "s", "t":
+		ts, title, _ := strings.Cut(rest, ":")
+		if ts == "" {
 			return fmt.Errorf("no stream message")
 		}
 		r.mode = modeNative
-		r.seg = &segment{ts: rest}
+		r.seg = &segment{ts: ts}
 		r.segments = 1
 		r.sentOff, r.sentText = len(shown), shown
+		if kind == "t" {
+			r.task = &taskStep{ts: ts, title: taskTitle(title), status: slack.TaskCardStatusComplete}
+		}
 		return nil
 	case "u":
 		b, ids, _ := strings.Cut(rest, ":")

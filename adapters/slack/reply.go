@@ -103,7 +103,9 @@ type reply struct {
 	sentText   string // the answer's first sentOff bytes
 	nextPrefix string // fence to reopen in the next segment
 	statusAt   time.Time
-	activity   string // the Frame.Activity last shown as the status (activity.go)
+	activity   string    // the Frame.Activity last shown as the status (activity.go)
+	task       *taskStep // the task card the stream shows (tasks.go)
+	taskTried  bool      // a task card was considered
 
 	// post + update
 	base    int    // bytes already shown by native streaming before a fallback
@@ -271,7 +273,7 @@ func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
 			r.mode = modeNative
 		}
 	case f.Text == "":
-		if r.statusable() {
+		if r.statusable() && !r.startTask(ctx, f.Activity) {
 			r.showActivity(ctx, f.Activity)
 			r.showReasoning(ctx, f.Reasoning)
 		}
@@ -337,12 +339,14 @@ func (r *reply) Notice(ctx context.Context, text string) error {
 // back to update mode, which then renders the frame.
 func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, error) {
 	text := f.Text
-	if r.segments == 0 {
-		if text == "" && !f.Final {
+	if text == "" && !f.Final && r.sentOff == 0 {
+		if r.task == nil {
 			r.showActivity(ctx, f.Activity)
-			r.showReasoning(ctx, f.Reasoning)
-			return true, nil
 		}
+		r.showReasoning(ctx, f.Reasoning)
+		return true, nil
+	}
+	if r.segments == 0 {
 		// A whole answer in its first frame is one post, not a stream; and
 		// "auto" posts rather than waits when the startStream budget is spent.
 		if f.Final || (r.a.cfg.Streaming == "auto" && !r.a.available(r.t.team, r.t.channel, "chat.startStream")) {
@@ -403,6 +407,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 		}
 	}
 	blocks := r.answerBlocks(r.retryButton(f))
+	r.finishTask(f)
 	err = r.stopSegment(ctx, r.patience(), rest+note, blocks...)
 	if errors.Is(err, ratelimit.ErrSkipped) {
 		// chat.stopStream is not free soon: the rest is appended (Tier 4)
@@ -537,8 +542,9 @@ func (r *reply) startSegment(ctx context.Context, prefix, chunk string) error {
 // with a patience waits at most that long for budget.
 func (r *reply) appendSegment(ctx context.Context, p ratelimit.Priority, patience time.Duration, chunk string) error {
 	seg := r.seg
+	content, sent := r.streamText(chunk)
 	appendChunk := func(ctx context.Context) error {
-		_, _, err := r.a.api.AppendStreamContext(ctx, r.t.channel, seg.ts, slack.MsgOptionMarkdownText(chunk))
+		_, _, err := r.a.api.AppendStreamContext(ctx, r.t.channel, seg.ts, content)
 		return err
 	}
 	var err error
@@ -550,6 +556,7 @@ func (r *reply) appendSegment(ctx context.Context, p ratelimit.Priority, patienc
 	if err != nil {
 		return err
 	}
+	sent()
 	seg.lastAppend = time.Now()
 	r.sentOff += len(chunk)
 	return nil
@@ -583,8 +590,9 @@ func (r *reply) closeSegment(ctx context.Context, text string, cut, skip int) er
 func (r *reply) stopSegment(ctx context.Context, patience time.Duration, md string, blocks ...slack.Block) error {
 	seg := r.seg
 	var opts []slack.MsgOption
-	if md != "" {
-		opts = append(opts, slack.MsgOptionMarkdownText(md))
+	content, sent := r.streamText(md)
+	if content != nil {
+		opts = append(opts, content)
 	}
 	if len(blocks) > 0 {
 		opts = append(opts, slack.MsgOptionBlocks(blocks...))
@@ -602,6 +610,7 @@ func (r *reply) stopSegment(ctx context.Context, patience time.Duration, md stri
 	if err != nil {
 		return err
 	}
+	sent()
 	r.seg = nil
 	return nil
 }

@@ -172,6 +172,12 @@ type Message struct {
 	Blocks    string
 	Streaming bool // started with chat.startStream and not stopped yet
 	Streamed  bool // was created with chat.startStream
+	// Tasks are the task cards the stream's task_update chunks show, in
+	// the order first sent; PlanTitle is the last plan_update's title and
+	// TaskDisplayMode chat.startStream's task_display_mode.
+	Tasks           []Task
+	PlanTitle       string
+	TaskDisplayMode string
 	// stoppedBySlack: Slack stopped the stream (StopSession); appends fail.
 	stoppedBySlack bool
 	Edits          int // chat.update and chat.appendStream calls that changed it
@@ -1070,6 +1076,17 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 		return apiError("channel_not_found")
 	}
 	md := req.get("markdown_text")
+	chunks, code := parseChunks(req.get("chunks"))
+	switch {
+	case code != "":
+		return apiError(code)
+	case md != "" && chunks != nil:
+		// The SDKs send text either way, never both; the fake refuses the
+		// mix so that the bot never depends on an order Slack leaves open.
+		return apiError("invalid_arguments")
+	case chunks != nil:
+		md = chunksMarkdown(chunks)
+	}
 	if utf8.RuneCountInString(md) > MaxMarkdownChars {
 		return apiError("msg_too_long")
 	}
@@ -1082,8 +1099,16 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 		if !strings.HasPrefix(ch, "D") && (req.get("recipient_user_id") == "" || req.get("recipient_team_id") == "") {
 			return apiError("invalid_arguments") // recipients are required outside DMs
 		}
+		mode := req.get("task_display_mode")
+		if mode != "" && mode != "timeline" && mode != "plan" {
+			return apiError("invalid_arguments")
+		}
 		m := &Message{Channel: ch, TS: s.NextTS(), ThreadTS: thread, User: s.opts.BotUserID, BotID: s.opts.BotID,
-			Markdown: md, Streaming: true, Streamed: true, Created: now, Updated: now}
+			Markdown: md, Streaming: true, Streamed: true, TaskDisplayMode: mode, Created: now, Updated: now}
+		if chunks != nil {
+			m.Markdown = ""
+			applyChunks(m, chunks)
+		}
 		s.store(m)
 		req.echo = s.echoOf(m, false)
 		return messageResponse{OK: true, Channel: ch, TS: m.TS}
@@ -1098,13 +1123,17 @@ func (s *Server) stream(req *apiRequest, now time.Time) any {
 		if utf8.RuneCountInString(m.Markdown)+utf8.RuneCountInString(md) > MaxMarkdownChars {
 			return apiError("msg_too_long")
 		}
-		if req.method == "chat.appendStream" && md == "" {
+		if req.method == "chat.appendStream" && md == "" && chunks == nil {
 			return apiError("no_text")
 		}
 		if req.method == "chat.appendStream" && m.stoppedBySlack {
 			return apiError("message_not_in_streaming_state")
 		}
-		if md != "" {
+		switch {
+		case chunks != nil:
+			applyChunks(m, chunks)
+			m.Edits++
+		case md != "":
 			m.Markdown += md
 			m.Edits++
 		}
