@@ -96,13 +96,20 @@ var (
 		Name: "arkbot_redis_errors_total",
 		Help: "Failed Redis operations by operation.",
 	}, []string{"op"})
+
+	// Deliveries counts finished answers by how their final text reached
+	// the platform: a busy workspace shows as fewer streams and more posts.
+	Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "arkbot_answer_deliveries_total",
+		Help: "Final answers by platform and how they were shown: stream (a native stream stopped with the rest), stream_appended (the rest appended, the stop left for later), edit (the message shown edited), post (posted, nothing shown before), posted_instead (posted because no edit was free in time).",
+	}, []string{"platform", "how"})
 )
 
 func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Answers, FirstToken, Tokens, WebSearches, Chains, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, StartWait, RedisErrors, Feedback,
+		Answers, FirstToken, Tokens, WebSearches, Chains, ActiveStreams, ArkErrors, ArkRetries, PlatformCalls, Messages, Replicas, StartWait, RedisErrors, Feedback, Deliveries,
 	)
 }
 

@@ -4,9 +4,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/testing/slacktest"
+	"github.com/arkbot/arkbot/metrics"
 )
 
 // scarceUpdates is the test budgets with chat.update's spent after one
@@ -27,6 +30,10 @@ func TestFinalPostedInsteadOfEdited(t *testing.T) {
 	h.gate = make(chan struct{})
 	e := setup(t, h, func(c *config.Slack) { c.Streaming = "update" }, WithBudgets(scarceUpdates()))
 
+	deliveries := func(how string) float64 {
+		return testutil.ToFloat64(metrics.Deliveries.WithLabelValues(conversation.PlatformSlack, how))
+	}
+	edits, instead := deliveries("edit"), deliveries("posted_instead")
 	ts1, ts2 := e.fs.NextTS(), e.fs.NextTS()
 	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> one", ts1, ""))
 	e.send(slacktest.EventOptions{}, slacktest.AppMention("C2", "U1", "<@UBOT> two", ts2, ""))
@@ -65,6 +72,9 @@ func TestFinalPostedInsteadOfEdited(t *testing.T) {
 	}
 	if n := e.fs.RateLimited(); n != 0 {
 		t.Errorf("%d calls answered 429", n)
+	}
+	if d1, d2 := deliveries("edit")-edits, deliveries("posted_instead")-instead; d1 != 1 || d2 != 1 {
+		t.Errorf("deliveries counted: %v edited, %v posted instead; want 1 and 1", d1, d2)
 	}
 }
 

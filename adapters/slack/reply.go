@@ -16,6 +16,7 @@ import (
 	"github.com/arkbot/arkbot/conversation"
 	"github.com/arkbot/arkbot/internal/ratelimit"
 	"github.com/arkbot/arkbot/internal/render"
+	"github.com/arkbot/arkbot/metrics"
 )
 
 // What users see around an answer.
@@ -418,6 +419,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 			r.seg = nil
 			r.sentOff, r.sentText = len(text), text
 			r.a.tidyLater(r.log, job)
+			delivered("stream_appended")
 			return true, nil
 		}
 		pre := r.reopenAt(text)
@@ -439,6 +441,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 	}
 	r.sentOff = len(text)
 	r.sentText = text
+	delivered("stream")
 	return true, nil
 }
 
@@ -707,12 +710,25 @@ func (r *reply) renderUpdate(ctx context.Context, f conversation.Frame) error {
 	if r.finishBy == "chat.delete" && within > 0 {
 		within = -1 // claimed to be posted instead: edit only if chat.update is free now, beyond claims
 	}
+	how := "edit"
+	if len(r.msgs.List) == 0 {
+		how = "post"
+	}
 	err := r.msgs.Sync(ctx, surface{r: r, within: within}, want)
 	if !errors.Is(err, ratelimit.ErrSkipped) {
+		if err == nil {
+			delivered(how)
+		}
 		return err
 	}
-	return r.postInstead(ctx, want)
+	if err = r.postInstead(ctx, want); err == nil {
+		delivered("posted_instead")
+	}
+	return err
 }
+
+// delivered counts a final answer shown (metrics.Deliveries).
+func delivered(how string) { metrics.Deliveries.WithLabelValues(conversation.PlatformSlack, how).Inc() }
 
 // postInstead shows a final frame whose edits chat.update could not make
 // within finalPatience by posting it whole. What was shown before (a
