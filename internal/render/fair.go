@@ -123,16 +123,6 @@ func (t *Ticket) Rendered() {
 	t.renders++
 }
 
-// Renders is how many intermediate renders the answer has shown.
-func (t *Ticket) Renders() int {
-	if t == nil {
-		return 0
-	}
-	t.f.mu.Lock()
-	defer t.f.mu.Unlock()
-	return t.renders
-}
-
 // Others is how many other answers are in flight in the group (none for
 // a nil Ticket).
 func (t *Ticket) Others() int {

@@ -516,23 +516,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, req
 		return err == nil && write([]byte("data: "+string(b)+"\n\n"))
 	}
 	prefix, buf := deltaPrefix(base), []byte(nil)
-	sent := 0
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	pause := func() bool {
-		d := resp.PerChunk
-		if sent == 0 {
-			d = resp.TTFT
-		}
-		sent++
-		if d <= 0 {
-			return s.wait(r, 0)
-		}
-		timer.Reset(d)
-		return s.sleep(timer, r)
-	}
+	p := s.newPace(r, resp)
+	defer p.stop()
+	pause := p.next
 	sendDelta := func(d delta, finish *string) bool {
-		if sent == 0 {
+		if p.sent == 0 {
 			d.Role = "assistant"
 		}
 		if !pause() {
@@ -543,7 +531,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, req
 		if !write(buf) {
 			return false
 		}
-		if sent == 1 && s.onFirst != nil {
+		if p.sent == 1 && s.onFirst != nil {
 			s.onFirst(req, at)
 		}
 		if s.onChunk != nil {
@@ -687,3 +675,34 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, model, reqID s
 		"usage":   toUsageJSON(resp.Usage),
 	})
 }
+
+// pace spaces a response's chunks as scripted: TTFT before the first,
+// PerChunk between the others.
+type pace struct {
+	s     *Server
+	r     *http.Request
+	resp  Response
+	sent  int // pauses made: chunks about to be sent, the current one included
+	timer *time.Timer
+}
+
+func (s *Server) newPace(r *http.Request, resp Response) *pace {
+	return &pace{s: s, r: r, resp: resp, timer: time.NewTimer(time.Hour)}
+}
+
+// next waits before the next chunk; false when the request or the server
+// ended meanwhile.
+func (p *pace) next() bool {
+	d := p.resp.PerChunk
+	if p.sent == 0 {
+		d = p.resp.TTFT
+	}
+	p.sent++
+	if d <= 0 {
+		return p.s.wait(p.r, 0)
+	}
+	p.timer.Reset(d)
+	return p.s.sleep(p.timer, p.r)
+}
+
+func (p *pace) stop() { p.timer.Stop() }

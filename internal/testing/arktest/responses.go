@@ -236,24 +236,12 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, req Requ
 	if !send("response.created", map[string]any{"response": object("in_progress")}) {
 		return
 	}
-	sent := 0
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	pause := func() bool {
-		d := resp.PerChunk
-		if sent == 0 {
-			d = resp.TTFT
-		}
-		sent++
-		if d <= 0 {
-			return s.wait(r, 0)
-		}
-		timer.Reset(d)
-		return s.sleep(timer, r)
-	}
+	p := s.newPace(r, resp)
+	defer p.stop()
+	pause := p.next
 	hooks := func() {
 		at := time.Now()
-		if sent == 1 && s.onFirst != nil {
+		if p.sent == 1 && s.onFirst != nil {
 			s.onFirst(req, at)
 		}
 		if s.onChunk != nil {
