@@ -24,11 +24,7 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 	a := e.newRun(ctx, log, m, r)
 	defer a.end()
 	defer a.releaseThread()
-	defer func() {
-		if v := recover(); v != nil {
-			err = a.crashed(v)
-		}
-	}()
+	defer a.recoverInto(&err)
 	if err := a.takeThread(adm); err != nil {
 		return errors.Join(err, a.finish(a.lockFailure(err)))
 	}
@@ -53,6 +49,14 @@ func (e *Engine) answer(ctx context.Context, log *slog.Logger, m Message, r Repl
 		finalErr = errors.Join(finalErr, a.finish(a.crashFrame()))
 	}
 	return errors.Join(saveErr, finalErr)
+}
+
+// recoverInto, deferred by a run's function, turns a panic of the run's
+// goroutine into *err (see crashed).
+func (a *run) recoverInto(err *error) {
+	if v := recover(); v != nil {
+		*err = a.crashed(v)
+	}
 }
 
 // crashed handles a panic of the answer's goroutine: it logs v and ends

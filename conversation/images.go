@@ -28,8 +28,8 @@ type ImageReply interface {
 	// SendPictures posts pics with caption (the prompt) where the answer
 	// goes, and returns a reference to each posted file (a permalink, an
 	// attachment URL, a path) for the conversation's memory. An error
-	// with a UserMessage() string method is shown to the user in those
-	// words.
+	// with a UserMessage() string method (such as a UserError) is shown
+	// to the user in those words.
 	SendPictures(ctx context.Context, caption string, pics []Picture) ([]string, error)
 }
 
@@ -38,6 +38,20 @@ type userError interface {
 	error
 	UserMessage() string
 }
+
+// UserError is an adapter's failure with words for the user, e.g. a
+// platform's refusal of a picture and what to do about it.
+type UserError struct {
+	Err     error
+	Message string
+}
+
+func (e *UserError) Error() string { return e.Err.Error() }
+
+func (e *UserError) Unwrap() error { return e.Err }
+
+// UserMessage is what the user is told.
+func (e *UserError) UserMessage() string { return e.Message }
 
 // Picture is a picture to post.
 type Picture struct {
@@ -109,11 +123,7 @@ func (e *Engine) image(ctx context.Context, log *slog.Logger, m Message, r Reply
 	a := e.newRun(ctx, log, m, r)
 	defer a.end()
 	defer a.releaseThread()
-	defer func() {
-		if v := recover(); v != nil {
-			err = a.crashed(v)
-		}
-	}()
+	defer a.recoverInto(&err)
 	if err := a.takeThread(adm); err != nil {
 		return errors.Join(err, a.finish(a.lockFailure(err)))
 	}

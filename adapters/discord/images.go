@@ -92,16 +92,6 @@ func (r *reply) SendPictures(ctx context.Context, caption string, pics []convers
 	return refs, nil
 }
 
-// pictureError is a failed post of pictures, with words for the user.
-type pictureError struct {
-	err  error
-	user string
-}
-
-func (e *pictureError) Error() string       { return e.err.Error() }
-func (e *pictureError) Unwrap() error       { return e.err }
-func (e *pictureError) UserMessage() string { return e.user }
-
 // uploadError says what to do about Discord's refusals of a picture.
 func uploadError(err error) error {
 	var re *discordgo.RESTError
@@ -110,9 +100,9 @@ func uploadError(err error) error {
 	}
 	switch re.Response.StatusCode {
 	case http.StatusRequestEntityTooLarge:
-		return &pictureError{err, "it is larger than Discord accepts from the bot; a smaller images.size would fit."}
+		return &conversation.UserError{Err: err, Message: "it is larger than Discord accepts from the bot; a smaller images.size would fit."}
 	case http.StatusForbidden:
-		return &pictureError{err, "I may not attach files here (Discord's Attach Files permission)."}
+		return &conversation.UserError{Err: err, Message: "I may not attach files here (Discord's Attach Files permission)."}
 	}
 	return err
 }

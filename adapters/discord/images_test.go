@@ -151,7 +151,7 @@ func TestDiscordPictures(t *testing.T) {
 	p.mu.Unlock()
 	hs.mention(alice, channelID, "/image a huge owl")
 	_, _, err = p.wait(t, 4)
-	if um, ok := errors.AsType[*pictureError](err); !ok || !strings.Contains(um.UserMessage(), "larger than Discord accepts") {
+	if um, ok := errors.AsType[*conversation.UserError](err); !ok || !strings.Contains(um.UserMessage(), "larger than Discord accepts") {
 		t.Fatalf("too large: %v", err)
 	}
 }

@@ -63,16 +63,6 @@ func (r *reply) SendPictures(ctx context.Context, caption string, pics []convers
 	return refs, nil
 }
 
-// pictureError is a failed upload, with words for the user.
-type pictureError struct {
-	err  error
-	user string
-}
-
-func (e *pictureError) Error() string       { return e.err.Error() }
-func (e *pictureError) Unwrap() error       { return e.err }
-func (e *pictureError) UserMessage() string { return e.user }
-
 // uploadError names the method that failed and, for Slack's refusals an
 // operator must fix, says what to do.
 func uploadError(method string, err error) error {
@@ -83,9 +73,9 @@ func uploadError(method string, err error) error {
 	}
 	switch se.Err {
 	case "missing_scope":
-		return &pictureError{err, "the Slack app lacks the files:write scope; an operator must add it and reinstall the app."}
+		return &conversation.UserError{Err: err, Message: "the Slack app lacks the files:write scope; an operator must add it and reinstall the app."}
 	case "not_in_channel", "channel_not_found":
-		return &pictureError{err, "I'm not a member of this channel; invite me with /invite."}
+		return &conversation.UserError{Err: err, Message: "I'm not a member of this channel; invite me with /invite."}
 	}
 	return err
 }

@@ -20,7 +20,7 @@ type painter struct {
 	pic    []byte
 	mu     sync.Mutex
 	out    []string // per message: the references, or the error
-	worded *pictureError
+	worded *conversation.UserError
 }
 
 func (p *painter) Handle(ctx context.Context, m conversation.Message, r conversation.Reply) error {
@@ -54,12 +54,12 @@ func (p *painter) setErr(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.worded = nil
-	if um, ok := errors.AsType[*pictureError](err); ok {
+	if um, ok := errors.AsType[*conversation.UserError](err); ok {
 		p.worded = um
 	}
 }
 
-func (p *painter) lastErr() *pictureError {
+func (p *painter) lastErr() *conversation.UserError {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.worded
