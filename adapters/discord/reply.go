@@ -332,7 +332,7 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 	r.last, r.rendered = f, true
 	if f.Final {
 		r.final, r.answered = true, strings.TrimSpace(f.Text) != ""
-		r.done()
+		defer r.done() // after its final call: until then it counts among the channel's answers
 		fctx, cancel := context.WithTimeout(ctx, finalTimeout)
 		defer cancel()
 		return r.showLocked(fctx, render.Layout(style, f), false, render.MustDeliver)
