@@ -1,7 +1,9 @@
 package arkclient
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -286,7 +288,8 @@ func TestDecodeEvent(t *testing.T) {
 
 // FuzzDecodeEvent: any event data decodes to a chunk, an Ark error or a
 // decoding error, without panicking; a text delta gives back its text as
-// encoding/json reads it, and a source is cited once, with a web URL.
+// encoding/json reads it (keys exact, as Ark sends them), and a source is
+// cited once, with a web URL.
 func FuzzDecodeEvent(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"response.output_text.delta","delta":"hi"}`,
@@ -310,12 +313,14 @@ func FuzzDecodeEvent(f *testing.F) {
 			if round == 1 && len(ch.Sources) > 0 {
 				t.Fatalf("sources cited twice: %+v", ch.Sources)
 			}
-			var ev struct {
-				Type  string `json:"type"`
-				Delta string `json:"delta"`
-			}
-			if json.Unmarshal(raw, &ev) == nil && ev.Type == "response.output_text.delta" && ch.Content != ev.Delta {
-				t.Fatalf("content %q, encoding/json reads %q", ch.Content, ev.Delta)
+			// A map, not a struct: encoding/json matches a struct's field
+			// names in any case ("tYpe"), Ark's keys are exact; and only
+			// without repeated keys, of which encoding/json keeps the last.
+			var ev map[string]any
+			if json.Unmarshal(raw, &ev) == nil && ev["type"] == "response.output_text.delta" && uniqueKeys(raw) {
+				if delta, _ := ev["delta"].(string); ch.Content != delta {
+					t.Fatalf("content %q, encoding/json reads %q", ch.Content, delta)
+				}
 			}
 			seen := map[string]bool{}
 			for _, s := range ch.Sources {
@@ -341,5 +346,42 @@ func TestChatReasoningEffort(t *testing.T) {
 	req.ReasoningEffort = ""
 	if body, _ := requestBody(req); strings.Contains(string(body), "reasoning_effort") {
 		t.Errorf("empty effort sent: %s", body)
+	}
+}
+
+// uniqueKeys reports whether the JSON object raw names no key twice at
+// its top level.
+func uniqueKeys(raw []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	seen := map[string]bool{}
+	depth := 0
+	expectKey := false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err == io.EOF
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			if v == '{' || v == '[' {
+				depth++
+			} else {
+				depth--
+			}
+			expectKey = depth == 1 // the object began, or a value in it ended
+			continue
+		case string:
+			if depth == 1 && expectKey {
+				if seen[v] {
+					return false
+				}
+				seen[v] = true
+				expectKey = false
+				continue
+			}
+		}
+		if depth == 1 {
+			expectKey = true // a scalar value ended
+		}
 	}
 }
