@@ -153,11 +153,14 @@ func eventError(v *fastjson.Value) *openai.APIError {
 // fastjson's unescaping differs from it (see needsExactStrings).
 func delta(v *fastjson.Value, raw []byte) string {
 	if needsExactStrings(raw) {
-		var e struct {
-			Delta string `json:"delta"`
+		// A map, not a struct, whose fields encoding/json would match in
+		// any case ("deltA"): Ark's keys are exact, as fastjson reads them.
+		var e map[string]json.RawMessage
+		var d string
+		if json.Unmarshal(raw, &e) == nil {
+			_ = json.Unmarshal(e["delta"], &d)
 		}
-		_ = json.Unmarshal(raw, &e)
-		return e.Delta
+		return d
 	}
 	return str(v, "delta")
 }
