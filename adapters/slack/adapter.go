@@ -57,6 +57,7 @@ type Adapter struct {
 	pool      *work.Pool
 	accepting atomic.Bool
 	tidy      *work.Pool // tidy jobs (see tidyJob)
+	chores    Chores     // nil: tidy jobs live in this process
 }
 
 // identity is who the bot is, from auth.test.
@@ -84,6 +85,7 @@ type options struct {
 
 	presence      Presence
 	presenceEvery time.Duration
+	chores        Chores
 }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -184,6 +186,7 @@ func New(cfg config.Slack, limits config.Limits, h conversation.Handler, opts ..
 		users:        newUserCache(),
 		pool:         work.New(context.Background(), conversation.PlatformSlack, workers, poolOpts...),
 		tidy:         work.New(context.Background(), conversation.PlatformSlack, tidyWorkers, work.WithLogger(log), work.WithQueue(tidyQueue)),
+		chores:       o.chores,
 	}
 	if o.presence != nil {
 		if o.presenceEvery <= 0 {
@@ -213,6 +216,9 @@ func (a *Adapter) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	if a.chores != nil {
+		go a.runChores(ctx)
 	}
 	if a.presence != nil {
 		// Count before taking events, so the first answers already spend

@@ -8,6 +8,7 @@ import (
 
 	"github.com/arkbot/arkbot/config"
 	"github.com/arkbot/arkbot/conversation"
+	"github.com/arkbot/arkbot/internal/testing/redistest"
 	"github.com/arkbot/arkbot/internal/testing/slacktest"
 	"github.com/arkbot/arkbot/metrics"
 )
@@ -153,4 +154,54 @@ func TestNativeFinalAppendedWhenStopIsLate(t *testing.T) {
 	if n := e.fs.CallCount("chat.stopStream"); n != 2 {
 		t.Errorf("chat.stopStream called %d times, want 2 (a 429, then the tidy job)", n)
 	}
+}
+
+// TestTidyJobOutlivesItsReplica: a tidy job kept in Redis (WithChores) is
+// made by another replica when the one that stored it is gone before it
+// could: nothing is left for good under a posted final.
+func TestTidyJobOutlivesItsReplica(t *testing.T) {
+	rs := redistest.New(t)
+	store := conversation.NewStore(rs.Client(), conversation.StoreOptions{Prefix: rs.Prefix})
+	fs := slacktest.New(slacktest.Options{PingInterval: time.Second})
+	t.Cleanup(fs.Close)
+	fs.AddUser(slacktest.User{ID: "U1", Name: "ann"})
+	h := newScripted()
+	h.gate = make(chan struct{})
+	update := func(c *config.Slack) { c.Streaming = "update" }
+	opts := []Option{WithBudgets(scarceUpdates()), WithChores(store)}
+	_, stopA := start(t, fs, h, update, opts...)
+	e := &env{t: t, fs: fs, h: h}
+	ts1, ts2 := fs.NextTS(), fs.NextTS()
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> one", ts1, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C2", "U1", "<@UBOT> two", ts2, ""))
+	for range 2 {
+		<-h.began
+	}
+	h.gate <- struct{}{}
+	h.gate <- struct{}{}
+	e.waitFor("a placeholder and a first text", 5*time.Second, func() bool {
+		return len(fs.Replies("C1", ts1)) == 1 && len(fs.Replies("C2", ts2)) == 1
+	})
+	// The partial under the posted final can't be deleted for a minute on
+	// this replica (a 429), which then stops.
+	fs.FailNext("chat.delete", slacktest.Failure{RetryAfter: 60})
+	h.gate <- struct{}{}
+	h.gate <- struct{}{}
+	e.waitFor("the answers finished", 5*time.Second, func() bool { return h.finishedCount() == 2 })
+	stopA()
+	twice := func() int {
+		n := 0
+		for ch, ts := range map[string]string{"C1": ts1, "C2": ts2} {
+			if len(fs.Replies(ch, ts)) == 2 {
+				n++
+			}
+		}
+		return n
+	}
+	if n := twice(); n != 1 {
+		t.Fatalf("%d threads show a partial above the posted final after the first replica stopped, want 1", n)
+	}
+	// Another replica makes the stored job.
+	start(t, fs, h, update, opts...)
+	e.waitFor("the second replica to tidy", 10*time.Second, func() bool { return twice() == 0 })
 }

@@ -414,7 +414,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 		// chat.stopStream is not free soon: the rest is appended (Tier 4)
 		// and the stream stopped later with the buttons; failing that, the
 		// rest follows in a post.
-		job := tidyJob{team: r.t.team, channel: r.t.channel, ts: r.seg.ts, method: "chat.stopStream", blocks: blocks}
+		job := tidyJob{Team: r.t.team, Channel: r.t.channel, TS: r.seg.ts, Method: "chat.stopStream", Blocks: slack.Blocks{BlockSet: blocks}}
 		if rest+note == "" || r.appendSegment(ctx, ratelimit.BestEffort, r.patience(), rest+note) == nil {
 			r.seg = nil
 			r.sentOff, r.sentText = len(text), text
@@ -423,7 +423,7 @@ func (r *reply) renderNative(ctx context.Context, f conversation.Frame) (bool, e
 			return true, nil
 		}
 		pre := r.reopenAt(text)
-		job.blocks = nil
+		job.Blocks = slack.Blocks{}
 		r.seg = nil
 		r.a.tidyLater(r.log, job)
 		r.fallback(r.sentOff, pre)
@@ -740,8 +740,8 @@ func (r *reply) postInstead(ctx context.Context, want render.Want) error {
 		if m.Gone {
 			continue
 		}
-		job := tidyJob{team: r.t.team, channel: r.t.channel, ts: m.ID, method: "chat.delete"}
-		if err := r.a.call(ctx, ratelimit.BestEffort, r.t.team, r.t.channel, job.method, func(ctx context.Context) error {
+		job := tidyJob{Team: r.t.team, Channel: r.t.channel, TS: m.ID, Method: "chat.delete"}
+		if err := r.a.call(ctx, ratelimit.BestEffort, r.t.team, r.t.channel, job.Method, func(ctx context.Context) error {
 			return r.a.tidyCall(ctx, job)
 		}); err != nil && !messageGone(err) {
 			r.a.tidyLater(r.log, job)

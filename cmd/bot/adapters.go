@@ -24,7 +24,8 @@ func (b *bot) adapters(cfg *config.Config, mux *http.ServeMux) ([]runner, error)
 	if cfg.Slack.Enabled() {
 		opts := []slack.Option{slack.WithLogger(b.log.With("adapter", "slack")),
 			slack.WithShutdownGrace(cfg.Server.ShutdownTimeout.D()),
-			slack.WithBudgets(slack.DefaultBudgets().WithLimits(cfg.Slack.RateLimits).Scaled(cfg.Slack.Replicas.Share()))}
+			slack.WithBudgets(slack.DefaultBudgets().WithLimits(cfg.Slack.RateLimits).Scaled(cfg.Slack.Replicas.Share())),
+			slack.WithChores(b.store)}
 		if cfg.Slack.Replicas.Auto() {
 			// Replicas count each other through Redis and split the budgets.
 			opts = append(opts, slack.WithPresence(b.store, slack.DefaultPresenceInterval))

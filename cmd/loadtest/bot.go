@@ -80,7 +80,7 @@ type snapshot struct {
 	SchedWait  []bucket
 	Redis      int64    // Redis round trips so far
 	RedisSetup int64    // connection handshakes, not in Redis
-	RedisBeats int64    // replica-count heartbeats (slack.replicas: auto), not in Redis
+	RedisBeats int64    // timed commands: replica-count heartbeats (slack.replicas: auto), looks for stored tidy jobs; not in Redis
 	Dials      [3]int64 // HTTP connections opened to Ark, Slack and Discord so far
 	Err        string
 }
@@ -103,8 +103,9 @@ type bucket struct {
 
 // roundTrips counts Redis round trips: one per command or pipeline sent,
 // as conversation/roundtrips_test.go does, keeping apart the handshake
-// go-redis makes on each new pooled connection (HELLO, CLIENT SETINFO) and
-// the replica count's heartbeat (every 10 s, not per turn).
+// go-redis makes on each new pooled connection (HELLO, CLIENT SETINFO),
+// the replica count's heartbeat (every 10 s) and the look for stored
+// tidy jobs (every second): neither is per turn.
 type roundTrips struct{ n, setup, beats atomic.Int64 }
 
 func (h *roundTrips) count(cmds ...redis.Cmder) {
@@ -112,7 +113,7 @@ func (h *roundTrips) count(cmds ...redis.Cmder) {
 		switch c.Name() {
 		case "hello", "auth", "client", "select", "multi":
 		default:
-			if c.Name() == "zadd" && strings.Contains(fmt.Sprint(c.Args()[1]), ":replicas:") {
+			if periodic(c) {
 				h.beats.Add(1)
 			} else {
 				h.n.Add(1)
@@ -121,6 +122,19 @@ func (h *roundTrips) count(cmds ...redis.Cmder) {
 		}
 	}
 	h.setup.Add(1)
+}
+
+// periodic reports a command the bot sends on a timer, not per turn: the
+// replica count's heartbeat, the look for stored tidy jobs.
+func periodic(c redis.Cmder) bool {
+	args := c.Args()
+	switch c.Name() {
+	case "zadd":
+		return len(args) > 1 && strings.Contains(fmt.Sprint(args[1]), ":replicas:")
+	case "evalsha", "eval":
+		return len(args) > 3 && strings.Contains(fmt.Sprint(args[3]), ":chores:")
+	}
+	return false
 }
 
 func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -280,7 +294,7 @@ func startBot(spec botSpec, stderr io.Writer) (*bot, error) {
 		}
 		opts := []slack.Option{slack.WithLogger(log.With("adapter", "slack")),
 			slack.WithShutdownGrace(b.shutdown), slack.WithBudgets(budgets),
-			slack.WithHTTPClient(&http.Client{Timeout: 30 * time.Second, Transport: stamped{slackT}})}
+			slack.WithHTTPClient(&http.Client{Timeout: 30 * time.Second, Transport: stamped{slackT}}), slack.WithChores(store)}
 		if cfg.Slack.Replicas.Auto() {
 			opts = append(opts, slack.WithPresence(store, slack.DefaultPresenceInterval))
 		}

@@ -136,7 +136,7 @@ type result struct {
 	Timeline                       []window // added latency over the load
 	RedisPerTurn                   float64  // Redis round trips per answered turn
 	RedisHandshakes                int64    // not counted in it: handshakes of new pooled connections
-	RedisHeartbeats                int64    // nor the replica count's heartbeats (one per 10 s)
+	RedisHeartbeats                int64    // nor timed commands: the replica count's heartbeats (one per 10 s), looks for stored tidy jobs (one a second)
 	Dials                          [3]int64 // HTTP connections the bot opened to Ark, Slack and Discord
 	Churns                         int      // times the event connections were replaced during the load (-churn)
 	Redelivered                    int64    // Slack events sent again, not acknowledged in time (as Slack does), until the load's end
@@ -265,7 +265,7 @@ func (r *result) print(w io.Writer, withTimeline bool) {
 		r.SchedWaitP50, r.SchedWaitP99, r.GCCycles, r.GCCPUSeconds)
 	fmt.Fprintf(w, "harness (fakes and driver): CPU %.1f s, %d GCs, %d page faults; its goroutines waited p50 %.2f ms, p99 %.1f ms\n",
 		r.HarnessCPU, r.HarnessGCs, r.HarnessFaults, r.HarnessWaitP50, r.HarnessWaitP99)
-	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections, %d replica-count heartbeats); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
+	fmt.Fprintf(w, "Redis round trips per turn: %.2f (and %d handshakes of new pooled connections, %d timed commands: replica-count heartbeats, looks for stored tidy jobs); HTTP connections opened: Ark %d, Slack %d, Discord %d\n",
 		r.RedisPerTurn, r.RedisHandshakes, r.RedisHeartbeats, r.Dials[0], r.Dials[1], r.Dials[2])
 	if r.Churns > 0 {
 		fmt.Fprintf(w, "event connections replaced %d times during the load (-churn %s: a Slack refresh, a Discord RECONNECT)\n", r.Churns, r.Options["churn"])
