@@ -21,6 +21,27 @@ func scarceUpdates() Budgets {
 	return b
 }
 
+// twoAnswersShowing mentions the bot in C1 and C2 (thread ts1, ts2) with
+// h gated, lets both past Begin and waits until, with one chat.update to
+// spare, one shows a placeholder (its edits wait for the final it
+// claimed) and the other its first text; their finals wait for h.gate.
+func twoAnswersShowing(e *env, h *scripted) (ts1, ts2 string) {
+	e.t.Helper()
+	ts1, ts2 = e.fs.NextTS(), e.fs.NextTS()
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> one", ts1, ""))
+	e.send(slacktest.EventOptions{}, slacktest.AppMention("C2", "U1", "<@UBOT> two", ts2, ""))
+	for range 2 {
+		<-h.began
+	}
+	h.gate <- struct{}{}
+	h.gate <- struct{}{}
+	e.waitFor("a placeholder and a first text", 5*time.Second, func() bool {
+		r1, r2 := e.fs.Replies("C1", ts1), e.fs.Replies("C2", ts2)
+		return len(r1) == 1 && len(r2) == 1 && (r1[0].Visible() == placeholderText) != (r2[0].Visible() == placeholderText)
+	})
+	return ts1, ts2
+}
+
 // TestFinalPostedInsteadOfEdited: of two answers streaming by post and edit
 // in a workspace with one chat.update to spare, one claims it for its final
 // edit; the other claims a chat.delete, and its final is posted whole after
@@ -35,20 +56,7 @@ func TestFinalPostedInsteadOfEdited(t *testing.T) {
 		return testutil.ToFloat64(metrics.Deliveries.WithLabelValues(conversation.PlatformSlack, how))
 	}
 	edits, instead := deliveries("edit"), deliveries("posted_instead")
-	ts1, ts2 := e.fs.NextTS(), e.fs.NextTS()
-	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> one", ts1, ""))
-	e.send(slacktest.EventOptions{}, slacktest.AppMention("C2", "U1", "<@UBOT> two", ts2, ""))
-	for range 2 {
-		<-h.began
-	}
-	h.gate <- struct{}{}
-	h.gate <- struct{}{}
-	// One shows a placeholder (its edits wait for the claimed final), the
-	// other its first text.
-	e.waitFor("a placeholder and a first text", 5*time.Second, func() bool {
-		r1, r2 := e.fs.Replies("C1", ts1), e.fs.Replies("C2", ts2)
-		return len(r1) == 1 && len(r2) == 1 && (r1[0].Visible() == placeholderText) != (r2[0].Visible() == placeholderText)
-	})
+	ts1, ts2 := twoAnswersShowing(e, h)
 	start := time.Now()
 	h.gate <- struct{}{}
 	h.gate <- struct{}{}
@@ -85,17 +93,7 @@ func TestPartialTidiedLater(t *testing.T) {
 	h := newScripted()
 	h.gate = make(chan struct{})
 	e := setup(t, h, func(c *config.Slack) { c.Streaming = "update" }, WithBudgets(scarceUpdates()))
-	ts1, ts2 := e.fs.NextTS(), e.fs.NextTS()
-	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> one", ts1, ""))
-	e.send(slacktest.EventOptions{}, slacktest.AppMention("C2", "U1", "<@UBOT> two", ts2, ""))
-	for range 2 {
-		<-h.began
-	}
-	h.gate <- struct{}{}
-	h.gate <- struct{}{}
-	e.waitFor("a placeholder and a first text", 5*time.Second, func() bool {
-		return len(e.fs.Replies("C1", ts1)) == 1 && len(e.fs.Replies("C2", ts2)) == 1
-	})
+	ts1, ts2 := twoAnswersShowing(e, h)
 	e.fs.FailNext("chat.delete", slacktest.Failure{RetryAfter: 1})
 	h.gate <- struct{}{}
 	h.gate <- struct{}{}
@@ -171,17 +169,7 @@ func TestTidyJobOutlivesItsReplica(t *testing.T) {
 	opts := []Option{WithBudgets(scarceUpdates()), WithChores(store)}
 	_, stopA := start(t, fs, h, update, opts...)
 	e := &env{t: t, fs: fs, h: h}
-	ts1, ts2 := fs.NextTS(), fs.NextTS()
-	e.send(slacktest.EventOptions{}, slacktest.AppMention("C1", "U1", "<@UBOT> one", ts1, ""))
-	e.send(slacktest.EventOptions{}, slacktest.AppMention("C2", "U1", "<@UBOT> two", ts2, ""))
-	for range 2 {
-		<-h.began
-	}
-	h.gate <- struct{}{}
-	h.gate <- struct{}{}
-	e.waitFor("a placeholder and a first text", 5*time.Second, func() bool {
-		return len(fs.Replies("C1", ts1)) == 1 && len(fs.Replies("C2", ts2)) == 1
-	})
+	ts1, ts2 := twoAnswersShowing(e, h)
 	// The partial under the posted final can't be deleted for a minute on
 	// this replica (a 429), which then stops.
 	fs.FailNext("chat.delete", slacktest.Failure{RetryAfter: 60})

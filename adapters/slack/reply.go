@@ -262,10 +262,10 @@ func (r *reply) Render(ctx context.Context, f conversation.Frame) error {
 // chat.startStream has a call free and chat.stopStream one to claim for
 // its end (or streaming is "native"); else it is posted to be edited when
 // the channel has a post free and chat.update an edit (or chat.delete a
-// deletion, for a final posted instead) to claim for its end; else, or when another answer of the
-// workspace waits for its first text, it waits for a later frame (decide
-// reports false). Before any text, what the model does (a web search) and
-// its reasoning show as the status.
+// deletion, for a final posted instead) to claim for its end; else, or
+// when another answer of the workspace waits for its first text, it waits
+// for a later frame (decide reports false). Before any text, what the
+// model does (a web search) and its reasoning show as the status.
 func (r *reply) decide(ctx context.Context, f conversation.Frame) bool {
 	switch {
 	case f.Final:
